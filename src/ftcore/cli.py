@@ -1,0 +1,135 @@
+"""The ``ft`` command line.
+
+Subcommands live in ``ftcore.commands.<name>`` and are imported only when they run (or when help
+lists them); command modules import click only, and their bodies import the heavy libraries, so
+``ft --help``, ``ft --version``, ``ft plugins`` and ``ft config validate`` never load torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+
+import click
+
+from ftcore.errors import FtError
+
+#: name -> "module:attribute" of every subcommand, in the order ``ft --help`` lists them.
+COMMANDS = {
+    "train": "ftcore.commands.train:train",
+    "evaluate": "ftcore.commands.evaluate:evaluate",
+    "benchmark": "ftcore.commands.benchmark:benchmark",
+    "generate": "ftcore.commands.generate:generate",
+    "chat": "ftcore.commands.generate:chat",
+    "merge": "ftcore.commands.merge:merge",
+    "upload": "ftcore.commands.upload:upload",
+    "recommend": "ftcore.commands.recommend:recommend",
+    "data": "ftcore.commands.data:data",
+    "config": "ftcore.commands.config:config",
+    "plugins": "ftcore.commands.plugins:plugins",
+    "plugin": "ftcore.commands.plugins:plugin",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._exists(name)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None or not self._exists(cmd_name):
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    @staticmethod
+    def _exists(name: str) -> bool:
+        module_name, attr = COMMANDS[name].split(":")
+        try:
+            return importlib.util.find_spec(module_name) is not None and hasattr(importlib.import_module(module_name), attr)
+        except ImportError:
+            return False
+
+
+def _versions() -> str:
+    from ftcore import __version__
+    from ftcore.plugins import get_registry
+
+    lines = [f"ftcore {__version__}"]
+    registry = get_registry()
+    for info in registry.plugins:
+        if info.name != "ftcore":
+            lines.append(f"  {info.name}: {info.dist} {info.version}")
+    for info in registry.failed:
+        lines.append(f"  {info.name}: {info.dist} {info.version} (failed to load)")
+    return "\n".join(lines)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_versions())
+        ctx.exit()
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show ftcore's and every plugin's version.")
+@click.option("--debug", is_flag=True, envvar="FT_DEBUG", help="Show full tracebacks on errors (or FT_DEBUG=1).")
+@click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--disable", "disabled", multiple=True, metavar="NAME", help="Do not load this plugin (repeatable).")
+def cli(debug: bool, verbose: int, quiet: bool, disabled: tuple[str, ...]) -> None:
+    """ft: fine-tune large language models with LoRA, QLoRA, full fine-tuning and more.
+
+    Methods, dataset formats and metrics come from plugins; `ft plugins` lists them.
+    """
+    from ftcore import plugins
+    from ftcore.logs import setup_logging
+
+    if debug:
+        os.environ["FT_DEBUG"] = "1"
+    setup_logging(-1 if quiet else verbose)
+    if disabled:
+        plugins.disable(disabled)
+
+
+def _debugging(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("FT_DEBUG", "") not in ("", "0")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``ft`` console script: one line per error, traceback with --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=args, prog_name="ft", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except FtError as exc:
+        if _debugging(args):
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a bug in ft or a plugin: still one line unless debugging
+        if _debugging(args):
+            raise
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

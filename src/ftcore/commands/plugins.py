@@ -1,0 +1,40 @@
+"""``ft plugins``: what is installed, from which distribution, and what failed to load."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _describe(info) -> str:
+    provides = []
+    for kind in ("methods", "formats", "metrics"):
+        names = getattr(info, kind)
+        if names:
+            provides.append(f"{kind}: {', '.join(names)}")
+    return "; ".join(provides) or "hooks only"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--hooks", "show_hooks", is_flag=True, help="Also show which hooks each plugin implements.")
+def plugins(as_json: bool, show_hooks: bool) -> None:
+    """List installed plugins: distribution, version, what they provide, and any that failed."""
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    if as_json:
+        payload = {
+            "plugins": [info.as_dict() for info in registry.plugins],
+            "failed": [info.as_dict() for info in registry.failed],
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    for info in registry.plugins:
+        click.echo(f"{info.name:<12} {info.dist} {info.version:<10} {_describe(info)}")
+        click.echo(f"{'':<12} from {info.module}")
+        if show_hooks:
+            click.echo(f"{'':<12} hooks: {', '.join(info.hooks)}")
+    for info in registry.failed:
+        click.echo(f"{info.name:<12} {info.dist} {info.version:<10} FAILED: {info.error}")

@@ -1,0 +1,313 @@
+"""The run configuration: frozen pydantic models, YAML loading, ``--set`` overrides, did-you-mean.
+
+ftcore validates its own keys; each method's ``method_options`` are validated by the model the
+method's plugin registered (:attr:`ftcore.MethodSpec.options`), so ftcore never knows them.
+Every problem is reported at once, as ``key.path: message`` lines.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ftcore.errors import ConfigError
+
+
+class Strict(BaseModel):
+    """Base of every config model: immutable, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataFile(Strict):
+    """One data source: a local file or directory, or a Hub dataset, with a mixing weight."""
+
+    path: str = Field(description="Local .jsonl/.json/.csv/.parquet file or directory, or a Hub dataset id.")
+    weight: float = Field(1.0, gt=0, description="Relative share of this source when several are mixed.")
+    format: str | None = Field(None, description="Format of this source; default: data.format or detected.")
+    split: str = Field("train", description="Split to read from a Hub dataset.")
+    name: str | None = Field(None, description="Configuration name of a Hub dataset.")
+
+
+DataSources = Union[str, list[Union[str, DataFile]]]
+
+
+class DataConfig(Strict):
+    """Where the examples come from and how they become token sequences."""
+
+    train: DataSources = Field(description="Training data: a path, a Hub id, or a list of them (with weights).")
+    eval: DataSources | None = Field(None, description="Evaluation data; default: a split of train by eval_ratio.")
+    eval_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out for evaluation.")
+    format: str | None = Field(None, description="Dataset format (text, completion, alpaca, sharegpt, messages, ...); detected from the columns when omitted.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Map the format's field names to your columns, e.g. {instruction: question}.")
+    chat_template: str | None = Field(None, description="'tokenizer' (its own), a named fallback (chatml, alpaca) or a Jinja file; default: the tokenizer's, else chatml.")
+    system_prompt: str | None = Field(None, description="System message added to chat examples that have none.")
+    train_on_inputs: bool = Field(False, description="Also compute the loss on prompt/user tokens.")
+    max_seq_len: int = Field(512, ge=8, description="Longest token sequence fed to the model.")
+    overflow: Literal["truncate", "drop"] = Field("truncate", description="What to do with longer examples.")
+    packing: bool = Field(False, description="Concatenate examples into max_seq_len rows (no cross-example attention).")
+    group_by_length: bool = Field(False, description="Batch examples of similar length together (less padding).")
+    shuffle: bool = Field(True, description="Shuffle the training examples (seeded).")
+    cache_dir: str | None = Field(None, description="Tokenized-data cache; default: ~/.cache/ft/data or $FT_CACHE_DIR.")
+    num_proc: int | None = Field(None, ge=1, description="Processes for tokenization of large datasets.")
+
+
+class TrainingConfig(Strict):
+    """How the optimizer runs; maps onto transformers.TrainingArguments."""
+
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps > 0).")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    lr_scheduler: str = Field("cosine", description="transformers scheduler name: linear, cosine, constant, ...")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps spent warming up.")
+    warmup_steps: int = Field(0, ge=0, description="Warm-up steps (overrides warmup_ratio when > 0).")
+    batch_size: int = Field(1, ge=1, description="Micro-batch size per device.")
+    gradient_accumulation: int = Field(8, ge=1, description="Micro-batches per optimizer step.")
+    eval_batch_size: int | None = Field(None, ge=1, description="Evaluation batch size (default: batch_size).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0)
+    optimizer: str = Field("adamw_torch", description="transformers optimizer name (adamw_torch, adamw_8bit, ...).")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Mixed precision: auto picks bf16 on GPUs that support it, else fp32.")
+    logging_steps: int = Field(10, ge=1)
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps (default: at the end).")
+    save_steps: int = Field(500, ge=1, description="Checkpoint every N steps.")
+    save_total_limit: int | None = Field(2, ge=1, description="Checkpoints kept.")
+    report_to: list[str] = Field(default_factory=list, description="Trackers: tensorboard, wandb, mlflow, ... (none by default).")
+    nan_policy: Literal["stop", "skip"] = Field("stop", description="On NaN/inf loss: stop with an error, or skip the batch.")
+    dataloader_workers: int = Field(0, ge=0)
+    torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
+    fsdp: dict[str, Any] | None = Field(None, description="FSDP settings passed to TrainingArguments (multi-GPU).")
+    deepspeed: str | dict[str, Any] | None = Field(None, description="DeepSpeed config: a JSON path or an inline dict.")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, value: Any) -> Any:
+        if value is None or value == "none":
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("report_to")
+    @classmethod
+    def _known_trackers(cls, value: list[str]) -> list[str]:
+        known = ["azure_ml", "clearml", "comet_ml", "dagshub", "dvclive", "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb"]
+        for name in value:
+            if name not in known:
+                raise ValueError(f"unknown tracker {name!r}{_did_you_mean(name, known)}; known: {', '.join(known)}")
+        return value
+
+
+class FtConfig(Strict):
+    """A whole run: model, method and its options, data, training and where outputs go."""
+
+    model: str = Field(description="Hub id, local model directory, or a .gguf file.")
+    tokenizer: str | None = Field(None, description="Tokenizer to use (default: the model's).")
+    method: str = Field("lora", description="Training method, provided by a plugin (lora, qlora, full, instruction, ...).")
+    method_options: dict[str, Any] = Field(default_factory=dict, description="Options of the method, validated by its plugin.")
+    output_dir: str = Field("runs/ft-run", description="Run directory written at the end.")
+    seed: int = Field(42)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Dtype of the loaded weights.")
+    trust_remote_code: bool = Field(False, description="Run model code from the Hub repo (only for repos you trust).")
+    allow_pickle: bool = Field(False, description="Allow loading .bin/.pt pickle weights (unsafe for untrusted files).")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> FtConfig:
+        if self.training.max_steps == 0:
+            raise ValueError("training.max_steps must be positive or -1")
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _did_you_mean(name: str, choices: list[str] | set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """Field names of the (sub)model reached by following ``path`` from ``model``."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field_info = current.model_fields.get(part)
+        if field_info is None:
+            return []
+        current = _submodel(field_info.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _submodel(annotation: Any) -> Any:
+    """The BaseModel inside an annotation such as ``X | None`` or ``list[str | X]``, else the annotation."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _submodel(arg)
+        if isinstance(found, type) and issubclass(found, BaseModel):
+            return found
+    return annotation
+
+
+def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+    """Turn a pydantic error into ``key.path: message`` lines, with did-you-mean for unknown keys."""
+    lines = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        # Union members add their type name to the location; drop those for readability.
+        shown = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in {"str", "DataFile", "list"}))]
+        key = prefix + ".".join(shown) if shown else prefix.rstrip(".") or "(top level)"
+        if item["type"] == "extra_forbidden":
+            known = _fields_at(model, loc[:-1])
+            lines.append(f"{key}: unknown key{_did_you_mean(str(loc[-1]), known)}")
+        elif item["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {message} (got {item.get('input')!r})" if item["type"] != "value_error" else f"{key}: {message}")
+    return list(dict.fromkeys(lines))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b=value`` into (``["a", "b"]``, value parsed as YAML, so 1e-4 and true get their types)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. training.learning_rate=1e-4")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b=value`` override applied."""
+    result = _deep_copy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping with ``safe_load``; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start})") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(loaded).__name__}")
+    return loaded
+
+
+def build_config(raw: dict[str, Any], source: str | None = None) -> FtConfig:
+    """Validate a raw mapping into an :class:`FtConfig`, reporting every problem at once."""
+    try:
+        return FtConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, FtConfig), source=source) from exc
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    **values: Any,
+) -> FtConfig:
+    """Load a config from YAML (optional), apply ``--set`` overrides and explicit values, validate.
+
+    ``values`` with a non-None value replace top-level keys (``method="qlora"`` from ``--method``).
+    """
+    raw = read_yaml(path) if path else {}
+    raw = apply_overrides(raw, list(overrides))
+    raw.update({k: v for k, v in values.items() if v is not None})
+    return build_config(raw, source=str(path) if path else None)
+
+
+def validate_method_options(config: FtConfig) -> tuple[Any, Any]:
+    """Resolve the config's method against the installed plugins and validate its options.
+
+    :returns: ``(MethodSpec, options)`` where options is the plugin's validated model (or ``None``).
+    """
+    from ftcore.plugins import get_registry, unknown_name_message
+
+    registry = get_registry()
+    if config.method not in registry.methods:
+        raise ConfigError(
+            "method: " + unknown_name_message("method", config.method, sorted(registry.methods), registry.failed)
+        )
+    spec = registry.method(config.method)
+    if spec.options is None:
+        if config.method_options:
+            raise ConfigError(f"method_options: method {config.method!r} takes no options")
+        return spec, None
+    try:
+        return spec, spec.options.model_validate(config.method_options)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, spec.options, prefix="method_options.")) from exc
+
+
+def validate_run_config(config: FtConfig) -> tuple[Any, Any]:
+    """Every check that needs no heavy import: method, its options, data format name."""
+    spec, options = validate_method_options(config)
+    from ftcore.plugins import get_registry, unknown_name_message
+
+    registry = get_registry()
+    formats = [config.data.format] if config.data.format else []
+    for source in _sources(config.data.train) + _sources(config.data.eval):
+        if isinstance(source, DataFile) and source.format:
+            formats.append(source.format)
+    for name in formats:
+        if name not in registry.formats:
+            raise ConfigError(
+                "data.format: " + unknown_name_message("format", name, sorted(registry.formats), registry.failed)
+            )
+        if config.data.packing and not registry.format(name).packing:
+            raise ConfigError(f"data.packing: format {name!r} cannot be packed; set data.packing: false")
+    return spec, options
+
+
+def _sources(value: DataSources | None) -> list[str | DataFile]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def config_to_yaml(config: FtConfig) -> str:
+    """The resolved config as YAML (what ``ft_config.yaml`` in a run directory holds)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the run config (ftcore's keys; method options are the plugins')."""
+    return FtConfig.model_json_schema()

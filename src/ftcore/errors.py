@@ -1,0 +1,65 @@
+"""The one error hierarchy of ft.
+
+Every error a user can cause derives from :class:`FtError`; the CLI prints it as one line
+and exits with :attr:`FtError.exit_code`. Anything else that escapes is a bug in ft or a plugin.
+"""
+
+from __future__ import annotations
+
+
+class FtError(Exception):
+    """Base of every error ft reports to a user (one line, non-zero exit)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(FtError):
+    """The command line itself is wrong: unknown option value, missing argument."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The configuration is invalid. Holds every problem found, not just the first."""
+
+    def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        self.source = source
+        where = f"{source}: " if source else ""
+        if len(self.problems) == 1:
+            message = f"invalid config: {where}{self.problems[0]}"
+        else:
+            message = f"invalid config: {where}" + "; ".join(self.problems)
+        super().__init__(message)
+
+
+class PluginError(FtError):
+    """A plugin is missing, broken, or clashes with another."""
+
+
+class DataError(FtError):
+    """A dataset cannot be read or does not fit its format; names file, line and field."""
+
+
+class ModelError(FtError):
+    """A model or tokenizer cannot be found or loaded."""
+
+
+class RunDirError(FtError):
+    """A run directory is missing, incomplete, or would be overwritten."""
+
+
+class HubError(FtError):
+    """Talking to the Hugging Face Hub failed (auth, repo id, network)."""
+
+
+class TrainingError(FtError):
+    """Training stopped: NaN loss, interruption, an impossible batch layout."""

@@ -1,0 +1,23 @@
+"""One logging setup for the CLI: ``--verbose`` / ``--quiet`` choose the level."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+_LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Log ft's messages to stderr: -1 warnings only, 0 info, 1 debug (also third-party libraries)."""
+    level = _LEVELS[max(-1, min(1, verbosity))]
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s" if verbosity > 0 else "%(message)s"))
+    root = logging.getLogger("ftcore")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if verbosity < 1:
+        # transformers and datasets are chatty at INFO; keep them at warnings unless debugging.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error" if verbosity < 0 else "warning")
+        os.environ.setdefault("DATASETS_VERBOSITY", "error" if verbosity < 0 else "warning")

@@ -1,0 +1,279 @@
+"""The plugin manager: finds plugins through entry points, isolates broken ones, keeps the registry.
+
+Plugins are distributions exposing an entry point in the ``ftcore`` group. Each is loaded on its own,
+so one that fails to import, or whose registration raises, is reported by name while the others keep
+working. ``FT_PLUGINS`` (``"a,b"`` allowlist, ``"-a,-b"`` blocklist) and ``--disable NAME`` apply before
+a plugin is imported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from ftcore import hookspecs
+from ftcore.errors import PluginError
+from ftcore.specs import FormatSpec, MethodSpec, MetricSpec
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "ftcore"
+BUILTIN_NAME = "ftcore"
+
+_KINDS = {
+    "method": "register_methods",
+    "format": "register_dataset_formats",
+    "metric": "register_metrics",
+}
+_SPEC_TYPES = {"method": MethodSpec, "format": FormatSpec, "metric": MetricSpec}
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``ft plugins`` shows it: where it comes from and what it provides."""
+
+    name: str
+    dist: str
+    version: str
+    module: str = ""
+    methods: list[str] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"plugin '{self.name}' ({self.dist} {self.version})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dist": self.dist,
+            "version": self.version,
+            "module": self.module,
+            "methods": self.methods,
+            "formats": self.formats,
+            "metrics": self.metrics,
+            "hooks": self.hooks,
+            "error": self.error,
+        }
+
+
+@dataclass
+class Registry:
+    """What is installed: every method/format/metric with the plugin that provides it."""
+
+    pm: pluggy.PluginManager
+    plugins: list[PluginInfo] = field(default_factory=list)
+    failed: list[PluginInfo] = field(default_factory=list)
+    methods: dict[str, tuple[MethodSpec, PluginInfo]] = field(default_factory=dict)
+    formats: dict[str, tuple[FormatSpec, PluginInfo]] = field(default_factory=dict)
+    metrics: dict[str, tuple[MetricSpec, PluginInfo]] = field(default_factory=dict)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def table(self, kind: str) -> dict[str, tuple[Any, PluginInfo]]:
+        return {"method": self.methods, "format": self.formats, "metric": self.metrics}[kind]
+
+    def method(self, name: str) -> MethodSpec:
+        """Return the spec of method ``name`` or raise a PluginError listing the installed ones."""
+        return self._lookup("method", name)
+
+    def format(self, name: str) -> FormatSpec:
+        """Return the spec of dataset format ``name`` or raise a PluginError listing the installed ones."""
+        return self._lookup("format", name)
+
+    def metric(self, name: str) -> MetricSpec:
+        """Return the spec of metric ``name`` or raise a PluginError listing the installed ones."""
+        return self._lookup("metric", name)
+
+    def _lookup(self, kind: str, name: str) -> Any:
+        table = self.table(kind)
+        if name in table:
+            return table[name][0]
+        raise PluginError(unknown_name_message(kind, name, sorted(table), self.failed))
+
+
+def unknown_name_message(kind: str, name: str, installed: list[str], failed: list[PluginInfo]) -> str:
+    """One line: the unknown name, a did-you-mean, what is installed, and what failed to load."""
+    message = f"unknown {kind} {name!r}"
+    close = difflib.get_close_matches(name, installed, n=1)
+    if close:
+        message += f" (did you mean {close[0]!r}?)"
+    message += f"; installed {kind}s: {', '.join(installed) if installed else 'none'}"
+    if not installed:
+        package = {"method": "ftlora", "format": "ftinstruct", "metric": "ftmetrics"}[kind]
+        message += f" (install one, e.g. `pip install {package}`)"
+    if failed:
+        message += f"; plugins that failed to load: {', '.join(p.name for p in failed)} (see `ft plugins`)"
+    return message
+
+
+def _selection(disabled: frozenset[str]) -> tuple[set[str] | None, set[str]]:
+    """Parse FT_PLUGINS into (allowlist or None, blocklist), adding ``disabled`` to the blocklist."""
+    allow: set[str] = set()
+    block = set(disabled)
+    for item in os.environ.get("FT_PLUGINS", "").split(","):
+        item = item.strip()
+        if item.startswith("-"):
+            block.add(item[1:])
+        elif item:
+            allow.add(item)
+    return (allow or None), block
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ("unknown", "?")
+    return (dist.metadata["Name"] or "unknown", dist.version or "?")
+
+
+class _Builder:
+    """Builds a Registry step by step; kept small so each step reads on its own."""
+
+    def __init__(self, disabled: frozenset[str]) -> None:
+        self.pm = pluggy.PluginManager("ftcore")
+        self.pm.add_hookspecs(hookspecs)
+        self.registry = Registry(pm=self.pm)
+        self.allow, self.block = _selection(disabled)
+
+    def build(self) -> Registry:
+        from ftcore import __version__, builtin
+
+        self._add(builtin, PluginInfo(BUILTIN_NAME, "ftcore", __version__, builtin.__name__))
+        for ep in _entry_points():
+            if ep.name == BUILTIN_NAME or not self._selected(ep.name):
+                continue
+            dist, version = _dist_of(ep)
+            info = PluginInfo(ep.name, dist, version, ep.value)
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must never brick the CLI
+                self._fail(info, f"failed to import: {type(exc).__name__}: {exc}")
+                continue
+            self._add(plugin, info)
+        return self.registry
+
+    def _selected(self, name: str) -> bool:
+        if name in self.block:
+            self.pm.set_blocked(name)
+            return False
+        return self.allow is None or name in self.allow
+
+    def _fail(self, info: PluginInfo, reason: str) -> None:
+        info.error = reason
+        self.registry.failed.append(info)
+        log.warning("%s %s", info.label, reason)
+
+    def _add(self, plugin: Any, info: PluginInfo) -> None:
+        try:
+            self.pm.register(plugin, name=info.name)
+        except Exception as exc:
+            self._fail(info, f"failed to register: {type(exc).__name__}: {exc}")
+            return
+        try:
+            provided = {kind: self._collect(plugin, kind) for kind in _KINDS}
+            self._check_clashes(info, provided)
+        except Exception as exc:
+            self.pm.unregister(plugin)
+            message = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+            self._fail(info, f"failed to register: {message}")
+            return
+        for kind, specs in provided.items():
+            for spec in specs:
+                self.registry.table(kind)[spec.name] = (spec, info)
+                getattr(info, kind + "s").append(spec.name)
+        info.hooks = sorted(caller.name for caller in (self.pm.get_hookcallers(plugin) or []))
+        self.registry.plugins.append(info)
+
+    def _collect(self, plugin: Any, kind: str) -> list[Any]:
+        impl = getattr(plugin, _KINDS[kind], None)
+        if impl is None:
+            return []
+        specs = list(impl() or [])
+        for spec in specs:
+            if not isinstance(spec, _SPEC_TYPES[kind]):
+                raise PluginError(f"{_KINDS[kind]} returned {spec!r}, expected {_SPEC_TYPES[kind].__name__}")
+        return specs
+
+    def _check_clashes(self, info: PluginInfo, provided: dict[str, list[Any]]) -> None:
+        for kind, specs in provided.items():
+            seen: set[str] = set()
+            for spec in specs:
+                owner = self.registry.table(kind).get(spec.name)
+                if owner is not None:
+                    raise PluginError(f"{kind} {spec.name!r} is already provided by {owner[1].label}")
+                if spec.name in seen:
+                    raise PluginError(f"{kind} {spec.name!r} is registered twice")
+                seen.add(spec.name)
+
+
+_REGISTRY: Registry | None = None
+_DISABLED: frozenset[str] = frozenset()
+
+
+def disable(names: list[str] | tuple[str, ...]) -> None:
+    """Block plugins by entry-point name for this process (``ft --disable NAME``); resets the cache."""
+    global _DISABLED
+    _DISABLED = frozenset(names)
+    reset_plugin_manager()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry of installed plugins, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = _Builder(_DISABLED).build()
+    return _REGISTRY
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide pluggy manager (``get_plugin_manager().hook.setup_peft(...)``)."""
+    return get_registry().pm
+
+
+def reset_plugin_manager() -> None:
+    """Forget the cached manager so the next call rediscovers plugins (tests, ``--disable``)."""
+    global _REGISTRY
+    _REGISTRY = None
+
+
+def register_plugin(plugin: Any, name: str, dist: str = "local", version: str = "0") -> PluginInfo:
+    """Register an in-process plugin object (tests, notebooks) as if it came from an entry point.
+
+    Returns its :class:`PluginInfo`; ``info.error`` is set if it was rejected.
+    """
+    registry = get_registry()
+    builder = _Builder.__new__(_Builder)
+    builder.pm, builder.registry = registry.pm, registry
+    info = PluginInfo(name, dist, version, getattr(plugin, "__name__", type(plugin).__name__))
+    builder._add(plugin, info)
+    return info
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_plugin` and everything it provided."""
+    registry = get_registry()
+    plugin = registry.pm.get_plugin(name)
+    if plugin is not None:
+        registry.pm.unregister(plugin)
+    registry.plugins = [p for p in registry.plugins if p.name != name]
+    registry.failed = [p for p in registry.failed if p.name != name]
+    for kind in _KINDS:
+        table = registry.table(kind)
+        for key in [k for k, (_, info) in table.items() if info.name == name]:
+            del table[key]
