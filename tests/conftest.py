@@ -1,0 +1,56 @@
+"""Shared fixtures. The tiny model fixtures come from ftcore's pytest plugin (ftcore.testing.pytest_plugin)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def run_ft(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: int = 600):
+    """Run the real ``ft`` console entry point in a subprocess; returns the CompletedProcess."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "ftcore", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+    )
+
+
+@pytest.fixture
+def fake_site(tmp_path: Path):
+    """A directory that acts like site-packages for fake plugin distributions.
+
+    ``add(dist, module_source, entry_name=...)`` writes ``<module>.py`` and a ``.dist-info`` with an
+    ``ftcore`` entry point, so ``importlib.metadata`` discovers it exactly as an installed wheel.
+    Put the directory on ``PYTHONPATH`` for subprocesses.
+    """
+
+    site = tmp_path / "site"
+    site.mkdir()
+
+    def add(dist: str, source: str, *, module: str | None = None, entry: str | None = None, version: str = "1.0") -> None:
+        module = module or dist.replace("-", "_")
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{module}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[ftcore]\n{entry or dist} = {module}\n")
+
+    return FakeSite(site, add)
+
+
+class FakeSite:
+    """A fake site-packages directory; ``str(site)`` is its path, ``site.add(...)`` adds a distribution."""
+
+    def __init__(self, path: Path, add) -> None:
+        self.path = path
+        self.add = add
+
+    def __str__(self) -> str:
+        return str(self.path)

@@ -1,0 +1,163 @@
+"""Plugin discovery through real entry points, isolation of broken plugins, allow/block lists."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import run_ft
+
+from ftcore import MethodSpec, hookimpl
+from ftcore.errors import PluginError
+from ftcore.plugins import get_registry, register_plugin, unregister_plugin
+
+SHIPPED = {"ftlora", "ftqlora", "ftfull", "ftinstruct", "ftmetrics"}
+
+BROKEN_IMPORT = """
+raise ImportError("this plugin needs a library that is not installed")
+"""
+
+BROKEN_HOOK = """
+from ftcore import hookimpl
+
+@hookimpl
+def register_methods():
+    raise RuntimeError("registration exploded")
+"""
+
+CLASHING = """
+from ftcore import hookimpl, MethodSpec
+
+@hookimpl
+def register_methods():
+    return [MethodSpec("full", "a second 'full'")]
+"""
+
+HEALTHY = """
+from ftcore import hookimpl, MethodSpec
+
+@hookimpl
+def register_methods():
+    return [MethodSpec("topn", "train the top N layers only")]
+"""
+
+SIDE_EFFECT = """
+import os, pathlib
+pathlib.Path(os.environ["FT_TEST_MARKER"]).write_text("imported")
+"""
+
+
+def _listing(fake_site, *args, env=None):
+    result = run_ft("plugins", "--json", *args, env={"PYTHONPATH": str(fake_site), **(env or {})})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_shipped_plugins_listed_with_versions():
+    result = run_ft("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    listing = json.loads(result.stdout)
+    names = {p["name"]: p for p in listing["plugins"]}
+    assert SHIPPED <= set(names)
+    for name in SHIPPED:
+        assert names[name]["dist"] == name
+        assert names[name]["version"]
+    assert "lora" in names["ftlora"]["methods"]
+    assert listing["failed"] == []
+
+
+def test_broken_plugins_are_named_and_the_rest_keep_working(fake_site):
+    fake_site.add("ft-broken-import", BROKEN_IMPORT, entry="broken_import")
+    fake_site.add("ft-broken-hook", BROKEN_HOOK, entry="broken_hook")
+    fake_site.add("ft-topn", HEALTHY, entry="topn")
+    listing = _listing(fake_site)
+    healthy = {p["name"] for p in listing["plugins"]}
+    assert SHIPPED | {"topn"} <= healthy
+    failed = {p["name"]: p for p in listing["failed"]}
+    assert set(failed) == {"broken_import", "broken_hook"}
+    assert failed["broken_import"]["dist"] == "ft-broken-import"
+    assert failed["broken_import"]["version"] == "1.0"
+    assert "needs a library that is not installed" in failed["broken_import"]["error"]
+    assert "registration exploded" in failed["broken_hook"]["error"]
+
+    text = run_ft("plugins", env={"PYTHONPATH": str(fake_site)})
+    assert text.returncode == 0
+    assert "broken_import" in text.stdout and "FAILED" in text.stdout
+
+
+def test_duplicate_method_name_rejected_naming_both_plugins(fake_site):
+    fake_site.add("ft-clash", CLASHING, entry="clash")
+    listing = _listing(fake_site)
+    failed = {p["name"]: p for p in listing["failed"]}
+    assert "clash" in failed
+    assert "'full'" in failed["clash"]["error"] and "ftfull" in failed["clash"]["error"]
+    full_owner = [p["name"] for p in listing["plugins"] if "full" in p["methods"]]
+    assert full_owner == ["ftfull"]
+
+
+def test_blocklist_applies_before_import(fake_site, tmp_path):
+    marker = tmp_path / "marker"
+    fake_site.add("ft-side-effect", SIDE_EFFECT, entry="side_effect")
+    env = {"FT_TEST_MARKER": str(marker)}
+    _listing(fake_site, env={**env, "FT_PLUGINS": "-side_effect"})
+    assert not marker.exists()
+    listing = _listing(fake_site, env=env)
+    assert marker.exists()
+    assert "side_effect" in {p["name"] for p in listing["plugins"]}
+
+
+def test_allowlist_and_disable_option(fake_site):
+    fake_site.add("ft-topn", HEALTHY, entry="topn")
+    only = _listing(fake_site, env={"FT_PLUGINS": "ftlora,topn"})
+    assert {p["name"] for p in only["plugins"]} == {"ftcore", "ftlora", "topn"}
+    result = run_ft("--disable", "ftlora", "plugins", "--json", env={"PYTHONPATH": str(fake_site)})
+    names = {p["name"] for p in json.loads(result.stdout)["plugins"]}
+    assert "ftlora" not in names and "ftqlora" in names
+
+
+def test_unknown_method_lists_installed_and_suggests(fresh_plugins):
+    with pytest.raises(PluginError) as info:
+        get_registry().method("lroa")
+    message = str(info.value)
+    assert "did you mean 'lora'" in message
+    assert "qlora" in message and "full" in message
+
+
+def test_in_process_plugin_registration_and_bad_names(fresh_plugins):
+    class Plugin:
+        @hookimpl
+        def register_methods(self):
+            return [MethodSpec("mine", "test method")]
+
+    info = register_plugin(Plugin(), "mine-plugin")
+    try:
+        assert info.error is None
+        assert get_registry().method("mine").summary == "test method"
+    finally:
+        unregister_plugin("mine-plugin")
+    assert "mine" not in get_registry().methods
+    with pytest.raises(ValueError, match="invalid method name"):
+        MethodSpec("Bad Name")
+
+
+def test_plugins_hooks_listing():
+    result = run_ft("plugins", "--hooks")
+    assert result.returncode == 0
+    assert "setup_peft" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_plugin_entry_modules_import_nothing_heavy(name):
+    code = (
+        "import sys, importlib; importlib.import_module(%r); "
+        "from ftcore.plugins import get_registry; get_registry(); "
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'datasets', 'evaluate', 'bitsandbytes') if m in sys.modules]; "
+        "print(','.join(heavy))" % name
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
