@@ -1,0 +1,344 @@
+"""Load models and tokenizers: Hub ids, local directories, GGUF files and run directories.
+
+Every failure a user can cause (a path that does not exist, a directory without weights, a corrupt
+safetensors file, pickle weights without ``allow_pickle``) becomes a one-line :class:`ModelError`.
+torch and transformers are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftcore.errors import ModelError
+
+if TYPE_CHECKING:
+    from ftcore.config import FtConfig
+
+log = logging.getLogger(__name__)
+
+_SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+_PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.ckpt")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load weights; the subset of the run config that matters for loading."""
+
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    revision: str | None = None
+
+    @classmethod
+    def from_config(cls, config: FtConfig) -> LoadOptions:
+        return cls(config.dtype, config.trust_remote_code, config.allow_pickle, config.revision)
+
+
+# ----------------------------------------------------------------------------- LoRA targets
+
+
+def find_target_modules(model: Any) -> list[str]:
+    """Names (last path component) of every linear layer LoRA should adapt: all but the output head.
+
+    Works on plain models, ``PeftModel``s and bitsandbytes-quantized models (``Linear4bit`` is a
+    ``torch.nn.Linear``). GPT-2 style ``Conv1D`` projections count as linear layers.
+    """
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names: set[str] = set()
+    head_names: set[str] = set()
+    for name, module in model.named_modules():
+        if not isinstance(module, (torch.nn.Linear, Conv1D)) or "lora_" in name:
+            continue
+        suffix = name.rsplit(".", 1)[-1]
+        (head_names if module is head else names).add(suffix)
+    names -= head_names
+    if not names:
+        raise ModelError(f"{type(model).__name__} has no linear layers to adapt; set method_options.target_modules")
+    return sorted(names)
+
+
+# ----------------------------------------------------------------------------- locating sources
+
+
+def is_gguf(source: str) -> bool:
+    """True when ``source`` names a GGUF file."""
+    return source.lower().endswith(".gguf")
+
+
+def _looks_local(source: str) -> bool:
+    """A source that can only be a local path: absolute, relative with ./ or ~, or a .gguf file.
+
+    Hub ids are ``name`` or ``org/name``; anything with more slashes is a path too.
+    """
+    return (
+        os.path.isabs(source)
+        or source.startswith((".", "~"))
+        or is_gguf(source)
+        or source.count("/") > 1
+        or os.sep != "/" and os.sep in source
+    )
+
+
+def resolve_source(source: str) -> str:
+    """An existing local path made absolute, a Hub id unchanged; raise when a local path is missing."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    if _looks_local(source):
+        raise ModelError(f"model path does not exist: {source}")
+    return source
+
+
+def check_weights_dir(directory: Path, allow_pickle: bool) -> None:
+    """Raise a ModelError unless ``directory`` holds a config and weights ft may load."""
+    if not (directory / "config.json").is_file():
+        raise ModelError(f"{directory}: no config.json, so this is not a transformers model directory")
+    files = {p.name for p in directory.iterdir()}
+    if files & set(_SAFE_WEIGHTS) or any(n.endswith(".safetensors") for n in files):
+        _check_safetensors(directory)
+        return
+    pickles = sorted(files & set(_PICKLE_WEIGHTS)) + sorted(n for n in files if n.endswith(".bin"))
+    if pickles and not allow_pickle:
+        raise ModelError(
+            f"{directory}: weights are only in pickle format ({pickles[0]}), which can run code when loaded; "
+            "set allow_pickle: true if you trust this file, or convert it to safetensors"
+        )
+    if not pickles:
+        raise ModelError(f"{directory}: no model weights found (expected model.safetensors)")
+
+
+def _check_safetensors(directory: Path) -> None:
+    """Read each safetensors header so a truncated or corrupt file fails with its name, not a traceback."""
+    from safetensors import safe_open
+
+    for file in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:
+            raise ModelError(f"{file}: cannot read safetensors weights ({exc}); the file is corrupt or truncated") from exc
+
+
+# ----------------------------------------------------------------------------- GGUF
+
+
+def gguf_cache_root() -> Path:
+    """Where dequantized GGUF models are cached: ``$FT_CACHE_DIR/gguf`` or ``~/.cache/ft/gguf``."""
+    base = os.environ.get("FT_CACHE_DIR")
+    return (Path(base) if base else Path.home() / ".cache" / "ft") / "gguf"
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def gguf_as_model_dir(gguf_path: str | Path) -> Path:
+    """A plain transformers model directory (safetensors + tokenizer) for a GGUF file, cached by hash.
+
+    transformers dequantizes a GGUF file but keeps a GGUF quantizer on the model, which blocks both
+    ``save_pretrained`` and ``Trainer``; rebuilding the model from its config without the
+    ``quantization_config`` and loading the state dict gives the same logits and a trainable model.
+    """
+    path = Path(gguf_path).expanduser().resolve()
+    if not path.is_file():
+        raise ModelError(f"model path does not exist: {gguf_path}")
+    target = gguf_cache_root() / file_sha256(path)[:32]
+    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
+        return target
+    log.info("converting %s to safetensors (once; cached in %s)", path.name, target)
+    staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _convert_gguf(path, staging)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(path: Path, output: Path) -> None:
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError(f"{path}: reading GGUF files needs the gguf package (pip install 'ftcore[gguf]')")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        quantized = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot read GGUF file: {type(exc).__name__}: {exc}") from exc
+    model = _plain_copy(quantized)
+    model.save_pretrained(str(output))
+    tokenizer.save_pretrained(str(output))
+
+
+def _plain_copy(quantized: Any) -> Any:
+    """The same weights in a model class built from the config without its quantization_config."""
+    from transformers import AutoModelForCausalLM
+
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    model = AutoModelForCausalLM.from_config(config, dtype=quantized.dtype)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
+    return model
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _local_source(source: str, allow_pickle: bool) -> str:
+    """Resolve a source to what ``from_pretrained`` takes; GGUF files become their cached directory."""
+    resolved = resolve_source(source)
+    if is_gguf(resolved):
+        return str(gguf_as_model_dir(resolved))
+    path = Path(resolved)
+    if path.is_file():
+        raise ModelError(f"{source}: expected a model directory or a .gguf file, got a file")
+    if path.is_dir():
+        check_weights_dir(path, allow_pickle)
+    return resolved
+
+
+def load_tokenizer(config: FtConfig) -> Any:
+    """The run's tokenizer (``config.tokenizer`` or the model's), with a pad token set."""
+    source = config.tokenizer or config.model
+    return load_tokenizer_from(source, LoadOptions.from_config(config))
+
+
+def load_tokenizer_from(source: str, options: LoadOptions = LoadOptions()) -> Any:
+    """Load a tokenizer from a Hub id, local directory or GGUF file; pad falls back to eos."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve_source(source)
+    if is_gguf(resolved):
+        resolved = str(gguf_as_model_dir(resolved))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolved, trust_remote_code=options.trust_remote_code, revision=options.revision
+        )
+    except Exception as exc:
+        raise ModelError(f"cannot load tokenizer from {source}: {_short(exc)}") from exc
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        # Batches need a pad token; labels mask padding with -100, so reusing eos is harmless.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(config: FtConfig, extra_kwargs: dict[str, Any] | None = None) -> Any:
+    """The run's base model, with the method's ``model_load_kwargs`` (e.g. 4-bit quantization) applied."""
+    if config.trust_remote_code:
+        log.warning("trust_remote_code is on: code from %s will run on this machine", config.model)
+    return load_pretrained(config.model, LoadOptions.from_config(config), extra_kwargs)
+
+
+def load_pretrained(source: str, options: LoadOptions = LoadOptions(), extra_kwargs: dict[str, Any] | None = None,
+                    device: str | None = None) -> Any:
+    """Load a causal LM from a Hub id, local directory or GGUF file (safetensors unless allow_pickle)."""
+    from transformers import AutoModelForCausalLM
+
+    resolved = _local_source(source, options.allow_pickle)
+    kwargs: dict[str, Any] = {
+        "dtype": _torch_dtype(options.dtype),
+        "trust_remote_code": options.trust_remote_code,
+        "revision": options.revision,
+        "use_safetensors": None if options.allow_pickle else True,
+    }
+    kwargs.update(_placement(device))
+    kwargs.update(extra_kwargs or {})
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load model {source}: {_short(exc)}") from exc
+    return _cpu_safe_dtype(model, options.dtype)
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def _placement(device: str | None) -> dict[str, Any]:
+    """Put the model on this process's GPU (``LOCAL_RANK`` under torchrun/accelerate), else leave it on CPU."""
+    import torch
+
+    if device is not None:
+        return {"device_map": {"": device}}
+    if torch.cuda.is_available():
+        return {"device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))}}
+    return {}
+
+
+def _cpu_safe_dtype(model: Any, requested: str) -> Any:
+    """float16 weights on CPU are slow and lack kernels; with dtype auto, train them in float32 there."""
+    import torch
+
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    if requested == "auto" and on_cpu and model.dtype == torch.float16 and not _is_quantized(model):
+        model = model.float()
+    return model
+
+
+def _is_quantized(model: Any) -> bool:
+    return getattr(model, "is_quantized", False) or getattr(model, "hf_quantizer", None) is not None
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an exception's message, for one-line errors."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+def load_for_inference(model_or_run_dir: str | Path, dtype: str | None = None, device: str | None = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` ready for generation from a run directory, model directory, Hub id or GGUF file.
+
+    A run directory of an adapter method loads its base model and applies the adapter (not merged);
+    one of a full fine-tune loads its saved weights. The model is in eval mode.
+    """
+    from ftcore.rundir import is_run_dir, load_run
+
+    source = str(model_or_run_dir)
+    if is_run_dir(source):
+        run = load_run(source)
+        options = LoadOptions(dtype or run.config.get("dtype", "auto"), bool(run.config.get("trust_remote_code")))
+        tokenizer = load_tokenizer_from(str(run.path), options)
+        if run.output == "adapter":
+            model = _with_adapter(load_pretrained(run.base_model, options, device=device), run.path)
+        else:
+            model = load_pretrained(str(run.path), options, device=device)
+    else:
+        options = LoadOptions(dtype or "auto")
+        tokenizer = load_tokenizer_from(source, options)
+        model = load_pretrained(source, options, device=device)
+    return model.eval(), tokenizer
+
+
+def _with_adapter(base: Any, adapter_dir: Path) -> Any:
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(base, str(adapter_dir))
+    except Exception as exc:
+        raise ModelError(f"{adapter_dir}: cannot apply the adapter to its base model: {_short(exc)}") from exc
