@@ -1,0 +1,44 @@
+"""``ft upload``: publish a run directory (adapter or merged model) to the Hugging Face Hub."""
+
+from __future__ import annotations
+
+import click
+
+
+def _size(n: int) -> str:
+    if n < 0:
+        return "(merged at upload)"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--repo-id", required=True, help="Target repository, NAMESPACE/NAME (e.g. alice/llama-lora).")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@click.option("--merged", is_flag=True, help="Merge the adapter into its base and publish the standalone model.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+              help="Dtype of merged weights (default: the base model's).")
+@click.option("--dry-run", is_flag=True, help="List the files and show the model card; send nothing.")
+@click.option("--message", default=None, help="Commit message.")
+def upload(run_dir: str, repo_id: str, private: bool, merged: bool, dtype: str | None, dry_run: bool, message: str | None) -> None:
+    """Publish RUN_DIR to the Hub with a generated model card, in one commit.
+
+    The token comes from HF_TOKEN or `hf auth login` and is checked before anything is uploaded.
+    """
+    from ftcore import upload as up
+
+    if dry_run:
+        plan = up.dry_run(run_dir, repo_id, merged=merged)
+        click.echo(f"Would upload {len(plan.files)} files to {repo_id}{' (private)' if private else ''}:")
+        for name, size in plan.files:
+            click.echo(f"  {name:<40} {_size(size)}")
+        click.echo("\n--- README.md ---")
+        click.echo(plan.card)
+        return
+    result = up.upload_run(run_dir, repo_id, private=private, merged=merged, dtype=dtype, commit_message=message)
+    click.echo(f"Uploaded {len(result.files)} files to {result.repo_url}")
+    click.echo(f"Commit: {result.commit_url}")

@@ -1,0 +1,144 @@
+"""``ft upload`` against a local Hub emulation: the real huggingface_hub client, no network."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from adapter_runs import make_adapter_run
+from hub_server import HubEmulator
+
+TOKEN = "hf_TestSecretToken0123456789abcdefXYZ"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    scores = {"metrics": {"rouge1": 0.4321, "perplexity": 12.5}, "examples": 8}
+    return make_adapter_run(tmp_path_factory.mktemp("runs") / "lora-run", tiny_model_dir, eval_scores=scores)
+
+
+def ft(args: list[str], hub: HubEmulator | None, home: Path, token: str | None = TOKEN) -> subprocess.CompletedProcess:
+    """Run the real ``ft`` CLI in a fresh process with HF_ENDPOINT pointed at the emulator."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(HF_HOME=str(home), HF_HUB_OFFLINE="0", HF_HUB_DISABLE_TELEMETRY="1")
+    if hub is not None:
+        env["HF_ENDPOINT"] = hub.url
+    if token is not None:
+        env["HF_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "ftcore", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def front_matter(card: str) -> dict:
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n", 2)[1])
+
+
+def test_upload_sends_run_and_card_in_one_commit(run_dir: Path, tmp_path: Path) -> None:
+    with HubEmulator({TOKEN: "alice"}) as hub:
+        result = ft(["upload", str(run_dir), "--repo-id", "alice/tiny-lora", "--private"], hub, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert [(r.method, r.path.split("?")[0]) for r in hub.requests] == [
+            ("GET", "/api/whoami-v2"),
+            ("POST", "/api/repos/create"),
+            ("POST", "/api/validate-yaml"),
+            ("POST", "/api/models/alice/tiny-lora/preupload/main"),
+            ("POST", "/api/models/alice/tiny-lora/commit/main"),
+        ]
+        repo = hub.repos["alice/tiny-lora"]
+    assert repo.private and len(repo.commits) == 1
+    files = repo.files
+    assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "ft_config.yaml",
+            "ft_run.json", "metrics.jsonl", "eval.json"} <= set(files)
+    assert not any(name.startswith("checkpoints") for name in files)
+    assert files["adapter_model.safetensors"] == (run_dir / "adapter_model.safetensors").read_bytes()
+    card = files["README.md"].decode()
+    meta = front_matter(card)
+    assert meta["library_name"] == "peft" and "ft" in meta["tags"] and "lora" in meta["tags"]
+    assert meta["datasets"] == ["tatsu-lab/alpaca"]
+    assert "base_model" not in meta  # a local path is no Hub id
+    assert "0123456789abcdef" in card and "0.4321" in card and "AutoPeftModelForCausalLM" in card
+    assert "| peft |" in card and "learning_rate: 0.001" in card
+    assert f"{hub.url}/alice/tiny-lora" in result.stdout
+    # The token went in the Authorization header only.
+    assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests if r.path != "/api/validate-yaml")
+    for text in [result.stdout, result.stderr, *[content.decode("latin-1") for content in files.values()]]:
+        assert TOKEN not in text
+    assert not any(TOKEN.encode() in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())
+
+
+def test_stored_login_token_is_used(run_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(TOKEN)  # where `hf auth login` stores it under HF_HOME
+    with HubEmulator({TOKEN: "bob"}) as hub:
+        result = ft(["upload", str(run_dir), "--repo-id", "bob/tiny"], hub, tmp_path, token=None)
+        assert result.returncode == 0, result.stderr
+        assert not hub.repos["bob/tiny"].private
+        assert TOKEN not in result.stdout + result.stderr
+
+
+def test_invalid_token_fails_before_anything_is_uploaded(run_dir: Path, tmp_path: Path) -> None:
+    with HubEmulator({"hf_other": "alice"}) as hub:
+        result = ft(["upload", str(run_dir), "--repo-id", "alice/tiny-lora"], hub, tmp_path)
+        assert result.returncode == 1
+        assert [r.path for r in hub.requests] == ["/api/whoami-v2"] and not hub.repos
+    assert "token was rejected" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_missing_token_is_a_clear_error(run_dir: Path, tmp_path: Path) -> None:
+    with HubEmulator({TOKEN: "alice"}) as hub:
+        result = ft(["upload", str(run_dir), "--repo-id", "alice/x"], hub, tmp_path, token=None)
+        assert not hub.requests
+    assert result.returncode == 1 and "no Hugging Face token" in result.stderr and "HF_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize("repo_id", ["no-namespace", "alice/bad--name", "alice/../etc", "a/b/c", "alice/x.git", "alice/sp ace"])
+def test_invalid_repo_id_is_rejected_before_any_request(run_dir: Path, tmp_path: Path, repo_id: str) -> None:
+    from ftcore.errors import UsageError
+    from ftcore.upload import check_repo_id
+
+    with pytest.raises(UsageError, match="invalid repo id"):
+        check_repo_id(repo_id)
+
+
+def test_invalid_repo_id_cli_makes_no_request(run_dir: Path, tmp_path: Path) -> None:
+    with HubEmulator({TOKEN: "alice"}) as hub:
+        result = ft(["upload", str(run_dir), "--repo-id", "alice/bad--name"], hub, tmp_path)
+        assert not hub.requests
+    assert result.returncode == 2 and "invalid repo id 'alice/bad--name'" in result.stderr
+
+
+def test_wrong_namespace_is_a_hub_error(run_dir: Path, tmp_path: Path) -> None:
+    with HubEmulator({TOKEN: "alice"}) as hub:
+        result = ft(["upload", str(run_dir), "--repo-id", "someorg/tiny"], hub, tmp_path)
+        assert "someorg/tiny" not in hub.repos
+    assert result.returncode == 1 and "HTTP 403" in result.stderr and "write access" in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_dry_run_lists_files_and_card_without_requests(run_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ftcore.cli import cli
+
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    out = CliRunner().invoke(cli, ["upload", str(run_dir), "--repo-id", "alice/tiny-lora", "--dry-run"])
+    assert out.exit_code == 0, out.output
+    assert "adapter_model.safetensors" in out.output and "checkpoints" not in out.output
+    assert "library_name: peft" in out.output and "## Evaluation" in out.output
+    merged = CliRunner().invoke(cli, ["upload", str(run_dir), "--repo-id", "alice/tiny", "--dry-run", "--merged"])
+    assert merged.exit_code == 0, merged.output
+    assert "model.safetensors" in merged.output and "adapter_model.safetensors" not in merged.output
+    assert "library_name: transformers" in merged.output
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before  # the run dir is left alone
+
+
+def test_not_a_run_dir(tmp_path: Path) -> None:
+    from ftcore.errors import RunDirError
+    from ftcore.upload import dry_run
+
+    with pytest.raises(RunDirError, match="no ft_run.json"):
+        dry_run(tmp_path, "alice/x")
