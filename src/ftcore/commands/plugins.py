@@ -38,3 +38,22 @@ def plugins(as_json: bool, show_hooks: bool) -> None:
             click.echo(f"{'':<12} hooks: {', '.join(info.hooks)}")
     for info in registry.failed:
         click.echo(f"{info.name:<12} {info.dist} {info.version:<10} FAILED: {info.error}")
+
+
+@click.group()
+def plugin() -> None:
+    """Create plugins."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["method", "format", "metric"]), default="method", show_default=True,
+              help="What the plugin provides.")
+@click.option("--output", "-o", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder to create the package in.")
+def new(name: str, kind: str, output: str) -> None:
+    """Write a ready-to-install plugin package providing the method/format/metric NAME."""
+    from ftcore.scaffold import new_plugin
+
+    root = new_plugin(name, kind, output)
+    click.echo(f"wrote {root}: `pip install {root}` then `ft plugins`; its tests: `pytest {root / 'tests'}`")

@@ -1,0 +1,225 @@
+"""``ft plugin new``: write a ready-to-install plugin package for a method, a dataset format or a metric.
+
+The generated package has a pyproject with the ``ftcore`` entry point, one module with the hook
+implementations, a test that subclasses ftcore's contract suite, and a README.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from string import Template
+
+from ftcore.errors import UsageError
+
+KINDS = ("method", "format", "metric")
+
+PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "$dist"
+version = "0.1.0"
+description = "$summary"
+readme = "README.md"
+requires-python = ">=3.10"
+dependencies = ["ftcore>=$ftcore_version"]
+
+[project.entry-points.ftcore]
+$dist = "$module"
+
+[tool.setuptools.packages.find]
+where = ["src"]
+"""
+
+README = """\
+# $dist
+
+An ft plugin providing the $kind `$name`.
+
+```bash
+pip install .          # ft discovers it through the `ftcore` entry point
+ft plugins             # lists $dist
+pytest tests           # the ftcore contract suite for a $kind, on a tiny model
+```
+"""
+
+METHOD_MODULE = '''\
+"""$dist: the method `$name` for ft — LoRA on the attention projections only.
+
+Change ``setup_peft`` to make it yours; keep heavy imports inside the hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ftcore import MethodSpec, hookimpl
+from ftcore.adapters import LoraOptions, attach_lora
+
+
+class Options(LoraOptions):
+    """Options of `$name` (validated from the config's ``method_options``)."""
+
+    target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"], description="Modules to adapt.")
+
+
+@hookimpl
+def register_methods() -> list[MethodSpec]:
+    """Tell ft that this plugin provides the method `$name`."""
+    return [MethodSpec("$name", "$summary", options=Options)]
+
+
+@hookimpl
+def setup_peft(model: Any, method: str, config: Any, options: Options | None) -> Any:
+    """Attach the adapter when the run's method is `$name`; ``None`` leaves other methods alone."""
+    if method != "$name":
+        return None
+    return attach_lora(model, options or Options(), config)
+'''
+
+FORMAT_MODULE = '''\
+"""$dist: the dataset format `$name` for ft — records with `input` and `target`.
+
+ft reads the files; this plugin only maps each record to a canonical prompt/completion example.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftcore import DataError, FormatSpec, hookimpl
+
+FIELDS = ("input", "target")
+
+
+@hookimpl
+def register_dataset_formats() -> list[FormatSpec]:
+    """Tell ft that this plugin reads the format `$name` (detected from its columns)."""
+    return [FormatSpec("$name", "$summary", columns=FIELDS)]
+
+
+@hookimpl(specname="load_dataset")
+def load_${module}_dataset(source: Any) -> Any:
+    """Map `$name` records to prompt/completion; ``None`` for other formats."""
+    if source.format != "$name":
+        return None
+    from datasets import Dataset
+
+    names = {field: source.columns.get(field, field) for field in FIELDS}
+    rows = []
+    for i, record in enumerate(source.records):
+        for column in names.values():
+            if not isinstance(record.get(column), str):
+                raise DataError(f"{source.where(i)}: field {column!r} must be a string (format '$name')")
+        rows.append({"prompt": record[names["input"]], "completion": record[names["target"]]})
+    return Dataset.from_list(rows)
+'''
+
+METRIC_MODULE = '''\
+"""$dist: the metric `$name` for ft — mean ratio of prediction to reference length, in words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftcore import MetricSpec, hookimpl
+
+
+@hookimpl
+def register_metrics() -> list[MetricSpec]:
+    """Tell ft that this plugin computes the metric `$name`."""
+    return [MetricSpec("$name", "$summary", higher_is_better=False)]
+
+
+@hookimpl
+def compute_metric(name: str, predictions: list[str], references: list[str], context: dict[str, Any]) -> Any:
+    """Score predictions against references; ``None`` for other metrics."""
+    if name != "$name":
+        return None
+    ratios = [len(p.split()) / max(1, len(r.split())) for p, r in zip(predictions, references, strict=True)]
+    return {"$name": sum(ratios) / len(ratios) if ratios else 0.0}
+'''
+
+TESTS = {
+    "method": '''\
+"""The ftcore contract suite for the method `$name`, on ftcore's tiny test model."""
+
+from ftcore.testing.suites import MethodContract
+
+
+class TestMethod(MethodContract):
+    method = "$name"
+    options = {"r": 4}
+    bad_options = [{"r": 0}, {"rank": 4}]
+''',
+    "format": '''\
+"""The ftcore contract suite for the dataset format `$name`."""
+
+from ftcore.testing.suites import FormatContract
+
+
+class TestFormat(FormatContract):
+    format = "$name"
+    records = [{"input": "Say hi", "target": "hi"}, {"input": "Say bye", "target": "bye"}]
+    expected = [{"prompt": "Say hi", "completion": "hi"}, {"prompt": "Say bye", "completion": "bye"}]
+    bad_record = {"input": "no target"}
+''',
+    "metric": '''\
+"""The ftcore contract suite for the metric `$name`."""
+
+from ftcore.testing.suites import MetricContract
+
+
+class TestMetric(MetricContract):
+    metric = "$name"
+    cases = [
+        (["a b", "c"], ["a b", "c d"], {"$name": 0.75}),
+        (["one two three"], ["one"], {"$name": 3.0}),
+    ]
+''',
+}
+
+MODULES = {"method": METHOD_MODULE, "format": FORMAT_MODULE, "metric": METRIC_MODULE}
+SUMMARIES = {
+    "method": "LoRA on the attention projections only",
+    "format": "records with input and target; loss on the target",
+    "metric": "mean prediction/reference length ratio (words)",
+}
+
+
+def new_plugin(name: str, kind: str, output: str | Path = ".") -> Path:
+    """Write a plugin package providing the ``kind`` named ``name`` under ``output``; return its folder."""
+    from ftcore import __version__
+    from ftcore.specs import check_name
+
+    if kind not in KINDS:
+        raise UsageError(f"unknown plugin kind {kind!r}; choose one of {', '.join(KINDS)}")
+    try:
+        check_name(kind, name)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    module = "ft_" + re.sub(r"[^a-z0-9]", "_", name)
+    dist = module.replace("_", "-")
+    root = Path(output) / dist
+    if root.exists():
+        raise UsageError(f"{root} already exists; choose another name or --output")
+    values = {
+        "name": name, "kind": kind, "dist": dist, "module": module,
+        "summary": SUMMARIES[kind], "ftcore_version": __version__,
+    }
+    files = {
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        f"src/{module}/__init__.py": MODULES[kind],
+        f"tests/test_{module}.py": TESTS[kind],
+    }
+    for relative, template in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Template(template).substitute(values), encoding="utf-8")
+    return root
