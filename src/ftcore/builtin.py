@@ -27,9 +27,10 @@ def register_dataset_formats() -> list[FormatSpec]:
 
 @hookimpl(specname="load_dataset")
 def load_builtin_dataset(source: Any, config: Any) -> Any:
+    """Map ``text`` and ``completion`` records (string fields only) into canonical examples."""
     if source.format not in FORMATS:
         return None
-    from ftcore.data.formats import map_records
+    from ftcore.data.formats import get_str, map_records
 
     fields = FORMATS[source.format].columns
-    return map_records(source, fields, lambda rec: {k: rec[k] for k in fields})
+    return map_records(source, fields, lambda record: {name: get_str(record, name) for name in fields})

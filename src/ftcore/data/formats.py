@@ -1,0 +1,209 @@
+"""From raw records to canonical examples: format detection, the ``load_dataset`` hook, record mapping.
+
+Canonical examples have one of three shapes: ``messages`` (a list of ``{role, content}``), ``prompt`` +
+``completion``, or ``text``. Format plugins use :func:`map_records` so that a record that does not fit is
+reported the same way for every format: ``file:line: field 'output' ... (format alpaca)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ftcore.errors import DataError, PluginError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from ftcore.config import FtConfig
+    from ftcore.data.sources import DataSource
+
+ROLES = ("system", "user", "assistant")
+SHAPES = ("messages", "completion", "text")
+
+
+class FieldProblem(Exception):
+    """Raised inside a record converter: ``field`` of the current record is missing or wrong."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def get_str(record: dict[str, Any], name: str, *, optional: bool = False) -> str:
+    """``record[name]`` as a string; a missing (unless ``optional``) or non-string value is a FieldProblem."""
+    value = record.get(name)
+    if value is None:
+        if optional:
+            return ""
+        raise FieldProblem(name, "missing")
+    if not isinstance(value, str):
+        raise FieldProblem(name, f"expected a string, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def get_list(record: dict[str, Any], name: str) -> list[Any]:
+    """``record[name]`` as a list; a JSON string (a CSV cell) is parsed; anything else is a FieldProblem."""
+    value = record.get(name)
+    if value is None:
+        raise FieldProblem(name, "missing")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise FieldProblem(name, "expected a list (or a JSON-encoded list), got a string") from None
+    if not isinstance(value, list):
+        raise FieldProblem(name, f"expected a list, got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def map_records(
+    source: DataSource,
+    fields: Iterable[str],
+    convert: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Dataset:
+    """Map a source's raw records into canonical examples with ``convert``.
+
+    The user's ``columns`` mapping is applied first, so ``convert`` sees the format's own field names.
+    A required field absent from every record names the format and the columns present; a field missing in
+    one record, or a :class:`FieldProblem` raised by ``convert``, names the record's ``file:line``.
+
+    :param source: the data source handed to the ``load_dataset`` hook.
+    :param fields: the format's required fields.
+    :param convert: one renamed record -> one canonical example.
+    :returns: a ``datasets.Dataset`` of canonical examples.
+    """
+    from datasets import Dataset
+
+    fields = list(fields)
+    records = source.records
+    if records is None:
+        raise DataError(f"{source.path}: no records were read for format {source.format!r}")
+    present = list(records.column_names)
+    missing = [f for f in fields if source.field_name(f) not in present]
+    if missing:
+        raise DataError(_missing_column_message(source, missing[0], present))
+    rename = {source.field_name(f): f for f in _all_fields(source, present)}
+    examples = []
+    for i, raw in enumerate(records):
+        record = {rename.get(k, k): v for k, v in raw.items()}
+        try:
+            for name in fields:
+                if record.get(name) is None:
+                    raise FieldProblem(name, "missing")
+            example = convert(record)
+            check_canonical(example)
+        except FieldProblem as problem:
+            column = source.field_name(problem.field)
+            shown = problem.field if column == problem.field else f"{problem.field} (column {column!r})"
+            raise DataError(f"{source.where(i)}: field {shown} {problem.problem} (format {source.format})") from None
+        examples.append(example)
+    return Dataset.from_list(examples)
+
+
+def _all_fields(source: DataSource, present: list[str]) -> list[str]:
+    return [name for name, column in source.columns.items() if column in present]
+
+
+def _missing_column_message(source: DataSource, field: str, present: list[str]) -> str:
+    column = source.field_name(field)
+    what = f"field {field!r}" if column == field else f"field {field!r} (mapped to column {column!r})"
+    return (
+        f"{source.where(0)}: record is missing {what} required by format {source.format!r}; "
+        f"the records have {', '.join(repr(c) for c in present) or 'no fields'} "
+        f"(map yours with data.columns, e.g. columns: {{{field}: your_column}}, or set data.format)"
+    )
+
+
+def check_canonical(example: dict[str, Any]) -> None:
+    """Raise :class:`FieldProblem` unless ``example`` is one of the three canonical shapes."""
+    if "messages" in example:
+        messages = example["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise FieldProblem("messages", "expected a non-empty list of {role, content}")
+        for j, message in enumerate(messages):
+            if not isinstance(message, dict):
+                raise FieldProblem(f"messages[{j}]", "expected an object with role and content")
+            if message.get("role") not in ROLES:
+                raise FieldProblem(f"messages[{j}].role", f"must be one of {', '.join(ROLES)}, got {message.get('role')!r}")
+            if not isinstance(message.get("content"), str):
+                raise FieldProblem(f"messages[{j}].content", f"expected a string, got {_short(message.get('content'))}")
+    elif "prompt" in example and "completion" in example:
+        for name in ("prompt", "completion"):
+            if not isinstance(example[name], str):
+                raise FieldProblem(name, "expected a string")
+    elif "text" in example:
+        if not isinstance(example["text"], str):
+            raise FieldProblem("text", "expected a string")
+    elif not ("input_ids" in example and "labels" in example):
+        raise FieldProblem("(example)", "converter returned none of messages, prompt+completion, text")
+
+
+def shape_of(columns: Iterable[str]) -> str:
+    """Which canonical shape a dataset of examples has: ``messages``, ``completion``, ``text`` or ``tokens``."""
+    columns = set(columns)
+    if "input_ids" in columns and "labels" in columns:
+        return "tokens"
+    if "messages" in columns:
+        return "messages"
+    if {"prompt", "completion"} <= columns:
+        return "completion"
+    if "text" in columns:
+        return "text"
+    raise DataError(f"examples have none of the canonical shapes (columns: {', '.join(sorted(columns))})")
+
+
+# ----------------------------------------------------------------------------- format resolution
+
+
+def detect_format(source: DataSource) -> str:
+    """The registered format whose identifying columns all appear in the source (most columns wins)."""
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    present = set(source.records.column_names) if source.records is not None else set()
+    scores = []
+    for name, (spec, _info) in registry.formats.items():
+        needed = [source.field_name(c) for c in spec.columns]
+        if needed and all(c in present for c in needed):
+            scores.append((len(needed), name))
+    if not scores:
+        installed = ", ".join(sorted(registry.formats)) or "none"
+        raise DataError(
+            f"{source.path}: cannot detect the data format from the fields {', '.join(sorted(map(repr, present)))}",
+            hint=f"set data.format (installed: {installed}) or map fields with data.columns",
+        )
+    scores.sort(reverse=True)
+    if len(scores) > 1 and scores[0][0] == scores[1][0]:
+        raise DataError(
+            f"{source.path}: the fields fit formats {scores[0][1]!r} and {scores[1][1]!r} equally; set data.format"
+        )
+    return scores[0][1]
+
+
+def canonical_examples(source: DataSource, config: FtConfig) -> Dataset:
+    """Resolve the source's format and ask the plugins (``load_dataset`` hook) for canonical examples."""
+    from ftcore.plugins import get_registry, unknown_name_message
+
+    registry = get_registry()
+    if source.format is None:
+        source.format = detect_format(source)
+    elif source.format not in registry.formats:
+        raise PluginError(
+            "data.format: " + unknown_name_message("format", source.format, sorted(registry.formats), registry.failed)
+        )
+    examples = registry.hook.load_dataset(source=source, config=config)
+    if examples is None:
+        _, info = registry.formats[source.format]
+        raise PluginError(f"format {source.format!r} is registered by {info.label} but its load_dataset returned None")
+    if len(examples) == 0:
+        raise DataError(f"{source.path}: format {source.format!r} produced no examples (empty dataset)")
+    shape_of(examples.column_names)
+    return examples

@@ -1,0 +1,409 @@
+"""``prepare_data``: config + tokenizer -> tokenized, masked, truncated, packed and cached datasets.
+
+Call it before loading the model: every data problem (bad file, missing field, all examples dropped) is
+reported first, as one :class:`ftcore.DataError` line.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ftcore.data import cache
+from ftcore.data.collate import PackedCollator, PaddingCollator, pack_rows
+from ftcore.data.encode import IGNORE, KEPT, TRUNCATED, EncodeOptions, encode_batch, require_fast
+from ftcore.data.formats import canonical_examples, shape_of
+from ftcore.data.sources import DataSource, data_files, expand
+from ftcore.data.templates import render_chat, resolve_chat_template, with_system_prompt
+from ftcore.errors import DataError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from ftcore.config import DataConfig, DataFile, FtConfig
+
+log = logging.getLogger(__name__)
+
+#: Above this many examples, tokenization uses several processes unless data.num_proc says otherwise.
+PARALLEL_FROM = 20_000
+
+
+@dataclass
+class PreparedData:
+    """What training needs from the data: datasets, the collator, and what happened on the way.
+
+    :param train: tokenized training rows (``input_ids``, ``labels``; ``position_ids`` when packed).
+    :param eval: tokenized evaluation rows, or ``None``.
+    :param collator: the ``data_collator`` for ``transformers.Trainer``.
+    :param stats: counts for the log and the run manifest (kept, truncated, dropped by reason, tokens,
+        lengths, ``cache_hit``).
+    :param fingerprint: the cache key of these datasets (inputs, tokenizer, template, settings).
+    """
+
+    train: Dataset
+    eval: Dataset | None
+    collator: Any
+    stats: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str = ""
+
+
+def prepare_data(config: FtConfig, tokenizer: Any) -> PreparedData:
+    """Read, validate, tokenize, mask, truncate/drop, pack and cache the run's data.
+
+    A second call with the same inputs loads the cached result (``stats["cache_hit"]`` is ``True``).
+    """
+    with _progress_bars(sys.stderr.isatty() and log.getEffectiveLevel() <= logging.INFO):
+        return _prepare(config, tokenizer)
+
+
+def _prepare(config: FtConfig, tokenizer: Any) -> PreparedData:
+    data = config.data
+    require_fast(tokenizer)
+    options = encode_options(data, tokenizer)
+    train_entries, eval_entries = entries(data.train), entries(data.eval)
+    read_cache: dict[int, list[DataSource]] = {}
+    key = cache.fingerprint(_fingerprint_parts(config, tokenizer, options, train_entries + eval_entries, read_cache))
+    root = cache.cache_root(data.cache_dir)
+    cached = cache.load_cached(root, key)
+    if cached is not None:
+        train, evaluation, stats = cached
+        stats["cache_hit"] = True
+        log.info("data: cache hit %s (%s)", key, root / key)
+        return PreparedData(train, evaluation, make_collator(data, tokenizer), stats, key)
+    prepared = _build(config, tokenizer, options, train_entries, eval_entries, read_cache)
+    prepared.fingerprint = prepared.stats["fingerprint"] = key
+    prepared.stats["cache_written"] = cache.save_cached(root, key, prepared.train, prepared.eval, prepared.stats)
+    log.info("data: %s", summary_line(prepared.stats))
+    return prepared
+
+
+@contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """Show datasets' progress bars only to a person watching a terminal."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (datasets.enable_progress_bars if was_enabled else datasets.disable_progress_bars)()
+
+
+def encode_options(data: DataConfig, tokenizer: Any) -> EncodeOptions:
+    """The settings that turn one example into tokens."""
+    return EncodeOptions(
+        template=resolve_chat_template(data.chat_template, tokenizer),
+        train_on_inputs=data.train_on_inputs,
+        system_prompt=data.system_prompt,
+        max_seq_len=data.max_seq_len,
+        overflow=data.overflow,
+    )
+
+
+def entries(value: Any) -> list[str | DataFile]:
+    """The configured sources as a list (a single path or id becomes a one-element list)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def make_collator(data: DataConfig, tokenizer: Any) -> Any:
+    """The collator for these datasets: flattening when packed, dynamic padding otherwise."""
+    if data.packing:
+        return PackedCollator()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return PaddingCollator(pad if pad is not None else 0)
+
+
+# ----------------------------------------------------------------------------- fingerprint
+
+
+def _fingerprint_parts(
+    config: FtConfig, tokenizer: Any, options: EncodeOptions, all_entries: list[Any], read_cache: dict[int, list[DataSource]]
+) -> dict[str, Any]:
+    from ftcore.plugins import get_registry
+
+    data = config.data
+    inputs = []
+    for i, entry in enumerate(all_entries):
+        files = data_files(entry)
+        if files is None:  # a Hub dataset: read it now (datasets caches it) and use its own fingerprint
+            read_cache[i] = expand(entry, data.columns, data.format)
+            inputs.append([getattr(s.records, "_fingerprint", s.path) for s in read_cache[i]])
+        else:
+            inputs.append([cache.file_digest(p) for p in files])
+    registry = get_registry()
+    return {
+        "inputs": inputs,
+        "entries": [e if isinstance(e, str) else e.model_dump() for e in all_entries],
+        "n_train": len(entries(data.train)),
+        "tokenizer": cache.tokenizer_digest(tokenizer),
+        "options": options.__dict__,
+        "data": data.model_dump(exclude={"cache_dir", "num_proc", "group_by_length", "train", "eval"}),
+        "seed": config.seed,
+        "chat_method": _chat_method(config.method),
+        "format_plugins": sorted({f"{info.dist}=={info.version}" for _, info in registry.formats.values()}),
+    }
+
+
+def _chat_method(method: str) -> bool:
+    from ftcore.plugins import get_registry
+
+    found = get_registry().methods.get(method)
+    return bool(found and found[0].chat)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _build(
+    config: FtConfig,
+    tokenizer: Any,
+    options: EncodeOptions,
+    train_entries: list[Any],
+    eval_entries: list[Any],
+    read_cache: dict[int, list[DataSource]],
+) -> PreparedData:
+    data = config.data
+    counts: Counter[str] = Counter()
+    sources_info: list[dict[str, Any]] = []
+    train = _read_split("train", train_entries, 0, config, tokenizer, options, read_cache, counts, sources_info)
+    evaluation = None
+    if eval_entries:
+        evaluation = _read_split(
+            "eval", eval_entries, len(train_entries), config, tokenizer, options, read_cache, counts, sources_info
+        )
+    elif data.eval_ratio > 0:
+        train, evaluation = _split_off(train, data.eval_ratio, config.seed)
+    if data.shuffle:
+        train = train.shuffle(seed=config.seed)
+    train_stats, train = _finish_split(train, data)
+    eval_stats, evaluation = _finish_split(evaluation, data) if evaluation is not None else (None, None)
+    dropped = {reason: n for reason, n in counts.items() if reason not in (KEPT, TRUNCATED)}
+    stats = {
+        "cache_hit": False,
+        "sources": sources_info,
+        "examples": sum(counts.values()),
+        "kept": counts[KEPT] + counts[TRUNCATED],
+        "truncated": counts[TRUNCATED],
+        "dropped": dropped,
+        "max_seq_len": data.max_seq_len,
+        "packing": data.packing,
+        "train": train_stats,
+        "eval": eval_stats,
+    }
+    return PreparedData(train, evaluation, make_collator(data, tokenizer), stats)
+
+
+def _read_split(
+    split: str,
+    split_entries: list[Any],
+    offset: int,
+    config: FtConfig,
+    tokenizer: Any,
+    options: EncodeOptions,
+    read_cache: dict[int, list[DataSource]],
+    counts: Counter[str],
+    sources_info: list[dict[str, Any]],
+) -> Dataset:
+    from datasets import concatenate_datasets
+
+    data = config.data
+    parts, split_counts = [], Counter()
+    for i, entry in enumerate(split_entries):
+        for source in read_cache.get(offset + i) or expand(entry, data.columns, data.format):
+            encoded, source_counts = _encode_source(source, config, tokenizer, options)
+            split_counts.update(source_counts)
+            sources_info.append({
+                "split": split, "path": source.path, "format": source.format, "weight": source.weight,
+                "examples": sum(source_counts.values()), "kept": len(encoded),
+            })
+            if len(encoded):
+                parts.append(_weighted(encoded, source.weight, config.seed))
+    counts.update(split_counts)
+    if not parts:
+        raise DataError(f"{split} data: every example was dropped: {_reasons(split_counts, data.max_seq_len)}",
+                        hint="raise data.max_seq_len, set data.overflow: truncate, or fix the examples")
+    return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def _encode_source(source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions) -> tuple[Dataset, Counter[str]]:
+    examples = canonical_examples(source, config)
+    shape = shape_of(examples.column_names)
+    if shape == "text" and _chat_method(config.method):
+        raise DataError(
+            f"{source.path}: method {config.method!r} trains on instruction data, but format {source.format!r} "
+            "is raw text",
+            hint="use alpaca, sharegpt, messages or completion data, or a non-chat method such as lora",
+        )
+    num_proc = config.data.num_proc or (min(4, _cpus()) if len(examples) >= PARALLEL_FROM else None)
+    encoded = examples.map(
+        encode_batch,
+        batched=True,
+        batch_size=256,
+        remove_columns=examples.column_names,
+        fn_kwargs={"tokenizer": tokenizer, "shape": shape, "options": options},
+        num_proc=num_proc if num_proc and num_proc > 1 else None,
+        desc=f"tokenizing {source.path}",
+        new_fingerprint=cache.fingerprint({"source": source.path, "n": len(examples), "o": options.__dict__}),
+    )
+    source_counts = Counter(encoded["status"])
+    kept = encoded.filter(lambda status: status in (KEPT, TRUNCATED), input_columns="status")
+    return kept.remove_columns("status"), source_counts
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _reasons(counts: Counter[str], max_seq_len: int) -> str:
+    parts = [f"{n} {reason}" + (f" ({max_seq_len})" if "max_seq_len" in reason else "") for reason, n in counts.most_common()]
+    return ", ".join(parts) or "no examples"
+
+
+def _weighted(dataset: Dataset, weight: float, seed: int) -> Dataset:
+    """``weight`` times the examples: whole repeats plus a seeded sample for the fraction."""
+    if weight == 1.0:
+        return dataset
+    n = len(dataset)
+    target = max(1, round(weight * n))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return dataset.select(order * (target // n) + order[: target % n])
+
+
+def _split_off(train: Dataset, ratio: float, seed: int) -> tuple[Dataset, Dataset]:
+    n_eval = max(1, round(len(train) * ratio))
+    if n_eval >= len(train):
+        raise DataError(
+            f"data.eval_ratio: {ratio} of {len(train)} examples leaves nothing to train on",
+            hint="lower eval_ratio or give an eval file",
+        )
+    parts = train.train_test_split(test_size=n_eval, seed=seed, shuffle=True)
+    return parts["train"], parts["test"]
+
+
+def _finish_split(dataset: Dataset, data: DataConfig) -> tuple[dict[str, Any], Dataset]:
+    """Summarise a split's lengths, then pack it if asked."""
+    from datasets import Dataset as HFDataset
+
+    dataset = dataset.flatten_indices() if dataset._indices is not None else dataset
+    stats = split_stats(dataset, data.max_seq_len)
+    if data.packing:
+        rows = pack_rows(list(zip(dataset["input_ids"], dataset["labels"], strict=True)), data.max_seq_len)
+        dataset = HFDataset.from_dict(rows)
+        stats["rows"] = len(dataset)
+        stats["trained_tokens"] = _trained_tokens(dataset)  # each packed example's first label is masked
+    return stats, dataset
+
+
+def split_stats(dataset: Dataset, max_seq_len: int) -> dict[str, Any]:
+    """Example count, token counts and the token-length distribution of a tokenized split."""
+    import pyarrow.compute as pc
+
+    lengths = sorted(pc.list_value_length(dataset.data.column("input_ids")).to_pylist())
+    return {
+        "examples": len(dataset),
+        "rows": len(dataset),
+        "tokens": sum(lengths),
+        "trained_tokens": _trained_tokens(dataset),
+        "lengths": length_summary(lengths, max_seq_len),
+    }
+
+
+def _trained_tokens(dataset: Dataset) -> int:
+    import pyarrow.compute as pc
+
+    labels = pc.list_flatten(dataset.data.column("labels"))
+    return int(pc.sum(pc.not_equal(labels, IGNORE)).as_py() or 0)
+
+
+def length_summary(lengths: list[int], max_seq_len: int, bins: int = 8) -> dict[str, Any]:
+    """Min/mean/percentiles/max and a fixed-width histogram (up to ``max_seq_len``) of sorted lengths."""
+    if not lengths:
+        return {}
+
+    def pct(p: float) -> int:
+        return lengths[min(len(lengths) - 1, int(p * len(lengths)))]
+
+    width = max(1, -(-max_seq_len // bins))
+    histogram = Counter(min(bins - 1, (n - 1) // width) for n in lengths)
+    return {
+        "min": lengths[0],
+        "mean": round(sum(lengths) / len(lengths), 1),
+        "p50": pct(0.5),
+        "p90": pct(0.9),
+        "p99": pct(0.99),
+        "max": lengths[-1],
+        "histogram": [[i * width + 1, (i + 1) * width, histogram.get(i, 0)] for i in range(bins)],
+    }
+
+
+def summary_line(stats: dict[str, Any]) -> str:
+    """One log line: examples kept/truncated/dropped (by reason) and token counts."""
+    dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items())
+    train = stats["train"]
+    line = (
+        f"{stats['examples']} examples: {stats['kept']} kept ({stats['truncated']} truncated to "
+        f"{stats['max_seq_len']} tokens), {sum(stats['dropped'].values())} dropped"
+        + (f" ({dropped})" if dropped else "")
+        + f"; train {train['examples']} examples, {train['tokens']} tokens ({train['trained_tokens']} trained)"
+    )
+    if stats["packing"]:
+        line += f" packed into {train['rows']} rows"
+    if stats.get("eval"):
+        line += f"; eval {stats['eval']['examples']} examples"
+    return line
+
+
+# ----------------------------------------------------------------------------- evaluation helpers
+
+
+def load_examples(path: str | DataFile, data_config: DataConfig) -> Dataset:
+    """Canonical examples (``messages`` | ``prompt`` + ``completion`` | ``text``) of one file, directory or Hub id."""
+    from datasets import concatenate_datasets
+
+    from ftcore.config import FtConfig
+
+    # The hook takes a run config; evaluation has only the data settings, which are all a format may use.
+    config = FtConfig.model_construct(model="", data=data_config)
+    parts = [canonical_examples(source, config) for source in expand(path, data_config.columns, data_config.format)]
+    try:
+        return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    except ValueError as exc:
+        raise DataError(f"{path}: its files give examples of different shapes ({exc})") from None
+
+
+def prompt_and_reference(example: dict[str, Any], tokenizer: Any, data_config: DataConfig) -> tuple[str, str]:
+    """The prompt text exactly as training renders it, and the reference answer.
+
+    Chats render every message before the last assistant turn with the chat template and the generation
+    prompt; the reference is that turn's content. Prompt/completion gives the prompt and the completion;
+    raw text gives an empty prompt and the text. Tokenize the prompt with :func:`prompt_token_ids`.
+    """
+    shape = shape_of(example.keys())
+    if shape == "messages":
+        messages = with_system_prompt(example["messages"], data_config.system_prompt)
+        last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last is None:
+            raise DataError("example has no assistant message to use as the reference")
+        template = resolve_chat_template(data_config.chat_template, tokenizer)
+        return render_chat(messages[:last], tokenizer, template, generation_prompt=True), messages[last]["content"]
+    if shape == "completion":
+        return example["prompt"], example["completion"]
+    return "", example["text"]
+
+
+def prompt_token_ids(prompt: str, example: dict[str, Any], tokenizer: Any) -> list[int]:
+    """Token ids of a prompt from :func:`prompt_and_reference`, with special tokens as training adds them."""
+    chat = shape_of(example.keys()) == "messages"
+    return tokenizer(prompt, add_special_tokens=not chat)["input_ids"]
