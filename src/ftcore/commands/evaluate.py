@@ -1,0 +1,66 @@
+"""``ft evaluate``: score a model or run directory on a file of examples."""
+
+from __future__ import annotations
+
+import click
+
+
+def generation_options(func):
+    """The decoding options ``ft evaluate`` and ``ft benchmark`` share."""
+    options = [
+        click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1), help="Longest generated answer."),
+        click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Examples per generation batch."),
+        click.option("--sample", "do_sample", is_flag=True, help="Sample instead of greedy decoding."),
+        click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Sampling temperature."),
+        click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling mass."),
+        click.option("--seed", default=0, show_default=True, help="Seed for sampling and bootstrap resampling."),
+        click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate only the first N examples."),
+        click.option("--metric-option", "metric_options", multiple=True, metavar="METRIC.KEY=VALUE",
+                     help="A metric option, e.g. rouge.use_stemmer=true (repeatable)."),
+        click.option("--ci", is_flag=True, help="Add 95% bootstrap confidence intervals."),
+        click.option("--ci-resamples", default=1000, show_default=True, type=click.IntRange(10), help="Bootstrap resamples."),
+        click.option("--dtype", default=None, type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Weights dtype."),
+        click.option("--device", default=None, help="Device to run on (cpu, cuda, cuda:1; default: best available)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def settings_from(kwargs: dict) -> object:
+    """Build GenerationSettings from the shared options."""
+    from ftcore.evaluation import GenerationSettings
+
+    return GenerationSettings(
+        max_new_tokens=kwargs["max_new_tokens"], batch_size=kwargs["batch_size"], do_sample=kwargs["do_sample"],
+        temperature=kwargs["temperature"], top_p=kwargs["top_p"], seed=kwargs["seed"],
+    )
+
+
+@click.command()
+@click.argument("model_or_run_dir")
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="Examples to evaluate on (.jsonl/.json/.csv/.parquet).")
+@click.option("--metrics", default="rouge,bleu,perplexity", show_default=True,
+              help="Comma-separated metric names (`ft plugins` lists them; evaluate:<name> for any Hub metric).")
+@click.option("--output", default=None, type=click.Path(file_okay=False),
+              help="Where eval.json and predictions.jsonl go (default: RUN_DIR/eval, or ./eval-<model>).")
+@generation_options
+def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None, **kwargs) -> None:
+    """Evaluate MODEL_OR_RUN_DIR (a run directory, local model, Hub id or .gguf file) on --data."""
+    from ftcore.evaluation import (
+        default_output_dir,
+        evaluate_model,
+        format_table,
+        parse_metric_names,
+        parse_metric_options,
+    )
+
+    output_dir = output or default_output_dir(model_or_run_dir)
+    result = evaluate_model(
+        model_or_run_dir, data, parse_metric_names(metrics), settings=settings_from(kwargs), limit=kwargs["limit"],
+        output_dir=output_dir, ci=kwargs["ci"], ci_resamples=kwargs["ci_resamples"],
+        metric_options=parse_metric_options(kwargs["metric_options"]), dtype=kwargs["dtype"], device=kwargs["device"],
+    )
+    click.echo(f"{result.model} on {result.data} ({result.n_examples} examples, {result.seconds:.1f}s)")
+    click.echo(format_table(result.scores, result.ci))
+    click.echo(f"wrote {output_dir}/eval.json and predictions.jsonl")
