@@ -185,6 +185,8 @@ def compute_metric(
     :param predictions: generated texts (empty for ``needs="loss"`` metrics).
     :param references: reference texts, aligned with ``predictions``.
     :param context: extra inputs: ``token_nll`` (sum of token negative log-likelihoods) and
-        ``token_count`` for loss-based metrics, ``options`` (the user's metric options).
+        ``token_count`` for loss-based metrics, ``options`` (the user's metric options). It also holds a
+        ``details`` dict the metric may fill with non-numeric provenance (a sacrebleu signature, the
+        implementing library's version); ft records it in ``eval.json``.
     :returns: ``{score_name: value}``, or ``None`` when ``name`` is not yours.
     """
