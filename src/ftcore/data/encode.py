@@ -54,7 +54,7 @@ def labels_from_spans(input_ids: list[int], offsets: list[tuple[int, int]], span
 
 
 def encode_batch(batch: dict[str, list[Any]], tokenizer: Any, shape: str, options: EncodeOptions) -> dict[str, list[Any]]:
-    """``datasets.map`` function (batched): examples of one shape -> ``input_ids``, ``labels``, ``status``."""
+    """``datasets.map`` function (batched): examples -> ``input_ids``, ``labels``, ``status``, ``full_length``."""
     if shape == "tokens":
         rows = [(list(i), list(lab)) for i, lab in zip(batch["input_ids"], batch["labels"], strict=True)]
         return _finish(rows, options)
@@ -74,8 +74,9 @@ def encode_batch(batch: dict[str, list[Any]], tokenizer: Any, shape: str, option
 
 
 def _finish(rows: list[tuple[list[int], list[int]]], options: EncodeOptions) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "status": []}
+    out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "status": [], "full_length": []}
     for ids, labels in rows:
+        out["full_length"].append(len(ids))
         ids, labels, status = _fit(ids, labels, options)
         out["input_ids"].append(ids)
         out["labels"].append(labels)

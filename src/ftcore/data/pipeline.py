@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftcore.data import cache
 from ftcore.data.collate import PackedCollator, PaddingCollator, pack_rows
-from ftcore.data.encode import IGNORE, KEPT, TRUNCATED, EncodeOptions, encode_batch, require_fast
+from ftcore.data.encode import EMPTY, IGNORE, KEPT, TRUNCATED, EncodeOptions, encode_batch, require_fast
 from ftcore.data.formats import canonical_examples, shape_of
 from ftcore.data.sources import DataSource, data_files, expand
 from ftcore.data.templates import render_chat, resolve_chat_template, with_system_prompt
@@ -174,12 +174,12 @@ def _build(
     data = config.data
     counts: Counter[str] = Counter()
     sources_info: list[dict[str, Any]] = []
-    train = _read_split("train", train_entries, 0, config, tokenizer, options, read_cache, counts, sources_info)
+    full_lengths: list[int] = []
+    read = (config, tokenizer, options, read_cache, counts, sources_info, full_lengths)
+    train = _read_split("train", train_entries, 0, *read)
     evaluation = None
     if eval_entries:
-        evaluation = _read_split(
-            "eval", eval_entries, len(train_entries), config, tokenizer, options, read_cache, counts, sources_info
-        )
+        evaluation = _read_split("eval", eval_entries, len(train_entries), *read)
     elif data.eval_ratio > 0:
         train, evaluation = _split_off(train, data.eval_ratio, config.seed)
     if data.shuffle:
@@ -195,6 +195,7 @@ def _build(
         "truncated": counts[TRUNCATED],
         "dropped": dropped,
         "max_seq_len": data.max_seq_len,
+        "full_lengths": length_summary(sorted(full_lengths), max(data.max_seq_len, max(full_lengths, default=0))),
         "packing": data.packing,
         "train": train_stats,
         "eval": eval_stats,
@@ -212,6 +213,7 @@ def _read_split(
     read_cache: dict[int, list[DataSource]],
     counts: Counter[str],
     sources_info: list[dict[str, Any]],
+    full_lengths: list[int],
 ) -> Dataset:
     from datasets import concatenate_datasets
 
@@ -219,7 +221,8 @@ def _read_split(
     parts, split_counts = [], Counter()
     for i, entry in enumerate(split_entries):
         for source in read_cache.get(offset + i) or expand(entry, data.columns, data.format):
-            encoded, source_counts = _encode_source(source, config, tokenizer, options)
+            encoded, source_counts, lengths = _encode_source(source, config, tokenizer, options)
+            full_lengths += lengths
             split_counts.update(source_counts)
             sources_info.append({
                 "split": split, "path": source.path, "format": source.format, "weight": source.weight,
@@ -234,7 +237,9 @@ def _read_split(
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
-def _encode_source(source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions) -> tuple[Dataset, Counter[str]]:
+def _encode_source(
+    source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions
+) -> tuple[Dataset, Counter[str], list[int]]:
     examples = canonical_examples(source, config)
     shape = shape_of(examples.column_names)
     if shape == "text" and _chat_method(config.method):
@@ -255,8 +260,9 @@ def _encode_source(source: DataSource, config: FtConfig, tokenizer: Any, options
         new_fingerprint=cache.fingerprint({"source": source.path, "n": len(examples), "o": options.__dict__}),
     )
     source_counts = Counter(encoded["status"])
+    lengths = [n for n, status in zip(encoded["full_length"], encoded["status"], strict=True) if status != EMPTY]
     kept = encoded.filter(lambda status: status in (KEPT, TRUNCATED), input_columns="status")
-    return kept.remove_columns("status"), source_counts
+    return kept.remove_columns(["status", "full_length"]), source_counts, lengths
 
 
 def _cpus() -> int:
@@ -328,7 +334,10 @@ def _trained_tokens(dataset: Dataset) -> int:
 
 
 def length_summary(lengths: list[int], max_seq_len: int, bins: int = 8) -> dict[str, Any]:
-    """Min/mean/percentiles/max and a fixed-width histogram (up to ``max_seq_len``) of sorted lengths."""
+    """Min/mean/percentiles/max and a fixed-width histogram (up to ``max_seq_len``) of sorted lengths.
+
+    Lengths above ``max_seq_len`` are counted in the last bin.
+    """
     if not lengths:
         return {}
 
@@ -363,6 +372,12 @@ def summary_line(stats: dict[str, Any]) -> str:
     if stats.get("eval"):
         line += f"; eval {stats['eval']['examples']} examples"
     return line
+
+
+def preview_data(config: FtConfig, tokenizer: Any) -> PreparedData:
+    """The run's data as :func:`prepare_data` gives it, but unpacked and unshuffled, for looking at examples."""
+    data = config.data.model_copy(update={"packing": False, "shuffle": False})
+    return prepare_data(config.model_copy(update={"data": data}), tokenizer)
 
 
 # ----------------------------------------------------------------------------- evaluation helpers

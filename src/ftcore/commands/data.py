@@ -1,0 +1,42 @@
+"""``ft data``: look at what training will see."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def data() -> None:
+    """Inspect datasets as ft tokenizes them."""
+
+
+@data.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Run config (YAML).")
+@click.option("-n", "count", default=2, show_default=True, type=click.IntRange(0), help="Examples to show.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. data.max_seq_len=256.")
+@click.option("--color/--no-color", default=None, help="Colour trained tokens (default: when stdout is a terminal).")
+def preview(config_path: str, count: int, overrides: tuple[str, ...], color: bool | None) -> None:
+    """Show tokenized examples (trained tokens green, or in [[ ]] without colour) and the length distribution."""
+    from ftcore.config import load_config
+    from ftcore.data.pipeline import preview_data
+    from ftcore.data.preview import length_report, render_example
+    from ftcore.models import load_tokenizer
+
+    cfg = load_config(config_path, overrides)
+    tokenizer = load_tokenizer(cfg)
+    prepared = preview_data(cfg, tokenizer)
+    color = click.get_text_stream("stdout").isatty() if color is None else color
+    for i in range(min(count, len(prepared.train))):
+        row = prepared.train[i]
+        click.echo(f"--- example {i + 1} ({len(row['input_ids'])} tokens, "
+                   f"{sum(label != -100 for label in row['labels'])} trained)")
+        click.echo(render_example(row["input_ids"], row["labels"], tokenizer, color))
+    stats = prepared.stats
+    dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
+    click.echo(f"--- {stats['examples']} examples read: {stats['kept']} kept ({stats['truncated']} of them truncated "
+               f"to {stats['max_seq_len']} tokens), dropped: {dropped}")
+    full = {**stats["train"], "examples": stats["examples"], "lengths": stats["full_lengths"]}
+    click.echo("before truncation: " + length_report(full, totals=False))
+    click.echo("train: " + length_report(stats["train"]))
+    if stats.get("eval"):
+        click.echo("eval: " + length_report(stats["eval"]))
