@@ -1,0 +1,29 @@
+"""``ft train``: fine-tune a model as a config describes and write a run directory."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Run config (YAML); keys can also come from --set.")
+@click.option("--method", default=None, help="Training method (lora, qlora, full, ...); overrides the config.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, e.g. --set training.max_steps=50 (repeatable).")
+@click.option("-o", "--output-dir", default=None, help="Run directory to write; overrides output_dir.")
+@click.option("--resume", default=None, is_flag=False, flag_value="latest", metavar="[PATH]",
+              help="Continue from the latest checkpoint of the output directory, or from PATH.")
+@click.option("--overwrite", is_flag=True, help="Replace a finished run in the output directory (once the new one is done).")
+def train(config_path: str | None, method: str | None, overrides: tuple[str, ...], output_dir: str | None,
+          resume: str | None, overwrite: bool) -> None:
+    """Fine-tune a causal language model and save the adapter or model as a run directory."""
+    from ftcore.config import load_config
+    from ftcore.train import run_training
+
+    config = load_config(config_path, overrides, method=method, output_dir=output_dir)
+    result = run_training(config, overwrite=overwrite, resume=True if resume == "latest" else resume)
+    manifest = result.manifest
+    loss = manifest.get("train_loss")
+    summary = f"step {manifest.get('global_step')}, train loss {loss:.4f}" if loss is not None else ""
+    click.echo(f"run saved to {result.run_dir}" + (f" ({summary})" if summary else ""))

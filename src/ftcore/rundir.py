@@ -1,0 +1,229 @@
+"""The run directory: where a run is built, how it is committed atomically, and reading it back.
+
+A run is built in a sibling staging directory ``.<name>.tmp-partial`` (checkpoints included) and
+renamed onto ``<name>`` only when it is finished, so a crash never leaves something that looks
+complete; the staging directory is what ``--resume`` continues from after a kill. The name is
+fixed, not per process, so every rank of a multi-process run agrees on it.
+
+Layout (see docs/architecture.md): adapter or model weights, tokenizer files, ``ft_config.yaml``,
+``ft_run.json`` (the manifest), ``metrics.jsonl`` and ``checkpoints/checkpoint-N/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftcore.errors import RunDirError
+
+MANIFEST = "ft_run.json"
+CONFIG = "ft_config.yaml"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+STAGING_SUFFIX = ".tmp-partial"
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run directory read back: its path, manifest and resolved config (as a plain mapping)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def output(self) -> str:
+        """``"adapter"`` or ``"model"``: what the run saved."""
+        return self.manifest.get("output", "adapter")
+
+    @property
+    def base_model(self) -> str:
+        """The base model the run started from (absolute path for local sources, else a Hub id)."""
+        return self.manifest.get("base_model") or self.config.get("model", "")
+
+    @property
+    def status(self) -> str:
+        """``"complete"`` or ``"interrupted"``."""
+        return self.manifest.get("status", "unknown")
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """True when ``path`` is a directory holding an ft manifest."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+def load_run(path: str | Path) -> RunInfo:
+    """Read a run directory's manifest and config; RunDirError when it is not a run directory."""
+    import yaml
+
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise RunDirError(f"run directory does not exist: {path}")
+    if not is_run_dir(path):
+        raise RunDirError(f"{path} is not an ft run directory (no {MANIFEST})")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+        config = yaml.safe_load((path / CONFIG).read_text(encoding="utf-8")) if (path / CONFIG).is_file() else {}
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise RunDirError(f"{path}: unreadable run directory: {exc}") from exc
+    return RunInfo(path, manifest, config or {})
+
+
+def latest_checkpoint(directory: str | Path) -> Path | None:
+    """The ``checkpoint-N`` with the highest N under ``directory`` that holds a trainer state, if any."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    found = []
+    for child in directory.iterdir():
+        match = _CHECKPOINT.match(child.name)
+        if match and (child / "trainer_state.json").is_file():
+            found.append((int(match.group(1)), child))
+    return max(found)[1] if found else None
+
+
+def staging_path(output: Path) -> Path:
+    """The sibling directory a run is built in before it is renamed onto ``output``."""
+    return output.with_name(f".{output.name}{STAGING_SUFFIX}")
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Where a run writes and what it continues from; decided before anything heavy happens.
+
+    :param output: the final run directory.
+    :param staging: where the run is built (``.<name>.tmp-partial``).
+    :param resume_from: the checkpoint to resume from, or ``None`` for a fresh run.
+    :param adopt: the existing ``output`` is moved back to ``staging`` to continue it (``--resume``
+        of a finished or interrupted run).
+    """
+
+    output: Path
+    staging: Path
+    resume_from: Path | None = None
+    adopt: bool = False
+    overwrite: bool = False
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.staging / CHECKPOINTS
+
+
+def plan_run(output_dir: str | Path, *, overwrite: bool = False, resume: bool | str | None = None) -> RunPlan:
+    """Check the output location and find the checkpoint to resume from, writing nothing.
+
+    :param resume: ``None``/``False`` for a fresh run, ``True`` for the latest checkpoint of this
+        run, or a path (a checkpoint, a run directory, or its staging directory).
+    """
+    output = Path(output_dir).expanduser().resolve()
+    staging = staging_path(output)
+    if overwrite and resume:
+        raise RunDirError("--overwrite and --resume contradict each other; use one")
+    if output.exists() and not output.is_dir():
+        raise RunDirError(f"output directory {output} is a file; choose another --output-dir")
+    if resume:
+        return _plan_resume(output, staging, resume)
+    if not overwrite:
+        _check_fresh(output, staging)
+    return RunPlan(output, staging, overwrite=overwrite)
+
+
+def _check_fresh(output: Path, staging: Path) -> None:
+    if is_run_dir(output):
+        raise RunDirError(
+            f"{output} already holds a finished run; use --overwrite to replace it, --resume to continue it, "
+            "or choose another --output-dir"
+        )
+    if output.is_dir() and any(output.iterdir()):
+        raise RunDirError(f"{output} exists and is not empty; choose another --output-dir or use --overwrite")
+    if staging.exists():
+        raise RunDirError(
+            f"{output} has an unfinished run in {staging.name}; use --resume to continue it or --overwrite to start over"
+        )
+
+
+def _plan_resume(output: Path, staging: Path, resume: bool | str) -> RunPlan:
+    if resume is True or resume == "latest":
+        checkpoint = latest_checkpoint(staging / CHECKPOINTS)
+        if checkpoint is not None:
+            return RunPlan(output, staging, checkpoint)
+        checkpoint = latest_checkpoint(output / CHECKPOINTS)
+        if checkpoint is not None:
+            return RunPlan(output, staging, staging / CHECKPOINTS / checkpoint.name, adopt=True)
+        raise RunDirError(f"nothing to resume: no checkpoint in {output} or {staging.name}; run without --resume")
+    checkpoint = _checkpoint_at(Path(str(resume)).expanduser().resolve())
+    inside_output = output in checkpoint.parents
+    if inside_output:
+        return RunPlan(output, staging, staging / checkpoint.relative_to(output), adopt=True)
+    if staging not in checkpoint.parents:
+        _check_fresh(output, staging)
+    return RunPlan(output, staging, checkpoint)
+
+
+def _checkpoint_at(path: Path) -> Path:
+    """The checkpoint ``--resume PATH`` names: the path itself, or the latest one inside it."""
+    if (path / "trainer_state.json").is_file():
+        return path
+    found = latest_checkpoint(path / CHECKPOINTS) or latest_checkpoint(path)
+    if found is None:
+        raise RunDirError(f"--resume {path}: no checkpoint there (expected checkpoint-N with trainer_state.json)")
+    return found
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def begin(plan: RunPlan) -> None:
+    """Create (or take over) the staging directory; only rank 0 calls this."""
+    if plan.overwrite and plan.staging.exists():
+        shutil.rmtree(plan.staging)
+    if plan.adopt:
+        if plan.staging.exists():
+            raise RunDirError(f"cannot resume {plan.output}: {plan.staging.name} is in the way; remove it first")
+        plan.output.rename(plan.staging)
+    plan.staging.mkdir(parents=True, exist_ok=True)
+
+
+def commit(plan: RunPlan) -> Path:
+    """Rename the finished staging directory onto the output path (replacing an old run last)."""
+    old = None
+    if plan.output.exists():
+        old = plan.output.with_name(f".{plan.output.name}.old-{os.getpid()}")
+        plan.output.rename(old)
+    plan.staging.rename(plan.output)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return plan.output
+
+
+def abandon(plan: RunPlan) -> None:
+    """After a failure: drop the staging directory unless it holds checkpoints worth resuming."""
+    if plan.staging.exists() and latest_checkpoint(plan.checkpoints) is None and not plan.adopt:
+        shutil.rmtree(plan.staging, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_metrics(path: Path, log_history: list[dict[str, Any]]) -> None:
+    """One JSON object per logged step (``step``, ``loss``, ``learning_rate``, ``epoch``, ``eval_loss``...)."""
+    with path.open("w", encoding="utf-8") as handle:
+        for entry in log_history:
+            handle.write(json.dumps(entry, default=float) + "\n")

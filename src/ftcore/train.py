@@ -1,0 +1,406 @@
+"""One training run: config → model → ``setup_peft`` → data → ``Trainer`` → run directory.
+
+:func:`run_training` is what ``ft train`` calls. Everything that needs no heavy import (config,
+method options, the output location, the checkpoint to resume) is checked first, so a mistake
+fails in a second, before torch loads. Only rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftcore import rundir
+from ftcore.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:
+    from ftcore.config import FtConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run left behind: its directory and manifest."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+
+
+@dataclass
+class _Run:
+    """The pieces of one run, passed between the steps below."""
+
+    config: FtConfig
+    spec: Any
+    options: Any
+    plan: rundir.RunPlan
+    started: float
+    model: Any = None
+    tokenizer: Any = None
+    data: Any = None
+    params: tuple[int, int] = (0, 0)
+    train_metrics: dict[str, Any] = field(default_factory=dict)
+    progress: Any = None
+
+
+def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | str | None = None) -> TrainResult:
+    """Train ``config`` and return the finished run directory.
+
+    :param overwrite: replace a finished run at ``config.output_dir`` (only once the new one is done).
+    :param resume: ``True`` to continue from the latest checkpoint of this run, or a checkpoint / run path.
+    """
+    from ftcore.config import validate_run_config
+
+    spec, options = validate_run_config(config)
+    plan = rundir.plan_run(config.output_dir, overwrite=overwrite, resume=resume)
+    run = _Run(config, spec, options, plan, time.time())
+    _prepare(run)
+    if is_main_process():
+        rundir.begin(plan)
+    try:
+        trainer = _build_trainer(run)
+        output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        run.train_metrics = dict(output.metrics)
+        eval_loss = _final_eval(trainer, run)
+        if not is_main_process():
+            return TrainResult(plan.output, {})
+        manifest = _write_outputs(run, trainer, eval_loss)
+        return TrainResult(rundir.commit(plan), manifest)
+    except BaseException:
+        if is_main_process():
+            rundir.abandon(plan)
+        raise
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (or in a single-process run): the only process that writes outputs."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ----------------------------------------------------------------------------- model and data
+
+
+def _prepare(run: _Run) -> None:
+    """Load the tokenizer, prepare the data, load the model (with the method's load kwargs), attach the method."""
+    from transformers import set_seed
+
+    from ftcore.adapters import count_parameters
+    from ftcore.models import load_model, load_tokenizer
+    from ftcore.plugins import get_registry
+
+    hook = get_registry().hook
+    config = run.config
+    extra = hook.model_load_kwargs(method=config.method, config=config, options=run.options) or {}
+    run.tokenizer = load_tokenizer(config)
+    # Data problems are cheaper to find than a model is to load: report them first.
+    run.data = _prepare_data(config, run.tokenizer)
+    # Seed before the adapter is initialised, so the same seed gives the same run.
+    set_seed(config.seed)
+    base = load_model(config, extra)
+    run.model = hook.setup_peft(model=base, method=config.method, config=config, options=run.options)
+    if run.model is None:
+        raise PluginError(f"method {config.method!r}: its plugin did not prepare the model (setup_peft returned None)")
+    run.params = count_parameters(run.model)
+    trainable, total = run.params
+    log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
+
+
+def _prepare_data(config: FtConfig, tokenizer: Any) -> Any:
+    from ftcore.data import prepare_data
+
+    return prepare_data(config, tokenizer)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+def training_arguments(config: FtConfig, output_dir: Path, has_eval: bool) -> Any:
+    """``transformers.TrainingArguments`` for ``config``, checkpointing into ``output_dir``."""
+    from transformers import TrainingArguments
+
+    t = config.training
+    kwargs: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.eval_batch_size or t.batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation,
+        "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm,
+        "optim": t.optimizer,
+        "logging_steps": t.logging_steps,
+        "eval_strategy": "steps" if has_eval and t.eval_steps else "no",
+        "eval_steps": t.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": t.save_steps,
+        "save_total_limit": t.save_total_limit,
+        "seed": config.seed,
+        "report_to": list(t.report_to) or "none",
+        "dataloader_num_workers": t.dataloader_workers,
+        "torch_compile": t.torch_compile,
+        "train_sampling_strategy": "group_by_length" if config.data.group_by_length else "random",
+        # ftcore's collator picks its columns; the Trainer must not drop any by signature.
+        "remove_unused_columns": False,
+        "label_names": ["labels"],
+        "include_num_input_tokens_seen": "non_padding",
+        "disable_tqdm": True,
+        "dataloader_pin_memory": _cuda(),
+        "deepspeed": t.deepspeed,
+        **_precision(t.precision),
+        **_fsdp(t.fsdp),
+    }
+    try:
+        return TrainingArguments(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"training: {exc}") from exc
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _precision(precision: str) -> dict[str, Any]:
+    """Mixed-precision flags: auto means bf16 on GPUs that support it, fp16 on older GPUs, else fp32."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        if not cuda:
+            return {}
+        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    if precision == "fp16" and not cuda:
+        raise ConfigError("training.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
+    if precision == "bf16":
+        return {"bf16": True, "use_cpu": not cuda}
+    return {"fp16": True} if precision == "fp16" else {}
+
+
+def _fsdp(settings: dict[str, Any] | None) -> dict[str, Any]:
+    """FSDP pass-through: ``strategy`` (default ``full_shard auto_wrap``) plus transformers' fsdp_config keys."""
+    if not settings:
+        return {}
+    rest = dict(settings)
+    return {"fsdp": rest.pop("strategy", "full_shard auto_wrap"), "fsdp_config": rest}
+
+
+def _build_trainer(run: _Run) -> Any:
+    """The plugin's trainer when its ``make_trainer`` answers, else ``transformers.Trainer``."""
+    from transformers import PrinterCallback, Trainer
+
+    from ftcore.plugins import get_registry
+
+    data = run.data
+    args = training_arguments(run.config, run.plan.checkpoints, data.eval is not None)
+    run.progress = progress_callback()
+    callbacks = [run.progress]
+    common = {
+        "model": run.model,
+        "args": args,
+        "train_dataset": data.train,
+        "eval_dataset": data.eval,
+        "data_collator": data.collator,
+        "callbacks": callbacks,
+    }
+    trainer = get_registry().hook.make_trainer(
+        tokenizer=run.tokenizer, method=run.config.method, config=run.config, **common
+    )
+    if trainer is None:
+        trainer = Trainer(processing_class=run.tokenizer, **common)
+    # disable_tqdm makes Trainer print raw log dicts; ProgressCallback shows them instead.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _final_eval(trainer: Any, run: _Run) -> float | None:
+    """Evaluation loss at the end (from the last step-based eval, or one evaluation now)."""
+    if run.data.eval is None:
+        return None
+    if not run.config.training.eval_steps:
+        return trainer.evaluate().get("eval_loss")
+    losses = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
+    return losses[-1] if losses else None
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+def progress_callback() -> Any:
+    """A ``TrainerCallback`` showing a progress bar with loss and tokens/s (log lines when not on a terminal)."""
+    from transformers import TrainerCallback
+
+    class FtProgressCallback(_ProgressMixin, TrainerCallback):
+        pass
+
+    return FtProgressCallback()
+
+
+class _ProgressMixin:
+    bar: Any = None
+    start_time: float = 0.0
+    start_tokens: int = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        if not state.is_world_process_zero:
+            return
+        self.start_time, self.start_tokens = time.time(), state.num_input_tokens_seen
+        self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", unit="step",
+                        disable=not sys.stderr.isatty(), dynamic_ncols=True)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def tokens_per_second(self, state: Any) -> float:
+        elapsed = time.time() - self.start_time
+        return (state.num_input_tokens_seen - self.start_tokens) / elapsed if elapsed > 0 else 0.0
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if self.bar is None or not logs:
+            return
+        shown = {k: logs[k] for k in ("loss", "eval_loss") if k in logs}
+        if not shown:
+            return
+        shown["tok/s"] = self.tokens_per_second(state)
+        text = {k: f"{v:.4g}" for k, v in shown.items()}
+        if self.bar.disable:
+            log.info("step %d/%d %s", state.global_step, state.max_steps, " ".join(f"{k} {v}" for k, v in text.items()))
+        else:
+            self.bar.set_postfix(text, refresh=False)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str, Any]:
+    """Weights, tokenizer, config, metrics and manifest into the staging directory."""
+    from ftcore.config import config_to_yaml
+
+    staging = run.plan.staging
+    trainer.model.save_pretrained(str(staging))
+    # peft writes a placeholder model card; the upload command writes a real one.
+    (staging / "README.md").unlink(missing_ok=True)
+    run.tokenizer.save_pretrained(str(staging))
+    (staging / rundir.CONFIG).write_text(config_to_yaml(run.config), encoding="utf-8")
+    rundir.write_metrics(staging / rundir.METRICS, trainer.state.log_history)
+    manifest = build_manifest(run, trainer, eval_loss)
+    rundir.write_json(staging / rundir.MANIFEST, manifest)
+    return manifest
+
+
+def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str = "complete") -> dict[str, Any]:
+    """The ``ft_run.json`` record: what ran, on what, with which versions, and how it went."""
+    from ftcore.models import resolve_source
+
+    state = trainer.state
+    losses = [e["loss"] for e in state.log_history if "loss" in e]
+    runtime = time.time() - run.started
+    trainable, total = run.params
+    return {
+        "format": 1,
+        "status": status,
+        "method": run.config.method,
+        "output": run.spec.output,
+        "base_model": resolve_source(run.config.model),
+        "seed": run.config.seed,
+        "global_step": state.global_step,
+        "epoch": state.epoch,
+        "tokens_seen": int(state.num_input_tokens_seen),
+        "train_loss": losses[-1] if losses else None,
+        "train_loss_mean": run.train_metrics.get("train_loss"),
+        "train_runtime_s": run.train_metrics.get("train_runtime"),
+        "tokens_per_second": _tokens_per_second(run, state),
+        "eval_loss": eval_loss,
+        "trainable_params": trainable,
+        "total_params": total,
+        "wall_time_s": round(runtime, 2),
+        "resumed_from": str(run.plan.resume_from) if run.plan.resume_from else None,
+        "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
+        "versions": package_versions(),
+        "plugins": plugin_versions(),
+        "hardware": hardware(),
+        "git_commit": git_commit(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _tokens_per_second(run: _Run, state: Any) -> float | None:
+    """Non-padding tokens per second of this session's training (a resumed run counts its own part)."""
+    runtime = run.train_metrics.get("train_runtime")
+    if not runtime or run.progress is None:
+        return None
+    return round((state.num_input_tokens_seen - run.progress.start_tokens) / runtime, 1)
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return value
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and the libraries a run depends on (None when not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("ftcore", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def plugin_versions() -> dict[str, dict[str, str]]:
+    """Every loaded plugin with its distribution and version."""
+    from ftcore.plugins import get_registry
+
+    return {p.name: {"dist": p.dist, "version": p.version} for p in get_registry().plugins}
+
+
+def hardware() -> dict[str, Any]:
+    """CPU, memory and accelerators of this machine."""
+    import psutil
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def git_commit() -> str | None:
+    """The commit of the git checkout the run was started from, when there is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
