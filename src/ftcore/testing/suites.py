@@ -1,0 +1,192 @@
+"""Contract test suites that plugin tests subclass, so every plugin is held to the same checks.
+
+Subclass in a test module named ``test_*.py``, with a class name starting with ``Test``::
+
+    from ftcore.testing.suites import MethodContract
+
+    class TestMyMethod(MethodContract):
+        method = "mymethod"
+        options = {"r": 4}
+        bad_options = [{"r": 0}]
+
+The suites use the tiny model fixtures of ftcore's pytest plugin (``tiny_model_dir``), which pytest
+loads automatically when ftcore is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+#: Tiny, learnable data for method suites: a fixed mapping the model can memorise in a few dozen steps.
+_PAIRS = [("red", "green"), ("cat", "dog"), ("one", "two"), ("sun", "moon"), ("hot", "cold"), ("up", "down")]
+
+
+def write_completion_data(path: Path, repeats: int = 4) -> Path:
+    """Write a small prompt/completion JSONL file (``word -> its opposite``) and return its path."""
+    with path.open("w", encoding="utf-8") as handle:
+        for _ in range(repeats):
+            for word, opposite in _PAIRS:
+                handle.write(json.dumps({"prompt": f"Opposite of {word}:", "completion": f" {opposite}"}) + "\n")
+    return path
+
+
+def logged_losses(run_dir: Path) -> list[float]:
+    """Training losses in step order from a run directory's ``metrics.jsonl``."""
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [entry["loss"] for entry in map(json.loads, lines) if "loss" in entry]
+
+
+class MethodContract:
+    """Checks every training method must pass on ftcore's tiny Llama.
+
+    :cvar method: the method name under test.
+    :cvar options: valid ``method_options`` used for training.
+    :cvar bad_options: option mappings that must be rejected by the method's schema.
+    :cvar steps: optimizer steps of the training check; :cvar learning_rate: its learning rate.
+    """
+
+    method: ClassVar[str]
+    options: ClassVar[dict[str, Any]] = {}
+    bad_options: ClassVar[list[dict[str, Any]]] = []
+    steps: ClassVar[int] = 30
+    learning_rate: ClassVar[float] = 2e-2
+
+    def make_config(self, model_dir: Path, tmp_path: Path, **training: Any) -> Any:
+        from ftcore.config import build_config
+
+        data = write_completion_data(tmp_path / "train.jsonl")
+        raw = {
+            "model": str(model_dir),
+            "method": self.method,
+            "method_options": dict(self.options),
+            "output_dir": str(tmp_path / "run"),
+            "data": {"train": str(data), "max_seq_len": 32, "cache_dir": str(tmp_path / "cache")},
+            "training": {
+                "max_steps": self.steps, "learning_rate": self.learning_rate, "batch_size": 4,
+                "gradient_accumulation": 1, "logging_steps": 1, "save_steps": 10_000, "warmup_steps": 0,
+                "lr_scheduler": "constant", **training,
+            },
+        }
+        return build_config(raw)
+
+    def test_method_is_registered(self, fresh_plugins: None) -> None:
+        from ftcore.plugins import get_registry
+
+        registry = get_registry()
+        assert self.method in registry.methods, f"{self.method!r} not registered; installed: {sorted(registry.methods)}"
+
+    def test_options_validate(self, fresh_plugins: None, tiny_model_dir: Path, tmp_path: Path) -> None:
+        from ftcore.config import validate_method_options
+
+        spec, options = validate_method_options(self.make_config(tiny_model_dir, tmp_path))
+        assert spec.name == self.method
+        if spec.options is not None:
+            assert isinstance(options, spec.options)
+
+    def test_bad_options_are_rejected(self, fresh_plugins: None, tiny_model_dir: Path, tmp_path: Path) -> None:
+        from ftcore.config import validate_method_options
+        from ftcore.errors import ConfigError
+
+        base = self.make_config(tiny_model_dir, tmp_path)
+        for bad in self.bad_options:
+            config = base.model_copy(update={"method_options": bad})
+            with pytest.raises(ConfigError, match="method_options"):
+                validate_method_options(config)
+
+    def test_loss_falls_and_run_reloads(self, fresh_plugins: None, tiny_model_dir: Path, tmp_path: Path) -> None:
+        import torch
+
+        from ftcore.models import load_for_inference
+        from ftcore.train import run_training
+
+        result = run_training(self.make_config(tiny_model_dir, tmp_path))
+        losses = logged_losses(result.run_dir)
+        assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
+        head, tail = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+        assert tail < head * 0.95, f"loss did not fall: first {losses[:3]}, last {losses[-3:]}"
+
+        tuned, tokenizer = load_for_inference(result.run_dir)
+        base, _ = load_for_inference(tiny_model_dir)
+        ids = tokenizer("Opposite of red:", return_tensors="pt").input_ids
+        with torch.no_grad():
+            changed = (tuned(input_ids=ids).logits - base(input_ids=ids).logits).abs().max().item()
+        assert changed > 1e-4, "the reloaded run gives the same logits as its base"
+
+
+class FormatContract:
+    """Checks every dataset format must pass: registration, exact mapping, located errors.
+
+    :cvar format: the format name; :cvar records: raw records; :cvar expected: the canonical examples
+        they must map to (compared on the keys given); :cvar bad_record: a record the format must reject.
+    """
+
+    format: ClassVar[str]
+    records: ClassVar[list[dict[str, Any]]]
+    expected: ClassVar[list[dict[str, Any]]]
+    bad_record: ClassVar[dict[str, Any]]
+
+    def _write(self, path: Path, records: list[dict[str, Any]]) -> Path:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        return path
+
+    def _load(self, path: Path) -> list[dict[str, Any]]:
+        from ftcore.config import DataConfig
+        from ftcore.data import load_examples
+
+        return list(load_examples(str(path), DataConfig(train=str(path), format=self.format)))
+
+    def test_format_is_registered(self, fresh_plugins: None) -> None:
+        from ftcore.plugins import get_registry
+
+        assert self.format in get_registry().formats
+
+    def test_records_map_to_canonical_examples(self, fresh_plugins: None, tmp_path: Path) -> None:
+        examples = self._load(self._write(tmp_path / "data.jsonl", self.records))
+        assert len(examples) == len(self.expected)
+        for got, want in zip(examples, self.expected, strict=True):
+            assert {key: got[key] for key in want} == want
+
+    def test_bad_record_names_file_and_line(self, fresh_plugins: None, tmp_path: Path) -> None:
+        from ftcore.errors import DataError
+
+        path = self._write(tmp_path / "bad.jsonl", [self.records[0], self.bad_record])
+        with pytest.raises(DataError, match=r"bad\.jsonl:2"):
+            self._load(path)
+
+
+class MetricContract:
+    """Checks every metric must pass: registration and values on known cases.
+
+    :cvar metric: the metric name; :cvar cases: ``(predictions, references, expected scores)`` triples;
+        :cvar tolerance: absolute tolerance of the comparison.
+    """
+
+    metric: ClassVar[str]
+    cases: ClassVar[list[tuple[list[str], list[str], dict[str, float]]]]
+    tolerance: ClassVar[float] = 1e-6
+
+    def test_metric_is_registered(self, fresh_plugins: None) -> None:
+        from ftcore.plugins import get_registry
+
+        assert self.metric in get_registry().metrics
+
+    def test_known_values(self, fresh_plugins: None) -> None:
+        from ftcore.plugins import get_registry
+
+        hook = get_registry().hook
+        for predictions, references, expected in self.cases:
+            scores = hook.compute_metric(name=self.metric, predictions=predictions, references=references, context={})
+            assert scores is not None, f"no plugin answered for {self.metric!r}"
+            for key, value in expected.items():
+                assert scores[key] == pytest.approx(value, abs=self.tolerance), (key, predictions, references)
+
+    def test_other_names_are_left_alone(self, fresh_plugins: None) -> None:
+        from ftcore.plugins import get_registry
+
+        hook = get_registry().hook
+        assert hook.compute_metric(name="no-such-metric-xyz", predictions=["a"], references=["a"], context={}) is None

@@ -1,0 +1,56 @@
+"""`ft plugin new` writes packages that install, show up in `ft plugins` and pass their own tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import run_ft
+
+from ftcore.errors import UsageError
+from ftcore.scaffold import new_plugin
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess:
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args, *(isolation if args[0] == "install" else [])],
+        capture_output=True, text=True,
+    )
+
+
+@pytest.mark.parametrize(("kind", "name"), [("method", "tmplmethod"), ("format", "tmplformat"), ("metric", "tmplmetric")])
+def test_generated_plugin_installs_lists_and_passes_its_tests(tmp_path, kind, name):
+    result = run_ft("plugin", "new", name, "--kind", kind, "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / f"ft-{name}"
+    assert (root / "pyproject.toml").is_file() and (root / "README.md").is_file()
+
+    installed = _pip("install", "--no-deps", str(root))
+    assert installed.returncode == 0, installed.stderr
+    try:
+        listing = json.loads(run_ft("plugins", "--json").stdout)
+        mine = [p for p in listing["plugins"] if p["dist"] == f"ft-{name}"]
+        assert mine, listing
+        assert name in mine[0][kind + "s"]
+        tests = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+            capture_output=True, text=True, cwd=tmp_path,
+        )
+        assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+        assert " passed" in tests.stdout
+    finally:
+        _pip("uninstall", "-y", f"ft-{name}")
+
+
+def test_bad_name_and_kind_and_existing_folder(tmp_path):
+    with pytest.raises(UsageError, match="invalid method name"):
+        new_plugin("Bad Name", "method", tmp_path)
+    with pytest.raises(UsageError, match="unknown plugin kind"):
+        new_plugin("ok", "trainer", tmp_path)
+    new_plugin("twice", "metric", tmp_path)
+    with pytest.raises(UsageError, match="already exists"):
+        new_plugin("twice", "metric", tmp_path)
