@@ -142,3 +142,21 @@ def test_not_a_run_dir(tmp_path: Path) -> None:
 
     with pytest.raises(RunDirError, match="no ft_run.json"):
         dry_run(tmp_path, "alice/x")
+
+
+def test_merged_upload_sends_a_standalone_model(run_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with HubEmulator({TOKEN: "alice"}) as hub:
+        result = ft(["upload", str(run_dir), "--repo-id", "alice/tiny-merged", "--merged"], hub, tmp_path / "home")
+        assert result.returncode == 0, result.stderr
+        files = hub.repos["alice/tiny-merged"].files
+    assert not any(name.startswith("adapter_") for name in files)
+    received = tmp_path / "received"
+    for name, content in files.items():
+        (received / name).parent.mkdir(parents=True, exist_ok=True)
+        (received / name).write_bytes(content)
+    assert front_matter(files["README.md"].decode())["library_name"] == "transformers"
+    model = AutoModelForCausalLM.from_pretrained(received, dtype=torch.float32)
+    assert model(torch.tensor([[5, 6, 7]])).logits.shape[-1] == model.config.vocab_size

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from ftcore.errors import HubError, RunDirError, UsageError
+from ftcore.errors import HubError, UsageError
 
 # The Hub's rules (huggingface_hub.utils.validate_repo_id) with the namespace made mandatory,
 # since an upload needs to say whose repository it is.
@@ -67,18 +67,11 @@ def check_repo_id(repo_id: str) -> str:
 
 
 def read_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(manifest, config)`` of a finished run directory: ft_run.json and ft_config.yaml."""
-    run_dir = Path(run_dir)
-    manifest_path = run_dir / "ft_run.json"
-    if not manifest_path.is_file():
-        raise RunDirError(f"{run_dir}: not a run directory (no ft_run.json); pass the output_dir of an `ft train` run")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{manifest_path}: not valid JSON (line {exc.lineno}): {exc.msg}") from exc
-    config_path = run_dir / "ft_config.yaml"
-    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    return manifest, config or {}
+    """``(manifest, config)`` of a run directory (ft_run.json and ft_config.yaml)."""
+    from ftcore.rundir import load_run
+
+    run = load_run(run_dir)
+    return run.manifest, run.config
 
 
 def base_model_of(manifest: dict[str, Any], config: dict[str, Any]) -> str | None:
