@@ -1,0 +1,69 @@
+"""``ft generate`` and ``ft chat``: a quick look at a tuned model, tokens streamed to the terminal."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _sampling_options(command):
+    command = click.option("--seed", type=int, default=None, help="Seed for sampling.")(command)
+    command = click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling threshold.")(command)
+    command = click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy decoding.")(command)
+    command = click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)(command)
+    command = click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default=None,
+                           help="Dtype to load the weights in.")(command)
+    command = click.option("--system", default=None, help="System message.")(command)
+    return command
+
+
+def _load(model: str, dtype: str | None):
+    from ftcore.models import load_for_inference
+
+    return load_for_inference(model, dtype=dtype)
+
+
+@click.command()
+@click.argument("model", metavar="RUN_DIR_OR_MODEL")
+@click.option("--prompt", "-p", required=True, help="The prompt (a user message when the tokenizer has a chat template).")
+@click.option("--raw", is_flag=True, help="Feed the prompt as plain text, without the chat template.")
+@_sampling_options
+def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str | None, max_new_tokens: int,
+             temperature: float, top_p: float, seed: int | None) -> None:
+    """Generate a reply to --prompt with RUN_DIR_OR_MODEL: a run directory, model directory, Hub id or .gguf file."""
+    from ftcore.generate import Sampling
+    from ftcore.generate import generate as run_generate
+
+    loaded, tokenizer = _load(model, dtype)
+    sampling = Sampling(max_new_tokens, temperature, top_p, seed)
+    run_generate(loaded, tokenizer, prompt, sampling, chat=not raw, system=system, on_text=_write)
+    click.echo()
+
+
+@click.command()
+@click.argument("model", metavar="RUN_DIR_OR_MODEL")
+@_sampling_options
+def chat(model: str, system: str | None, dtype: str | None, max_new_tokens: int, temperature: float, top_p: float,
+         seed: int | None) -> None:
+    """Chat with RUN_DIR_OR_MODEL using its chat template; /reset clears the history, /exit or Ctrl-D ends."""
+    from ftcore.generate import Sampling, chat_loop
+
+    loaded, tokenizer = _load(model, dtype)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        click.echo("Chatting with the model; /reset clears the history, /exit or Ctrl-D quits.", err=True)
+    chat_loop(loaded, tokenizer, lambda: _read(interactive), _write, Sampling(max_new_tokens, temperature, top_p, seed), system)
+
+
+def _read(interactive: bool) -> str | None:
+    """One line of user input (None at end of input); the prompt goes to stderr so stdout holds replies only."""
+    if interactive:
+        click.echo("you> ", nl=False, err=True)
+    line = sys.stdin.readline()
+    return line if line else None
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
