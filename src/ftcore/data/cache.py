@@ -1,6 +1,6 @@
 """The tokenized-data cache: a fingerprint of everything that decides the tokens, and save/load by it.
 
-The fingerprint covers the data files' contents (not their paths or times), the tokenizer (its vocabulary,
+The fingerprint covers the data files' contents and configured paths (not their modification times), the tokenizer (its vocabulary,
 merges and special tokens), the chat template, the format plugins' versions and every data setting that
 changes the tokens. A second run over the same inputs loads the tokenized datasets instead of tokenizing.
 """

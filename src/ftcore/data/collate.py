@@ -3,7 +3,8 @@
 Packing concatenates examples into rows of at most ``max_seq_len`` tokens and stores ``position_ids`` that
 restart at 0 for every example. The packed collator flattens a batch into one ``[1, total]`` row, as
 ``transformers.DataCollatorWithFlattening`` does; transformers then derives the sequence boundaries from the
-position resets (``find_packed_sequence_indices``) and masks attention block-diagonally (flash-attention gets
+position resets (``find_packed_sequence_indices``, only when no KV cache is built: the collator passes
+``use_cache=False``) and masks attention block-diagonally (flash-attention gets
 ``cu_seqlens`` from the same resets), so no example attends to another and no padding is computed. The first
 label of every packed example is ``-100``: it would otherwise be predicted from the previous example.
 We chose position resets over 4-D block masks because they need no model-specific mask plumbing and cost
@@ -78,4 +79,8 @@ class PackedCollator:
         for feature in features:
             for key in batch:
                 batch[key] += list(feature[key])
-        return {key: torch.tensor([value], dtype=torch.long) for key, value in batch.items()}
+        flat: dict[str, Any] = {key: torch.tensor([value], dtype=torch.long) for key, value in batch.items()}
+        # transformers only derives the per-example mask from position resets when no KV cache is built;
+        # a model left with use_cache=True (eval mode, a custom trainer) would otherwise attend across examples.
+        flat["use_cache"] = False
+        return flat
