@@ -30,7 +30,7 @@ def preview(config_path: str, count: int, overrides: tuple[str, ...], color: boo
         row = prepared.train[i]
         click.echo(f"--- example {i + 1} ({len(row['input_ids'])} tokens, "
                    f"{sum(label != -100 for label in row['labels'])} trained)")
-        click.echo(render_example(row["input_ids"], row["labels"], tokenizer, color))
+        click.echo(render_example(row["input_ids"], row["labels"], tokenizer, color), color=color)
     stats = prepared.stats
     dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
     click.echo(f"--- {stats['examples']} examples read: {stats['kept']} kept ({stats['truncated']} of them truncated "
