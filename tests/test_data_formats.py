@@ -241,3 +241,24 @@ def test_third_party_format_plugin(tokenizer, tmp_path, fresh_plugins):
         )
     finally:
         unregister_plugin("qa-plugin")
+
+
+def test_hub_dataset_goes_through_datasets_load_dataset(tokenizer, tmp_path, monkeypatch):
+    """A name that is not a local path is read with datasets.load_dataset (the Hub itself is replaced)."""
+    import datasets
+
+    calls = []
+
+    def fake_hub(name, config_name=None, split=None, **kwargs):
+        calls.append((name, config_name, split))
+        return datasets.Dataset.from_list(ALPACA)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    from ftcore.config import DataFile
+    from ftcore.data import prepare_data
+
+    config = make_config([DataFile(path="someone/alpaca-mini", name="en", split="train[:10]")], tmp_path)
+    prepared = prepare_data(config, tokenizer)
+    assert calls[0] == ("someone/alpaca-mini", "en", "train[:10]")
+    assert (prepared.train[0]["input_ids"], prepared.train[0]["labels"]) == expected(tokenizer, PIECES["alpaca"])
+    assert prepared.stats["sources"][0]["path"] == "someone/alpaca-mini/en[train[:10]]"
