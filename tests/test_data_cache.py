@@ -75,3 +75,14 @@ def test_cache_dir_from_environment_and_unwritable_cache(tokenizer, tmp_path, mo
     blocker.write_text("a file where the cache directory should be")
     prepared = prepare_data(make_config(path, tmp_path, cache_dir=str(blocker / "cache")), tokenizer)
     assert prepared.stats["cache_written"] is False and len(prepared.train) == 2
+
+
+def test_parallel_tokenization_gives_the_same_rows(tokenizer, tmp_path):
+    from ftcore.data import prepare_data
+
+    rows = [{"instruction": f"Say {i}", "output": f"Number {i}."} for i in range(40)]
+    path = str(write_records(tmp_path, "many", rows, "jsonl"))
+    serial = prepare_data(make_config(path, tmp_path, cache_dir=str(tmp_path / "c1")), tokenizer)
+    parallel = prepare_data(make_config(path, tmp_path, cache_dir=str(tmp_path / "c2"), num_proc=2), tokenizer)
+    assert parallel.train["input_ids"] == serial.train["input_ids"]
+    assert parallel.train["labels"] == serial.train["labels"]
