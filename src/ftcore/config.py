@@ -27,7 +27,7 @@ class DataFile(Strict):
     """One data source: a local file or directory, or a Hub dataset, with a mixing weight."""
 
     path: str = Field(description="Local .jsonl/.json/.csv/.parquet file or directory, or a Hub dataset id.")
-    weight: float = Field(1.0, gt=0, description="Relative share of this source when several are mixed.")
+    weight: float = Field(1.0, gt=0, description="Multiplies this source's examples when mixing: 2 repeats it twice, 0.5 keeps a seeded half.")
     format: str | None = Field(None, description="Format of this source; default: data.format or detected.")
     split: str = Field("train", description="Split to read from a Hub dataset.")
     name: str | None = Field(None, description="Configuration name of a Hub dataset.")
