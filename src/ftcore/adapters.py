@@ -7,6 +7,7 @@ not depend on one another. Importing this module is cheap; peft is imported insi
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,7 +71,10 @@ def attach_lora(model: Any, options: LoraOptions, config: FtConfig | None = None
         enable_gradient_checkpointing(model)
     peft_config = lora_config(model, options)
     try:
-        return get_peft_model(model, peft_config)
+        with warnings.catch_warnings():
+            # peft asks transformers 5 for a deprecated attribute; the warning means nothing to users.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, peft_config)
     except ValueError as exc:
         if "not found in the base model" in str(exc) or "Target modules" in str(exc):
             raise ModelError(
