@@ -217,11 +217,20 @@ def generate_predictions(model: Any, tokenizer: Any, prompts: list[list[int]], s
                 generated = model.generate(
                     input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device), **kwargs
                 )
-            new_tokens = generated[:, input_ids.shape[1] :]
+            new_tokens = [until_stop(row, kwargs["eos_token_id"]) for row in generated[:, input_ids.shape[1] :].tolist()]
             for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
                 outputs[i] = text.strip()
             bar.update(len(batch))
     return [outputs[i] for i in range(len(prompts))]
+
+
+def until_stop(tokens: list[int], stop_ids: list[int]) -> list[int]:
+    """The generated tokens before the first stop token (which is not part of the answer, special or not)."""
+    stops = set(stop_ids)
+    for position, token in enumerate(tokens):
+        if token in stops:
+            return tokens[:position]
+    return tokens
 
 
 def left_padded(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
@@ -410,10 +419,12 @@ def evaluate_model(
     metric_options: dict[str, dict[str, Any]] | None = None,
     dtype: str | None = None,
     device: str | None = None,
+    data_config: DataConfig | None = None,
 ) -> EvalResult:
     """Evaluate a model, run directory, Hub id or GGUF file on ``data``; write eval.json and predictions.jsonl.
 
-    Metric names and the data file are checked before the model is loaded.
+    ``data_config`` says how to read ``data`` (default: the run's data settings, or ft's defaults for a
+    plain model). Metric names and the data file are checked before the model is loaded.
     """
     from ftcore.models import load_for_inference
 
@@ -423,7 +434,7 @@ def evaluate_model(
     _check_options_target(options, resolved)
     if not Path(data).exists():
         raise DataError(f"--data: file not found: {data}")
-    data_config = data_config_for(model_or_run_dir, data)
+    data_config = data_config or data_config_for(model_or_run_dir, data)
     model, tokenizer = load_for_inference(model_or_run_dir, dtype=dtype, device=device)
     examples, records = load_eval_examples(data, data_config, tokenizer, limit)
     if any(m.spec.needs == "generation" for m in resolved):
