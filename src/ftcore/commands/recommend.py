@@ -1,0 +1,42 @@
+"""``ft recommend``: estimate memory per method and write a config that fits this machine."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.option("--model", "-m", required=True, help="Hub id, local model directory, .gguf file or run directory.")
+@click.option("--method", type=click.Choice(["lora", "qlora", "full"]), default=None,
+              help="Only consider this method (default: lora, then qlora, then full).")
+@click.option("--seq-len", type=click.IntRange(min=8), default=512, show_default=True, help="Training sequence length.")
+@click.option("--memory", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Memory to plan for, in GB (default: the GPU's, else system RAM).")
+@click.option("--margin", type=click.FloatRange(0, 0.9), default=0.15, show_default=True, help="Share of memory kept free.")
+@click.option("--rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank.")
+@click.option("--global-batch", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Sequences per optimizer step (micro-batch x gradient accumulation).")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
+              help="Weight dtype (default: bfloat16 on GPUs that support it, else float32).")
+@click.option("--data", default="data/train.jsonl", show_default=True, help="data.train of the written config.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write the recommended config here.")
+def recommend(model: str, method: str | None, seq_len: int, memory: float | None, margin: float, rank: int,
+              global_batch: int, dtype: str | None, data: str, output: str | None) -> None:
+    """Estimate peak training memory of MODEL per method and recommend a setup that fits."""
+    import yaml
+
+    from ftcore import recommend as rc
+    from ftcore.errors import FtError
+
+    shape = rc.model_shape(model)
+    rec = rc.recommend(shape, rc.detect_hardware(), methods=(method,) if method else rc.METHODS, seq_len=seq_len,
+                       memory=int(memory * rc.GB) if memory else None, margin=margin, rank=rank,
+                       global_batch=global_batch, dtype=dtype)
+    click.echo(rc.breakdown(rec))
+    if rec.chosen is None:
+        raise FtError(rc.cannot_fit_message(rec))
+    if output:
+        text = yaml.safe_dump(rc.config_for(rec, data=data), sort_keys=False)
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(f"# ft train --config {output}\n# written by: ft recommend --model {model}\n{text}")
+        click.echo(f"\nwrote {output}")

