@@ -196,7 +196,9 @@ def run_block(block: Block, sandbox: Path) -> None:
     assert found, f"{block.where}: run block without commands"
     for command in found:
         assert command.argv[0] == "ft", f"{block.where}: only ft commands can be run, got {command.argv[0]!r}"
-        result = run_ft(*command.argv[1:], env=command.env, cwd=sandbox, timeout=300)
+        # A cache of its own, so a page's output never depends on what earlier runs tokenized.
+        env = {"FT_CACHE_DIR": str(sandbox / ".ft-cache"), **command.env}
+        result = run_ft(*command.argv[1:], env=env, cwd=sandbox, timeout=300)
         shown = f"{block.where}: $ {shlex.join(command.argv)}\n{result.stdout}{result.stderr}"
         assert result.returncode == expected_exit, shown
         output = normalised(result.stdout + result.stderr)
