@@ -217,3 +217,18 @@ def test_cli_without_metrics_plugin_explains_how_to_install(tmp_path):
         assert result.returncode != 0
         assert "pip install ftmetrics" in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ftmetrics_entry_module_and_commands_import_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ftmetrics, ftcore.commands.evaluate, ftcore.commands.benchmark, ftcore.evaluation, ftcore.benchmark\n"
+        "from ftcore.plugins import get_registry\n"
+        "assert 'rouge' in get_registry().metrics\n"
+        "heavy = [m for m in ('torch', 'transformers', 'evaluate', 'datasets', 'matplotlib', 'sacrebleu') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
