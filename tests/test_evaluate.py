@@ -190,6 +190,9 @@ def test_reference_file_without_needed_fields_says_which(tiny_model_dir, tmp_pat
     no_reply = write_jsonl(tmp_path / "chat.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}])
     with pytest.raises(DataError, match="example 1 has no assistant message"):
         evaluate_model(tiny_model_dir, no_reply, ["rouge"], settings=GenerationSettings(max_new_tokens=2))
+    empty_prompt = write_jsonl(tmp_path / "empty.jsonl", [{"prompt": "", "completion": "x"}])
+    with pytest.raises(DataError, match="example 1 has an empty prompt"):
+        evaluate_model(tiny_model_dir, empty_prompt, ["rouge"], settings=GenerationSettings(max_new_tokens=2))
 
 
 def test_unknown_format_names_the_fields(tiny_model_dir, tmp_path):

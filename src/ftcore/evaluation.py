@@ -155,9 +155,12 @@ def load_eval_examples(data: str | Path, data_config: DataConfig, tokenizer: Any
         raise DataError(f"{data}: no examples to evaluate")
     _require_references(data, records)
     examples = []
-    for record in records:
+    for i, record in enumerate(records, start=1):
         prompt, reference = prompt_and_reference(record, tokenizer, data_config)
-        examples.append(Example(prompt=prompt, reference=reference, prompt_ids=prompt_token_ids(prompt, record, tokenizer)))
+        prompt_ids = prompt_token_ids(prompt, record, tokenizer)
+        if not prompt_ids:
+            raise DataError(f"{data}: example {i} has an empty prompt; there is nothing to generate an answer from")
+        examples.append(Example(prompt=prompt, reference=reference, prompt_ids=prompt_ids))
     return examples, records
 
 
