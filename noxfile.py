@@ -7,10 +7,10 @@ multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproj
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).parent
 TORCH = os.environ.get("FT_TORCH", "torch==2.13.0")

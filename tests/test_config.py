@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ftcore import MethodSpec, hookimpl
 from ftcore.config import load_config, validate_run_config
@@ -28,7 +28,7 @@ def test_minimal_config_gets_defaults(tmp_path):
 
 def test_config_is_immutable(tmp_path):
     cfg = load_config(write(tmp_path, BASE))
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.seed = 3  # type: ignore[misc]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,7 +33,7 @@ class DataFile(Strict):
     name: str | None = Field(None, description="Configuration name of a Hub dataset.")
 
 
-DataSources = Union[str, list[Union[str, DataFile]]]
+DataSources = str | list[str | DataFile]
 
 
 class DataConfig(Strict):

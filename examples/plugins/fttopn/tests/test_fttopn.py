@@ -19,9 +19,8 @@ class TestQA(FormatContract):
 
 
 def test_only_top_layers_train(tiny_model_dir):
-    from transformers import AutoModelForCausalLM
-
     import fttopn
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     prepared = fttopn.setup_peft(model, "topn", fttopn.TopNOptions(layers=1, train_head=False))
