@@ -39,7 +39,7 @@ from ftcore import hookimpl, MethodSpec
 
 @hookimpl
 def register_methods():
-    return [MethodSpec("topn", "train the top N layers only")]
+    return [MethodSpec("fakehealthy", "a healthy third-party method")]
 """
 
 SIDE_EFFECT = """
@@ -70,10 +70,10 @@ def test_shipped_plugins_listed_with_versions():
 def test_broken_plugins_are_named_and_the_rest_keep_working(fake_site):
     fake_site.add("ft-broken-import", BROKEN_IMPORT, entry="broken_import")
     fake_site.add("ft-broken-hook", BROKEN_HOOK, entry="broken_hook")
-    fake_site.add("ft-topn", HEALTHY, entry="topn")
+    fake_site.add("ft-healthy", HEALTHY, entry="healthy")
     listing = _listing(fake_site)
     healthy = {p["name"] for p in listing["plugins"]}
-    assert SHIPPED | {"topn"} <= healthy
+    assert SHIPPED | {"healthy"} <= healthy
     failed = {p["name"]: p for p in listing["failed"]}
     assert set(failed) == {"broken_import", "broken_hook"}
     assert failed["broken_import"]["dist"] == "ft-broken-import"
@@ -87,11 +87,12 @@ def test_broken_plugins_are_named_and_the_rest_keep_working(fake_site):
 
 
 def test_duplicate_method_name_rejected_naming_both_plugins(fake_site):
-    fake_site.add("ft-clash", CLASHING, entry="clash")
+    # Entry points load in name order, so "zclash" comes after "ftfull" and is the one rejected.
+    fake_site.add("ft-clash", CLASHING, entry="zclash")
     listing = _listing(fake_site)
     failed = {p["name"]: p for p in listing["failed"]}
-    assert "clash" in failed
-    assert "'full'" in failed["clash"]["error"] and "ftfull" in failed["clash"]["error"]
+    assert "zclash" in failed
+    assert "'full'" in failed["zclash"]["error"] and "ftfull" in failed["zclash"]["error"]
     full_owner = [p["name"] for p in listing["plugins"] if "full" in p["methods"]]
     assert full_owner == ["ftfull"]
 
@@ -108,9 +109,9 @@ def test_blocklist_applies_before_import(fake_site, tmp_path):
 
 
 def test_allowlist_and_disable_option(fake_site):
-    fake_site.add("ft-topn", HEALTHY, entry="topn")
-    only = _listing(fake_site, env={"FT_PLUGINS": "ftlora,topn"})
-    assert {p["name"] for p in only["plugins"]} == {"ftcore", "ftlora", "topn"}
+    fake_site.add("ft-healthy", HEALTHY, entry="healthy")
+    only = _listing(fake_site, env={"FT_PLUGINS": "ftlora,healthy"})
+    assert {p["name"] for p in only["plugins"]} == {"ftcore", "ftlora", "healthy"}
     result = run_ft("--disable", "ftlora", "plugins", "--json", env={"PYTHONPATH": str(fake_site)})
     names = {p["name"] for p in json.loads(result.stdout)["plugins"]}
     assert "ftlora" not in names and "ftqlora" in names
