@@ -3,7 +3,8 @@
 Plugins are distributions exposing an entry point in the ``ftcore`` group. Each is loaded on its own,
 so one that fails to import, or whose registration raises, is reported by name while the others keep
 working. ``FT_PLUGINS`` (``"a,b"`` allowlist, ``"-a,-b"`` blocklist) and ``--disable NAME`` apply before
-a plugin is imported.
+a plugin is imported. Entry points load in name order; a plugin that registers a method, format or
+metric name already taken is rejected whole and reported, naming both plugins.
 """
 
 from __future__ import annotations
