@@ -191,7 +191,7 @@ def model_card(run_dir: str | Path, repo_id: str, merged: bool = False) -> str:
     config_yaml = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip()
     return (
         f"---\n{metadata}---\n\n# {repo_id.split('/')[-1]}\n\n"
-        f"A {kind} fine-tuned from `{base}` with [ft](https://github.com/ft-project/ft) "
+        f"A {kind} fine-tuned from `{base}` with ft (finetune-cli) "
         f"(method `{method}`).\n\n"
         f"## How to load\n\n{_how_to_load(repo_id, base, adapter and not merged)}\n"
         f"## Training configuration\n\n```yaml\n{config_yaml}\n```\n\n"

@@ -1,0 +1,218 @@
+"""ft's speed benchmark against a hand-written Trainer+peft baseline and TRL's SFTTrainer.
+
+    python benchmarks/run.py                 # the full suite (~20 min on 2 cores), writes benchmarks/RESULTS.md
+    python benchmarks/run.py --quick         # smoke run: tiny fixture, 2 steps, in one process
+    python benchmarks/run.py --cases hf_mb1,ft_default --runs 5
+
+It builds the fixture once (a ~28M-parameter Llama with an 8k BPE tokenizer and 4,000 alpaca-style
+examples), measures the fp32 matmul peak, the start-up of ``ft --help`` / ``ft plugins`` against importing
+transformers, ft's data preparation on a first and a cached run, then trains every case for ``--steps``
+optimizer steps, one process per run, rounds interleaved (and rotated) so machine drift hits every case
+alike. Medians and spreads of the runs go to RESULTS.md and results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import cases as bench_cases  # noqa: E402
+import fixture as bench_fixture  # noqa: E402
+
+DEFAULT_CASES = ["hf_mb8", "hf_mb1", "trl_padded", "trl_free", "trl_packed", "ft_mb8", "ft_mb1", "ft_packed",
+                 "ft_default", "hf_full_mb1", "ft_full_default"]
+QUICK_CASES = ["hf_mb1", "ft_mb1"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny fixture, 2 steps, one run, in-process (a smoke test)")
+    parser.add_argument("--runs", type=int, help="runs per case (default 3; 1 with --quick)")
+    parser.add_argument("--steps", type=int, help="optimizer steps per run (default 8; 2 with --quick)")
+    parser.add_argument("--warmup", type=int, help="untimed first steps (default 2; 1 with --quick)")
+    parser.add_argument("--cases", help=f"comma-separated subset of {','.join(bench_cases.CASES)}")
+    parser.add_argument("--work", type=Path, help="scratch directory (default: a fresh temporary one)")
+    parser.add_argument("--output", type=Path, help="results file (default benchmarks/RESULTS.md)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--prep", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.steps = args.steps or (2 if args.quick else 8)
+    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    return args
+
+
+# ----------------------------------------------------------------------------- measurements
+
+
+def matmul_peak(n: int, seconds: float) -> float:
+    """Best fp32 GFLOP/s of an ``n``×``n`` matmul over about ``seconds`` of repeats (torch's default threads)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def command_seconds(command: list[str], repeats: int) -> list[float]:
+    """Wall time of each of ``repeats`` fresh runs of ``command``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True, env=child_env())
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def startup(repeats: int, quick: bool = False) -> dict[str, list[float]]:
+    """Start-up of ft's light commands against importing the heavy libraries in a fresh interpreter."""
+    ft = str(Path(sys.executable).with_name("ft"))
+    commands = {
+        "ft --help": [ft, "--help"],
+        "ft plugins": [ft, "plugins"],
+        "python -c 'import transformers'": [sys.executable, "-c", "import transformers"],
+        "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+    }
+    if quick:  # the smoke run only checks that each kind of measurement works
+        commands = dict(list(commands.items())[:2])
+    return {label: command_seconds(command, repeats) for label, command in commands.items()}
+
+
+def prep_seconds(fixture: Path, cache_dir: Path) -> dict[str, Any]:
+    """Time ft's data preparation of the fixture with ft's default settings (reads the cache when present)."""
+    from ftcore.config import build_config
+    from ftcore.data import prepare_data
+    from ftcore.models import load_tokenizer
+
+    case = bench_cases.CASES["ft_default"]
+    config = build_config(bench_cases.ft_config(case, fixture, cache_dir.parent, 1, cache_dir))
+    tokenizer = load_tokenizer(config)
+    t0 = time.perf_counter()
+    prepared = prepare_data(config, tokenizer)
+    return {"seconds": time.perf_counter() - t0, "cache_hit": bool(prepared.stats.get("cache_hit")),
+            "rows": len(prepared.train)}
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def in_child(args: argparse.Namespace, *extra: str) -> dict[str, Any]:
+    """Run this script in a fresh process for one measurement; return the JSON it printed last."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--fixture", str(args.fixture_dir),
+               "--work", str(args.work), "--steps", str(args.steps), "--warmup", str(args.warmup), *extra]
+    done = subprocess.run(command, capture_output=True, text=True, env=child_env())
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(extra)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def worker_main(args: argparse.Namespace) -> None:
+    """Child-process entry: one case or one data preparation, JSON on the last stdout line."""
+    cache_dir = args.work / "cache"
+    if args.prep:
+        print(json.dumps(prep_seconds(args.fixture, cache_dir)))
+        return
+    scratch = args.work / "runs" / f"{args.worker}-{os.getpid()}"
+    found = bench_cases.run_case(args.worker, args.fixture, scratch, args.steps, args.warmup, cache_dir)
+    shutil.rmtree(scratch, ignore_errors=True)
+    print(json.dumps(found))
+
+
+# ----------------------------------------------------------------------------- the suite
+
+
+def run_suite(args: argparse.Namespace) -> dict[str, Any]:
+    names = args.cases.split(",") if args.cases else (QUICK_CASES if args.quick else DEFAULT_CASES)
+    unknown = [n for n in names if n not in bench_cases.CASES]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {unknown}; known: {', '.join(bench_cases.CASES)}")
+    spec = bench_fixture.QUICK if args.quick else bench_fixture.FixtureSpec()
+    t0 = time.perf_counter()
+    info = bench_fixture.build(args.fixture_dir, spec)
+    report: dict[str, Any] = {"fixture": info, "fixture_seconds": time.perf_counter() - t0, "load_start": os.getloadavg()}
+    size, seconds = (512, 0.5) if args.quick else (2048, 4.0)
+    report["peak_gflops"] = [matmul_peak(size, seconds)]
+    report["startup"] = startup(1 if args.quick else 5, args.quick)
+    report["prep"] = prep_runs(args)
+    report["runs"] = train_runs(args, names)
+    report["peak_gflops"].append(matmul_peak(size, seconds))
+    report["peak_matmul"] = {"size": size, "seconds": seconds}
+    report["load_end"] = os.getloadavg()
+    report["settings"] = {"steps": args.steps, "warmup": args.warmup, "runs": args.runs, "quick": args.quick,
+                          "cases": names}
+    return report
+
+
+def prep_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Data preparation: first run (empty cache), then a re-run that reads the cache."""
+    shutil.rmtree(args.work / "cache", ignore_errors=True)
+    if args.quick:
+        return [prep_seconds(args.fixture_dir, args.work / "cache") for _ in range(2)]
+    return [in_child(args, "--prep") for _ in range(2)]
+
+
+def train_runs(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
+    """Every case ``args.runs`` times, in rounds whose order rotates, one process per run (in-process when quick)."""
+    found = []
+    for round_ in range(args.runs):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            print(f"[bench] round {round_ + 1}/{args.runs}: {name}", file=sys.stderr, flush=True)
+            if args.quick:
+                scratch = args.work / "runs" / name
+                found.append(bench_cases.run_case(name, args.fixture_dir, scratch, args.steps, args.warmup,
+                                                  args.work / "cache"))
+            else:
+                found.append(in_child(args, "--worker", name))
+            found[-1]["round"] = round_
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker or args.prep:
+        worker_main(args)
+        return
+    import tempfile
+
+    import report as bench_report
+
+    temporary = None
+    if args.work is None:
+        temporary = tempfile.mkdtemp(prefix="ft-bench-")
+        args.work = Path(temporary)
+    args.fixture_dir = args.work / "fixture"
+    try:
+        found = run_suite(args)
+        found["machine"] = bench_report.machine()
+        found["command"] = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        output = args.output or HERE / "RESULTS.md"
+        output.write_text(bench_report.markdown(found), encoding="utf-8")
+        output.with_suffix(".json").write_text(json.dumps(found, indent=1), encoding="utf-8")
+        print(f"wrote {output}", file=sys.stderr)
+    finally:
+        if temporary:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
