@@ -117,4 +117,4 @@ def _param_count(model_dir: Path) -> int:
     from safetensors import safe_open
 
     with safe_open(str(model_dir / "model.safetensors"), framework="pt") as handle:
-        return sum(math.prod(handle.get_slice(k).get_shape()) for k in handle)
+        return sum(math.prod(handle.get_slice(k).get_shape()) for k in handle.keys())  # noqa: SIM118 (safe_open is not iterable)
