@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -339,6 +340,8 @@ def _with_adapter(base: Any, adapter_dir: Path) -> Any:
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(base, str(adapter_dir))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return PeftModel.from_pretrained(base, str(adapter_dir))
     except Exception as exc:
         raise ModelError(f"{adapter_dir}: cannot apply the adapter to its base model: {_short(exc)}") from exc
