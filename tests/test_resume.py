@@ -63,7 +63,7 @@ def test_sigkill_then_resume_matches_uninterrupted(method: str, tmp_path: Path, 
     assert siblings(output) == ["run"]
 
     manifest = json.loads((output / "ft_run.json").read_text())
-    assert manifest["resumed_from"] and manifest["global_step"] == STEPS
+    assert manifest["resumed_from"] == "checkpoints/checkpoint-5" and manifest["global_step"] == STEPS
     losses = logged_losses(output)
     assert len(losses) == len(expected) == STEPS
     assert losses[-1] == pytest.approx(expected[-1], abs=1e-4)

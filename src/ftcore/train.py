@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore import rundir
+from ftcore import distributed, rundir, safety
 from ftcore.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
@@ -59,16 +59,32 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
     from ftcore.config import validate_run_config
 
     spec, options = validate_run_config(config)
+    distributed.check_layout(config)
+    distributed.quiet_replicas()
     plan = rundir.plan_run(config.output_dir, overwrite=overwrite, resume=resume)
+    safety.check_before_loading(config, plan)
+    # Every rank plans (reads the output location) before rank 0 changes it in begin().
+    distributed.wait_for_everyone()
     run = _Run(config, spec, options, plan, time.time())
     _prepare(run)
+    if plan.resume_from:
+        safety.check_resume_matches(_checkpoint_now(plan), run.model)
     if is_main_process():
         rundir.begin(plan)
+    # No rank trains (or loads an adopted checkpoint) before rank 0 has the staging directory ready.
+    distributed.wait_for_everyone()
     try:
         trainer = _build_trainer(run)
-        output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        with safety.TrainingGuard(trainer, config) as guard:
+            output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        if guard.signal is not None:
+            _save_interrupted(run, trainer)
+            raise guard.interruption(plan)
         run.train_metrics = dict(output.metrics)
         eval_loss = _final_eval(trainer, run)
+        if distributed.shards_model(config):
+            # Sharded weights are gathered by every rank together; rank 0 writes them.
+            distributed.save_sharded_model(trainer, plan.staging)
         if not is_main_process():
             return TrainResult(plan.output, {})
         manifest = _write_outputs(run, trainer, eval_loss)
@@ -77,6 +93,20 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
         if is_main_process():
             rundir.abandon(plan)
         raise
+
+
+def _checkpoint_now(plan: rundir.RunPlan) -> Path:
+    """Where the checkpoint to resume is before ``begin``: an adopted run still sits at the output path."""
+    assert plan.resume_from is not None
+    return plan.output / plan.resume_from.relative_to(plan.staging) if plan.adopt else plan.resume_from
+
+
+def _save_interrupted(run: _Run, trainer: Any) -> None:
+    """Metrics so far and a manifest with status ``interrupted`` in the staging directory ``--resume`` continues."""
+    if is_main_process():
+        staging = run.plan.staging
+        rundir.write_metrics(staging / rundir.METRICS, trainer.state.log_history)
+        rundir.write_json(staging / rundir.MANIFEST, build_manifest(run, trainer, None, status="interrupted"))
 
 
 def is_main_process() -> bool:
@@ -89,8 +119,6 @@ def is_main_process() -> bool:
 
 def _prepare(run: _Run) -> None:
     """Load the tokenizer, prepare the data, load the model (with the method's load kwargs), attach the method."""
-    from transformers import set_seed
-
     from ftcore.adapters import count_parameters
     from ftcore.models import load_model, load_tokenizer
     from ftcore.plugins import get_registry
@@ -98,9 +126,14 @@ def _prepare(run: _Run) -> None:
     hook = get_registry().hook
     config = run.config
     extra = hook.model_load_kwargs(method=config.method, config=config, options=run.options) or {}
+    extra = distributed.four_bit_for_fsdp(config, extra)
     run.tokenizer = load_tokenizer(config)
     # Data problems are cheaper to find than a model is to load: report them first.
     run.data = _prepare_data(config, run.tokenizer)
+    # transformers.trainer_utils imports peft and bitsandbytes (seconds): only once the data is known good.
+    from transformers import set_seed
+
+    safety.preflight(config, run.spec, run.options, run.plan)
     # Seed before the adapter is initialised, so the same seed gives the same run.
     set_seed(config.seed)
     base = load_model(config, extra)
@@ -115,14 +148,22 @@ def _prepare(run: _Run) -> None:
 def _prepare_data(config: FtConfig, tokenizer: Any) -> Any:
     from ftcore.data import prepare_data
 
-    return prepare_data(config, tokenizer)
+    # The first process of each machine tokenizes and caches; the others then load its cache.
+    with distributed.local_main_process_first():
+        data = prepare_data(config, tokenizer)
+    distributed.log_rank("data %s", "loaded from cache" if data.stats.get("cache_hit") else "tokenized")
+    distributed.check_data_fits(config, len(data.train))
+    return data
 
 
 # ----------------------------------------------------------------------------- trainer
 
 
-def training_arguments(config: FtConfig, output_dir: Path, has_eval: bool) -> Any:
-    """``transformers.TrainingArguments`` for ``config``, checkpointing into ``output_dir``."""
+def training_arguments(config: FtConfig, output_dir: Path, has_eval: bool, model: Any = None) -> Any:
+    """``transformers.TrainingArguments`` for ``config``, checkpointing into ``output_dir``.
+
+    ``model`` (optional) names the decoder layer class that FSDP wraps.
+    """
     from transformers import TrainingArguments
 
     t = config.training
@@ -156,9 +197,10 @@ def training_arguments(config: FtConfig, output_dir: Path, has_eval: bool) -> An
         "include_num_input_tokens_seen": "non_padding",
         "disable_tqdm": True,
         "dataloader_pin_memory": _cuda(),
-        "deepspeed": t.deepspeed,
+        "deepspeed": distributed.deepspeed_argument(t.deepspeed),
+        **distributed.device_arguments(),
         **_precision(t.precision),
-        **_fsdp(t.fsdp),
+        **_fsdp(t.fsdp, model),
     }
     try:
         return TrainingArguments(**kwargs)
@@ -188,12 +230,9 @@ def _precision(precision: str) -> dict[str, Any]:
     return {"fp16": True} if precision == "fp16" else {}
 
 
-def _fsdp(settings: dict[str, Any] | None) -> dict[str, Any]:
-    """FSDP pass-through: ``strategy`` (default ``full_shard auto_wrap``) plus transformers' fsdp_config keys."""
-    if not settings:
-        return {}
-    rest = dict(settings)
-    return {"fsdp": rest.pop("strategy", "full_shard auto_wrap"), "fsdp_config": rest}
+def _fsdp(settings: dict[str, Any] | None, model: Any = None) -> dict[str, Any]:
+    """FSDP keywords (see :func:`ftcore.distributed.fsdp_arguments`)."""
+    return distributed.fsdp_arguments(settings, model)
 
 
 def _build_trainer(run: _Run) -> Any:
@@ -203,9 +242,11 @@ def _build_trainer(run: _Run) -> Any:
     from ftcore.plugins import get_registry
 
     data = run.data
-    args = training_arguments(run.config, run.plan.checkpoints, data.eval is not None)
+    args = training_arguments(run.config, run.plan.checkpoints, data.eval is not None, model=run.model)
     run.progress = progress_callback()
     callbacks = [run.progress]
+    if distributed.is_distributed():
+        callbacks.append(distributed.rank_callback(run.config.seed))
     common = {
         "model": run.model,
         "args": args,
@@ -219,8 +260,9 @@ def _build_trainer(run: _Run) -> Any:
     )
     if trainer is None:
         trainer = Trainer(processing_class=run.tokenizer, **common)
-    # disable_tqdm makes Trainer print raw log dicts; ProgressCallback shows them instead.
-    trainer.remove_callback(PrinterCallback)
+    # disable_tqdm makes Trainer print raw log dicts; the progress callback shows them instead.
+    if hasattr(trainer, "remove_callback"):
+        trainer.remove_callback(PrinterCallback)
     return trainer
 
 
@@ -297,7 +339,8 @@ def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str
     from ftcore.config import config_to_yaml
 
     staging = run.plan.staging
-    trainer.model.save_pretrained(str(staging))
+    if not distributed.shards_model(run.config):
+        trainer.model.save_pretrained(str(staging))
     # peft writes a placeholder model card; the upload command writes a real one.
     (staging / "README.md").unlink(missing_ok=True)
     run.tokenizer.save_pretrained(str(staging))
@@ -334,7 +377,7 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "trainable_params": trainable,
         "total_params": total,
         "wall_time_s": round(runtime, 2),
-        "resumed_from": str(run.plan.resume_from) if run.plan.resume_from else None,
+        "resumed_from": _shown_checkpoint(run.plan),
         "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
         "versions": package_versions(),
         "plugins": plugin_versions(),
@@ -342,6 +385,15 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "git_commit": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _shown_checkpoint(plan: rundir.RunPlan) -> str | None:
+    """The checkpoint a run resumed from: relative to the run when it is its own, else absolute."""
+    if plan.resume_from is None:
+        return None
+    if plan.staging in plan.resume_from.parents:
+        return str(plan.resume_from.relative_to(plan.staging))
+    return str(plan.resume_from)
 
 
 def _tokens_per_second(run: _Run, state: Any) -> float | None:
