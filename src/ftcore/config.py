@@ -274,7 +274,22 @@ def validate_method_options(config: FtConfig) -> tuple[Any, Any]:
     try:
         return spec, spec.options.model_validate(config.method_options)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, spec.options, prefix="method_options.")) from exc
+        problems = format_errors(exc, spec.options, prefix="method_options.")
+        raise ConfigError([_owner_hint(line, config.method, registry.methods) for line in problems]) from exc
+
+
+def _owner_hint(problem: str, method: str, methods: dict[str, Any]) -> str:
+    """Name the method an unknown option belongs to: ``freeze_layers`` under ``qlora`` is a ``full`` option."""
+    key, _, message = problem.partition(": ")
+    if not message.startswith("unknown key") or not key.startswith("method_options."):
+        return problem
+    name = key.removeprefix("method_options.")
+    owners = sorted(other for other, (spec, _info) in methods.items()
+                    if other != method and spec.options is not None and name in spec.options.model_fields)
+    if not owners:
+        return problem
+    return (f"{key}: not an option of method {method!r} but of {', '.join(map(repr, owners))}; "
+            f"{method} and {owners[0]} cannot be combined, choose one method")
 
 
 def validate_run_config(config: FtConfig) -> tuple[Any, Any]:
