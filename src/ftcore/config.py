@@ -81,8 +81,8 @@ class TrainingConfig(Strict):
     nan_policy: Literal["stop", "skip"] = Field("stop", description="On NaN/inf loss: stop with an error, or skip the batch.")
     dataloader_workers: int = Field(0, ge=0)
     torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
-    fsdp: dict[str, Any] | None = Field(None, description="FSDP settings passed to TrainingArguments (multi-GPU).")
-    deepspeed: str | dict[str, Any] | None = Field(None, description="DeepSpeed config: a JSON path or an inline dict.")
+    fsdp: dict[str, Any] | None = Field(None, description="Shard the model with FSDP (several GPUs); {} for the defaults. Keys: sharding (full_shard, shard_grad_op, ...), offload, layer_class (default: the model's decoder layer), and transformers' fsdp_config keys.")
+    deepspeed: str | dict[str, Any] | None = Field(None, description="DeepSpeed config (ZeRO-2/3): a JSON path or an inline dict; \"auto\" values follow these training settings.")
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -90,6 +90,12 @@ class TrainingConfig(Strict):
         if value is None or value == "none":
             return []
         return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_sharding_engine(self) -> TrainingConfig:
+        if self.fsdp is not None and self.deepspeed:
+            raise ValueError("fsdp and deepspeed are both set; choose one of them")
+        return self
 
     @field_validator("report_to")
     @classmethod

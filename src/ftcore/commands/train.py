@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ftcore.launch import launch_options
+
 
 @click.command()
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
@@ -15,6 +17,7 @@ import click
 @click.option("--resume", default=None, is_flag=False, flag_value="latest", metavar="[PATH]",
               help="Continue from the latest checkpoint of the output directory, or from PATH.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished run in the output directory (once the new one is done).")
+@launch_options
 def train(config_path: str | None, method: str | None, overrides: tuple[str, ...], output_dir: str | None,
           resume: str | None, overwrite: bool) -> None:
     """Fine-tune a causal language model and save the adapter or model as a run directory."""
@@ -24,6 +27,8 @@ def train(config_path: str | None, method: str | None, overrides: tuple[str, ...
     config = load_config(config_path, overrides, method=method, output_dir=output_dir)
     result = run_training(config, overwrite=overwrite, resume=True if resume == "latest" else resume)
     manifest = result.manifest
+    if not manifest:  # a rank other than 0 of a multi-process run: rank 0 reports
+        return
     loss = manifest.get("train_loss")
     summary = f"step {manifest.get('global_step')}, train loss {loss:.4f}" if loss is not None else ""
     click.echo(f"run saved to {result.run_dir}" + (f" ({summary})" if summary else ""))

@@ -1,0 +1,318 @@
+"""Several processes: `ft train` under torchrun and accelerate (2-rank DDP over gloo on CPU), `ft train --nproc`,
+resume after a SIGKILL of the whole job, and the config checks and TrainingArguments of FSDP/DeepSpeed.
+
+The multi-process runs share one config (24 optimizer steps: 64 examples, batch 4 per rank, 2 ranks, 3 epochs).
+Data parallelism is checked by its arithmetic: 2 ranks x batch 4 make 8 steps per epoch (one process would
+take 16), and the tokens counted across ranks equal the data's tokens once per epoch (not twice).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_train_support import logged_losses, run_config, siblings, write_config, write_reversal_text
+
+from ftcore import distributed, launch
+from ftcore.config import build_config
+from ftcore.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 24
+SETTINGS = {"max_steps": STEPS, "save_steps": 4, "logging_steps": 1, "save_total_limit": 3}
+
+
+def job_env(cache: Path) -> dict[str, str]:
+    # One thread per rank: two ranks on two cores, and no warning from the launchers about it.
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "FT_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(*ft_args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "ftcore.cli", *ft_args]
+
+
+def accelerate(*ft_args: str) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "ftcore.cli", *ft_args]
+
+
+def run_job(argv: list[str], env: dict[str, str], cwd: Path) -> str:
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=400)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    return output
+
+
+def job_setup(tmp: Path, model: Path) -> Path:
+    """Data and config for a 2-process run into ``tmp/run``; returns the config path."""
+    data = write_reversal_text(tmp / "train.jsonl")
+    return write_config(tmp / "c.yaml", run_config(model, data, tmp / "run", **SETTINGS))
+
+
+def check_run(tmp: Path, output: str, fresh_cache: bool = True) -> dict:
+    """What every finished 2-process run must show; returns its manifest."""
+    for rank in (0, 1):
+        assert f"rank {rank}/2: step {STEPS}/{STEPS} loss" in output, output[-3000:]
+        assert f"rank {rank}/2: finished at step {STEPS}" in output
+    # The first process tokenized the data (unless an earlier run did); the second found its cache.
+    first = "data tokenized" if fresh_cache else "data loaded from cache"
+    assert f"rank 0/2: {first}" in output and "rank 1/2: data loaded from cache" in output
+    run = tmp / "run"
+    assert siblings(run) == ["run"]  # one run directory, no staging or per-rank leftovers
+    assert output.count("run saved to") == 1
+    manifest = json.loads((run / "ft_run.json").read_text())
+    stats = manifest["data"]["stats"]
+    assert manifest["status"] == "complete" and manifest["hardware"]["world_size"] == 2
+    assert manifest["global_step"] == STEPS == 3 * 64 // (2 * 4)
+    assert manifest["tokens_seen"] == 3 * stats["train"]["tokens"]
+    checkpoint = run / "checkpoints" / f"checkpoint-{STEPS}"
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in checkpoint.iterdir()}
+    return manifest
+
+
+def assert_adapter_reloads(run: Path, model: Path) -> None:
+    """The adapter loads with plain peft onto the base and changes its output."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11]])
+    base = AutoModelForCausalLM.from_pretrained(model)
+    with torch.no_grad():
+        before = base(input_ids=ids).logits.clone()
+        tuned = PeftModel.from_pretrained(base, run)
+        after = tuned(input_ids=ids).logits
+    assert not torch.allclose(before, after, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def torchrun_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> tuple[Path, str]:
+    """One 2-process LoRA run through torchrun (the reference the other runs compare with)."""
+    tmp = tmp_path_factory.mktemp("torchrun")
+    config = job_setup(tmp, tiny_model_dir)
+    return tmp, run_job(torchrun("train", "-c", str(config)), job_env(tmp / "cache"), tmp)
+
+
+# ----------------------------------------------------------------------------- real multi-process runs
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_one_run(torchrun_run: tuple[Path, str], tiny_model_dir: Path) -> None:
+    tmp, output = torchrun_run
+    check_run(tmp, output)
+    losses = logged_losses(tmp / "run")
+    assert len(losses) == STEPS and losses[-1] < losses[0] - 0.1, losses
+    assert_adapter_reloads(tmp / "run", tiny_model_dir)
+
+
+@pytest.mark.slow
+def test_accelerate_two_processes_train_one_run(torchrun_run: tuple[Path, str], tmp_path: Path,
+                                                tiny_model_dir: Path) -> None:
+    config = job_setup(tmp_path, tiny_model_dir)
+    output = run_job(accelerate("train", "-c", str(config)), job_env(tmp_path / "cache"), tmp_path)
+    check_run(tmp_path, output)
+    # Same data-parallel engine, same seed: the same losses as under torchrun.
+    assert logged_losses(tmp_path / "run") == pytest.approx(logged_losses(torchrun_run[0] / "run"), abs=1e-5)
+    assert_adapter_reloads(tmp_path / "run", tiny_model_dir)
+
+
+def kill_job_after(process: subprocess.Popen, checkpoint: Path, timeout: float = 300) -> None:
+    """SIGKILL the launcher and every worker as soon as both ranks have written ``checkpoint``."""
+    import psutil
+
+    deadline = time.time() + timeout
+    files = [checkpoint / "trainer_state.json", checkpoint / "rng_state_1.pth"]
+    while not all(f.is_file() for f in files):
+        if process.poll() is not None:
+            pytest.fail(f"the job ended before {checkpoint.name}:\n{process.stdout.read()[-3000:]}")
+        if time.time() > deadline:
+            process.kill()
+            pytest.fail(f"no {checkpoint.name} within {timeout}s")
+        time.sleep(0.01)
+    tree = psutil.Process(process.pid)
+    for proc in [tree, *tree.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.slow
+def test_ft_train_nproc_killed_then_resumed(torchrun_run: tuple[Path, str], tmp_path: Path,
+                                            tiny_model_dir: Path) -> None:
+    """`ft train --nproc 2` (torchrun) killed after checkpoint-4, resumed with `--launcher accelerate`."""
+    config = job_setup(tmp_path, tiny_model_dir)
+    env = job_env(tmp_path / "cache")
+    ft = [sys.executable, "-m", "ftcore", "train", "-c", str(config), "--nproc", "2"]
+    process = subprocess.Popen(ft, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    kill_job_after(process, tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-4")
+    assert siblings(tmp_path / "run") == [".run.tmp-partial"]
+
+    output = run_job([*ft, "--launcher", "accelerate", "--resume"], env, tmp_path)
+    manifest = check_run(tmp_path, output, fresh_cache=False)
+    assert "rank 1/2: training from step 4 to 24" in output or "rank 1/2: training from step 8 to 24" in output
+    assert manifest["resumed_from"].endswith(("checkpoint-4", "checkpoint-8"))
+    # Each rank's data order and random state came back: the same losses as the uninterrupted run.
+    assert logged_losses(tmp_path / "run") == pytest.approx(logged_losses(torchrun_run[0] / "run"), abs=1e-4)
+    assert_adapter_reloads(tmp_path / "run", tiny_model_dir)
+
+
+# ----------------------------------------------------------------------------- launcher command lines
+
+
+def test_torchrun_command_lines_parse_as_torchrun_reads_them() -> None:
+    from torch.distributed.run import get_args_parser
+
+    single = launch.launcher_argv("torchrun", launch.Layout(4), ["train", "-c", "x.yaml"])
+    args = get_args_parser().parse_args(single[3:])
+    assert single[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert (args.nproc_per_node, args.standalone, args.module) == ("4", True, True)
+    assert [args.training_script, *args.training_script_args] == ["ftcore.cli", "train", "-c", "x.yaml"]
+
+    static = launch.launcher_argv("torchrun", launch.Layout(8, 2, 1, "10.0.0.1", 29400), ["train"])
+    args = get_args_parser().parse_args(static[3:])
+    assert (args.nnodes, args.node_rank, args.master_addr, args.master_port, args.standalone) == ("2", 1, "10.0.0.1", 29400, False)
+
+    elastic = launch.launcher_argv("torchrun", launch.Layout(8, 2, None, "head"), ["train"])
+    args = get_args_parser().parse_args(elastic[3:])
+    assert (args.rdzv_backend, args.rdzv_endpoint) == ("c10d", "head:29500")
+
+
+def test_accelerate_command_lines_parse_as_accelerate_reads_them() -> None:
+    from accelerate.commands.launch import launch_command_parser
+
+    argv = launch.launcher_argv("accelerate", launch.Layout(4, 2, 1, "10.0.0.1", 29400), ["train", "-c", "x.yaml"])
+    args = launch_command_parser().parse_args(argv[3:])
+    assert (args.num_processes, args.num_machines, args.machine_rank, args.multi_gpu, args.module) == (8, 2, 1, True, True)
+    assert (args.main_process_ip, args.main_process_port) == ("10.0.0.1", 29400)
+    assert [args.training_script, *args.training_script_args] == ["ftcore.cli", "train", "-c", "x.yaml"]
+    with pytest.raises(Exception, match="needs --master-addr"):
+        launch.launcher_argv("torchrun", launch.Layout(2, 2), ["train"])
+
+
+def test_nproc_passes_every_other_option_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launcher gets the same command line minus the launch options (the exec itself is the OS boundary)."""
+    from ftcore import plugins
+    from ftcore.cli import main
+    from ftcore.logs import setup_logging
+
+    started: list[list[str]] = []
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(launch, "exec_launcher", started.append)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["-v", "--disable", "ftmetrics", "train", "-c", "c.yaml", "--set", "seed=1", "--set",
+                  "training.max_steps=5", "--resume", "--nproc", "2", "--launcher", "accelerate"])
+    finally:
+        plugins.disable(())
+        setup_logging(0)
+    assert exit_info.value.code == 0
+    (argv,) = started
+    assert argv[argv.index("ftcore.cli") + 1:] == [
+        "--verbose", "--disable", "ftmetrics", "train", "--config", "c.yaml", "--set", "seed=1",
+        "--set", "training.max_steps=5", "--resume", "latest"]
+    assert "--num_processes" in argv and argv[argv.index("--num_processes") + 1] == "2"
+
+
+def test_launch_options_need_nproc_and_no_launcher_around() -> None:
+    from conftest import run_ft
+
+    done = run_ft("train", "-c", "c.yaml", "--node-rank", "1")
+    assert done.returncode == 2 and "--node-rank needs --nproc" in done.stderr
+    done = run_ft("train", "-c", "c.yaml", "--nproc", "2", env={"WORLD_SIZE": "2"})
+    assert done.returncode == 2 and "already started by a launcher" in done.stderr
+
+
+# ----------------------------------------------------------------------------- config checks
+
+
+def config_with(tmp_path: Path, **training) -> object:
+    raw = run_config(tmp_path / "model", tmp_path / "train.jsonl", tmp_path / "run")
+    raw["training"].update(training)
+    return build_config(raw)
+
+
+def test_fsdp_and_deepspeed_together_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="training: fsdp and deepspeed are both set"):
+        config_with(tmp_path, fsdp={"sharding": "full_shard"}, deepspeed={"zero_optimization": {"stage": 2}})
+
+
+def test_deepspeed_batch_numbers_must_match_the_world(tmp_path: Path) -> None:
+    ds = tmp_path / "ds.json"
+    ds.write_text(json.dumps({"train_batch_size": 8, "train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 1}))
+    config = config_with(tmp_path, deepspeed=str(ds))
+    distributed.check_layout(config, processes=2)  # 4 x 1 x 2 = 8
+    with pytest.raises(ConfigError, match=r"train_batch_size: 8 does not match .* 4 processes = 16"):
+        distributed.check_layout(config, processes=4)
+    ds.write_text('{"train_batch_size": "auto",\n "zero_optimization": {stage: 2}}')
+    with pytest.raises(ConfigError, match=r"ds.json:2: not valid JSON"):
+        distributed.check_layout(config, processes=2)
+
+
+def test_example_deepspeed_configs_fit_any_world(tmp_path: Path) -> None:
+    for name, stage in (("deepspeed-zero2.json", 2), ("deepspeed-zero3.json", 3)):
+        path = ROOT / "examples" / "configs" / name
+        assert distributed.load_deepspeed(str(path))["zero_optimization"]["stage"] == stage
+        for processes in (1, 2, 8):
+            distributed.check_layout(config_with(tmp_path, deepspeed=str(path)), processes=processes)
+
+
+def test_too_little_data_for_the_processes_is_a_config_error(tmp_path: Path) -> None:
+    config = config_with(tmp_path, batch_size=4)
+    distributed.check_data_fits(config, rows=8, processes=2)
+    with pytest.raises(ConfigError, match="2 processes x batch_size 4 need at least 8 training examples.*has 5"):
+        distributed.check_data_fits(config, rows=5, processes=2)
+
+
+def test_unknown_fsdp_key_suggests_the_right_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"training.fsdp.shardng: unknown key \(did you mean 'sharding'\?\)"):
+        distributed.check_layout(config_with(tmp_path, fsdp={"shardng": "full_shard"}), processes=2)
+    with pytest.raises(ConfigError, match="hybrid_shard needs FSDP1"):
+        distributed.check_layout(config_with(tmp_path, fsdp={"sharding": "hybrid_shard"}), processes=2)
+
+
+def test_fsdp_without_a_gpu_is_a_config_error(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    with pytest.raises(ConfigError, match="training.fsdp: FSDP shards a model over GPUs and none is visible"):
+        distributed.check_layout(config_with(tmp_path, fsdp={}), processes=2)
+
+
+# ----------------------------------------------------------------------------- TrainingArguments
+
+
+@pytest.mark.parametrize(("sharding", "reshard"), [("full_shard", True), ("shard_grad_op", False)])
+def test_fsdp_wraps_the_models_decoder_layer(sharding: str, reshard: bool, tmp_path: Path, tiny_model_dir: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftcore.train import training_arguments
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules=["q_proj"]))
+    config = config_with(tmp_path, fsdp={"sharding": sharding, "activation_checkpointing": True})
+    args = training_arguments(config, tmp_path / "ckpt", False, model=model)
+    assert args.fsdp and args.fsdp_config["transformer_layer_cls_to_wrap"] == ["LlamaDecoderLayer"]
+    assert args.fsdp_plugin_args["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert args.fsdp_plugin_args["transformer_cls_names_to_wrap"] == "LlamaDecoderLayer"
+    assert args.fsdp_plugin_args["reshard_after_forward"] is reshard
+    assert args.fsdp_plugin_args["activation_checkpointing"] is True
+
+
+def test_fsdp_stores_a_4bit_base_in_the_parameter_dtype(tmp_path: Path) -> None:
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    kwargs = {"quantization_config": BitsAndBytesConfig(load_in_4bit=True), "dtype": torch.bfloat16}
+    distributed.four_bit_for_fsdp(config_with(tmp_path), kwargs)
+    assert kwargs["quantization_config"].bnb_4bit_quant_storage == torch.uint8  # no FSDP: left alone
+    distributed.four_bit_for_fsdp(config_with(tmp_path, fsdp={}), kwargs)
+    assert kwargs["quantization_config"].bnb_4bit_quant_storage == torch.bfloat16
