@@ -10,9 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_support import logged_losses, run_config, write_reversal_text
+from test_train_support import logged_losses, run_config, single_thread, write_reversal_text  # noqa: F401
 
 pytest.importorskip("gguf")
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 
 def llama_cpp_permute(weight, heads: int):

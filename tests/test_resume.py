@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train_support import logged_losses, run_config, siblings, write_config, write_reversal_text
+from test_train_support import logged_losses, run_config, siblings, single_thread, write_config, write_reversal_text  # noqa: F401
 
 from ftcore.config import build_config
 from ftcore.train import run_training
 
 STEPS = 20
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 
 def start_ft(*args: str, env: dict[str, str]) -> subprocess.Popen:
@@ -41,7 +44,7 @@ def kill_after_checkpoint(process: subprocess.Popen, checkpoint: Path, timeout: 
 @pytest.mark.parametrize("method", ["lora", "qlora", "full"])
 def test_sigkill_then_resume_matches_uninterrupted(method: str, tmp_path: Path, tiny_model_dir: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"FT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    env = {"FT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     monkeypatch.setenv("FT_CACHE_DIR", env["FT_CACHE_DIR"])
     data = write_reversal_text(tmp_path / "train.jsonl")
     settings = {"max_steps": STEPS, "save_steps": 5, "logging_steps": 1, "lr_scheduler": "linear", "warmup_steps": 3}

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from test_train_support import logged_losses, run_config, siblings, write_reversal_text
+from test_train_support import logged_losses, run_config, siblings, single_thread, write_reversal_text  # noqa: F401
 
 from ftcore.config import build_config
 from ftcore.train import run_training
@@ -32,6 +32,9 @@ def tokenizer_files(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Pa
     out = tmp_path_factory.mktemp("tok")
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
     return {p.name for p in out.iterdir()}
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 
 def logits(model, ids):

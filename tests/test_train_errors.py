@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_train_support import run_config, write_config, write_reversal_text
+from test_train_support import run_config, single_thread, write_config, write_reversal_text  # noqa: F401
 
 from ftcore.cli import main
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 
 def ft(*args: str) -> int:

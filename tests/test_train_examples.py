@@ -7,11 +7,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_train_support import single_thread  # noqa: F401
 
 from ftcore.config import load_config, validate_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "examples" / "configs").glob("*.yaml"))
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 
 def test_every_method_has_an_example() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,12 @@ def prepare_qlora(model: Any, options: Any, config: Any) -> Any:
     from ftcore.adapters import attach_lora
 
     checkpointing = bool(config is not None and config.training.gradient_checkpointing)
-    model = prepare_model_for_kbit_training(
-        model,
-        use_gradient_checkpointing=checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-    )
+    with warnings.catch_warnings():
+        # peft asks transformers 5 for a deprecated attribute; the warning means nothing to users.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     return attach_lora(model, options, None)
