@@ -90,7 +90,7 @@ def test_method_trains_saves_and_reloads(method: str, tmp_path: Path, tiny_model
     tuned_logits = logits(tuned, ids)
     assert (tuned_logits - base_logits).abs().max() > 1e-2
 
-    if method == "lora":
+    if method in ("lora", "full"):
         from ftcore.models import load_for_inference
 
         model, tokenizer = load_for_inference(output)
