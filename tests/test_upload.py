@@ -160,3 +160,21 @@ def test_merged_upload_sends_a_standalone_model(run_dir: Path, tmp_path: Path) -
     assert front_matter(files["README.md"].decode())["library_name"] == "transformers"
     model = AutoModelForCausalLM.from_pretrained(received, dtype=torch.float32)
     assert model(torch.tensor([[5, 6, 7]])).logits.shape[-1] == model.config.vocab_size
+
+
+def test_symlink_out_of_the_run_dir_is_not_published(run_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from ftcore.upload import stage
+
+    copy = tmp_path / "run-with-link"
+    shutil.copytree(run_dir, copy)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private key material")
+    (copy / "notes.txt").symlink_to(secret)
+    (copy / "inside.txt").write_text("fine")
+    plan = stage(copy, "user/model", tmp_path / "staged")
+    names = {name for name, _ in plan.files}
+    assert "inside.txt" in names
+    assert "notes.txt" not in names
+    assert not any("private key material" in p.read_text(errors="ignore") for p in (tmp_path / "staged").rglob("*.txt"))

@@ -13,6 +13,7 @@ card or any staged file (staged text files are checked for it before the upload)
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ _REPO_ID = re.compile(rf"^{_PART}/{_PART}$")
 #: Files of a run directory that are never published.
 _PRIVATE = ("checkpoints",)
 _BINARY_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".msgpack", ".h5")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -205,12 +208,17 @@ def model_card(run_dir: str | Path, repo_id: str, merged: bool = False) -> str:
 
 
 def _publishable(run_dir: Path, skip_weights: bool) -> list[Path]:
-    """Files of the run directory to publish (no checkpoints, no hidden files)."""
+    """Files of the run directory to publish (no checkpoints, no hidden files, nothing outside it)."""
     weights = {"adapter_model.safetensors", "adapter_config.json", "adapter_model.bin"}
+    root = run_dir.resolve()
     files = []
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir)
         if not path.is_file() or rel.parts[0] in _PRIVATE or any(p.startswith(".") for p in rel.parts):
+            continue
+        if not path.resolve().is_relative_to(root):
+            # A symlink out of the run directory could publish a private file (a token, a key).
+            log.warning("not uploading %s: it links outside the run directory", rel)
             continue
         if rel.name == "README.md" or (skip_weights and rel.name in weights):
             continue
