@@ -42,7 +42,7 @@ CASES: dict[str, Case] = {
     "ft_mb8": Case("ft", micro=8, accum=1, note="ft train, same settings as hf_mb8"),
     "ft_mb1": Case("ft", micro=1, accum=8, note="ft train, same settings as hf_mb1"),
     "ft_packed": Case("ft", micro=1, accum=1, layout="packed", note="ft train, packing into rows of 1024"),
-    "ft_default": Case("ft", layout="default", note="ft train with ft's default training and data settings"),
+    "ft_default": Case("ft", layout="default", note="ft train, ft's defaults (micro-batch 8 padding-free, per-example attention)"),
     "hf_full_mb1": Case("hf", method="full", note="hand-written full fine-tuning, micro-batch 1 x accumulation 8"),
     "ft_full_default": Case("ft", method="full", layout="default", note="ft train --method full, ft's defaults"),
 }
@@ -241,7 +241,7 @@ def ft_config(case: Case, fixture: Path, work: Path, steps: int, cache_dir: Path
                                 "learning_rate": LEARNING_RATE, "lr_scheduler": "cosine"}
     if case.layout != "default":
         # Same order as the hand-written baseline: no pre-shuffle, the Trainer's seeded sampler only.
-        data.update(shuffle=False, packing=case.layout == "packed")
+        data.update(shuffle=False, packing=case.layout == "packed", padding_free=case.layout == "packed")
         training.update(batch_size=case.micro, gradient_accumulation=case.accum)
     config: dict[str, Any] = {"model": str(fixture / "model"), "method": case.method, "seed": SEED,
                               "output_dir": str(work / "run"), "data": data, "training": training}

@@ -175,7 +175,7 @@ def test_padding_collator_pads_dynamically(tokenizer, tmp_path):
     paths = [str(write_records(tmp_path, "a", ALPACA, "jsonl")), str(write_records(tmp_path, "m", MESSAGES, "jsonl"))]
     from ftcore.data import prepare_data
 
-    prepared = prepare_data(make_config(paths, tmp_path), tokenizer)
+    prepared = prepare_data(make_config(paths, tmp_path, padding_free=False), tokenizer)
     rows = [prepared.train[0], prepared.train[1]]
     batch = prepared.collator(rows)
     width = max(len(r["input_ids"]) for r in rows)

@@ -137,6 +137,11 @@ def _prepare(run: _Run) -> None:
     # Seed before the adapter is initialised, so the same seed gives the same run.
     set_seed(config.seed)
     base = load_model(config, extra)
+    if config.data.packing or config.data.padding_free:
+        # Flattened batches: attend within each example instead of masking a row-sized square (see ftcore.attention).
+        from ftcore.attention import use_segment_attention
+
+        use_segment_attention(base)
     run.model = hook.setup_peft(model=base, method=config.method, config=config, options=run.options)
     if run.model is None:
         raise PluginError(f"method {config.method!r}: its plugin did not prepare the model (setup_peft returned None)")
@@ -340,6 +345,9 @@ def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str
 
     staging = run.plan.staging
     if not distributed.shards_model(run.config):
+        from ftcore.attention import restore_sdpa
+
+        restore_sdpa(trainer.model)
         trainer.model.save_pretrained(str(staging))
     # peft writes a placeholder model card; the upload command writes a real one.
     (staging / "README.md").unlink(missing_ok=True)

@@ -70,13 +70,19 @@ class PaddingCollator:
 
 
 class PackedCollator:
-    """Flattens packed rows into one ``[1, total]`` sequence with position resets (padding-free)."""
+    """Flattens packed rows, or single examples, into one ``[1, total]`` sequence with position resets (padding-free).
+
+    An unpacked example gets positions ``0..n-1`` and its first label masked, as a packed example does.
+    """
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
         batch: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
         for feature in features:
+            if "position_ids" not in feature:
+                feature = {"input_ids": feature["input_ids"], "labels": [IGNORE, *list(feature["labels"])[1:]],
+                           "position_ids": range(len(feature["input_ids"]))}
             for key in batch:
                 batch[key] += list(feature[key])
         flat: dict[str, Any] = {key: torch.tensor([value], dtype=torch.long) for key, value in batch.items()}

@@ -115,8 +115,8 @@ def entries(value: Any) -> list[str | DataFile]:
 
 
 def make_collator(data: DataConfig, tokenizer: Any) -> Any:
-    """The collator for these datasets: flattening when packed, dynamic padding otherwise."""
-    if data.packing:
+    """The collator for these datasets: flattening when packed or padding-free, dynamic padding otherwise."""
+    if data.packing or data.padding_free:
         return PackedCollator()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return PaddingCollator(pad if pad is not None else 0)
@@ -146,7 +146,7 @@ def _fingerprint_parts(
         "n_train": len(entries(data.train)),
         "tokenizer": cache.tokenizer_digest(tokenizer),
         "options": options.__dict__,
-        "data": data.model_dump(exclude={"cache_dir", "num_proc", "group_by_length", "train", "eval"}),
+        "data": data.model_dump(exclude={"cache_dir", "num_proc", "group_by_length", "padding_free", "train", "eval"}),
         "seed": config.seed,
         "chat_method": _chat_method(config.method),
         "format_plugins": sorted({f"{info.dist}=={info.version}" for _, info in registry.formats.values()}),

@@ -1,0 +1,84 @@
+"""``ft_segments`` attention and the padding-free collator: a flattened micro-batch computes exactly what
+the examples computed one by one (and what a padded batch computes), only without the padding."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _examples():
+    # Lengths differ so padding and segment boundaries both matter; -100 marks an untrained prompt token.
+    return [
+        {"input_ids": [5, 9, 14, 30, 7], "labels": [-100, -100, 14, 30, 7]},
+        {"input_ids": [11, 3, 8], "labels": [-100, 3, 8]},
+        {"input_ids": [21, 22, 23, 24, 25, 26, 27], "labels": [-100, -100, -100, 24, 25, 26, 27]},
+    ]
+
+
+def _model(tiny_model_dir, segments: bool):
+    from transformers import AutoModelForCausalLM
+
+    from ftcore.attention import use_segment_attention
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
+    if segments:
+        assert use_segment_attention(model)
+    return model.eval()
+
+
+def test_flattened_batch_matches_examples_one_by_one(tiny_model_dir):
+    from ftcore.data.collate import PackedCollator
+
+    examples = _examples()
+    flat = PackedCollator()(examples)
+    assert flat["position_ids"].tolist() == [[0, 1, 2, 3, 4, 0, 1, 2, 0, 1, 2, 3, 4, 5, 6]]
+    # The first label of every example is masked: it would be predicted from the previous example.
+    assert flat["labels"][0, [0, 5, 8]].tolist() == [-100, -100, -100]
+
+    model = _model(tiny_model_dir, segments=True)
+    reference = _model(tiny_model_dir, segments=False)
+    with torch.no_grad():
+        logits = model(input_ids=flat["input_ids"], position_ids=flat["position_ids"], use_cache=False).logits[0]
+        one_by_one = torch.cat([reference(input_ids=torch.tensor([e["input_ids"]])).logits[0] for e in examples])
+    torch.testing.assert_close(logits, one_by_one, atol=1e-5, rtol=1e-4)
+
+
+def test_flattened_loss_and_gradients_equal_a_padded_batch(tiny_model_dir):
+    from ftcore.data.collate import PackedCollator, PaddingCollator
+
+    examples = _examples()
+    padded = PaddingCollator(pad_token_id=0)(examples)
+    flat = PackedCollator()(examples)
+    flat.pop("use_cache")
+    losses, grads = [], []
+    for segments, batch in ((False, padded), (True, flat)):
+        model = _model(tiny_model_dir, segments).train()
+        loss = model(**batch, use_cache=False).loss
+        loss.backward()
+        losses.append(loss.item())
+        grads.append(model.model.layers[0].self_attn.q_proj.weight.grad.clone())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
+def test_padding_masks_still_go_to_sdpa(tiny_model_dir):
+    from ftcore.data.collate import PaddingCollator
+
+    batch = PaddingCollator(pad_token_id=0)(_examples())
+    batch.pop("labels")
+    with torch.no_grad():
+        with_segments = _model(tiny_model_dir, segments=True)(**batch).logits
+        plain = _model(tiny_model_dir, segments=False)(**batch).logits
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(with_segments[real], plain[real], atol=1e-5, rtol=1e-4)
+
+
+def test_restore_sdpa_before_saving(tiny_model_dir):
+    from ftcore.attention import restore_sdpa
+
+    model = _model(tiny_model_dir, segments=True)
+    assert model.config._attn_implementation == "ft_segments"
+    restore_sdpa(model)
+    assert model.config._attn_implementation == "sdpa"
