@@ -221,7 +221,8 @@ def run_trl(case: Case, fixture: Path, work: Path, steps: int, meter: Meter) -> 
     })
     layout = {"padded": {}, "padding_free": {"padding_free": True},
               "packed": {"packing": True, "packing_strategy": "bfd"}}[case.layout]
-    args = SFTConfig(**hf_args(case, work, steps), max_length=1024, **layout)
+    # SFTConfig defaults to bf16, which a CPU without a GPU rejects; every case here trains in fp32.
+    args = SFTConfig(**hf_args(case, work, steps), max_length=1024, bf16=False, **layout)
     set_seed(SEED)
     model = AutoModelForCausalLM.from_pretrained(fixture / "model")
     peft_config = LoraConfig(task_type="CAUSAL_LM", r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
