@@ -7,7 +7,6 @@ torch and transformers are imported inside the functions.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -138,15 +137,6 @@ def gguf_cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "ft") / "gguf"
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def gguf_as_model_dir(gguf_path: str | Path) -> Path:
     """A plain transformers model directory (safetensors + tokenizer) for a GGUF file, cached by hash.
 
@@ -157,7 +147,9 @@ def gguf_as_model_dir(gguf_path: str | Path) -> Path:
     path = Path(gguf_path).expanduser().resolve()
     if not path.is_file():
         raise ModelError(f"model path does not exist: {gguf_path}")
-    target = gguf_cache_root() / file_sha256(path)[:32]
+    from ftcore.data.cache import file_digest
+
+    target = gguf_cache_root() / file_digest(path)[:32]
     if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
         return target
     log.info("converting %s to safetensors (once; cached in %s)", path.name, target)
