@@ -162,3 +162,36 @@ def test_plugin_entry_modules_import_nothing_heavy(name):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+FUTURE_API = """
+from ftcore import hookimpl, MethodSpec
+
+FTCORE_PLUGIN_API = 999
+
+@hookimpl
+def register_methods():
+    return [MethodSpec("fromthefuture", "needs hooks this ftcore lacks")]
+"""
+
+CURRENT_API = """
+from ftcore import hookimpl, MethodSpec, PLUGIN_API_VERSION
+
+FTCORE_PLUGIN_API = PLUGIN_API_VERSION
+
+@hookimpl
+def register_methods():
+    return [MethodSpec("current", "needs exactly this API")]
+"""
+
+
+def test_plugin_needing_a_newer_api_is_reported_not_loaded(fake_site):
+    fake_site.add("ft-future", FUTURE_API, entry="future")
+    fake_site.add("ft-current", CURRENT_API, entry="current")
+    listing = _listing(fake_site)
+    failed = {p["name"]: p for p in listing["failed"]}
+    assert "needs plugin API 999" in failed["future"]["error"]
+    assert "upgrade ftcore" in failed["future"]["error"]
+    loaded = {p["name"]: p for p in listing["plugins"]}
+    assert loaded["current"]["methods"] == ["current"]
+    assert not any("fromthefuture" in p["methods"] for p in listing["plugins"])

@@ -22,8 +22,11 @@ from ftcore.specs import FormatSpec, MethodSpec, MetricSpec
 
 __version__ = "0.1.0"
 
-#: Version of the plugin contract. Hooks are only ever added; a plugin that needs a hook
-#: introduced in API version N declares ``ftcore>=`` the first release with that version.
+#: Version of the plugin contract. Hooks are only ever added, and each addition bumps this number.
+#: A plugin that needs a hook introduced in API version N sets ``FTCORE_PLUGIN_API = N`` in its entry
+#: module; an older ftcore then reports it as failed to load ("needs plugin API N") instead of
+#: silently never calling the hook. Declaring ``ftcore>=<release>`` in the plugin's dependencies
+#: makes pip enforce the same.
 PLUGIN_API_VERSION = 1
 
 PROJECT_NAME = "ftcore"

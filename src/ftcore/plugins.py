@@ -181,6 +181,10 @@ class _Builder:
         log.warning("%s %s", info.label, reason)
 
     def _add(self, plugin: Any, info: PluginInfo) -> None:
+        problem = _api_problem(plugin)
+        if problem:
+            self._fail(info, problem)
+            return
         try:
             self.pm.register(plugin, name=info.name)
         except Exception as exc:
@@ -221,6 +225,21 @@ class _Builder:
                 if spec.name in seen:
                     raise PluginError(f"{kind} {spec.name!r} is registered twice")
                 seen.add(spec.name)
+
+
+def _api_problem(plugin: Any) -> str | None:
+    """Why ``plugin`` cannot load with this ftcore, judged by its ``FTCORE_PLUGIN_API`` (the API version it needs)."""
+    from ftcore import PLUGIN_API_VERSION
+
+    required = getattr(plugin, "FTCORE_PLUGIN_API", None)
+    if required is None:
+        return None
+    if not isinstance(required, int) or isinstance(required, bool):
+        return f"FTCORE_PLUGIN_API must be an integer, got {required!r}"
+    if required > PLUGIN_API_VERSION:
+        return (f"needs plugin API {required}, but this ftcore provides {PLUGIN_API_VERSION}: "
+                "upgrade ftcore (pip install -U ftcore)")
+    return None
 
 
 _REGISTRY: Registry | None = None
