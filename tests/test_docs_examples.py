@@ -9,7 +9,7 @@ A marker is an HTML comment on the line before a fenced block::
     <!-- test: skip REASON -->    not an ft command (pip, nox, torchrun on GPUs): shown, not run
 
 and, on a line of its own, ``<!-- test: tiny-model DIR -->`` puts the tiny test model in DIR before the page's
-blocks run. Every ``bash``/``console``/``sh``/``shell``/``yaml``/``yml`` block must carry a marker. A block whose
+blocks run, and ``<!-- test: tiny-run DIR -->`` a LoRA run directory that ``ft train`` wrote for that model. Every ``bash``/``console``/``sh``/``shell``/``yaml``/``yml`` block must carry a marker. A block whose
 only line is ``--8<-- "path"`` (a snippet include) stands for that file of the repository.
 """
 
@@ -70,6 +70,7 @@ class Page:
     path: Path
     blocks: list[Block] = field(default_factory=list)
     tiny_models: list[str] = field(default_factory=list)
+    tiny_runs: list[str] = field(default_factory=list)
 
 
 def parse_page(path: Path) -> Page:
@@ -83,6 +84,8 @@ def parse_page(path: Path) -> Page:
         marker, fence = _MARKER.match(line), _FENCE.match(line)
         if marker and marker.group("action") == "tiny-model":
             page.tiny_models.append(marker.group("arg"))
+        elif marker and marker.group("action") == "tiny-run":
+            page.tiny_runs.append(marker.group("arg"))
         elif marker:
             pending = (marker.group("action"), marker.group("arg"))
         elif fence:
@@ -196,8 +199,9 @@ def run_block(block: Block, sandbox: Path) -> None:
     assert found, f"{block.where}: run block without commands"
     for command in found:
         assert command.argv[0] == "ft", f"{block.where}: only ft commands can be run, got {command.argv[0]!r}"
-        # A cache of its own, so a page's output never depends on what earlier runs tokenized.
-        env = {"FT_CACHE_DIR": str(sandbox / ".ft-cache"), **command.env}
+        # A cache of its own, so a page's output never depends on what earlier runs tokenized; one thread,
+        # since the tiny model gains nothing from more and threads spin against each other on busy machines.
+        env = {"FT_CACHE_DIR": str(sandbox / ".ft-cache"), "OMP_NUM_THREADS": "1", **command.env}
         result = run_ft(*command.argv[1:], env=env, cwd=sandbox, timeout=300)
         shown = f"{block.where}: $ {shlex.join(command.argv)}\n{result.stdout}{result.stderr}"
         assert result.returncode == expected_exit, shown
@@ -225,6 +229,34 @@ def write_block(block: Block, sandbox: Path) -> Path:
 
 RUNNABLE = [page for page in PAGES if any(b.action in {"run", "config"} for b in page.blocks)]
 
+#: The word-reversal task of the example configs, in alpaca format: what the tiny run trains on.
+REVERSAL = [("one two three", "three two one"), ("red green blue", "blue green red"), ("sun moon", "moon sun"),
+            ("a b c d", "d c b a"), ("cat dog bird", "bird dog cat"), ("up down", "down up")]
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """A real LoRA run of the tiny model, written once per session by ``ft train`` (a few seconds)."""
+    import json
+
+    work = tmp_path_factory.mktemp("docs-run")
+    with (work / "train.jsonl").open("w", encoding="utf-8") as handle:
+        for _ in range(4):
+            for words, reversed_words in REVERSAL:
+                record = {"instruction": "Reverse the order of the words.", "input": words, "output": reversed_words}
+                handle.write(json.dumps(record) + "\n")
+    config = work / "lora.yaml"
+    config.write_text(
+        f"model: {tiny_model_dir}\nmethod: lora\noutput_dir: {work / 'lora'}\n"
+        "data: {train: train.jsonl, max_seq_len: 64}\n"
+        "training: {max_steps: 4, save_steps: 2, logging_steps: 1, learning_rate: 1.0e-2}\n",
+        encoding="utf-8",
+    )
+    result = run_ft("train", "--config", str(config), cwd=work,
+                    env={"FT_CACHE_DIR": str(work / ".ft-cache"), "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "lora"
+
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=page_id)
 def test_page_commands_run_and_configs_validate(page: Page, tmp_path: Path, request: pytest.FixtureRequest):
@@ -232,6 +264,8 @@ def test_page_commands_run_and_configs_validate(page: Page, tmp_path: Path, requ
     sandbox.mkdir()
     for directory in page.tiny_models:
         shutil.copytree(request.getfixturevalue("tiny_model_dir"), sandbox / directory)
+    for directory in page.tiny_runs:
+        shutil.copytree(request.getfixturevalue("tiny_run_dir"), sandbox / directory)
     for block in page.blocks:
         if block.action == "file":
             write_block(block, sandbox)
@@ -268,7 +302,9 @@ def check_cli_line(argv: list[str]) -> str | None:
     command, name, args, parent = cli, "ft", argv[1:], None
     try:
         while True:
-            ctx = click.Context(command, info_name=name, parent=parent)
+            # The command's own context settings (``-h`` for help): click caches a command's help option the
+            # first time a context asks for it, so a bare Context here would change later ``--help`` output.
+            ctx = click.Context(command, info_name=name, parent=parent, **(command.context_settings or {}))
             _, rest, _ = command.make_parser(ctx).parse_args(args)
             if not isinstance(command, click.Group):
                 return f"unexpected extra arguments {rest}" if rest and not command.allow_extra_args else None
