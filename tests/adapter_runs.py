@@ -58,5 +58,6 @@ def make_adapter_run(run_dir: Path, base_dir: Path, *, method: str = "lora", dor
     (run_dir / "checkpoints" / "checkpoint-2").mkdir(parents=True)
     (run_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
     if eval_scores is not None:
-        (run_dir / "eval.json").write_text(json.dumps(eval_scores))
+        (run_dir / "eval").mkdir()
+        (run_dir / "eval" / "eval.json").write_text(json.dumps(eval_scores))
     return run_dir

@@ -17,7 +17,7 @@ TOKEN = "hf_TestSecretToken0123456789abcdefXYZ"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
-    scores = {"metrics": {"rouge1": 0.4321, "perplexity": 12.5}, "examples": 8}
+    scores = {"scores": {"rouge1": 0.4321, "perplexity": 12.5}, "n_examples": 8, "generation": {"max_new_tokens": 32}}
     return make_adapter_run(tmp_path_factory.mktemp("runs") / "lora-run", tiny_model_dir, eval_scores=scores)
 
 
@@ -52,7 +52,7 @@ def test_upload_sends_run_and_card_in_one_commit(run_dir: Path, tmp_path: Path) 
     assert repo.private and len(repo.commits) == 1
     files = repo.files
     assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "ft_config.yaml",
-            "ft_run.json", "metrics.jsonl", "eval.json"} <= set(files)
+            "ft_run.json", "metrics.jsonl", "eval/eval.json"} <= set(files)
     assert not any(name.startswith("checkpoints") for name in files)
     assert files["adapter_model.safetensors"] == (run_dir / "adapter_model.safetensors").read_bytes()
     card = files["README.md"].decode()
@@ -60,7 +60,8 @@ def test_upload_sends_run_and_card_in_one_commit(run_dir: Path, tmp_path: Path) 
     assert meta["library_name"] == "peft" and "ft" in meta["tags"] and "lora" in meta["tags"]
     assert meta["datasets"] == ["tatsu-lab/alpaca"]
     assert "base_model" not in meta  # a local path is no Hub id
-    assert "0123456789abcdef" in card and "0.4321" in card and "AutoPeftModelForCausalLM" in card
+    assert "0123456789abcdef" in card and "| rouge1 | 0.4321 |" in card and "AutoPeftModelForCausalLM" in card
+    assert "on 8 examples" in card and "max_new_tokens" not in card
     assert "| peft |" in card and "learning_rate: 0.001" in card
     assert f"{hub.url}/alice/tiny-lora" in result.stdout
     # The token went in the Authorization header only.

@@ -82,15 +82,20 @@ def base_model_of(manifest: dict[str, Any], config: dict[str, Any]) -> str | Non
     return manifest.get("base_model") or manifest.get("model") or config.get("model")
 
 
+#: Where ``ft evaluate`` leaves its results: ``RUN_DIR/eval/`` by default, or the run directory itself.
+EVAL_FILES = ("eval/eval.json", "eval.json")
+
+
 def read_eval(run_dir: Path) -> dict[str, Any] | None:
-    """The run's evaluation scores (eval.json), if it was evaluated."""
-    path = run_dir / "eval.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
+    """The run's evaluation results (``eval.json`` as ``ft evaluate`` writes it), if it was evaluated."""
+    for name in EVAL_FILES:
+        path = run_dir / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                return None
+    return None
 
 
 def is_adapter_run(run_dir: Path) -> bool:
@@ -156,10 +161,14 @@ def _data_section(manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _eval_section(scores: dict[str, Any] | None) -> str:
-    if not scores:
-        return "This run has not been evaluated (`ft evaluate` writes eval.json).\n"
-    flat = _flatten(scores)
+def _eval_section(evaluation: dict[str, Any] | None) -> str:
+    if not evaluation:
+        return "This run has not been evaluated (`ft evaluate RUN_DIR` writes eval/eval.json).\n"
+    if isinstance(evaluation.get("scores"), dict):
+        rows = [f"| {key} | {value:.4g} |" for key, value in evaluation["scores"].items() if isinstance(value, (int, float))]
+        where = f" on {evaluation['n_examples']} examples" if isinstance(evaluation.get("n_examples"), int) else ""
+        return f"Scores from `ft evaluate`{where}:\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n"
+    flat = _flatten(evaluation)
     rows = [f"| {key} | {value:.4g} |" for key, value in flat.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
     return "| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n" if rows else "No numeric scores in eval.json.\n"
 
