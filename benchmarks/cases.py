@@ -45,6 +45,15 @@ CASES: dict[str, Case] = {
     "ft_default": Case("ft", layout="default", note="ft train, ft's defaults (micro-batch 8 padding-free, per-example attention)"),
     "hf_full_mb1": Case("hf", method="full", note="hand-written full fine-tuning, micro-batch 1 x accumulation 8"),
     "ft_full_default": Case("ft", method="full", layout="default", note="ft train --method full, ft's defaults"),
+    # Speed and memory options on top of ft's defaults (python benchmarks/run.py --cases ... --output ...).
+    "ft_gc": Case("ft", layout="default", note="ft defaults + gradient checkpointing",
+                  ft_set=("training.gradient_checkpointing=true",)),
+    "ft_bf16": Case("ft", layout="default", note="ft defaults + bf16 autocast", ft_set=("training.precision=bf16",)),
+    "ft_fused": Case("ft", layout="default", note="ft defaults + fused AdamW",
+                     ft_set=("training.optimizer=adamw_torch_fused",)),
+    "ft_adamw8bit": Case("ft", layout="default", note="ft defaults + 8-bit AdamW (bitsandbytes)",
+                         ft_set=("training.optimizer=adamw_8bit",)),
+    "ft_compile": Case("ft", layout="default", note="ft defaults + torch.compile", ft_set=("training.torch_compile=true",)),
 }
 
 
@@ -248,7 +257,18 @@ def ft_config(case: Case, fixture: Path, work: Path, steps: int, cache_dir: Path
                               "output_dir": str(work / "run"), "data": data, "training": training}
     if case.method == "lora":
         config["method_options"] = dict(LORA)
+    for item in case.ft_set:
+        key, value = item.split("=", 1)
+        section, name = key.split(".")
+        config[section][name] = yaml_value(value)
     return config
+
+
+def yaml_value(text: str) -> Any:
+    """A ``--set`` value with its YAML type (true, 1e-4, ...)."""
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 def run_ft(case: Case, fixture: Path, work: Path, steps: int, meter: Meter, cache_dir: Path) -> Any:

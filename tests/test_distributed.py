@@ -129,8 +129,10 @@ def kill_job_after(process: subprocess.Popen, checkpoint: Path, timeout: float =
     import psutil
 
     deadline = time.time() + timeout
-    files = [checkpoint / "trainer_state.json", checkpoint / "rng_state_1.pth"]
-    while not all(f.is_file() for f in files):
+    from ftcore.rundir import checkpoint_complete
+
+    # Wait for a whole checkpoint: its state file exists before its content is written.
+    while not ((checkpoint / "rng_state_1.pth").is_file() and checkpoint_complete(checkpoint)):
         if process.poll() is not None:
             pytest.fail(f"the job ended before {checkpoint.name}:\n{process.stdout.read()[-3000:]}")
         if time.time() > deadline:

@@ -29,8 +29,10 @@ def start_ft(*args: str, env: dict[str, str]) -> subprocess.Popen:
 
 def kill_after_checkpoint(process: subprocess.Popen, checkpoint: Path, timeout: float = 300) -> None:
     """SIGKILL ``process`` as soon as ``checkpoint`` is complete (its trainer_state.json is written last)."""
+    from ftcore.rundir import checkpoint_complete
+
     deadline = time.time() + timeout
-    while not (checkpoint / "trainer_state.json").is_file():
+    while not checkpoint_complete(checkpoint):
         if process.poll() is not None:
             pytest.fail(f"ft train ended before {checkpoint.name}:\n{process.stdout.read()}")
         if time.time() > deadline:
@@ -71,3 +73,18 @@ def test_sigkill_then_resume_matches_uninterrupted(method: str, tmp_path: Path, 
     assert len(losses) == len(expected) == STEPS
     assert losses[-1] == pytest.approx(expected[-1], abs=1e-4)
     assert losses == pytest.approx(expected, abs=1e-4)
+
+
+def test_checkpoint_cut_short_while_saving_is_skipped(tmp_path):
+    from ftcore.errors import RunDirError
+    from ftcore.rundir import _checkpoint_at, latest_checkpoint
+
+    checkpoints = tmp_path / "checkpoints"
+    for step, state in [(5, '{"global_step": 5}'), (10, '{"global_st'), (15, None)]:
+        folder = checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert latest_checkpoint(checkpoints) == checkpoints / "checkpoint-5"
+    with pytest.raises(RunDirError, match="cut short"):
+        _checkpoint_at(checkpoints / "checkpoint-10")

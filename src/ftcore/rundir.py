@@ -80,16 +80,28 @@ def load_run(path: str | Path) -> RunInfo:
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
-    """The ``checkpoint-N`` with the highest N under ``directory`` that holds a trainer state, if any."""
+    """The ``checkpoint-N`` with the highest N under ``directory`` whose write finished, if any."""
     directory = Path(directory)
     if not directory.is_dir():
         return None
     found = []
     for child in directory.iterdir():
         match = _CHECKPOINT.match(child.name)
-        if match and (child / "trainer_state.json").is_file():
+        if match and checkpoint_complete(child):
             found.append((int(match.group(1)), child))
     return max(found)[1] if found else None
+
+
+def checkpoint_complete(checkpoint: Path) -> bool:
+    """True when the Trainer finished writing ``checkpoint``: its state file, written last, parses.
+
+    A process killed while saving leaves a checkpoint without ``trainer_state.json`` or with half of it.
+    """
+    try:
+        state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(state, dict) and "global_step" in state
 
 
 def staging_path(output: Path) -> Path:
@@ -176,6 +188,9 @@ def _plan_resume(output: Path, staging: Path, resume: bool | str) -> RunPlan:
 def _checkpoint_at(path: Path) -> Path:
     """The checkpoint ``--resume PATH`` names: the path itself, or the latest one inside it."""
     if (path / "trainer_state.json").is_file():
+        if not checkpoint_complete(path):
+            raise RunDirError(f"--resume {path}: this checkpoint was cut short while saving (trainer_state.json is "
+                              "incomplete); resume from an earlier checkpoint")
         return path
     found = latest_checkpoint(path / CHECKPOINTS) or latest_checkpoint(path)
     if found is None:
