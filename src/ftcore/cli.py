@@ -8,7 +8,6 @@ lists them); command modules import click only, and their bodies import the heav
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 import traceback
@@ -38,22 +37,14 @@ class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use (click's documented pattern)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._exists(name)]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
-        if target is None or not self._exists(cmd_name):
+        if target is None:
             return None
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
-
-    @staticmethod
-    def _exists(name: str) -> bool:
-        module_name, attr = COMMANDS[name].split(":")
-        try:
-            return importlib.util.find_spec(module_name) is not None and hasattr(importlib.import_module(module_name), attr)
-        except ImportError:
-            return False
 
 
 def _versions() -> str:
