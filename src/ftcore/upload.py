@@ -164,13 +164,13 @@ def _data_section(manifest: dict[str, Any]) -> str:
 def _eval_section(evaluation: dict[str, Any] | None) -> str:
     if not evaluation:
         return "This run has not been evaluated (`ft evaluate RUN_DIR` writes eval/eval.json).\n"
-    if isinstance(evaluation.get("scores"), dict):
-        rows = [f"| {key} | {value:.4g} |" for key, value in evaluation["scores"].items() if isinstance(value, (int, float))]
-        where = f" on {evaluation['n_examples']} examples" if isinstance(evaluation.get("n_examples"), int) else ""
-        return f"Scores from `ft evaluate`{where}:\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n"
-    flat = _flatten(evaluation)
-    rows = [f"| {key} | {value:.4g} |" for key, value in flat.items() if isinstance(value, (int, float)) and not isinstance(value, bool)]
-    return "| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n" if rows else "No numeric scores in eval.json.\n"
+    scores = evaluation.get("scores")
+    rows = [f"| {key} | {value:.4g} |" for key, value in (scores if isinstance(scores, dict) else {}).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    if not rows:
+        return "No numeric scores in eval.json.\n"
+    where = f" on {evaluation['n_examples']} examples" if isinstance(evaluation.get("n_examples"), int) else ""
+    return f"Scores from `ft evaluate`{where}:\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n"
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
