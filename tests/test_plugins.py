@@ -86,15 +86,98 @@ def test_broken_plugins_are_named_and_the_rest_keep_working(fake_site):
     assert "broken_import" in text.stdout and "FAILED" in text.stdout
 
 
-def test_duplicate_method_name_rejected_naming_both_plugins(fake_site):
-    # Entry points load in name order, so "zclash" comes after "ftfull" and is the one rejected.
-    fake_site.add("ft-clash", CLASHING, entry="zclash")
+def test_duplicate_method_name_is_an_error_naming_both_plugins(fake_site, tmp_path):
+    # "aaclash" loads before ftfull; whatever the order, neither plugin silently owns "full".
+    fake_site.add("ft-clash", CLASHING, entry="aaclash")
+    listing = _listing(fake_site)
+    assert {"aaclash", "ftfull"} <= {p["name"] for p in listing["plugins"]}
+    clash = [c for c in listing["clashes"] if c["name"] == "full"][0]
+    assert clash["kind"] == "method" and set(clash["plugins"]) == {"aaclash", "ftfull"}
+    assert "ft-clash 1.0" in clash["error"] and "ftfull 0.1.0" in clash["error"]
+    text = run_ft("plugins", env={"PYTHONPATH": str(fake_site)})
+    assert "CLASH" in text.stdout and "'full'" in text.stdout
+
+    config = tmp_path / "full.yaml"
+    config.write_text("model: some/model\nmethod: full\ndata: {train: x.jsonl}\n")
+    result = run_ft("config", "validate", str(config), env={"PYTHONPATH": str(fake_site)})
+    assert result.returncode != 0
+    line = result.stderr.strip().splitlines()[-1]
+    assert "'full' is registered by" in line and "ft-clash 1.0" in line and "ftfull 0.1.0" in line
+    # The other methods keep working.
+    config.write_text("model: some/model\nmethod: lora\ndata: {train: x.jsonl}\n")
+    assert run_ft("config", "validate", str(config), env={"PYTHONPATH": str(fake_site)}).returncode == 0
+
+
+SYSTEM_EXIT = """
+import sys
+sys.exit(3)
+"""
+
+SYSTEM_EXIT_IN_HOOK = """
+import sys
+from ftcore import hookimpl
+
+@hookimpl
+def register_metrics():
+    sys.exit("bye")
+"""
+
+
+def test_plugin_calling_sys_exit_is_isolated(fake_site, tmp_path):
+    fake_site.add("ft-exits", SYSTEM_EXIT, entry="exits")
+    fake_site.add("ft-exits-later", SYSTEM_EXIT_IN_HOOK, entry="exits_later")
     listing = _listing(fake_site)
     failed = {p["name"]: p for p in listing["failed"]}
-    assert "zclash" in failed
-    assert "'full'" in failed["zclash"]["error"] and "ftfull" in failed["zclash"]["error"]
-    full_owner = [p["name"] for p in listing["plugins"] if "full" in p["methods"]]
-    assert full_owner == ["ftfull"]
+    assert "SystemExit(3)" in failed["exits"]["error"]
+    assert "SystemExit('bye')" in failed["exits_later"]["error"]
+    assert SHIPPED <= {p["name"] for p in listing["plugins"]}
+    config = tmp_path / "lora.yaml"
+    config.write_text("model: some/model\nmethod: lora\ndata: {train: x.jsonl}\n")
+    for args in (("config", "validate", str(config)), ("--debug", "config", "validate", str(config))):
+        result = run_ft(*args, env={"PYTHONPATH": str(fake_site)})
+        assert result.returncode == 0, result.stderr
+
+
+SPECNAME = """
+from ftcore import hookimpl, MethodSpec
+
+@hookimpl(specname="register_methods")
+def my_methods():
+    return [MethodSpec("viaspecname", "registered under another function name")]
+"""
+
+
+def test_registration_goes_through_pluggy_specname(fake_site):
+    fake_site.add("ft-specname", SPECNAME, entry="specname")
+    listing = _listing(fake_site)
+    assert [p for p in listing["plugins"] if p["name"] == "specname"][0]["methods"] == ["viaspecname"]
+
+
+def test_work_hooks_go_to_the_owner_only(fresh_plugins):
+    calls = []
+
+    class Greedy:
+        """A v1-style plugin that answers for every method name, as if it owned them all."""
+
+        @hookimpl
+        def register_methods(self):
+            return [MethodSpec("greedy", "answers for everything")]
+
+        @hookimpl
+        def model_load_kwargs(self, method):
+            calls.append(method)
+            return {"hijacked": True}
+
+    info = register_plugin(Greedy(), "aaa-greedy")
+    try:
+        registry = get_registry()
+        assert registry.call("model_load_kwargs", "method", "lora", method="lora", config=None, options=None) is None
+        assert registry.call("model_load_kwargs", "method", "greedy", method="greedy", config=None,
+                             options=None) == {"hijacked": True}
+        assert calls == ["greedy"]
+        assert info.error is None
+    finally:
+        unregister_plugin("aaa-greedy")
 
 
 def test_blocklist_applies_before_import(fake_site, tmp_path):

@@ -8,26 +8,58 @@ from __future__ import annotations
 
 import pluggy
 
+from typing import TYPE_CHECKING, Any
+
 from ftcore.errors import (
     ConfigError,
     DataError,
     FtError,
+    HubError,
     ModelError,
     PluginError,
     RunDirError,
     TrainingError,
     UsageError,
 )
-from ftcore.specs import FormatSpec, MethodSpec, MetricSpec
+from ftcore.specs import CORE_SHAPES, FormatSpec, MethodSpec, MetricResult, MetricSpec, ShapeSpec
+
+if TYPE_CHECKING:
+    from ftcore.config import DataConfig, FtConfig
+    from ftcore.data.encode import EncodeOptions
+    from ftcore.data.formats import FieldProblem, get_list, get_str, map_records
+    from ftcore.data.sources import DataSource
 
 __version__ = "0.1.0"
+
+#: Names importable from ``ftcore`` that live in modules importing pydantic/yaml (still no torch): loaded on
+#: first use so that ``import ftcore`` stays cheap.
+_LAZY = {
+    "DataConfig": "ftcore.config",
+    "FtConfig": "ftcore.config",
+    "DataSource": "ftcore.data.sources",
+    "EncodeOptions": "ftcore.data.encode",
+    "FieldProblem": "ftcore.data.formats",
+    "get_list": "ftcore.data.formats",
+    "get_str": "ftcore.data.formats",
+    "map_records": "ftcore.data.formats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ftcore' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 #: Version of the plugin contract. Hooks are only ever added, and each addition bumps this number.
 #: A plugin that needs a hook introduced in API version N sets ``FTCORE_PLUGIN_API = N`` in its entry
 #: module; an older ftcore then reports it as failed to load ("needs plugin API N") instead of
 #: silently never calling the hook. Declaring ``ftcore>=<release>`` in the plugin's dependencies
 #: makes pip enforce the same.
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 
 PROJECT_NAME = "ftcore"
 
@@ -35,18 +67,30 @@ PROJECT_NAME = "ftcore"
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 __all__ = [
+    "CORE_SHAPES",
     "PLUGIN_API_VERSION",
     "ConfigError",
+    "DataConfig",
     "DataError",
+    "DataSource",
+    "EncodeOptions",
+    "FieldProblem",
     "FormatSpec",
+    "FtConfig",
     "FtError",
+    "HubError",
     "MethodSpec",
+    "MetricResult",
     "MetricSpec",
     "ModelError",
     "PluginError",
     "RunDirError",
+    "ShapeSpec",
     "TrainingError",
     "UsageError",
     "__version__",
+    "get_list",
+    "get_str",
     "hookimpl",
+    "map_records",
 ]

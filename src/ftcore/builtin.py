@@ -1,7 +1,7 @@
-"""ftcore's own plugin: the two formats every run can use without any plugin installed.
+"""ftcore's own plugin: the shapes ftcore renders and the two formats every run can use without any plugin.
 
-``text`` (raw text, for continued pre-training) and ``completion`` (``prompt`` + ``completion``).
-Registered by the host itself, not through an entry point.
+Shapes ``messages``, ``completion`` and ``text``; formats ``text`` (raw text, for continued pre-training) and
+``completion`` (``prompt`` + ``completion``). Registered by the host itself, not through an entry point.
 """
 
 from __future__ import annotations
@@ -9,15 +9,27 @@ from __future__ import annotations
 from typing import Any
 
 from ftcore import hookimpl
-from ftcore.specs import FormatSpec
+from ftcore.specs import FormatSpec, ShapeSpec
+
+SHAPES = {
+    "messages": ShapeSpec("messages", "a chat: messages of {role, content}; loss on assistant turns", columns=("messages",)),
+    "completion": ShapeSpec("completion", "a prompt and its completion; loss on the completion",
+                            columns=("prompt", "completion")),
+    "text": ShapeSpec("text", "raw text; loss on every token", columns=("text",)),
+}
 
 FORMATS = {
-    "text": FormatSpec("text", "raw text for continued pre-training (column: text)", columns=("text",)),
+    "text": FormatSpec("text", "raw text for continued pre-training (column: text)", columns=("text",), shape="text"),
     "completion": FormatSpec(
         "completion", "prompt and completion; loss on the completion (columns: prompt, completion)",
-        columns=("prompt", "completion"),
+        columns=("prompt", "completion"), shape="completion",
     ),
 }
+
+
+@hookimpl
+def register_shapes() -> list[ShapeSpec]:
+    return list(SHAPES.values())
 
 
 @hookimpl
@@ -26,7 +38,7 @@ def register_dataset_formats() -> list[FormatSpec]:
 
 
 @hookimpl(specname="load_dataset")
-def load_builtin_dataset(source: Any, config: Any) -> Any:
+def load_builtin_dataset(source: Any) -> Any:
     """Map ``text`` and ``completion`` records (string fields only) into canonical examples."""
     if source.format not in FORMATS:
         return None

@@ -7,7 +7,6 @@ Every problem is reported at once, as ``key.path: message`` lines.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftcore.errors import ConfigError
+from ftcore.suggest import did_you_mean
 
 
 class Strict(BaseModel):
@@ -104,7 +104,7 @@ class TrainingConfig(Strict):
         known = ["azure_ml", "clearml", "comet_ml", "dagshub", "dvclive", "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb"]
         for name in value:
             if name not in known:
-                raise ValueError(f"unknown tracker {name!r}{_did_you_mean(name, known)}; known: {', '.join(known)}")
+                raise ValueError(f"unknown tracker {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
         return value
 
 
@@ -132,11 +132,6 @@ class FtConfig(Strict):
 
 
 # ----------------------------------------------------------------------------- loading
-
-
-def _did_you_mean(name: str, choices: list[str] | set[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
@@ -175,7 +170,7 @@ def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = 
         key = prefix + ".".join(shown) if shown else prefix.rstrip(".") or "(top level)"
         if item["type"] == "extra_forbidden":
             known = _fields_at(model, loc[:-1])
-            lines.append(f"{key}: unknown key{_did_you_mean(str(loc[-1]), known)}")
+            lines.append(f"{key}: unknown key{did_you_mean(str(loc[-1]), known)}")
         elif item["type"] == "missing":
             lines.append(f"{key}: required key is missing")
         else:
@@ -266,14 +261,14 @@ def validate_method_options(config: FtConfig) -> tuple[Any, Any]:
 
     :returns: ``(MethodSpec, options)`` where options is the plugin's validated model (or ``None``).
     """
-    from ftcore.plugins import get_registry, unknown_name_message
+    from ftcore.errors import PluginError
+    from ftcore.plugins import get_registry
 
     registry = get_registry()
-    if config.method not in registry.methods:
-        raise ConfigError(
-            "method: " + unknown_name_message("method", config.method, sorted(registry.methods), registry.failed)
-        )
-    spec = registry.method(config.method)
+    try:
+        spec = registry.method(config.method)
+    except PluginError as exc:
+        raise ConfigError(f"method: {exc}") from None
     if spec.options is None:
         if config.method_options:
             raise ConfigError(f"method_options: method {config.method!r} takes no options")
@@ -302,7 +297,8 @@ def _owner_hint(problem: str, method: str, methods: dict[str, Any]) -> str:
 def validate_run_config(config: FtConfig) -> tuple[Any, Any]:
     """Every check that needs no heavy import: method, its options, data format name."""
     spec, options = validate_method_options(config)
-    from ftcore.plugins import get_registry, unknown_name_message
+    from ftcore.errors import PluginError
+    from ftcore.plugins import get_registry
 
     registry = get_registry()
     formats = [config.data.format] if config.data.format else []
@@ -310,12 +306,18 @@ def validate_run_config(config: FtConfig) -> tuple[Any, Any]:
         if isinstance(source, DataFile) and source.format:
             formats.append(source.format)
     for name in formats:
-        if name not in registry.formats:
-            raise ConfigError(
-                "data.format: " + unknown_name_message("format", name, sorted(registry.formats), registry.failed)
-            )
-        if config.data.packing and not registry.format(name).packing:
+        try:
+            fmt = registry.format(name)
+        except PluginError as exc:
+            raise ConfigError(f"data.format: {exc}") from None
+        if config.data.packing and not fmt.packing:
             raise ConfigError(f"data.packing: format {name!r} cannot be packed; set data.packing: false")
+        shape = fmt.shape
+        if shape is not None and not spec.trains_on(shape):
+            others = sorted(n for n, (m, _) in registry.methods.items() if m.trains_on(shape))
+            instead = f"methods that do: {', '.join(others)}" if others else f"no installed method trains on {shape} data"
+            raise ConfigError(f"data.format: format {name!r} gives {shape!r} data, which method {spec.name!r} does not "
+                              f"train on (it trains on {', '.join(spec.shapes)}); {instead}")
     return spec, options
 
 

@@ -5,9 +5,12 @@ Plugins are found through the ``ftcore`` entry-point group and implement these h
 (pluggy passes only those it asks for), so a hook can gain an argument without breaking anyone.
 Published hooks are never changed or removed, only added: see ``ftcore.PLUGIN_API_VERSION``.
 
-Dispatch: the registration hooks call every plugin. The work hooks are *firstresult*: each
-implementation returns ``None`` for a name that is not its own, and the first non-``None``
-result wins (as pytest's collection hooks).
+Dispatch: the registration hooks are called on every plugin. The host remembers which plugin
+registered each method, format, shape and metric, and calls a work hook for a name on that plugin
+*only* (``setup_peft`` for method ``lora`` goes to the plugin that registered ``lora``, never to
+another). Implementations may still return ``None`` for names that are not theirs (plugin API 1 asked
+them to); it costs nothing. Two plugins registering one name make the name unusable until one is
+removed: every use of it fails with one line naming both.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import pluggy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
-    from ftcore.config import FtConfig
+    from ftcore.config import DataConfig, FtConfig
+    from ftcore.data.encode import EncodeOptions
     from ftcore.data.sources import DataSource
-    from ftcore.specs import FormatSpec, MethodSpec, MetricSpec
+    from ftcore.specs import FormatSpec, MethodSpec, MetricResult, MetricSpec, ShapeSpec
 
 hookspec = pluggy.HookspecMarker("ftcore")
 
@@ -63,6 +68,18 @@ def register_metrics() -> Sequence[MetricSpec]:
     """
 
 
+@hookspec
+def register_shapes() -> Sequence[ShapeSpec]:
+    """Declare the data shapes this plugin renders and tokenizes (plugin API 2).
+
+    Called for every plugin when the host builds its registry. ftcore registers ``messages``,
+    ``completion`` and ``text`` itself. A plugin that registers a shape implements
+    :func:`encode_examples` for it, and its methods list it in :attr:`ftcore.MethodSpec.shapes`.
+
+    :returns: a sequence of :class:`ftcore.ShapeSpec`; names must be unique across all plugins.
+    """
+
+
 # -------------------------------------------------------------------------
 # Model: before and after the base model is loaded.
 # -------------------------------------------------------------------------
@@ -72,9 +89,11 @@ def register_metrics() -> Sequence[MetricSpec]:
 def model_load_kwargs(method: str, config: FtConfig, options: Any) -> dict[str, Any] | None:
     """Extra keyword arguments for ``AutoModelForCausalLM.from_pretrained`` of the base model.
 
-    Called once per run, before the model is loaded, for the run's method. QLoRA returns a
-    ``quantization_config`` here. Raise :class:`ftcore.FtError` if the method cannot run on this
-    machine (say, 4-bit without a supported device), before anything heavy is loaded.
+    Called on the plugin that registered ``method``: once per run before the model is loaded, and again
+    when ``ft merge`` and ``ft evaluate`` load the base of an adapter run. QLoRA returns a
+    ``quantization_config`` here (and, under FSDP, the storage dtype FSDP needs). Raise
+    :class:`ftcore.FtError` if the method cannot run on this machine (say, 4-bit without a supported
+    device), before anything heavy is loaded.
 
     Stops at the first non-None result.
 
@@ -89,8 +108,9 @@ def model_load_kwargs(method: str, config: FtConfig, options: Any) -> dict[str, 
 def setup_peft(model: Any, method: str, config: FtConfig, options: Any) -> Any | None:
     """Prepare the loaded base model for training with ``method``.
 
-    Called once per run after the base model is loaded. Attach adapters, choose which parameters
-    are trainable, enable gradient checkpointing if the method wants it.
+    Called on the plugin that registered ``method``, once per run after the base model is loaded.
+    Attach adapters, choose which parameters are trainable, enable gradient checkpointing if
+    ``config.training.gradient_checkpointing`` asks for it.
 
     Stops at the first non-None result.
 
@@ -114,25 +134,92 @@ def make_trainer(
     callbacks: list[Any],
     method: str,
     config: FtConfig,
+    options: Any,
+    shape: str,
 ) -> Any | None:
     """Build the trainer for the run, when the method brings its own training loop (DPO, say).
 
-    Called once per run, after the data is prepared. ftcore uses ``transformers.Trainer`` when no
-    plugin answers. The returned object must behave like a ``transformers.Trainer``
-    (``train(resume_from_checkpoint=...)``, ``save_model``, ``state.log_history``).
+    Called on the plugin that registered ``method``, once per run, after the data is prepared and the
+    model set up. ftcore uses ``transformers.Trainer`` when the plugin does not answer, which only works
+    for data of ftcore's shapes. The returned object must behave like a ``transformers.Trainer``
+    (``train(resume_from_checkpoint=...)``, ``add_callback``, ``save_model``, ``model``, ``state.log_history``);
+    a ``Trainer`` subclass (TRL's trainers are) does.
+
+    To use a ``TrainingArguments`` subclass (TRL's ``DPOConfig``, say), build it from ``args``, which
+    holds every setting of the run (output directory, steps, learning rate, precision, checkpointing,
+    distributed settings)::
+
+        fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
+        dpo_args = DPOConfig(**fields, beta=options.beta)
 
     Stops at the first non-None result.
 
     :param model: the prepared model (output of :func:`setup_peft`).
     :param tokenizer: the tokenizer (pass it as ``processing_class``).
     :param args: the ``transformers.TrainingArguments`` built from the config.
-    :param train_dataset: the tokenized training dataset.
-    :param eval_dataset: the tokenized evaluation dataset, or ``None``.
-    :param data_collator: ftcore's collator for these datasets.
+    :param train_dataset: the training examples in the method's shape: tokenized rows for ftcore's shapes,
+        what the shape's :func:`encode_examples` returned for a plugin's shape.
+    :param eval_dataset: the evaluation examples, likewise, or ``None``.
+    :param data_collator: ftcore's collator for ftcore's shapes; ``None`` for a plugin's shape (bring yours).
     :param callbacks: ftcore's callbacks (progress, metrics log); keep them.
     :param method: the method name of the run.
     :param config: the validated run config.
+    :param options: the method's options, validated by its :attr:`MethodSpec.options` model (or ``None``).
+    :param shape: the shape of the run's data (``messages``, ``completion``, ``text``, ``tokens`` or a
+        plugin's shape).
     :returns: a trainer, or ``None`` to use ftcore's default.
+    """
+
+
+@hookspec(firstresult=True)
+def load_adapter(model: Any, path: Path, method: str, options: Any) -> Any | None:
+    """Apply a trained adapter, as the method saved it, to its freshly loaded base model (plugin API 2).
+
+    Called on the plugin that registered ``method`` when ``ft evaluate``, ``ft benchmark``,
+    ``ft generate`` and ``ft chat`` load a run whose method's ``output`` is ``"adapter"``. The base was
+    loaded unquantized, in the dtype asked for.
+
+    Stops at the first non-None result.
+
+    :param model: the base model.
+    :param path: the run directory (or checkpoint) holding the adapter files.
+    :param method: the run's method.
+    :param options: the run's validated method options (or ``None``).
+    :returns: a model ready for inference, or ``None`` when ``method`` is not yours.
+    """
+
+
+@hookspec(firstresult=True)
+def merge_adapter(model: Any, path: Path, method: str, options: Any) -> Any | None:
+    """Fold a trained adapter into its base and return a plain ``transformers`` model (plugin API 2).
+
+    Called on the plugin that registered ``method`` by ``ft merge`` (and ``ft upload --merged``). The base
+    was loaded in float32 with the method's :func:`model_load_kwargs`; a quantized base must come back
+    dequantized, so the result saves and loads without the quantization library.
+
+    Stops at the first non-None result.
+
+    :param model: the base model.
+    :param path: the run directory holding the adapter files.
+    :param method: the run's method.
+    :param options: the run's validated method options (or ``None``).
+    :returns: the merged model, or ``None`` when ``method`` is not yours.
+    """
+
+
+@hookspec(firstresult=True)
+def trained_tensor_shapes(model: Any, method: str) -> dict[str, list[int]] | None:
+    """Names and shapes of the tensors the method saves in a checkpoint, as they appear in its files (plugin API 2).
+
+    Called on the plugin that registered ``method`` before ``ft train --resume`` loads a checkpoint, so a
+    checkpoint of another base model or other options fails with one line instead of a page of size
+    mismatches. When no plugin answers, ftcore uses ``model.state_dict()``.
+
+    Stops at the first non-None result.
+
+    :param model: the prepared model (output of :func:`setup_peft`).
+    :param method: the run's method.
+    :returns: ``{tensor_name: shape}``, or ``None``.
     """
 
 
@@ -142,27 +229,58 @@ def make_trainer(
 
 
 @hookspec(firstresult=True)
-def load_dataset(source: DataSource, config: FtConfig) -> Any | None:
-    """Map a data source in this plugin's format into canonical examples.
+def load_dataset(source: DataSource, data: DataConfig, config: FtConfig | None) -> Any | None:
+    """Map a data source in this plugin's format into examples of the format's shape.
 
-    Called once per data source of the run (train, eval), after ftcore has read the file(s) and
-    resolved the format (given in ``data.format`` or detected from the columns).
+    Called on the plugin that registered ``source.format``, once per data source (file, or Hub dataset)
+    whose tokenized form is *not* in ftcore's data cache: by ``ft train`` and ``ft data preview`` when the
+    cache misses (the cache key covers the files' contents, the data settings, the tokenizer and the
+    version and code of every plugin that registers a format or shape, so a changed plugin is called
+    again), and by ``ft evaluate`` / ``ft benchmark`` every time (they do not cache). Before the call
+    ftcore has read the file(s) and resolved the format (given in ``data.format`` or detected).
 
-    Canonical examples have one of three shapes: ``messages`` (a list of ``{"role", "content"}``,
-    roles ``system``/``user``/``assistant``), ``prompt`` + ``completion``, or ``text``. ftcore alone
-    renders chat templates, tokenizes, masks, truncates, packs and caches. A plugin that must
-    tokenize itself may instead return ``input_ids`` + ``labels`` columns.
+    The examples have the format's :attr:`~ftcore.FormatSpec.shape`: ftcore's own are ``messages`` (a list
+    of ``{"role", "content"}``, roles ``system``/``user``/``assistant``), ``prompt`` + ``completion``, or
+    ``text``, which ftcore alone renders, tokenizes, masks, truncates, packs and caches. A plugin that must
+    tokenize itself may return ``input_ids`` + ``labels`` columns. Examples of a plugin's shape keep every
+    column the plugin returns and go to the shape's :func:`encode_examples`.
 
     Raise :class:`ftcore.DataError` naming the file, line/record and field when a record does not
-    fit the format (``source.where(i)`` gives ``"file:line"`` for record ``i``).
+    fit the format (``source.where(i)`` gives ``"file:line"`` for record ``i``;
+    :func:`ftcore.map_records` does this for you).
 
     Stops at the first non-None result.
 
     :param source: the source: its resolved ``format``, the raw ``records`` (a ``datasets.Dataset``
         read by ftcore, or ``None`` for a source only the plugin understands), ``path`` and ``columns``
         mapping.
-    :param config: the validated run config.
-    :returns: a ``datasets.Dataset`` of canonical examples, or ``None`` when the format is not yours.
+    :param data: the run's data settings (the config's ``data:`` section).
+    :param config: the whole run config during ``ft train``; ``None`` elsewhere. Deprecated (plugin API 1
+        passed it): use ``data``.
+    :returns: a ``datasets.Dataset`` of examples, or ``None`` when the format is not yours.
+    """
+
+
+@hookspec(firstresult=True)
+def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: EncodeOptions, method: str) -> Any | None:
+    """Render and tokenize examples of a shape this plugin registered (plugin API 2).
+
+    Called on the plugin that registered ``shape``, once per data source whose result is not cached,
+    after :func:`load_dataset`. Examples of ftcore's shapes never reach it. The result goes, mixed,
+    split, shuffled and cached by ftcore, to the method's :func:`make_trainer`; return whatever columns
+    that trainer wants (prompt/chosen/rejected text rendered with the chat template for TRL, say, or
+    token ids). Rows with ``input_ids`` and ``labels`` get ftcore's length statistics and collator.
+
+    Stops at the first non-None result.
+
+    :param shape: the examples' shape.
+    :param examples: a ``datasets.Dataset`` of examples of that shape, as :func:`load_dataset` returned them.
+    :param tokenizer: the run's tokenizer.
+    :param settings: the run's :class:`ftcore.EncodeOptions`: the resolved chat ``template`` (a Jinja
+        string: ``data.chat_template``, else the tokenizer's, else ChatML), ``train_on_inputs``, ``system_prompt``,
+        ``max_seq_len`` and ``overflow``.
+    :param method: the run's method.
+    :returns: a ``datasets.Dataset``, or ``None`` when ``shape`` is not yours.
     """
 
 
@@ -174,19 +292,20 @@ def load_dataset(source: DataSource, config: FtConfig) -> Any | None:
 @hookspec(firstresult=True)
 def compute_metric(
     name: str, predictions: list[str], references: list[str], context: dict[str, Any]
-) -> dict[str, float] | None:
+) -> MetricResult | dict[str, float] | None:
     """Score predictions against references with the metric ``name``.
 
-    Called by ``ft evaluate`` and ``ft benchmark`` once per requested metric.
+    Called on the plugin that registered ``name``, by ``ft evaluate`` and ``ft benchmark``, once per
+    requested metric.
 
     Stops at the first non-None result.
 
-    :param name: the metric name the user asked for (``rouge``, ``evaluate:bertscore``...).
+    :param name: the metric name the user asked for (``rouge``, ``bleu``...).
     :param predictions: generated texts (empty for ``needs="loss"`` metrics).
     :param references: reference texts, aligned with ``predictions``.
-    :param context: extra inputs: ``token_nll`` (sum of token negative log-likelihoods) and
-        ``token_count`` for loss-based metrics, ``options`` (the user's metric options). It also holds a
-        ``details`` dict the metric may fill with non-numeric provenance (a sacrebleu signature, the
-        implementing library's version); ft records it in ``eval.json``.
-    :returns: ``{score_name: value}``, or ``None`` when ``name`` is not yours.
+    :param context: extra inputs, read-only: ``token_nll`` (sum of token negative log-likelihoods) and
+        ``token_count`` for loss-based metrics, ``options`` (the user's metric options).
+    :returns: a :class:`ftcore.MetricResult` (scores plus non-numeric ``details`` such as a sacrebleu
+        signature, recorded in ``eval.json``) or a plain ``{score_name: value}``; ``None`` when ``name`` is
+        not yours. (Plugin API 1 wrote details into ``context["details"]``; that still works.)
     """

@@ -1,15 +1,18 @@
 """The plugin manager: finds plugins through entry points, isolates broken ones, keeps the registry.
 
 Plugins are distributions exposing an entry point in the ``ftcore`` group. Each is loaded on its own,
-so one that fails to import, or whose registration raises, is reported by name while the others keep
-working. ``FT_PLUGINS`` (``"a,b"`` allowlist, ``"-a,-b"`` blocklist) and ``--disable NAME`` apply before
-a plugin is imported. Entry points load in name order; a plugin that registers a method, format or
-metric name already taken is rejected whole and reported, naming both plugins.
+so one that fails to import (``SystemExit`` included), or whose registration raises, is reported by name
+while the others keep working. ``FT_PLUGINS`` (``"a,b"`` allowlist, ``"-a,-b"`` blocklist) and
+``--disable NAME`` apply before a plugin is imported.
+
+The registry knows which plugin registered each method, format, shape and metric, and :meth:`Registry.call`
+calls a work hook on that plugin only. A name registered by two plugins belongs to neither: both plugins
+stay loaded with their other names, and every use of the clashing name fails with one line naming both
+(``ft plugins`` shows it too), whatever order the entry points load in.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -20,7 +23,8 @@ import pluggy
 
 from ftcore import hookspecs
 from ftcore.errors import PluginError
-from ftcore.specs import FormatSpec, MethodSpec, MetricSpec
+from ftcore.specs import FormatSpec, MethodSpec, MetricSpec, ShapeSpec
+from ftcore.suggest import did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +34,12 @@ BUILTIN_NAME = "ftcore"
 _KINDS = {
     "method": "register_methods",
     "format": "register_dataset_formats",
+    "shape": "register_shapes",
     "metric": "register_metrics",
 }
-_SPEC_TYPES = {"method": MethodSpec, "format": FormatSpec, "metric": MetricSpec}
+_SPEC_TYPES = {"method": MethodSpec, "format": FormatSpec, "shape": ShapeSpec, "metric": MetricSpec}
+#: The distribution to suggest when no plugin provides any name of a kind.
+_SUGGESTED = {"method": "ftlora", "format": "ftinstruct", "shape": "ftinstruct", "metric": "ftmetrics"}
 
 
 @dataclass
@@ -45,9 +52,11 @@ class PluginInfo:
     module: str = ""
     methods: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
+    shapes: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
+    plugin: Any = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -61,6 +70,7 @@ class PluginInfo:
             "module": self.module,
             "methods": self.methods,
             "formats": self.formats,
+            "shapes": self.shapes,
             "metrics": self.metrics,
             "hooks": self.hooks,
             "error": self.error,
@@ -69,21 +79,26 @@ class PluginInfo:
 
 @dataclass
 class Registry:
-    """What is installed: every method/format/metric with the plugin that provides it."""
+    """What is installed: every method/format/shape/metric with the plugin that provides it."""
 
     pm: pluggy.PluginManager
     plugins: list[PluginInfo] = field(default_factory=list)
     failed: list[PluginInfo] = field(default_factory=list)
     methods: dict[str, tuple[MethodSpec, PluginInfo]] = field(default_factory=dict)
     formats: dict[str, tuple[FormatSpec, PluginInfo]] = field(default_factory=dict)
+    shapes: dict[str, tuple[ShapeSpec, PluginInfo]] = field(default_factory=dict)
     metrics: dict[str, tuple[MetricSpec, PluginInfo]] = field(default_factory=dict)
+    #: ``(kind, name)`` -> every plugin that registered it, for names registered more than once.
+    clashes: dict[tuple[str, str], list[PluginInfo]] = field(default_factory=dict)
 
     @property
     def hook(self) -> Any:
+        """Every plugin's hooks (``registry.hook.register_methods()``); work hooks go through :meth:`call`."""
         return self.pm.hook
 
     def table(self, kind: str) -> dict[str, tuple[Any, PluginInfo]]:
-        return {"method": self.methods, "format": self.formats, "metric": self.metrics}[kind]
+        """``{name: (spec, plugin)}`` of one kind: ``method``, ``format``, ``shape`` or ``metric``."""
+        return {"method": self.methods, "format": self.formats, "shape": self.shapes, "metric": self.metrics}[kind]
 
     def method(self, name: str) -> MethodSpec:
         """Return the spec of method ``name`` or raise a PluginError listing the installed ones."""
@@ -93,27 +108,48 @@ class Registry:
         """Return the spec of dataset format ``name`` or raise a PluginError listing the installed ones."""
         return self._lookup("format", name)
 
+    def shape(self, name: str) -> ShapeSpec:
+        """Return the spec of data shape ``name`` or raise a PluginError listing the installed ones."""
+        return self._lookup("shape", name)
+
     def metric(self, name: str) -> MetricSpec:
         """Return the spec of metric ``name`` or raise a PluginError listing the installed ones."""
         return self._lookup("metric", name)
+
+    def owner(self, kind: str, name: str) -> PluginInfo:
+        """The plugin that registered ``name``; a PluginError when none did, or two did."""
+        self._lookup(kind, name)
+        return self.table(kind)[name][1]
+
+    def call(self, hook: str, kind: str, name: str, **kwargs: Any) -> Any:
+        """Call work hook ``hook`` on the plugin that registered ``name`` of ``kind``, and on no other."""
+        owner = self.owner(kind, name).plugin
+        others = [plugin for plugin in self.pm.get_plugins() if plugin is not owner]
+        return self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
 
     def _lookup(self, kind: str, name: str) -> Any:
         table = self.table(kind)
         if name in table:
             return table[name][0]
+        clash = self.clashes.get((kind, name))
+        if clash:
+            raise PluginError(clash_message(kind, name, clash))
         raise PluginError(unknown_name_message(kind, name, sorted(table), self.failed))
+
+
+def clash_message(kind: str, name: str, owners: list[PluginInfo]) -> str:
+    """One line: which plugins register the same name, and how to keep one of them."""
+    shown = " and ".join(info.label for info in owners)
+    return (f"{kind} {name!r} is registered by {shown}; uninstall one of them, or disable one with "
+            f"FT_PLUGINS=-{owners[-1].name} (or ft --disable {owners[-1].name})")
 
 
 def unknown_name_message(kind: str, name: str, installed: list[str], failed: list[PluginInfo]) -> str:
     """One line: the unknown name, a did-you-mean, what is installed, and what failed to load."""
-    message = f"unknown {kind} {name!r}"
-    close = difflib.get_close_matches(name, installed, n=1)
-    if close:
-        message += f" (did you mean {close[0]!r}?)"
+    message = f"unknown {kind} {name!r}{did_you_mean(name, installed)}"
     message += f"; installed {kind}s: {', '.join(installed) if installed else 'none'}"
     if not installed:
-        package = {"method": "ftlora", "format": "ftinstruct", "metric": "ftmetrics"}[kind]
-        message += f" (install one, e.g. `pip install {package}`)"
+        message += f" (install one, e.g. `pip install {_SUGGESTED[kind]}`)"
     if failed:
         message += f"; plugins that failed to load: {', '.join(p.name for p in failed)} (see `ft plugins`)"
     return message
@@ -163,8 +199,8 @@ class _Builder:
             info = PluginInfo(ep.name, dist, version, ep.value)
             try:
                 plugin = ep.load()
-            except Exception as exc:  # a broken plugin must never brick the CLI
-                self._fail(info, f"failed to import: {type(exc).__name__}: {exc}")
+            except (Exception, SystemExit) as exc:  # a broken plugin must never brick the CLI
+                self._fail(info, f"failed to import: {_describe_error(exc)}")
                 continue
             self._add(plugin, info)
         return self.registry
@@ -192,39 +228,52 @@ class _Builder:
             return
         try:
             provided = {kind: self._collect(plugin, kind) for kind in _KINDS}
-            self._check_clashes(info, provided)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             self.pm.unregister(plugin)
-            message = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
+            message = str(exc) if isinstance(exc, PluginError) else _describe_error(exc)
             self._fail(info, f"failed to register: {message}")
             return
+        info.plugin = plugin
         for kind, specs in provided.items():
             for spec in specs:
-                self.registry.table(kind)[spec.name] = (spec, info)
-                getattr(info, kind + "s").append(spec.name)
+                self._claim(kind, spec, info)
         info.hooks = sorted(caller.name for caller in (self.pm.get_hookcallers(plugin) or []))
         self.registry.plugins.append(info)
 
     def _collect(self, plugin: Any, kind: str) -> list[Any]:
-        impl = getattr(plugin, _KINDS[kind], None)
-        if impl is None:
-            return []
-        specs = list(impl() or [])
+        """What ``plugin`` registers of ``kind``, through pluggy (so ``@hookimpl(specname=...)`` counts)."""
+        caller = getattr(self.pm.hook, _KINDS[kind])
+        specs: list[Any] = []
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin:
+                specs += list(impl.function() or [])
+        seen: set[str] = set()
         for spec in specs:
             if not isinstance(spec, _SPEC_TYPES[kind]):
                 raise PluginError(f"{_KINDS[kind]} returned {spec!r}, expected {_SPEC_TYPES[kind].__name__}")
+            if spec.name in seen:
+                raise PluginError(f"{kind} {spec.name!r} is registered twice")
+            seen.add(spec.name)
         return specs
 
-    def _check_clashes(self, info: PluginInfo, provided: dict[str, list[Any]]) -> None:
-        for kind, specs in provided.items():
-            seen: set[str] = set()
-            for spec in specs:
-                owner = self.registry.table(kind).get(spec.name)
-                if owner is not None:
-                    raise PluginError(f"{kind} {spec.name!r} is already provided by {owner[1].label}")
-                if spec.name in seen:
-                    raise PluginError(f"{kind} {spec.name!r} is registered twice")
-                seen.add(spec.name)
+    def _claim(self, kind: str, spec: Any, info: PluginInfo) -> None:
+        """Record that ``info`` provides ``spec``; a second claimant makes the name a clash."""
+        getattr(info, kind + "s").append(spec.name)
+        table, key = self.registry.table(kind), (kind, spec.name)
+        if key in self.registry.clashes:
+            self.registry.clashes[key].append(info)
+        elif spec.name in table:
+            self.registry.clashes[key] = [table.pop(spec.name)[1], info]
+        else:
+            table[spec.name] = (spec, info)
+        if key in self.registry.clashes:
+            log.warning("%s", clash_message(kind, spec.name, self.registry.clashes[key]))
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit({exc.code!r}) (the plugin called sys.exit)"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _api_problem(plugin: Any) -> str | None:
@@ -297,3 +346,20 @@ def unregister_plugin(name: str) -> None:
         table = registry.table(kind)
         for key in [k for k, (_, info) in table.items() if info.name == name]:
             del table[key]
+    for key, owners in list(registry.clashes.items()):
+        remaining = [info for info in owners if info.name != name]
+        if len(remaining) == len(owners):
+            continue
+        del registry.clashes[key]
+        if len(remaining) == 1:
+            kind, spec_name = key
+            spec = next(s for s in _collected(registry, remaining[0], kind) if s.name == spec_name)
+            registry.table(kind)[spec_name] = (spec, remaining[0])
+        elif remaining:
+            registry.clashes[key] = remaining
+
+
+def _collected(registry: Registry, info: PluginInfo, kind: str) -> list[Any]:
+    builder = _Builder.__new__(_Builder)
+    builder.pm, builder.registry = registry.pm, registry
+    return builder._collect(info.plugin, kind)

@@ -1,20 +1,24 @@
-"""What a plugin registers: methods, dataset formats and metrics, described by small frozen records.
+"""What a plugin registers: methods, dataset formats, data shapes and metrics, described by small frozen records.
 
 A plugin returns these from the registration hooks (``register_methods``, ``register_dataset_formats``,
-``register_metrics``); the host checks names, rejects duplicates and remembers which distribution
-provided each one, so ``ft plugins`` and error messages can list what is installed.
+``register_shapes``, ``register_metrics``); the host checks names, remembers which plugin provided each
+one (and calls that plugin's work hooks for it, and no other's), and reports two plugins claiming one
+name, so ``ft plugins`` and error messages can list what is installed.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
+
+#: The shapes ftcore itself renders and tokenizes (``tokens`` is an example a plugin tokenized itself).
+CORE_SHAPES = ("messages", "completion", "text")
 
 
 def check_name(kind: str, name: str) -> str:
@@ -34,8 +38,20 @@ class MethodSpec:
     :param summary: one line for ``ft plugins`` and ``--help``.
     :param options: pydantic model validating the config's ``method_options`` for this method
         (ftcore itself does not know them); ``None`` means the method takes no options.
-    :param output: ``"adapter"`` when the run saves a PEFT adapter, ``"model"`` for full weights.
+    :param output: ``"adapter"`` when the run saves an adapter beside an untouched base (the method's plugin
+        then answers :func:`~ftcore.hookspecs.load_adapter` and :func:`~ftcore.hookspecs.merge_adapter`),
+        ``"model"`` when it saves full weights. Default ``"adapter"``.
     :param chat: ``True`` when the method expects instruction/chat data (masking and chat template on).
+        Default ``False``.
+    :param shapes: the data shapes the method trains on (see :class:`ShapeSpec`); data of any other shape
+        is refused before the model loads. Default: ftcore's three, ``messages``, ``completion``, ``text``
+        (``tokens``, an example a plugin tokenized itself, is accepted wherever ``completion`` is).
+    :param base_bits: bits per weight of the base model's linear layers while training (``4`` for a
+        QLoRA-style quantized base), for the memory estimator. Default ``16`` (the loaded dtype).
+    :param adapter_rank_option: the name of the option holding the adapter's rank (``r`` for LoRA), for the
+        memory estimator; ``None`` when the method trains no low-rank adapter. Default ``"r"``.
+    :param recommend: position of the method in ``ft recommend``'s search (lowest first); ``None`` keeps the
+        method out of it. Default ``None``.
     """
 
     name: str
@@ -43,9 +59,20 @@ class MethodSpec:
     options: type[BaseModel] | None = None
     output: Literal["adapter", "model"] = "adapter"
     chat: bool = False
+    shapes: tuple[str, ...] = CORE_SHAPES
+    base_bits: int = 16
+    adapter_rank_option: str | None = "r"
+    recommend: int | None = None
 
     def __post_init__(self) -> None:
         check_name("method", self.name)
+        object.__setattr__(self, "shapes", tuple(self.shapes))
+        for shape in self.shapes:
+            check_name("shape", shape)
+
+    def trains_on(self, shape: str) -> bool:
+        """Whether data of ``shape`` is what this method trains on (``tokens`` counts as ``completion``)."""
+        return shape in self.shapes or (shape == "tokens" and "completion" in self.shapes)
 
 
 @dataclass(frozen=True)
@@ -57,6 +84,39 @@ class FormatSpec:
     :param columns: the columns that identify this format when ``format`` is not given; auto-detection
         picks the format with the most matching columns, all of which must be present.
     :param packing: ``False`` when examples of this format must never be packed together.
+    :param shape: the shape of the examples its ``load_dataset`` returns; ``None`` (the default, and what
+        plugins of API version 1 give) means one of ftcore's shapes, recognised from the columns.
+    :param excludes: columns whose presence rules the format out of auto-detection (a ``messages`` file
+        that also has ``chosen``/``rejected`` columns is preference data, not chat data). Default none.
+    """
+
+    name: str
+    summary: str = ""
+    columns: tuple[str, ...] = field(default_factory=tuple)
+    packing: bool = True
+    shape: str | None = None
+    excludes: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        check_name("format", self.name)
+        if self.shape is not None:
+            check_name("shape", self.shape)
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """A data shape: what one canonical example looks like after its format mapped it.
+
+    ftcore registers ``messages``, ``completion`` and ``text`` and renders and tokenizes them itself. A plugin
+    that registers another shape (preference pairs, prompts with a reference answer) renders and tokenizes
+    examples of it in its :func:`~ftcore.hookspecs.encode_examples` hook; ftcore still reads, maps columns,
+    mixes, splits, shuffles and caches them.
+
+    :param name: the shape's name, as methods list it in :attr:`MethodSpec.shapes`.
+    :param summary: one line for ``ft plugins``.
+    :param columns: the columns every example of this shape has; examples of a format that declares no
+        shape are recognised by them (most columns wins). Extra columns are kept and handed on.
+    :param packing: ``False`` when encoded examples of this shape must never be packed together. Default ``True``.
     """
 
     name: str
@@ -65,7 +125,7 @@ class FormatSpec:
     packing: bool = True
 
     def __post_init__(self) -> None:
-        check_name("format", self.name)
+        check_name("shape", self.name)
 
 
 @dataclass(frozen=True)
@@ -86,3 +146,15 @@ class MetricSpec:
 
     def __post_init__(self) -> None:
         check_name("metric", self.name)
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """What a ``compute_metric`` implementation may return instead of a plain ``{name: score}`` mapping.
+
+    :param scores: ``{score_name: value}``, every value a number.
+    :param details: non-numeric provenance recorded in ``eval.json`` (a sacrebleu signature, a library version).
+    """
+
+    scores: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)

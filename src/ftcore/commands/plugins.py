@@ -9,7 +9,7 @@ import click
 
 def _describe(info) -> str:
     provides = []
-    for kind in ("methods", "formats", "metrics"):
+    for kind in ("methods", "formats", "shapes", "metrics"):
         names = getattr(info, kind)
         if names:
             provides.append(f"{kind}: {', '.join(names)}")
@@ -23,11 +23,16 @@ def plugins(as_json: bool, show_hooks: bool) -> None:
     """List installed plugins: distribution, version, what they provide, and any that failed."""
     from ftcore.plugins import get_registry
 
+    from ftcore.plugins import clash_message
+
     registry = get_registry()
     if as_json:
         payload = {
             "plugins": [info.as_dict() for info in registry.plugins],
             "failed": [info.as_dict() for info in registry.failed],
+            "clashes": [{"kind": kind, "name": name, "plugins": [info.name for info in owners],
+                         "error": clash_message(kind, name, owners)}
+                        for (kind, name), owners in sorted(registry.clashes.items())],
         }
         click.echo(json.dumps(payload, indent=2))
         return
@@ -38,6 +43,8 @@ def plugins(as_json: bool, show_hooks: bool) -> None:
             click.echo(f"{'':<12} hooks: {', '.join(info.hooks)}")
     for info in registry.failed:
         click.echo(f"{info.name:<12} {info.dist} {info.version:<10} FAILED: {info.error}")
+    for (kind, name), owners in sorted(registry.clashes.items()):
+        click.echo(f"CLASH        {clash_message(kind, name, owners)}")
 
 
 @click.group()

@@ -7,6 +7,7 @@ changes the tokens. A second run over the same inputs loads the tokenized datase
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump when the pipeline's output for the same inputs changes, so old cache entries are not reused.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 
 
 def cache_root(cache_dir: str | None) -> Path:
@@ -50,6 +51,31 @@ def tokenizer_digest(tokenizer: Any) -> str:
         digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _source_digest(root: str) -> str:
+    digest = hashlib.sha256()
+    base = Path(root)
+    files = sorted(base.rglob("*.py")) if base.is_dir() else [base]
+    for file in files:
+        digest.update(str(file.relative_to(base) if base.is_dir() else file.name).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def plugin_code_digest(plugin: Any) -> str:
+    """A digest of a plugin's Python source (its package, or its module file), so that editing a plugin
+    installed in development mode invalidates what it cached; ``""`` for an in-memory plugin."""
+    file = getattr(plugin, "__file__", None)
+    if not file:
+        return ""
+    path = Path(file)
+    root = path.parent if path.name == "__init__.py" else path
+    try:
+        return _source_digest(str(root))
+    except OSError:
+        return ""
 
 
 def fingerprint(parts: dict[str, Any]) -> str:

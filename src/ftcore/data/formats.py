@@ -1,8 +1,9 @@
 """From raw records to canonical examples: format detection, the ``load_dataset`` hook, record mapping.
 
-Canonical examples have one of three shapes: ``messages`` (a list of ``{role, content}``), ``prompt`` +
-``completion``, or ``text``. Format plugins use :func:`map_records` so that a record that does not fit is
-reported the same way for every format: ``file:line: field 'output' ... (format alpaca)``.
+Canonical examples have a *shape*: ftcore's own are ``messages`` (a list of ``{role, content}``), ``prompt`` +
+``completion``, and ``text``; plugins register more (see :class:`ftcore.ShapeSpec`). Format plugins use
+:func:`map_records` so that a record that does not fit is reported the same way for every format:
+``file:line: field 'output' ... (format alpaca)``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ftcore.errors import DataError, PluginError
+from ftcore.specs import CORE_SHAPES
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from ftcore.config import FtConfig
+    from ftcore.config import DataConfig, FtConfig
     from ftcore.data.sources import DataSource
 
 ROLES = ("system", "user", "assistant")
-SHAPES = ("messages", "completion", "text")
 
 
 class FieldProblem(Exception):
@@ -73,7 +74,9 @@ def map_records(
 
     The user's ``columns`` mapping is applied first, so ``convert`` sees the format's own field names.
     A required field absent from every record names the format and the columns present; a field missing in
-    one record, or a :class:`FieldProblem` raised by ``convert``, names the record's ``file:line``.
+    one record, or a :class:`FieldProblem` raised by ``convert``, names the record's ``file:line``. Each
+    example must have the shape the format declares (:attr:`ftcore.FormatSpec.shape`): ftcore's shapes are
+    checked field by field, a plugin's shape for its columns.
 
     :param source: the data source handed to the ``load_dataset`` hook.
     :param fields: the format's required fields.
@@ -82,6 +85,7 @@ def map_records(
     """
     from datasets import Dataset
 
+    shape = declared_shape(source.format)
     fields = list(fields)
     records = source.records
     if records is None:
@@ -99,7 +103,7 @@ def map_records(
                 if record.get(name) is None:
                     raise FieldProblem(name, "missing")
             example = convert(record)
-            check_canonical(example)
+            check_canonical(example, shape)
         except FieldProblem as problem:
             column = source.field_name(problem.field)
             shown = problem.field if column == problem.field else f"{problem.field} (column {column!r})"
@@ -122,9 +126,19 @@ def _missing_column_message(source: DataSource, field: str, present: list[str]) 
     )
 
 
-def check_canonical(example: dict[str, Any]) -> None:
-    """Raise :class:`FieldProblem` unless ``example`` is one of the three canonical shapes."""
-    if "messages" in example:
+def declared_shape(format_name: str | None) -> str | None:
+    """The shape format ``format_name`` declares, or ``None`` (an API-1 format, or no such format)."""
+    from ftcore.plugins import get_registry
+
+    found = get_registry().formats.get(format_name or "")
+    return found[0].shape if found else None
+
+
+def check_canonical(example: dict[str, Any], shape: str | None = None) -> None:
+    """Raise :class:`FieldProblem` unless ``example`` has ``shape`` (or, when ``None``, one of ftcore's shapes)."""
+    if shape is not None and shape not in CORE_SHAPES:
+        _check_plugin_shape(example, shape)
+    elif "messages" in example:
         messages = example["messages"]
         if not isinstance(messages, list) or not messages:
             raise FieldProblem("messages", "expected a non-empty list of {role, content}")
@@ -146,18 +160,34 @@ def check_canonical(example: dict[str, Any]) -> None:
         raise FieldProblem("(example)", "converter returned none of messages, prompt+completion, text")
 
 
-def shape_of(columns: Iterable[str]) -> str:
-    """Which canonical shape a dataset of examples has: ``messages``, ``completion``, ``text`` or ``tokens``."""
+def _check_plugin_shape(example: dict[str, Any], shape: str) -> None:
+    from ftcore.plugins import get_registry
+
+    for column in get_registry().shape(shape).columns:
+        if example.get(column) is None:
+            raise FieldProblem(column, f"missing (required by shape {shape!r})")
+
+
+def shape_of(columns: Iterable[str], where: str = "") -> str:
+    """Which shape examples with these columns have: ``tokens``, else the registered shape whose columns
+    are all present (most columns wins: ftcore's ``messages``, ``completion``, ``text``, or a plugin's)."""
+    from ftcore.plugins import get_registry
+
     columns = set(columns)
     if "input_ids" in columns and "labels" in columns:
         return "tokens"
-    if "messages" in columns:
-        return "messages"
-    if {"prompt", "completion"} <= columns:
-        return "completion"
-    if "text" in columns:
-        return "text"
-    raise DataError(f"examples have none of the canonical shapes (columns: {', '.join(sorted(columns))})")
+    # Most columns wins; among equals ftcore's shapes in their order (messages before text), then by name.
+    fits = sorted((-len(spec.columns), _core_rank(name), name) for name, (spec, _) in get_registry().shapes.items()
+                  if spec.columns and set(spec.columns) <= columns)
+    if not fits:
+        known = ", ".join(f"{name} ({', '.join(spec.columns)})" for name, (spec, _) in sorted(get_registry().shapes.items()))
+        raise DataError(f"{where + ': ' if where else ''}examples have none of the installed shapes' columns "
+                        f"(columns: {', '.join(sorted(columns))}; shapes: {known})")
+    return fits[0][2]
+
+
+def _core_rank(shape: str) -> int:
+    return CORE_SHAPES.index(shape) if shape in CORE_SHAPES else len(CORE_SHAPES)
 
 
 # ----------------------------------------------------------------------------- format resolution
@@ -172,7 +202,8 @@ def detect_format(source: DataSource) -> str:
     scores = []
     for name, (spec, _info) in registry.formats.items():
         needed = [source.field_name(c) for c in spec.columns]
-        if needed and all(c in present for c in needed):
+        excluded = any(source.field_name(c) in present for c in spec.excludes)
+        if needed and all(c in present for c in needed) and not excluded:
             scores.append((len(needed), name))
     if not scores:
         installed = ", ".join(sorted(registry.formats)) or "none"
@@ -188,22 +219,26 @@ def detect_format(source: DataSource) -> str:
     return scores[0][1]
 
 
-def canonical_examples(source: DataSource, config: FtConfig) -> Dataset:
-    """Resolve the source's format and ask the plugins (``load_dataset`` hook) for canonical examples."""
-    from ftcore.plugins import get_registry, unknown_name_message
+def canonical_examples(source: DataSource, data: DataConfig, config: FtConfig | None = None) -> tuple[Dataset, str]:
+    """Resolve the source's format, ask its plugin (``load_dataset`` hook) for examples: ``(examples, shape)``."""
+    from ftcore.plugins import get_registry
 
     registry = get_registry()
     if source.format is None:
         source.format = detect_format(source)
-    elif source.format not in registry.formats:
-        raise PluginError(
-            "data.format: " + unknown_name_message("format", source.format, sorted(registry.formats), registry.failed)
-        )
-    examples = registry.hook.load_dataset(source=source, config=config)
+    try:
+        spec = registry.format(source.format)
+    except PluginError as exc:
+        raise PluginError(f"data.format: {exc}") from None
+    examples = registry.call("load_dataset", "format", source.format, source=source, data=data, config=config)
     if examples is None:
-        _, info = registry.formats[source.format]
+        info = registry.owner("format", source.format)
         raise PluginError(f"format {source.format!r} is registered by {info.label} but its load_dataset returned None")
     if len(examples) == 0:
         raise DataError(f"{source.path}: format {source.format!r} produced no examples (empty dataset)")
-    shape_of(examples.column_names)
-    return examples
+    found = shape_of(examples.column_names, source.path)
+    shape = spec.shape or found
+    if found != shape and not (found == "tokens" and shape in ("completion", "messages", "text")):
+        raise PluginError(f"{source.path}: format {source.format!r} declares shape {shape!r} but its load_dataset "
+                          f"returned {found!r} examples (columns: {', '.join(examples.column_names)})")
+    return examples, found if found == "tokens" else shape

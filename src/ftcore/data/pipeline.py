@@ -21,7 +21,8 @@ from ftcore.data.encode import EMPTY, IGNORE, KEPT, TRUNCATED, EncodeOptions, en
 from ftcore.data.formats import canonical_examples, shape_of
 from ftcore.data.sources import DataSource, data_files, expand
 from ftcore.data.templates import render_chat, resolve_chat_template, with_system_prompt
-from ftcore.errors import DataError
+from ftcore.errors import DataError, PluginError
+from ftcore.specs import CORE_SHAPES
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -38,12 +39,14 @@ PARALLEL_FROM = 20_000
 class PreparedData:
     """What training needs from the data: datasets, the collator, and what happened on the way.
 
-    :param train: tokenized training rows (``input_ids``, ``labels``; ``position_ids`` when packed).
-    :param eval: tokenized evaluation rows, or ``None``.
-    :param collator: the ``data_collator`` for ``transformers.Trainer``.
+    :param train: tokenized training rows (``input_ids``, ``labels``; ``position_ids`` when packed), or, for a
+        plugin's shape, what its ``encode_examples`` returned.
+    :param eval: the evaluation rows, likewise, or ``None``.
+    :param collator: the ``data_collator`` for ``transformers.Trainer`` (``None`` for a plugin's shape).
     :param stats: counts for the log and the run manifest (kept, truncated, dropped by reason, tokens,
-        lengths, ``cache_hit``).
+        lengths, ``cache_hit``, ``shape``).
     :param fingerprint: the cache key of these datasets (inputs, tokenizer, template, settings).
+    :param shape: the shape of the examples (``messages``, ``completion``, ``text``, ``tokens``, a plugin's).
     """
 
     train: Dataset
@@ -51,6 +54,7 @@ class PreparedData:
     collator: Any
     stats: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
+    shape: str = "completion"
 
 
 def prepare_data(config: FtConfig, tokenizer: Any) -> PreparedData:
@@ -74,8 +78,10 @@ def _prepare(config: FtConfig, tokenizer: Any) -> PreparedData:
     if cached is not None:
         train, evaluation, stats = cached
         stats["cache_hit"] = True
+        shape = stats.get("shape", "completion")
+        check_method_shape(config.method, shape, stats.get("shape_source", str(root / key)))
         log.info("data: cache hit %s (%s)", key, root / key)
-        return PreparedData(train, evaluation, make_collator(data, tokenizer), stats, key)
+        return PreparedData(train, evaluation, make_collator(data, tokenizer, shape), stats, key, shape)
     prepared = _build(config, tokenizer, options, train_entries, eval_entries, read_cache)
     prepared.fingerprint = prepared.stats["fingerprint"] = key
     prepared.stats["cache_written"] = cache.save_cached(root, key, prepared.train, prepared.eval, prepared.stats)
@@ -114,8 +120,11 @@ def entries(value: Any) -> list[str | DataFile]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def make_collator(data: DataConfig, tokenizer: Any) -> Any:
-    """The collator for these datasets: flattening when packed or padding-free, dynamic padding otherwise."""
+def make_collator(data: DataConfig, tokenizer: Any, shape: str = "completion") -> Any:
+    """The collator for these datasets: flattening when packed or padding-free, dynamic padding otherwise;
+    ``None`` for a plugin's shape, whose method brings its own."""
+    if not tokenized_shape(shape):
+        return None
     if data.packing or data.padding_free:
         return PackedCollator()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -140,6 +149,7 @@ def _fingerprint_parts(
         else:
             inputs.append([cache.file_digest(p) for p in files])
     registry = get_registry()
+    readers = {info.name: info for kind in ("format", "shape") for _, info in registry.table(kind).values()}
     return {
         "inputs": inputs,
         "entries": [e if isinstance(e, str) else e.model_dump() for e in all_entries],
@@ -149,7 +159,11 @@ def _fingerprint_parts(
         "data": data.model_dump(exclude={"cache_dir", "num_proc", "group_by_length", "padding_free", "train", "eval"}),
         "seed": config.seed,
         "chat_method": _chat_method(config.method),
-        "format_plugins": sorted({f"{info.dist}=={info.version}" for _, info in registry.formats.values()}),
+        # A plugin's shape is encoded for the run's method (encode_examples gets its name).
+        "method": config.method,
+        # The plugins that read, map and render the data: their versions and, for edited installs, their code.
+        "data_plugins": sorted(f"{info.dist}=={info.version}:{cache.plugin_code_digest(info.plugin)}"
+                               for info in readers.values()),
     }
 
 
@@ -158,6 +172,25 @@ def _chat_method(method: str) -> bool:
 
     found = get_registry().methods.get(method)
     return bool(found and found[0].chat)
+
+
+def tokenized_shape(shape: str) -> bool:
+    """Whether examples of ``shape`` become ftcore's token rows (``input_ids`` + ``labels``)."""
+    return shape in CORE_SHAPES or shape == "tokens"
+
+
+def check_method_shape(method: str, shape: str, where: str) -> None:
+    """Raise a DataError unless ``method`` trains on data of ``shape``, naming the methods that do."""
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    spec = registry.method(method)
+    if spec.trains_on(shape):
+        return
+    others = sorted(name for name, (other, _) in registry.methods.items() if other.trains_on(shape))
+    instead = f"use a method that does: {', '.join(others)}" if others else f"no installed method trains on {shape} data"
+    raise DataError(f"{where}: the examples are {shape!r} data, which method {method!r} does not train on "
+                    f"(it trains on {', '.join(spec.shapes)}); {instead}")
 
 
 # ----------------------------------------------------------------------------- building
@@ -175,7 +208,8 @@ def _build(
     counts: Counter[str] = Counter()
     sources_info: list[dict[str, Any]] = []
     full_lengths: list[int] = []
-    read = (config, tokenizer, options, read_cache, counts, sources_info, full_lengths)
+    shapes: list[tuple[str, str]] = []
+    read = (config, tokenizer, options, read_cache, counts, sources_info, full_lengths, shapes)
     train = _read_split("train", train_entries, 0, *read)
     evaluation = None
     if eval_entries:
@@ -184,8 +218,9 @@ def _build(
         train, evaluation = _split_off(train, data.eval_ratio, config.seed)
     if data.shuffle:
         train = train.shuffle(seed=config.seed)
-    train_stats, train = _finish_split(train, data)
-    eval_stats, evaluation = _finish_split(evaluation, data) if evaluation is not None else (None, None)
+    shape = shapes[0][0]
+    train_stats, train = _finish_split(train, data, shape)
+    eval_stats, evaluation = _finish_split(evaluation, data, shape) if evaluation is not None else (None, None)
     dropped = {reason: n for reason, n in counts.items() if reason not in (KEPT, TRUNCATED)}
     stats = {
         "cache_hit": False,
@@ -196,11 +231,13 @@ def _build(
         "dropped": dropped,
         "max_seq_len": data.max_seq_len,
         "full_lengths": length_summary(sorted(full_lengths), max(data.max_seq_len, max(full_lengths, default=0))),
-        "packing": data.packing,
+        "packing": data.packing and tokenized_shape(shape),
+        "shape": shape,
+        "shape_source": shapes[0][1],
         "train": train_stats,
         "eval": eval_stats,
     }
-    return PreparedData(train, evaluation, make_collator(data, tokenizer), stats)
+    return PreparedData(train, evaluation, make_collator(data, tokenizer, shape), stats, shape=shape)
 
 
 def _read_split(
@@ -214,6 +251,7 @@ def _read_split(
     counts: Counter[str],
     sources_info: list[dict[str, Any]],
     full_lengths: list[int],
+    shapes: list[tuple[str, str]],
 ) -> Dataset:
     from datasets import concatenate_datasets
 
@@ -221,7 +259,7 @@ def _read_split(
     parts, split_counts = [], Counter()
     for i, entry in enumerate(split_entries):
         for source in read_cache.get(offset + i) or expand(entry, data.columns, data.format):
-            encoded, source_counts, lengths = _encode_source(source, config, tokenizer, options)
+            encoded, source_counts, lengths = _encode_source(source, config, tokenizer, options, shapes)
             full_lengths += lengths
             split_counts.update(source_counts)
             sources_info.append({
@@ -238,10 +276,13 @@ def _read_split(
 
 
 def _encode_source(
-    source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions
+    source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions, shapes: list[tuple[str, str]]
 ) -> tuple[Dataset, Counter[str], list[int]]:
-    examples = canonical_examples(source, config)
-    shape = shape_of(examples.column_names)
+    examples, shape = canonical_examples(source, config.data, config)
+    check_method_shape(config.method, shape, f"{source.path} (format {source.format})")
+    _check_same_kind(shapes, shape, source.path)
+    if not tokenized_shape(shape):
+        return _encode_plugin_shape(examples, shape, source, config, tokenizer, options)
     if shape == "text" and _chat_method(config.method):
         raise DataError(
             f"{source.path}: method {config.method!r} trains on instruction data, but format {source.format!r} "
@@ -263,6 +304,31 @@ def _encode_source(
     lengths = [n for n, status in zip(encoded["full_length"], encoded["status"], strict=True) if status != EMPTY]
     kept = encoded.filter(lambda status: status in (KEPT, TRUNCATED), input_columns="status")
     return kept.remove_columns(["status", "full_length"]), source_counts, lengths
+
+
+def _check_same_kind(shapes: list[tuple[str, str]], shape: str, path: str) -> None:
+    """Sources of a run are all of ftcore's shapes (mixed freely) or all of one plugin shape."""
+    if shapes:
+        first, first_path = shapes[0]
+        if first != shape and not (tokenized_shape(first) and tokenized_shape(shape)):
+            raise DataError(f"{path}: its examples are {shape!r} data but {first_path} gives {first!r} data; "
+                            "the sources of one run must give examples of one shape")
+    shapes.append((shape, path))
+
+
+def _encode_plugin_shape(
+    examples: Dataset, shape: str, source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions
+) -> tuple[Dataset, Counter[str], list[int]]:
+    """Examples of a plugin's shape, rendered and tokenized by the plugin that registered the shape."""
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    encoded = registry.call("encode_examples", "shape", shape, shape=shape, examples=examples, tokenizer=tokenizer,
+                            settings=options, method=config.method)
+    if encoded is None:
+        info = registry.owner("shape", shape)
+        raise PluginError(f"shape {shape!r} is registered by {info.label} but its encode_examples returned None")
+    return encoded, Counter({KEPT: len(encoded)}), []
 
 
 def _cpus() -> int:
@@ -298,13 +364,15 @@ def _split_off(train: Dataset, ratio: float, seed: int) -> tuple[Dataset, Datase
     return parts["train"], parts["test"]
 
 
-def _finish_split(dataset: Dataset, data: DataConfig) -> tuple[dict[str, Any], Dataset]:
-    """Summarise a split's lengths, then pack it if asked."""
+def _finish_split(dataset: Dataset, data: DataConfig, shape: str) -> tuple[dict[str, Any], Dataset]:
+    """Summarise a split's lengths, then pack it if asked (token rows of ftcore's shapes only)."""
     from datasets import Dataset as HFDataset
 
     dataset = dataset.flatten_indices() if dataset._indices is not None else dataset
+    if not {"input_ids", "labels"} <= set(dataset.column_names):
+        return {"examples": len(dataset), "rows": len(dataset)}, dataset
     stats = split_stats(dataset, data.max_seq_len)
-    if data.packing:
+    if data.packing and tokenized_shape(shape):
         rows = pack_rows(list(zip(dataset["input_ids"], dataset["labels"], strict=True)), data.max_seq_len)
         dataset = HFDataset.from_dict(rows)
         stats["rows"] = len(dataset)
@@ -365,7 +433,8 @@ def summary_line(stats: dict[str, Any]) -> str:
         f"{stats['examples']} examples: {stats['kept']} kept ({stats['truncated']} truncated to "
         f"{stats['max_seq_len']} tokens), {sum(stats['dropped'].values())} dropped"
         + (f" ({dropped})" if dropped else "")
-        + f"; train {train['examples']} examples, {train['tokens']} tokens ({train['trained_tokens']} trained)"
+        + f"; train {train['examples']} examples"
+        + (f", {train['tokens']} tokens ({train['trained_tokens']} trained)" if "tokens" in train else "")
     )
     if stats["packing"]:
         line += f" packed into {train['rows']} rows"
@@ -387,11 +456,7 @@ def load_examples(path: str | DataFile, data_config: DataConfig) -> Dataset:
     """Canonical examples (``messages`` | ``prompt`` + ``completion`` | ``text``) of one file, directory or Hub id."""
     from datasets import concatenate_datasets
 
-    from ftcore.config import FtConfig
-
-    # The hook takes a run config; evaluation has only the data settings, which are all a format may use.
-    config = FtConfig.model_construct(model="", data=data_config)
-    parts = [canonical_examples(source, config) for source in expand(path, data_config.columns, data_config.format)]
+    parts = [canonical_examples(source, data_config)[0] for source in expand(path, data_config.columns, data_config.format)]
     try:
         return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     except ValueError as exc:

@@ -48,6 +48,11 @@ class MethodContract:
     :cvar options: valid ``method_options`` used for training.
     :cvar bad_options: option mappings that must be rejected by the method's schema.
     :cvar steps: optimizer steps of the training check; :cvar learning_rate: its learning rate.
+    :cvar max_seq_len: ``data.max_seq_len`` of the training check.
+
+    A method that trains on other data than prompt/completion pairs overrides :meth:`write_data` (its own tiny
+    dataset, in a format it trains on) and, when "the loss fell and the reloaded run differs from its base" is
+    not the right evidence, :meth:`check_learned`.
     """
 
     method: ClassVar[str]
@@ -55,17 +60,22 @@ class MethodContract:
     bad_options: ClassVar[list[dict[str, Any]]] = []
     steps: ClassVar[int] = 30
     learning_rate: ClassVar[float] = 2e-2
+    max_seq_len: ClassVar[int] = 32
+
+    def write_data(self, directory: Path) -> Path:
+        """Write the training data of the checks into ``directory`` and return its path (a file or folder)."""
+        return write_completion_data(directory / "train.jsonl")
 
     def make_config(self, model_dir: Path, tmp_path: Path, **training: Any) -> Any:
         from ftcore.config import build_config
 
-        data = write_completion_data(tmp_path / "train.jsonl")
+        data = self.write_data(tmp_path)
         raw = {
             "model": str(model_dir),
             "method": self.method,
             "method_options": dict(self.options),
             "output_dir": str(tmp_path / "run"),
-            "data": {"train": str(data), "max_seq_len": 32, "cache_dir": str(tmp_path / "cache")},
+            "data": {"train": str(data), "max_seq_len": self.max_seq_len, "cache_dir": str(tmp_path / "cache")},
             "training": {
                 "max_steps": self.steps, "learning_rate": self.learning_rate, "batch_size": 4,
                 "gradient_accumulation": 1, "logging_steps": 1, "save_steps": 10_000, "warmup_steps": 0,
@@ -73,6 +83,24 @@ class MethodContract:
             },
         }
         return build_config(raw)
+
+    def check_learned(self, run_dir: Path, model_dir: Path) -> None:
+        """Assert the run learned: the logged loss fell, and the reloaded run gives other logits than its base."""
+        import torch
+
+        from ftcore.models import load_for_inference
+
+        losses = logged_losses(run_dir)
+        assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
+        head, tail = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+        assert tail < head * 0.95, f"loss did not fall: first {losses[:3]}, last {losses[-3:]}"
+
+        tuned, tokenizer = load_for_inference(run_dir)
+        base, _ = load_for_inference(model_dir)
+        ids = tokenizer("Opposite of red:", return_tensors="pt").input_ids
+        with torch.no_grad():
+            changed = (tuned(input_ids=ids).logits - base(input_ids=ids).logits).abs().max().item()
+        assert changed > 1e-4, "the reloaded run gives the same logits as its base"
 
     def test_method_is_registered(self, fresh_plugins: None) -> None:
         from ftcore.plugins import get_registry
@@ -98,24 +126,46 @@ class MethodContract:
             with pytest.raises(ConfigError, match="method_options"):
                 validate_method_options(config)
 
-    def test_loss_falls_and_run_reloads(self, fresh_plugins: None, tiny_model_dir: Path, tmp_path: Path) -> None:
-        import torch
+    def test_answers_only_for_its_own_names(self, fresh_plugins: None) -> None:
+        answers_for_other_names(self.method, "method", _METHOD_HOOKS)
 
-        from ftcore.models import load_for_inference
+    def test_loss_falls_and_run_reloads(self, fresh_plugins: None, tiny_model_dir: Path, tmp_path: Path) -> None:
         from ftcore.train import run_training
 
         result = run_training(self.make_config(tiny_model_dir, tmp_path))
-        losses = logged_losses(result.run_dir)
-        assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
-        head, tail = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-        assert tail < head * 0.95, f"loss did not fall: first {losses[:3]}, last {losses[-3:]}"
+        self.check_learned(result.run_dir, tiny_model_dir)
 
-        tuned, tokenizer = load_for_inference(result.run_dir)
-        base, _ = load_for_inference(tiny_model_dir)
-        ids = tokenizer("Opposite of red:", return_tensors="pt").input_ids
-        with torch.no_grad():
-            changed = (tuned(input_ids=ids).logits - base(input_ids=ids).logits).abs().max().item()
-        assert changed > 1e-4, "the reloaded run gives the same logits as its base"
+
+#: The work hooks of a method, with arguments that let an implementation tell a foreign name from its own.
+_METHOD_HOOKS = {
+    "model_load_kwargs": {"config": None, "options": None},
+    "setup_peft": {"model": None, "config": None, "options": None},
+    "load_adapter": {"model": None, "path": None, "options": None},
+    "merge_adapter": {"model": None, "path": None, "options": None},
+    "trained_tensor_shapes": {"model": None},
+}
+
+
+def answers_for_other_names(name: str, kind: str, hooks: dict[str, dict[str, Any]]) -> None:
+    """Assert the plugin that registered ``name`` returns ``None`` from each hook when asked about another name.
+
+    ftcore only calls a plugin's work hooks for its own names, but a plugin that answers for every name would
+    take over another plugin's name wherever it is called directly; this keeps implementations honest.
+    """
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    owner = registry.owner(kind, name).plugin
+    argument = {"method": "method", "format": "format", "metric": "name", "shape": "shape"}[kind]
+    for hook, kwargs in hooks.items():
+        for impl in getattr(registry.pm.hook, hook).get_hookimpls():
+            if impl.plugin is not owner:
+                continue
+            available = {**kwargs, argument: "no-such-name-xyz"}
+            if argument not in impl.argnames:
+                continue  # an implementation that does not look at the name serves its own names only
+            result = impl.function(**{arg: available.get(arg) for arg in impl.argnames})
+            assert result is None, f"{hook} of the plugin providing {name!r} answered for another name"
 
 
 class FormatContract:
@@ -151,6 +201,18 @@ class FormatContract:
         for got, want in zip(examples, self.expected, strict=True):
             assert {key: got[key] for key in want} == want
 
+    def test_answers_only_for_its_own_names(self, fresh_plugins: None) -> None:
+        from ftcore.data.sources import DataSource
+        from ftcore.plugins import get_registry
+
+        registry = get_registry()
+        owner = registry.owner("format", self.format).plugin
+        arguments = {"source": DataSource("other.jsonl", "no-such-name-xyz"), "data": None, "config": None}
+        for impl in registry.pm.hook.load_dataset.get_hookimpls():
+            if impl.plugin is owner:
+                result = impl.function(**{arg: arguments[arg] for arg in impl.argnames})
+                assert result is None, f"load_dataset of the plugin providing {self.format!r} answered for another format"
+
     def test_bad_record_names_file_and_line(self, fresh_plugins: None, tmp_path: Path) -> None:
         from ftcore.errors import DataError
 
@@ -176,17 +238,20 @@ class MetricContract:
         assert self.metric in get_registry().metrics
 
     def test_known_values(self, fresh_plugins: None) -> None:
+        from ftcore.evaluation import metric_result
         from ftcore.plugins import get_registry
 
-        hook = get_registry().hook
+        registry = get_registry()
         for predictions, references, expected in self.cases:
-            scores = hook.compute_metric(name=self.metric, predictions=predictions, references=references, context={})
-            assert scores is not None, f"no plugin answered for {self.metric!r}"
+            context: dict[str, Any] = {}
+            result = registry.call("compute_metric", "metric", self.metric, name=self.metric, predictions=predictions,
+                                   references=references, context=context)
+            assert result is not None, f"no plugin answered for {self.metric!r}"
+            scores, _details = metric_result(result, context)
             for key, value in expected.items():
                 assert scores[key] == pytest.approx(value, abs=self.tolerance), (key, predictions, references)
 
-    def test_other_names_are_left_alone(self, fresh_plugins: None) -> None:
-        from ftcore.plugins import get_registry
-
-        hook = get_registry().hook
-        assert hook.compute_metric(name="no-such-metric-xyz", predictions=["a"], references=["a"], context={}) is None
+    def test_answers_only_for_its_own_names(self, fresh_plugins: None) -> None:
+        answers_for_other_names(
+            self.metric, "metric", {"compute_metric": {"predictions": ["a"], "references": ["a"], "context": {}}}
+        )

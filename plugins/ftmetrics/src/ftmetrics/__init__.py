@@ -35,8 +35,8 @@ def register_metrics() -> list[MetricSpec]:
 @hookimpl
 def compute_metric(
     name: str, predictions: list[str], references: list[str], context: dict[str, Any]
-) -> dict[str, float] | None:
-    """Score with one of ftmetrics' metrics; ``None`` for any other name."""
+) -> Any:
+    """Score with one of ftmetrics' metrics (a :class:`ftcore.MetricResult`); ``None`` for any other name."""
     from ftmetrics.compute import compute
 
     return compute(name, predictions, references, context)

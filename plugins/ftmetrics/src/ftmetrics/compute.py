@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ftcore import MetricResult
 from ftcore.errors import PluginError
 
 MODULES_DIR = Path(__file__).parent / "modules"
@@ -32,19 +33,20 @@ HUB_PREFIX = "evaluate:"
 OFFLINE_METRICS = "rouge, bleu, chrf, exact_match, perplexity"
 
 
-def compute(name: str, predictions: list[str], references: list[str], context: dict[str, Any]) -> dict[str, float] | None:
-    """Scores of metric ``name``, or ``None`` when ``name`` is not one of ftmetrics' metrics."""
+def compute(name: str, predictions: list[str], references: list[str], context: dict[str, Any]) -> MetricResult | None:
+    """Scores and details of metric ``name``, or ``None`` when ``name`` is not one of ftmetrics' metrics."""
     options = dict(context.get("options") or {})
-    details = context.setdefault("details", {})
+    details: dict[str, Any] = {}
     if name == "perplexity":
         _reject_options(name, options, allowed=())
-        return perplexity(context)
+        return MetricResult(perplexity(context))
     if name in LOCAL_MODULES:
-        return local_metric(name, predictions, references, options, details)
+        return MetricResult(local_metric(name, predictions, references, options, details), details)
     if name == "evaluate":
         raise PluginError("metric 'evaluate' needs a name: write evaluate:<name>, e.g. evaluate:bertscore")
     if name.startswith(HUB_PREFIX):
-        return hub_metric(name.removeprefix(HUB_PREFIX), predictions, references, options, details)
+        scores = hub_metric(name.removeprefix(HUB_PREFIX), predictions, references, options, details)
+        return MetricResult(scores, details)
     return None
 
 
