@@ -130,3 +130,19 @@ def test_data_cache_follows_the_code_of_the_format_plugin(tiny_tokenizer_dir, tm
     lower = prepared("lower")
     assert lower.stats["cache_hit"] is False and lower.fingerprint != upper.fingerprint
     assert tokenizer.decode(lower.train[0]["input_ids"]) != tokenizer.decode(upper.train[0]["input_ids"])
+
+
+def test_tiny_model_for_hand_runs_in_one_command(tmp_path):
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "ftcore.testing.fixtures", str(tmp_path / "tiny")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "tiny" / "model.safetensors").is_file() and (tmp_path / "tiny" / "tokenizer.json").is_file()
+
+
+def test_data_preview_shows_a_plugin_shape(tiny_model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "pairs.jsonl", PAIRS)
+    result = run_ft("data", "preview", "--config", str(_config(tmp_path, tiny_model_dir, data, "pairrank")), "-n", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "shape ranked_pair" in result.stdout and "better_ids" in result.stdout

@@ -26,6 +26,9 @@ def preview(config_path: str, count: int, overrides: tuple[str, ...], color: boo
     tokenizer = load_tokenizer(cfg)
     prepared = preview_data(cfg, tokenizer)
     color = click.get_text_stream("stdout").isatty() if color is None else color
+    if prepared.collator is None:
+        _show_plugin_rows(prepared, count)
+        return
     for i in range(min(count, len(prepared.train))):
         row = prepared.train[i]
         click.echo(f"--- example {i + 1} ({len(row['input_ids'])} tokens, "
@@ -40,3 +43,15 @@ def preview(config_path: str, count: int, overrides: tuple[str, ...], color: boo
     click.echo("train: " + length_report(stats["train"]))
     if stats.get("eval"):
         click.echo("eval: " + length_report(stats["eval"]))
+
+
+def _show_plugin_rows(prepared, count: int) -> None:
+    """Rows of a plugin's shape as its encode_examples left them (ftcore cannot tell trained tokens there)."""
+    import json
+
+    for i in range(min(count, len(prepared.train))):
+        click.echo(f"--- example {i + 1} (shape {prepared.shape})")
+        click.echo(json.dumps(prepared.train[i], ensure_ascii=False, default=str)[:2000])
+    click.echo(f"--- {prepared.stats['examples']} examples of shape {prepared.shape!r}; "
+               f"train {prepared.stats['train']['examples']}"
+               + (f", eval {prepared.stats['eval']['examples']}" if prepared.stats.get("eval") else ""))

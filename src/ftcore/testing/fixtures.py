@@ -116,3 +116,20 @@ def build_tiny_llama(
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")]
     model.save_pretrained(output_dir)
     return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ftcore.testing.fixtures DIR``: write the tiny Llama and its tokenizer to DIR, for hand runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ftcore.testing.fixtures",
+                                     description="Build a tiny random Llama and its tokenizer offline (seconds).")
+    parser.add_argument("output_dir", help="directory to write (model.safetensors, config.json, tokenizer files)")
+    args = parser.parse_args(argv)
+    path = build_tiny_llama(args.output_dir)
+    print(f"wrote a tiny Llama to {path}: use it as `model: {path}` in a config")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
