@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.formats import FieldProblem, get_list, get_str, map_records
     from ftcore.data.sources import DataSource
+    from ftcore.data.templates import render_chat, with_system_prompt
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,8 @@ _LAZY = {
     "get_list": "ftcore.data.formats",
     "get_str": "ftcore.data.formats",
     "map_records": "ftcore.data.formats",
+    "render_chat": "ftcore.data.templates",
+    "with_system_prompt": "ftcore.data.templates",
 }
 
 
@@ -93,4 +96,6 @@ __all__ = [
     "get_str",
     "hookimpl",
     "map_records",
+    "render_chat",
+    "with_system_prompt",
 ]

@@ -121,7 +121,7 @@ class Registry:
         self._lookup(kind, name)
         return self.table(kind)[name][1]
 
-    def call(self, hook: str, kind: str, name: str, **kwargs: Any) -> Any:
+    def call(self, hook: str, kind: str, name: str, /, **kwargs: Any) -> Any:
         """Call work hook ``hook`` on the plugin that registered ``name`` of ``kind``, and on no other."""
         owner = self.owner(kind, name).plugin
         others = [plugin for plugin in self.pm.get_plugins() if plugin is not owner]
