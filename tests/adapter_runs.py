@@ -1,8 +1,10 @@
-"""Hand-built run directories for the merge / upload / generate tests.
+"""Run directories for the tests that read runs (merge, upload, generate, evaluate, benchmark).
 
-A real adapter saved with plain ``peft`` on the tiny model, its tokenizer, an ``ft_config.yaml`` and an
-``ft_run.json`` manifest laid out as docs/architecture.md describes, without running ``ft train``.
-LoRA B matrices start random (``init_lora_weights=False``) so merging changes the weights.
+:func:`make_adapter_run` builds one by hand: a real adapter saved with plain ``peft`` on the tiny model,
+its tokenizer, an ``ft_config.yaml`` and an ``ft_run.json`` manifest laid out as docs/architecture.md
+describes, without running ``ft train``. LoRA B matrices start random (``init_lora_weights=False``) so
+merging changes the weights. :func:`trained_run` trains one through ``ftcore.train`` on a task the tiny
+model starts to learn, with an eval split.
 """
 
 from __future__ import annotations
@@ -10,7 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
+from data_helpers import write_jsonl
+
+WORDS = ["red", "green", "blue", "yellow", "black", "white", "cat", "dog", "bird", "fish", "tree", "river"]
 
 
 def make_adapter_run(run_dir: Path, base_dir: Path, *, method: str = "lora", dora: bool = False, eval_scores: dict | None = None) -> Path:
@@ -60,4 +66,31 @@ def make_adapter_run(run_dir: Path, base_dir: Path, *, method: str = "lora", dor
     if eval_scores is not None:
         (run_dir / "eval").mkdir()
         (run_dir / "eval" / "eval.json").write_text(json.dumps(eval_scores))
+    return run_dir
+
+
+def repeat_task(words_a: list[str], words_b: list[str]) -> list[dict]:
+    """A task the tiny model can start to learn in a few steps: repeat two words."""
+    return [{"prompt": f"Repeat: {a} {b}\nAnswer:", "completion": f" {a} {b}"} for a in words_a for b in words_b]
+
+
+def trained_run(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> Path:
+    """A LoRA run of the tiny model trained through ``ftcore.train`` (once per test process), with an eval split."""
+    from ftcore.config import load_config
+    from ftcore.train import run_training
+
+    root = tmp_path_factory.getbasetemp() / "ft-eval-run"
+    run_dir = root / "run"
+    if (run_dir / "ft_run.json").is_file():
+        return run_dir
+    root.mkdir(exist_ok=True)
+    train = write_jsonl(root / "train.jsonl", repeat_task(WORDS, WORDS[:4]))
+    config = load_config(
+        None,
+        model=str(base_dir), method="lora", output_dir=str(run_dir), method_options={"r": 8, "alpha": 16},
+        data={"train": str(train), "eval_ratio": 0.1, "cache_dir": str(root / "cache")},
+        training={"max_steps": 20, "learning_rate": 1e-2, "lr_scheduler": "constant", "batch_size": 8,
+                  "gradient_accumulation": 1, "logging_steps": 5, "save_steps": 1000},
+    )
+    run_training(config)
     return run_dir

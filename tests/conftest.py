@@ -13,12 +13,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def run_ft(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: int = 600):
-    """Run the real ``ft`` console entry point in a subprocess; returns the CompletedProcess."""
+def run_ft(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: int = 600,
+           stdin: str | None = None):
+    """Run the real ``ft`` console entry point in a subprocess (``stdin`` as its input); returns the CompletedProcess."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "ftcore", *args],
-        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+        input=stdin, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
     )
 
 

@@ -1,5 +1,5 @@
-"""Shared helpers of the tests/test_data_*.py files: write records in each file type, build configs,
-and compute expected token ids/labels independently of the pipeline (tokenizing literal text pieces)."""
+"""Shared data helpers of the tests: write records in each file type, build configs, and compute
+expected token ids/labels independently of the pipeline (tokenizing literal text pieces)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,17 @@ from typing import Any
 IGNORE = -100
 
 
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``rows`` to ``path``, one JSON object per line."""
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
 def write_records(directory: Path, name: str, rows: list[dict[str, Any]], kind: str) -> Path:
     """Write ``rows`` as ``name.<kind>``; nested values become JSON strings in CSV cells."""
     path = directory / f"{name}.{kind}"
     if kind == "jsonl":
-        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        write_jsonl(path, rows)
     elif kind == "json":
         path.write_text(json.dumps(rows, indent=2), encoding="utf-8")
     elif kind == "csv":
@@ -54,4 +60,5 @@ def expected(tokenizer: Any, pieces: list[tuple[str, bool]]) -> tuple[list[int],
 
 
 def chatml(role: str, content: str) -> str:
+    """One ChatML turn as the tiny tokenizer's chat template renders it."""
     return f"<|im_start|>{role}\n{content}<|im_end|>\n"

@@ -7,7 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
-from test_evaluate import WORDS, repeat_task, trained_run, write_jsonl
+from adapter_runs import WORDS, repeat_task, trained_run
+from data_helpers import write_jsonl
 
 from ftcore.errors import RunDirError
 
@@ -73,7 +74,7 @@ def test_ft_benchmark_writes_report_on_the_runs_eval_split(run_dir, tiny_model_d
 
 def test_benchmark_with_a_data_file(run_dir, tiny_model_dir, tmp_path):
     from ftcore.benchmark import run_benchmark
-    from ftcore.evaluation import GenerationSettings
+    from ftcore.generation import GenerationSettings
 
     data = write_jsonl(tmp_path / "held.jsonl", repeat_task(WORDS[:3], WORDS[5:7]))
     report = run_benchmark(run_dir, data=data, metrics=["exact_match", "bleu"], settings=GenerationSettings(max_new_tokens=3),

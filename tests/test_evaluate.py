@@ -7,42 +7,10 @@ import math
 from pathlib import Path
 
 import pytest
+from adapter_runs import WORDS, repeat_task, trained_run
+from data_helpers import write_jsonl
 
 from ftcore.errors import DataError, UsageError
-
-WORDS = ["red", "green", "blue", "yellow", "black", "white", "cat", "dog", "bird", "fish", "tree", "river"]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def repeat_task(words_a: list[str], words_b: list[str]) -> list[dict]:
-    """A task the tiny model can start to learn in a few steps: repeat two words."""
-    return [{"prompt": f"Repeat: {a} {b}\nAnswer:", "completion": f" {a} {b}"} for a in words_a for b in words_b]
-
-
-def trained_run(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> Path:
-    """A LoRA run of the tiny model trained through ``ftcore.train`` (once per test process), with an eval split."""
-    from ftcore.config import load_config
-    from ftcore.train import run_training
-
-    root = tmp_path_factory.getbasetemp() / "ft-eval-run"
-    run_dir = root / "run"
-    if (run_dir / "ft_run.json").is_file():
-        return run_dir
-    root.mkdir(exist_ok=True)
-    train = write_jsonl(root / "train.jsonl", repeat_task(WORDS, WORDS[:4]))
-    config = load_config(
-        None,
-        model=str(base_dir), method="lora", output_dir=str(run_dir), method_options={"r": 8, "alpha": 16},
-        data={"train": str(train), "eval_ratio": 0.1, "cache_dir": str(root / "cache")},
-        training={"max_steps": 20, "learning_rate": 1e-2, "lr_scheduler": "constant", "batch_size": 8,
-                  "gradient_accumulation": 1, "logging_steps": 5, "save_steps": 1000},
-    )
-    run_training(config)
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +62,7 @@ def test_ft_evaluate_run_dir_writes_eval_json(run_dir, heldout, tmp_path):
     recomputed = get_registry().hook.compute_metric(
         name="bleu", predictions=[r["prediction"] for r in rows], references=[r["reference"] for r in rows], context={}
     )
-    assert recomputed["bleu"] == pytest.approx(report["scores"]["bleu"])
+    assert recomputed.scores["bleu"] == pytest.approx(report["scores"]["bleu"])
 
 
 def test_perplexity_equals_hand_computed_token_nll(tiny_model_dir, heldout):
@@ -123,7 +91,7 @@ def test_perplexity_equals_hand_computed_token_nll(tiny_model_dir, heldout):
 
 
 def test_left_padded_batches_generate_what_single_prompts_do(tiny_model_dir):
-    from ftcore.evaluation import GenerationSettings, generate_predictions
+    from ftcore.generation import GenerationSettings, generate_predictions
     from ftcore.models import load_for_inference
 
     model, tokenizer = load_for_inference(tiny_model_dir)
@@ -136,7 +104,7 @@ def test_left_padded_batches_generate_what_single_prompts_do(tiny_model_dir):
 
 
 def test_generation_stops_at_eos(tiny_model_dir):
-    from ftcore.evaluation import GenerationSettings, generate_predictions
+    from ftcore.generation import GenerationSettings, generate_predictions
     from ftcore.models import load_for_inference
 
     model, tokenizer = load_for_inference(tiny_model_dir)
@@ -151,7 +119,7 @@ def test_generation_stops_at_eos(tiny_model_dir):
 
 
 def test_sampling_is_seeded(tiny_model_dir):
-    from ftcore.evaluation import GenerationSettings, generate_predictions
+    from ftcore.generation import GenerationSettings, generate_predictions
     from ftcore.models import load_for_inference
 
     model, tokenizer = load_for_inference(tiny_model_dir)
@@ -165,7 +133,8 @@ def test_sampling_is_seeded(tiny_model_dir):
 
 
 def test_chat_examples_are_prompted_with_the_chat_template(tiny_model_dir, tmp_path):
-    from ftcore.evaluation import GenerationSettings, evaluate_model
+    from ftcore.evaluation import evaluate_model
+    from ftcore.generation import GenerationSettings
 
     data = write_jsonl(tmp_path / "chat.jsonl", [
         {"messages": [{"role": "user", "content": "Name a color"}, {"role": "assistant", "content": "blue"}]},
@@ -182,7 +151,8 @@ def test_chat_examples_are_prompted_with_the_chat_template(tiny_model_dir, tmp_p
 
 
 def test_reference_file_without_needed_fields_says_which(tiny_model_dir, tmp_path):
-    from ftcore.evaluation import GenerationSettings, evaluate_model
+    from ftcore.evaluation import evaluate_model
+    from ftcore.generation import GenerationSettings
 
     text_only = write_jsonl(tmp_path / "text.jsonl", [{"text": "just some text"}])
     with pytest.raises(DataError, match=r"text\.jsonl: example 1 has no reference answer \(fields: text\).*'prompt' and 'completion'"):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from adapter_runs import make_adapter_run
+from conftest import run_ft
 
 
 @pytest.fixture(scope="module")
@@ -33,43 +31,40 @@ def reference_reply(run_dir: Path, base_dir: Path, messages: list[dict], max_new
 
 
 def test_generate_returns_text_from_adapter_run(run_dir: Path, tiny_model_dir: Path) -> None:
-    from ftcore.generate import Sampling, generate
+    from ftcore.generate import generate
+    from ftcore.generation import GenerationSettings
     from ftcore.models import load_for_inference
 
     model, tokenizer = load_for_inference(run_dir)
     assert type(model).__name__ == "PeftModelForCausalLM"
     streamed: list[str] = []
-    text = generate(model, tokenizer, "Name three colors", Sampling(max_new_tokens=12), on_text=streamed.append)
+    text = generate(model, tokenizer, "Name three colors", GenerationSettings(max_new_tokens=12), on_text=streamed.append)
     assert text and text == "".join(streamed) and len(streamed) > 1
     assert text == reference_reply(run_dir, tiny_model_dir, [{"role": "user", "content": "Name three colors"}], 12)
     base_model, _ = load_for_inference(tiny_model_dir)
-    assert generate(base_model, tokenizer, "Name three colors", Sampling(max_new_tokens=12)) != text
+    assert generate(base_model, tokenizer, "Name three colors", GenerationSettings(max_new_tokens=12)) != text
 
 
 def test_sampling_is_seeded(run_dir: Path) -> None:
-    from ftcore.generate import Sampling, generate
+    from ftcore.generate import generate
+    from ftcore.generation import GenerationSettings
     from ftcore.models import load_for_inference
 
     model, tokenizer = load_for_inference(run_dir)
-    hot = Sampling(max_new_tokens=16, temperature=1.5, seed=3)
+    hot = GenerationSettings(max_new_tokens=16, do_sample=True, temperature=1.5, seed=3)
     assert generate(model, tokenizer, "hello", hot) == generate(model, tokenizer, "hello", hot)
-    assert len({generate(model, tokenizer, "hello", Sampling(16, 1.5, seed=s)) for s in range(4)}) > 1
-
-
-def ft(args: list[str], stdin: str = "") -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "ftcore", *args], input=stdin, env=env, capture_output=True, text=True, timeout=120)
+    assert len({generate(model, tokenizer, "hello", GenerationSettings(max_new_tokens=16, do_sample=True, temperature=1.5, seed=s)) for s in range(4)}) > 1
 
 
 def test_generate_cli(run_dir: Path, tiny_model_dir: Path) -> None:
-    result = ft(["generate", str(run_dir), "--prompt", "hello world", "--max-new-tokens", "10"])
+    result = run_ft("generate", str(run_dir), "--prompt", "hello world", "--max-new-tokens", "10", stdin="")
     assert result.returncode == 0, result.stderr
     expected = reference_reply(run_dir, tiny_model_dir, [{"role": "user", "content": "hello world"}], 10)
     assert result.stdout == expected + "\n"
 
 
 def test_chat_driven_by_stdin_keeps_history(run_dir: Path, tiny_model_dir: Path) -> None:
-    result = ft(["chat", str(run_dir), "--max-new-tokens", "8"], stdin="hello\nwhat is the color of the sky\n/exit\nignored\n")
+    result = run_ft("chat", str(run_dir), "--max-new-tokens", "8", stdin="hello\nwhat is the color of the sky\n/exit\nignored\n")
     assert result.returncode == 0, result.stderr
     first = reference_reply(run_dir, tiny_model_dir, [{"role": "user", "content": "hello"}], 8)
     history = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": first},
@@ -79,5 +74,22 @@ def test_chat_driven_by_stdin_keeps_history(run_dir: Path, tiny_model_dir: Path)
 
 
 def test_missing_model_is_one_line_error(tmp_path: Path) -> None:
-    result = ft(["generate", str(tmp_path / "nope"), "--prompt", "x"])
+    result = run_ft("generate", str(tmp_path / "nope"), "--prompt", "x", stdin="")
     assert result.returncode == 1 and "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_replies_stop_at_eos_and_the_templates_end_of_turn(tiny_tokenizer_dir: Path) -> None:
+    """One stop rule for every command: end-of-sequence plus the token that closes an assistant turn."""
+    from transformers import AutoTokenizer
+
+    from ftcore.data.templates import ALPACA
+    from ftcore.generation import end_of_turn_id, stop_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    eos, im_end = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert stop_token_ids(object(), tokenizer) == [eos, im_end]
+    assert end_of_turn_id(tokenizer, ALPACA) == eos
+    plain = "{% for m in messages %}{{ m['content'] + '\n\n' }}{% endfor %}"
+    assert end_of_turn_id(tokenizer, plain) is None
+    tokenizer.chat_template = None  # no template of its own: prompts are ChatML, and so is the turn's end
+    assert end_of_turn_id(tokenizer) == im_end

@@ -19,12 +19,11 @@ from ftcore.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from ftcore.config import DataConfig
-    from ftcore.evaluation import EvalResult, GenerationSettings
+    from ftcore.evaluation import EvalResult
+    from ftcore.generation import GenerationSettings
     from ftcore.rundir import RunInfo
 
 log = logging.getLogger(__name__)
-
-REPORT_FILES = ("report.json", "report.md", "report.png")
 
 
 @dataclass(frozen=True)
@@ -137,7 +136,8 @@ def run_benchmark(
     device: str | None = None,
 ) -> BenchmarkReport:
     """Evaluate the run's base model (or ``base``) and the run on the same data; write the report directory."""
-    from ftcore.evaluation import DEFAULT_METRICS, GenerationSettings, evaluate_model, resolve_metrics
+    from ftcore.evaluation import DEFAULT_METRICS, data_config_for, evaluate_model, resolve_metrics
+    from ftcore.generation import GenerationSettings
     from ftcore.rundir import load_run
 
     run = load_run(tuned)
@@ -152,7 +152,8 @@ def run_benchmark(
     common = {
         "metrics": metric_names, "settings": settings or GenerationSettings(), "limit": limit, "ci": ci,
         "ci_resamples": ci_resamples, "metric_options": metric_options, "dtype": dtype, "device": device,
-        "data_config": data_config if data_config is not None else _run_data_config(run, data_path),
+        # Both models read the data as the run reads it, so they see the same prompts.
+        "data_config": data_config if data_config is not None else data_config_for(run.path, data_path),
     }
     log.info("evaluating the base model %s", base)
     base_result = evaluate_model(base, data_path, output_dir=out / "base", **common)
@@ -164,13 +165,6 @@ def run_benchmark(
     )
     write_report(report, samples)
     return report
-
-
-def _run_data_config(run: RunInfo, data: str) -> DataConfig:
-    """Both models read the data as the run reads it, so they see the same prompts."""
-    from ftcore.evaluation import data_config_for
-
-    return data_config_for(run.path, data)
 
 
 def compare(base: EvalResult, tuned: EvalResult) -> list[Comparison]:

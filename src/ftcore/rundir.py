@@ -51,11 +51,6 @@ class RunInfo:
         """The base model the run started from (absolute path for local sources, else a Hub id)."""
         return self.manifest.get("base_model") or self.config.get("model", "")
 
-    @property
-    def status(self) -> str:
-        """``"complete"`` or ``"interrupted"``."""
-        return self.manifest.get("status", "unknown")
-
 
 def is_run_dir(path: str | Path) -> bool:
     """True when ``path`` is a directory holding an ft manifest."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ftcore.commands.evaluate import generation_options, settings_from
+from ftcore.evaluation import DEFAULT_METRICS
 
 
 @click.command()
@@ -12,7 +13,7 @@ from ftcore.commands.evaluate import generation_options, settings_from
 @click.option("--base", default=None, help="Base model to compare with (default: the run's base model).")
 @click.option("--data", default=None, type=click.Path(dir_okay=False),
               help="Held-out examples (default: the run's data.eval, else its eval_ratio split).")
-@click.option("--metrics", default="rouge,bleu,perplexity", show_default=True, help="Comma-separated metric names.")
+@click.option("--metrics", default=",".join(DEFAULT_METRICS), show_default=True, help="Comma-separated metric names.")
 @click.option("--output", default=None, type=click.Path(file_okay=False), help="Report directory (default: RUN_DIR/benchmark).")
 @click.option("--samples", default=5, show_default=True, type=click.IntRange(0), help="Sample predictions shown side by side.")
 @generation_options

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import click
 
+# ftcore.evaluation imports nothing heavy at module level; the default list is defined there once.
+from ftcore.evaluation import DEFAULT_METRICS
+
 
 def generation_options(func):
-    """The decoding options ``ft evaluate`` and ``ft benchmark`` share."""
+    """The options ``ft evaluate`` and ``ft benchmark`` share: decoding, which examples, metric options, intervals, device."""
     options = [
         click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1), help="Longest generated answer."),
         click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Examples per generation batch."),
@@ -28,8 +31,8 @@ def generation_options(func):
 
 
 def settings_from(kwargs: dict) -> object:
-    """Build GenerationSettings from the shared options."""
-    from ftcore.evaluation import GenerationSettings
+    """The :class:`ftcore.generation.GenerationSettings` of the shared options."""
+    from ftcore.generation import GenerationSettings
 
     return GenerationSettings(
         max_new_tokens=kwargs["max_new_tokens"], batch_size=kwargs["batch_size"], do_sample=kwargs["do_sample"],
@@ -40,7 +43,7 @@ def settings_from(kwargs: dict) -> object:
 @click.command()
 @click.argument("model_or_run_dir")
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Examples to evaluate on (.jsonl/.json/.csv/.parquet).")
-@click.option("--metrics", default="rouge,bleu,perplexity", show_default=True,
+@click.option("--metrics", default=",".join(DEFAULT_METRICS), show_default=True,
               help="Comma-separated metric names (`ft plugins` lists them; evaluate:<name> for any Hub metric).")
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help="Where eval.json and predictions.jsonl go (default: RUN_DIR/eval, or ./eval-<model>).")

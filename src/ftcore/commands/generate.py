@@ -18,6 +18,15 @@ def _sampling_options(command):
     return command
 
 
+def _settings(max_new_tokens: int, temperature: float, top_p: float, seed: int | None):
+    """Generation settings from the options: temperature 0 (the default) is greedy decoding, above 0 sampling."""
+    from ftcore.generation import GenerationSettings
+
+    sample = temperature > 0
+    return GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else 1.0,
+                              top_p=top_p, seed=seed)
+
+
 def _load(model: str, dtype: str | None):
     from ftcore.models import load_for_inference
 
@@ -32,12 +41,11 @@ def _load(model: str, dtype: str | None):
 def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str | None, max_new_tokens: int,
              temperature: float, top_p: float, seed: int | None) -> None:
     """Generate a reply to --prompt with RUN_DIR_OR_MODEL: a run directory, model directory, Hub id or .gguf file."""
-    from ftcore.generate import Sampling
     from ftcore.generate import generate as run_generate
 
     loaded, tokenizer = _load(model, dtype)
-    sampling = Sampling(max_new_tokens, temperature, top_p, seed)
-    run_generate(loaded, tokenizer, prompt, sampling, chat=not raw, system=system, on_text=_write)
+    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    run_generate(loaded, tokenizer, prompt, settings, chat=not raw, system=system, on_text=_write)
     click.echo()
 
 
@@ -47,13 +55,14 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str 
 def chat(model: str, system: str | None, dtype: str | None, max_new_tokens: int, temperature: float, top_p: float,
          seed: int | None) -> None:
     """Chat with RUN_DIR_OR_MODEL using its chat template; /reset clears the history, /exit or Ctrl-D ends."""
-    from ftcore.generate import Sampling, chat_loop
+    from ftcore.generate import chat_loop
 
     loaded, tokenizer = _load(model, dtype)
     interactive = sys.stdin.isatty()
     if interactive:
         click.echo("Chatting with the model; /reset clears the history, /exit or Ctrl-D quits.", err=True)
-    chat_loop(loaded, tokenizer, lambda: _read(interactive), _write, Sampling(max_new_tokens, temperature, top_p, seed), system)
+    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    chat_loop(loaded, tokenizer, lambda: _read(interactive), _write, settings, system)
 
 
 def _read(interactive: bool) -> str | None:

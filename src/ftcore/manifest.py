@@ -1,0 +1,125 @@
+"""The manifest of a run, ``ft_run.json``: what ran, on what, with which versions, and how it went.
+
+:func:`build_manifest` is called by :mod:`ftcore.train` when a run finishes or is interrupted;
+:mod:`ftcore.rundir` writes it and reads it back (``docs/concepts/run-directory.md`` lists its keys).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ftcore.rundir import RunPlan
+    from ftcore.train import _Run
+
+
+def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str = "complete") -> dict[str, Any]:
+    """The ``ft_run.json`` record of ``run``, trained by ``trainer``; ``status`` is ``complete`` or ``interrupted``."""
+    from ftcore.models import resolve_source
+
+    state = trainer.state
+    losses = [e["loss"] for e in state.log_history if "loss" in e]
+    trainable, total = run.params
+    return {
+        "format": 1,
+        "status": status,
+        "method": run.config.method,
+        "output": run.spec.output,
+        "base_model": resolve_source(run.config.model),
+        "seed": run.config.seed,
+        "global_step": state.global_step,
+        "epoch": state.epoch,
+        "tokens_seen": int(state.num_input_tokens_seen),
+        "train_loss": losses[-1] if losses else None,
+        "train_loss_mean": run.train_metrics.get("train_loss"),
+        "train_runtime_s": run.train_metrics.get("train_runtime"),
+        "tokens_per_second": _tokens_per_second(run, state),
+        "eval_loss": eval_loss,
+        "trainable_params": trainable,
+        "total_params": total,
+        "wall_time_s": round(time.time() - run.started, 2),
+        "resumed_from": _shown_checkpoint(run.plan),
+        "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
+        "versions": package_versions(),
+        "plugins": plugin_versions(),
+        "hardware": hardware(),
+        "git_commit": git_commit(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _shown_checkpoint(plan: RunPlan) -> str | None:
+    """The checkpoint a run resumed from: relative to the run when it is its own, else absolute."""
+    if plan.resume_from is None:
+        return None
+    if plan.staging in plan.resume_from.parents:
+        return str(plan.resume_from.relative_to(plan.staging))
+    return str(plan.resume_from)
+
+
+def _tokens_per_second(run: _Run, state: Any) -> float | None:
+    """Non-padding tokens per second of this session's training (a resumed run counts its own part)."""
+    runtime = run.train_metrics.get("train_runtime")
+    if not runtime or run.progress is None:
+        return None
+    return round((state.num_input_tokens_seen - run.progress.start_tokens) / runtime, 1)
+
+
+def _jsonable(value: Any) -> Any:
+    """Data statistics as plain JSON values, whether a dataclass, a pydantic model or a mapping."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump()
+    return value
+
+
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and the libraries a run depends on (None when not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("ftcore", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def plugin_versions() -> dict[str, dict[str, str]]:
+    """Every loaded plugin with its distribution and version."""
+    from ftcore.plugins import get_registry
+
+    return {p.name: {"dist": p.dist, "version": p.version} for p in get_registry().plugins}
+
+
+def hardware() -> dict[str, Any]:
+    """CPU, memory and accelerators of this machine."""
+    import psutil
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def git_commit() -> str | None:
+    """The commit of the git checkout the run was started from, when there is one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
