@@ -40,7 +40,9 @@ class MethodSpec:
         (ftcore itself does not know them); ``None`` means the method takes no options.
     :param output: ``"adapter"`` when the run saves an adapter beside an untouched base (the method's plugin
         then answers :func:`~ftcore.hookspecs.load_adapter` and :func:`~ftcore.hookspecs.merge_adapter`),
-        ``"model"`` when it saves full weights. Default ``"adapter"``.
+        ``"model"`` when it saves full weights. Default ``"adapter"``. When the method's options decide (an adapter
+        or full weights), give the options model an ``output`` property returning one of the two: see
+        :meth:`output_for`.
     :param chat: ``True`` when the method expects instruction/chat data (masking and chat template on).
         Default ``False``.
     :param shapes: the data shapes the method trains on (see :class:`ShapeSpec`); data of any other shape
@@ -69,6 +71,12 @@ class MethodSpec:
         object.__setattr__(self, "shapes", tuple(self.shapes))
         for shape in self.shapes:
             check_name("shape", shape)
+
+    def output_for(self, options: Any) -> str:
+        """What a run with these validated options saves: the options model's ``output`` property when it has one
+        (a method whose options choose between an adapter and full weights), else :attr:`output`."""
+        chosen = getattr(options, "output", None)
+        return chosen if chosen in ("adapter", "model") else self.output
 
     def trains_on(self, shape: str) -> bool:
         """Whether data of ``shape`` is what this method trains on (``tokens`` counts as ``completion``)."""

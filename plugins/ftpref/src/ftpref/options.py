@@ -1,0 +1,50 @@
+"""``method_options`` of the preference methods: what trains (a LoRA adapter, LoRA on a 4-bit base, or every
+weight), the LoRA/QLoRA settings, and each method's own loss settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ftqlora import QLoraOptions
+
+
+class PreferenceOptions(QLoraOptions):
+    """Options every preference method takes: ``base`` plus the LoRA (and 4-bit) settings of the adapter."""
+
+    base: Literal["lora", "qlora", "full"] = Field(
+        "lora", description="What trains: a LoRA adapter (the reference is the base with the adapter off), LoRA on a "
+        "4-bit base, or every weight (the reference's log-probabilities are computed once, before training).")
+    beta: float = Field(0.1, gt=0, description="Strength of the preference loss (see each method).")
+
+    @property
+    def output(self) -> str:
+        """What the run saves: full weights when every weight trains, else an adapter."""
+        return "model" if self.base == "full" else "adapter"
+
+
+class DpoOptions(PreferenceOptions):
+    """DPO: ``beta`` keeps the policy near the reference (higher: closer)."""
+
+    loss_type: str = Field("sigmoid", description="TRL's DPO loss: sigmoid (DPO), hinge, ipo, robust, bco_pair, "
+                           "sppo_hard, aot, apo_zero, apo_down, discopop, sigmoid_norm, ...")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed share of flipped labels (robust DPO).")
+
+
+class OrpoOptions(PreferenceOptions):
+    """ORPO: supervised loss on the chosen answer plus ``beta`` times the odds-ratio term; no reference model."""
+
+
+class SimpoOptions(PreferenceOptions):
+    """SimPO: length-normalised, reference-free; ``beta`` scales the reward, ``gamma`` is the target margin."""
+
+    beta: float = Field(2.0, gt=0, description="Reward scale (SimPO's beta).")
+    gamma: float = Field(0.5, ge=0, description="Target reward margin between chosen and rejected.")
+
+
+class KtoOptions(PreferenceOptions):
+    """KTO: unpaired good/bad answers; the weights balance the two kinds."""
+
+    desirable_weight: float = Field(1.0, gt=0, description="Weight of the loss on good answers.")
+    undesirable_weight: float = Field(1.0, gt=0, description="Weight of the loss on bad answers.")

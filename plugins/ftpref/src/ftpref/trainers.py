@@ -1,0 +1,98 @@
+"""TRL's preference trainers built from the run ftcore prepared (imported only when a run starts).
+
+ftcore hands over the base model as loaded (for an adapter base, ``setup_peft`` attached nothing): the trainer
+attaches the LoRA adapter itself from ``peft_config``, so its reference model is that same base with the adapter
+switched off, never a second copy and never an extra ``ref`` adapter in the saved run. With ``base: full`` the
+reference's log-probabilities are computed once before training, again without a second copy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ftcore import ConfigError
+
+
+def _trl(method: str) -> tuple[Any, Any]:
+    """``(trainer class, config class)`` of TRL for ``method``."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if method == "dpo":
+            from trl import DPOConfig, DPOTrainer
+
+            return DPOTrainer, DPOConfig
+        if method == "kto":
+            from trl import KTOConfig, KTOTrainer
+
+            return KTOTrainer, KTOConfig
+        if method == "orpo":
+            from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+            return ORPOTrainer, ORPOConfig
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        return CPOTrainer, CPOConfig
+
+
+def method_settings(method: str, options: Any) -> dict[str, Any]:
+    """The loss settings of ``method`` as TRL's config fields."""
+    settings: dict[str, Any] = {"beta": options.beta}
+    if method == "dpo":
+        settings.update(loss_type=[options.loss_type], label_smoothing=options.label_smoothing,
+                        precompute_ref_log_probs=options.base == "full")
+    elif method == "kto":
+        # KTO pairs each answer with its batch neighbours' for the KL term, in a fixed order; ftcore has already
+        # shuffled the examples with the run's seed, so reading them in order loses nothing.
+        settings.update(desirable_weight=options.desirable_weight, undesirable_weight=options.undesirable_weight,
+                        precompute_ref_log_probs=options.base == "full", train_sampling_strategy="sequential")
+    elif method == "simpo":
+        settings.update(loss_type="simpo", cpo_alpha=0.0, simpo_gamma=options.gamma)
+    return settings
+
+
+def trainer_arguments(config_class: Any, args: Any, settings: dict[str, Any]) -> Any:
+    """TRL's config for this run: every ``TrainingArguments`` field as ftcore set it, plus the method's settings."""
+    from transformers import TrainingArguments
+
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
+    try:
+        return config_class(**{**fields, **settings})
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"method_options: {exc}") from exc
+
+
+def build_trainer(method: str, model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any,
+                  callbacks: list[Any], config: Any, options: Any) -> Any:
+    """The TRL trainer of ``method`` over the rendered examples."""
+    from ftlora import lora_config
+
+    trainer_class, config_class = _trl(method)
+    settings = {
+        **method_settings(method, options),
+        "max_length": config.data.max_seq_len,
+        "gradient_checkpointing": config.training.gradient_checkpointing,
+        "dataset_num_proc": None,
+    }
+    peft_config = None if options.base == "full" else lora_config(model, options)
+    return trainer_class(
+        model=model, args=trainer_arguments(config_class, args, settings), train_dataset=train_dataset,
+        eval_dataset=eval_dataset, processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config,
+    )
+
+
+def prepare_base(model: Any, options: Any, config: Any) -> Any:
+    """The base as the trainer wants it: frozen under an adapter (k-bit-prepared on a 4-bit base), trainable when full."""
+    if options.base == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    if options.base == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.training.gradient_checkpointing)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model

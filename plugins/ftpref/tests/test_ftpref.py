@@ -1,0 +1,203 @@
+"""ftpref: formats map every layout, each method trains (loss falls, the chosen answer gains on the rejected one),
+and the run is a plain LoRA adapter (no reference copy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from ftcore.testing.suites import FormatContract, MethodContract, logged_losses
+
+WORDS = [("up", "down"), ("hot", "cold"), ("big", "small"), ("old", "new"), ("yes", "no"), ("red", "green")]
+
+
+def pairs() -> list[dict[str, str]]:
+    return [{"prompt": f"Opposite of {a}:", "chosen": f" {b}", "rejected": f" {a}"} for a, b in WORDS]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]], repeats: int = 3) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows * repeats), encoding="utf-8")
+    return path
+
+
+def preference_accuracy(model_or_run: Path) -> tuple[float, float]:
+    """Share of the pairs whose chosen answer has the higher summed log-probability, and the mean margin."""
+    import torch
+
+    from ftcore.models import load_for_inference
+
+    model, tokenizer = load_for_inference(model_or_run)
+    margins = []
+    for row in pairs():
+        prompt = tokenizer(row["prompt"], add_special_tokens=False).input_ids
+        scores = []
+        for answer in (row["chosen"], row["rejected"]):
+            ids = prompt + tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].log_softmax(-1)
+            picked = logits.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
+            scores.append(float(picked[len(prompt) - 1:].sum()))
+        margins.append(scores[0] - scores[1])
+    return sum(m > 0 for m in margins) / len(margins), sum(margins) / len(margins)
+
+
+class PreferenceMethod(MethodContract):
+    """A preference method on the tiny Llama: loss below its start, the chosen answers gain on the rejected."""
+
+    steps = 15
+    learning_rate = 1e-2
+    options: ClassVar[dict[str, Any]] = {"r": 8, "alpha": 16}
+    bad_options: ClassVar[list[dict[str, Any]]] = [{"beta": 0}, {"base": "half"}, {"bta": 0.1}]
+
+    def write_data(self, directory: Path) -> Path:
+        return write_jsonl(directory / "pairs.jsonl", pairs())
+
+    def check_learned(self, run_dir: Path, model_dir: Path) -> None:
+        losses = logged_losses(run_dir)
+        assert sum(losses[-3:]) / 3 < losses[0], f"loss did not fall below its start: {losses}"
+        before, after = preference_accuracy(model_dir), preference_accuracy(run_dir)
+        assert after[1] > before[1] and after[0] >= before[0], (before, after)
+        assert not list(run_dir.rglob("ref")), "a reference adapter was saved with the run"
+
+
+class TestDpo(PreferenceMethod):
+    method = "dpo"
+    options: ClassVar[dict[str, Any]] = {"r": 8, "alpha": 16, "beta": 0.5}
+
+
+class TestDpoFullWeights(PreferenceMethod):
+    """``base: full``: every weight trains against log-probabilities precomputed once; the run saves a model."""
+
+    method = "dpo"
+    options: ClassVar[dict[str, Any]] = {"base": "full", "beta": 0.5}
+    learning_rate = 2e-3
+
+    def check_learned(self, run_dir: Path, model_dir: Path) -> None:
+        super().check_learned(run_dir, model_dir)
+        assert json.loads((run_dir / "ft_run.json").read_text())["output"] == "model"
+        assert (run_dir / "model.safetensors").is_file() and not (run_dir / "adapter_config.json").exists()
+
+    def test_bad_options_are_rejected(self) -> None:  # covered by TestDpo
+        pass
+
+
+class TestOrpo(PreferenceMethod):
+    method = "orpo"
+
+
+class TestSimpo(PreferenceMethod):
+    method = "simpo"
+
+
+class TestKto(PreferenceMethod):
+    method = "kto"
+
+    def write_data(self, directory: Path) -> Path:
+        rows = [{"prompt": p["prompt"], "completion": p[k], "label": k == "chosen"} for p in pairs()
+                for k in ("chosen", "rejected")]
+        return write_jsonl(directory / "unpaired.jsonl", rows)
+
+
+CHAT = {"prompt": [{"role": "user", "content": "Opposite of up?"}],
+        "chosen": [{"role": "assistant", "content": "down"}], "rejected": [{"role": "assistant", "content": "up"}]}
+
+
+class TestPreferenceFormat(FormatContract):
+    format = "preference"
+    records: ClassVar[list[dict[str, Any]]] = [{"prompt": "Q:", "chosen": " a", "rejected": " b", "id": 3}]
+    expected: ClassVar[list[dict[str, Any]]] = [{"prompt": "Q:", "chosen": " a", "rejected": " b", "id": 3}]
+    bad_record: ClassVar[dict[str, Any]] = {"prompt": "Q:", "chosen": 5, "rejected": " b"}
+
+
+class TestConversationalPreferenceFormat(FormatContract):
+    format = "preference"
+    records: ClassVar[list[dict[str, Any]]] = [CHAT]
+    expected: ClassVar[list[dict[str, Any]]] = [CHAT]
+    bad_record: ClassVar[dict[str, Any]] = {**CHAT, "chosen": "down"}
+
+
+class TestImplicitPreferenceFormat(FormatContract):
+    format = "preference_implicit"
+    records: ClassVar[list[dict[str, Any]]] = [
+        {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!", "rejected": "\n\nHuman: Hi\n\nAssistant: Go away."},
+        {"chosen": CHAT["prompt"] + CHAT["chosen"], "rejected": CHAT["prompt"] + CHAT["rejected"]},
+    ][:1]
+    expected: ClassVar[list[dict[str, Any]]] = [
+        {"prompt": "\n\nHuman: Hi\n\nAssistant: ", "chosen": "Hello!", "rejected": "Go away."}]
+    bad_record: ClassVar[dict[str, Any]] = {"chosen": "same", "rejected": "same"}
+
+
+class TestImplicitConversationFormat(FormatContract):
+    format = "preference_implicit"
+    records: ClassVar[list[dict[str, Any]]] = [
+        {"chosen": CHAT["prompt"] + CHAT["chosen"], "rejected": CHAT["prompt"] + CHAT["rejected"]}]
+    expected: ClassVar[list[dict[str, Any]]] = [CHAT]
+    bad_record: ClassVar[dict[str, Any]] = {"chosen": CHAT["chosen"], "rejected": CHAT["rejected"]}
+
+
+class TestShareGptPreferenceFormat(FormatContract):
+    format = "sharegpt_preference"
+    records: ClassVar[list[dict[str, Any]]] = [{
+        "conversations": [{"from": "human", "value": "Opposite of up?"}],
+        "chosen": {"from": "gpt", "value": "down"}, "rejected": {"from": "gpt", "value": "up"}}]
+    expected: ClassVar[list[dict[str, Any]]] = [CHAT]
+    bad_record: ClassVar[dict[str, Any]] = {
+        "conversations": [{"from": "robot", "value": "x"}], "chosen": {"from": "gpt", "value": "a"},
+        "rejected": {"from": "gpt", "value": "b"}}
+
+
+class TestUnpairedFormat(FormatContract):
+    format = "unpaired"
+    records: ClassVar[list[dict[str, Any]]] = [{"prompt": "Q:", "completion": " a", "label": True}]
+    expected: ClassVar[list[dict[str, Any]]] = [{"prompt": "Q:", "completion": " a", "label": True}]
+    bad_record: ClassVar[dict[str, Any]] = {"prompt": "Q:", "completion": " a", "label": "maybe"}
+
+
+class TestMessagesUnpairedFormat(FormatContract):
+    format = "messages_unpaired"
+    records: ClassVar[list[dict[str, Any]]] = [
+        {"messages": CHAT["prompt"] + CHAT["chosen"], "label": False}]
+    expected: ClassVar[list[dict[str, Any]]] = [
+        {"prompt": CHAT["prompt"], "completion": CHAT["chosen"], "label": False}]
+    bad_record: ClassVar[dict[str, Any]] = {"messages": CHAT["prompt"], "label": True}
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    ([{"prompt": "Q:", "chosen": " a", "rejected": " b"}], "preference"),
+    ([{"chosen": "x y", "rejected": "x z"}], "preference_implicit"),
+    ([{"conversations": [{"from": "human", "value": "Hi"}], "chosen": {"from": "gpt", "value": "a"},
+       "rejected": {"from": "gpt", "value": "b"}}], "sharegpt_preference"),
+    ([{"prompt": "Q:", "completion": " a", "label": True}], "unpaired"),
+    ([{"messages": CHAT["prompt"] + CHAT["chosen"], "label": True}], "messages_unpaired"),
+], ids=["trl", "hh", "llamafactory-dpo", "trl-kto", "llamafactory-kto"])
+def test_layouts_are_detected_without_format_or_columns(rows, expected, tmp_path, fresh_plugins):
+    from ftcore.data.formats import detect_format
+    from ftcore.data.sources import read_file
+
+    source = read_file(write_jsonl(tmp_path / "data.jsonl", rows, 1), {}, None)
+    assert detect_format(source) == expected
+
+
+@pytest.mark.parametrize(("rows", "shape"), [
+    ([{"prompt": "Q:", "chosen": " a", "rejected": " b"}], "preference"),
+    ([{"conversations": [{"from": "human", "value": "Hi"}], "chosen": {"from": "gpt", "value": "a"},
+       "rejected": {"from": "gpt", "value": "b"}}], "preference"),
+    ([{"messages": CHAT["prompt"] + CHAT["chosen"], "label": True}], "unpaired_preference"),
+], ids=["trl", "llamafactory-dpo", "llamafactory-kto"])
+def test_preference_files_given_to_lora_fail_in_one_line(rows, shape, tiny_model_dir, tmp_path, fresh_plugins):
+    from ftcore.config import build_config
+    from ftcore.errors import DataError
+    from ftcore.train import run_training
+
+    data = write_jsonl(tmp_path / "prefs.jsonl", rows)
+    config = build_config({"model": str(tiny_model_dir), "method": "lora", "output_dir": str(tmp_path / "run"),
+                           "data": {"train": str(data), "cache_dir": str(tmp_path / "cache")}})
+    with pytest.raises(DataError) as error:
+        run_training(config)
+    message = str(error.value)
+    assert "prefs.jsonl" in message and f"'{shape}' data, which method 'lora' does not train on" in message
+    assert ("kto" if shape == "unpaired_preference" else "dpo, orpo, simpo") in message
+    assert "\n" not in message and not (tmp_path / "run").exists()
