@@ -7,6 +7,7 @@ multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproj
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nox
@@ -30,12 +31,30 @@ def plugin_dirs() -> dict[str, Path]:
     return found
 
 
+def local_dependencies(name: str, dirs: dict[str, Path]) -> list[str]:
+    """The plugins of this repository that plugin ``name`` declares as dependencies (ftqlora: ftlora), then ``name``."""
+    with (dirs[name] / "pyproject.toml").open("rb") as handle:
+        requirements = tomllib.load(handle)["project"].get("dependencies", [])
+    declared = {re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0] for requirement in requirements}
+    order: list[str] = []
+    for dependency in sorted(declared & set(dirs) - {name}):
+        order += [d for d in local_dependencies(dependency, dirs) if d not in order]
+    return [*order, name]
+
+
 def install_ft(session: nox.Session, *plugins: str, extras: str = "test") -> None:
-    """Install torch (CPU wheel), ftcore and the given plugins (default: all of them), editable."""
+    """Install torch (CPU wheel), ftcore and the given plugins (default: all of them), editable.
+
+    A plugin that builds on another of this repository's plugins gets that one installed from here first,
+    since it is not on an index.
+    """
     session.install(TORCH)
     session.install("-e", f".[{extras}]" if extras else ".")
     dirs = plugin_dirs()
+    order: list[str] = []
     for name in plugins or dirs:
+        order += [d for d in local_dependencies(name, dirs) if d not in order]
+    for name in order:
         session.install("-e", str(dirs[name]))
 
 

@@ -77,9 +77,11 @@ def measured_peak(case: Case, workdir: Path, data: Path, steps: int = 3) -> int:
 
 def estimated_peak(case: Case) -> int:
     """The recommend estimate of ``case`` on CPU, in bytes."""
-    from ftcore.recommend import Setup, estimate, model_shape
+    from ftcore.estimate import estimate, model_shape, setup_for
+    from ftcore.plugins import get_registry
 
-    setup = Setup(case.method, case.micro_batch, case.seq_len, case.checkpointing, "float32", "fp32", case.rank)
+    setup = setup_for(get_registry().method(case.method), micro_batch=case.micro_batch, seq_len=case.seq_len,
+                      checkpointing=case.checkpointing, rank=case.rank)
     return estimate(model_shape(case.model), setup, "cpu").total
 
 

@@ -3,7 +3,9 @@
 * ``reference/config.md``: every key of ftcore's run config (``ftcore.config.FtConfig`` and its sections) and the
   ``method_options`` of each method that ft's own plugin distributions register, from their pydantic models;
 * ``reference/cli.md``: the help of every ``ft`` command, walking the click group and its subgroups;
-* ``reference/hooks.md``: every hook of ``ftcore.hookspecs``, in source order, with its docstring.
+* ``reference/hooks.md``: every hook of ``ftcore.hookspecs``, in source order, with its docstring, which plugin
+  it is called on, and an example implementation taken from ``docs/hook_examples.py`` (registered with ftcore's
+  hookspecs first, so an example naming an argument its hook does not offer fails the generation).
 
 Usage: ``python docs/gen_reference.py [OUTPUT_DIR]`` (default: ``docs/reference`` next to this file). The output
 depends only on the code: third-party plugins that happen to be installed are left out, ``FT_PLUGINS`` is ignored,
@@ -265,11 +267,30 @@ def docstring_markdown(doc: str) -> list[str]:
             fields[-1].append(line.strip())
         else:
             prose.append(line)
-    lines = [rst_inline(line) for line in prose]
+    lines = literal_blocks(prose)
     if fields:
         lines += ["", "**Arguments and result**", ""]
         lines += [rst_inline(" ".join(parts)) for parts in fields]
     return lines
+
+
+def literal_blocks(prose: list[str]) -> list[str]:
+    """Prose lines as Markdown; a reST literal block (a line ending in ``::``, then indented lines) becomes fenced Python."""
+    out: list[str] = []
+    number = 0
+    while number < len(prose):
+        line = prose[number]
+        number += 1
+        if not line.rstrip().endswith("::"):
+            out.append(rst_inline(line))
+            continue
+        out += [rst_inline(line.rstrip()[:-1]), ""]
+        block: list[str] = []
+        while number < len(prose) and (not prose[number].strip() or prose[number].startswith(" ")):
+            block.append(prose[number])
+            number += 1
+        out += ["```python", *inspect.cleandoc("\n".join(block)).splitlines(), "```", ""]
+    return out
 
 
 def banners(source: str) -> dict[int, str]:
@@ -305,20 +326,100 @@ def hook_functions() -> list[tuple[int, Any]]:
     return sorted(found, key=lambda item: item[0])
 
 
+#: Which registered name decides the plugin a work hook is called on (every other hook goes to every plugin).
+OWNED_BY = {
+    "model_load_kwargs": "method", "setup_peft": "method", "make_trainer": "method", "load_adapter": "method",
+    "merge_adapter": "method", "trained_tensor_shapes": "method", "load_dataset": "format",
+    "encode_examples": "shape", "compute_metric": "metric",
+}
+EXAMPLES = ROOT / "docs" / "hook_examples.py"
+
+
+def example_module() -> Any:
+    """``docs/hook_examples.py``, imported and checked against ftcore's hookspecs (pluggy rejects unknown arguments)."""
+    import importlib.util
+
+    import pluggy
+
+    from ftcore import hookspecs
+
+    spec = importlib.util.spec_from_file_location("ftdpolora_hook_examples", EXAMPLES)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    manager = pluggy.PluginManager("ftcore")
+    manager.add_hookspecs(hookspecs)
+    manager.register(module)
+    manager.check_pending()
+    return module
+
+
+def hook_examples() -> tuple[str, dict[str, str]]:
+    """The examples module's preamble (imports, options; no docstring) and ``{hook: source of its implementation}``."""
+    example_module()
+    source = EXAMPLES.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    found: dict[str, str] = {}
+    first = len(lines)
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef) or not node.decorator_list:
+            continue
+        decorator = node.decorator_list[0]
+        call = decorator if isinstance(decorator, ast.Call) else None
+        marker = call.func if call else decorator
+        if not (isinstance(marker, ast.Name) and marker.id == "hookimpl"):
+            continue
+        hook = node.name
+        for keyword in call.keywords if call else []:
+            if keyword.arg == "specname":
+                hook = keyword.value.value
+        start = decorator.lineno - 1
+        first = min(first, start)
+        found[hook] = "\n".join(lines[start:node.end_lineno])
+    docstring_end = tree.body[0].end_lineno if isinstance(tree.body[0], ast.Expr) else 0
+    preamble = "\n".join(lines[docstring_end:first]).strip()
+    return preamble, found
+
+
+def dispatch_line(function: Any) -> str:
+    """Who a hook is called on, and how the answers combine."""
+    owner = OWNED_BY.get(function.__name__)
+    if owner:
+        return f"*Called on the plugin that registered the {owner}, and on no other.*"
+    if function.ftcore_spec.get("firstresult"):
+        return "*Called on every plugin; firstresult.*"
+    return "*Called on every plugin; the results are collected.*"
+
+
 def hooks_page() -> str:
     """The hook reference."""
     from ftcore import PLUGIN_API_VERSION, hookspecs
 
     source = inspect.getsource(hookspecs)
     titles = banners(source)
+    preamble, examples = hook_examples()
     lines = [
         GENERATED,
         "# Hook reference",
         "",
         f"The plugin contract, `ftcore.hookspecs`, at plugin API version {PLUGIN_API_VERSION}. Implement a hook",
-        "with the `ftcore.hookimpl` marker; an implementation may accept fewer arguments than listed. Hooks",
-        "marked *firstresult* stop at the first implementation that returns something other than `None`.",
-        "See the [plugin authoring guide](../plugins/index.md).",
+        "with the `ftcore.hookimpl` marker; an implementation may accept fewer arguments than listed (pluggy passes",
+        "only the ones it names), which is how a hook gains an argument without breaking anyone.",
+        "",
+        "Registration hooks are called on every plugin. ftcore remembers which plugin registered each method, format,",
+        "shape and metric, and calls a work hook only on the plugin that registered the name concerned; a name",
+        "registered by two plugins is unusable until one of them is removed (every use fails with one line naming",
+        "both). Hooks marked *(plugin API 2)* need `FTCORE_PLUGIN_API = 2` in the plugin's entry module.",
+        "See the [plugin authoring guide](../plugins/index.md) and [shapes and trainers](../plugins/shapes-and-trainers.md).",
+        "",
+        "Each example below is part of one module, `docs/hook_examples.py`: a plugin `ftdpolora` with the shape",
+        "`answer_pair`, the format `pairs`, the method `dpo-lora` (TRL's DPO on a LoRA adapter from `ftlora`) and the",
+        "metric `length_ratio`. The generator of this page registers it against the hookspecs, so every argument",
+        "an example names exists. The top of the module:",
+        "",
+        "```python",
+        preamble,
+        "```",
         "",
     ]
     for line_no, function in hook_functions():
@@ -327,11 +428,11 @@ def hooks_page() -> str:
             lines += [f"## {titles[passed[-1]]}", ""]
             for line in passed:
                 del titles[line]
-        options = function.ftcore_spec
-        dispatch = "firstresult" if options.get("firstresult") else "every plugin is called; results are collected"
         lines += [f"### `{function.__name__}`", "", "```python", hook_signature(function), "```", ""]
-        lines += [f"*Dispatch: {dispatch}.*", ""]
+        lines += [dispatch_line(function), ""]
         lines += docstring_markdown(function.__doc__ or "") + [""]
+        if function.__name__ in examples:
+            lines += ["**Example**", "", "```python", examples[function.__name__], "```", ""]
     return tidy(lines)
 
 

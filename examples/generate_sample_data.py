@@ -8,7 +8,11 @@ match measures the difference. Files written:
 
 - ``data/instructions.jsonl``: instruction / input / output records (the alpaca format);
 - ``data/instructions_test.jsonl``: held-out records of the same task, for evaluation;
-- ``data/sample.jsonl``: the same task as plain ``text`` records (continued pre-training).
+- ``data/sample.jsonl``: the same task as plain ``text`` records (continued pre-training);
+- ``data/preferences.jsonl`` / ``data/preferences_test.jsonl``: preference pairs of the same task (TRL's
+  conversational layout): the correct reversal is chosen, a corrupted one (the words as given, or two of them
+  swapped) rejected, for ``dpo``, ``orpo`` and ``simpo``;
+- ``data/unpaired.jsonl``: the same answers as single good/bad examples with a ``label``, for ``kto``.
 """
 
 from __future__ import annotations
@@ -34,6 +38,29 @@ def as_text(record: dict[str, str]) -> dict[str, str]:
     return {"text": f"{record['instruction']}\nWords: {record['input']}\nReversed: {record['output']}"}
 
 
+def corrupted(record: dict[str, str], rng: random.Random) -> str:
+    """A wrong answer to ``record``: the words left in order, or the right answer with two words swapped."""
+    words = record["output"].split()
+    if rng.random() < 0.5:
+        return record["input"]
+    i, j = rng.sample(range(len(words)), 2)
+    words[i], words[j] = words[j], words[i]
+    return " ".join(words)
+
+
+def as_preference(record: dict[str, str], rng: random.Random) -> dict[str, list[dict[str, str]]]:
+    """The record as a conversational preference pair: the correct reversal chosen, a corrupted one rejected."""
+    prompt = [{"role": "user", "content": f"{record['instruction']}\n\n{record['input']}"}]
+    return {"prompt": prompt, "chosen": [{"role": "assistant", "content": record["output"]}],
+            "rejected": [{"role": "assistant", "content": corrupted(record, rng)}]}
+
+
+def as_unpaired(pair: dict[str, list[dict[str, str]]]) -> list[dict[str, object]]:
+    """A preference pair as two labelled examples (KTO's layout)."""
+    return [{"prompt": pair["prompt"], "completion": pair[side], "label": side == "chosen"}
+            for side in ("chosen", "rejected")]
+
+
 def distinct_examples(n: int, seed: int) -> list[dict[str, str]]:
     """``n`` records with distinct inputs, so the test split never repeats a training input."""
     rng = random.Random(seed)
@@ -47,7 +74,7 @@ def distinct_examples(n: int, seed: int) -> list[dict[str, str]]:
     return records
 
 
-def write_jsonl(path: Path, records: list[dict[str, str]]) -> None:
+def write_jsonl(path: Path, records: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for record in records:
@@ -65,6 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     write_jsonl(args.out_dir / "instructions.jsonl", train)
     write_jsonl(args.out_dir / "instructions_test.jsonl", test)
     write_jsonl(args.out_dir / "sample.jsonl", [as_text(r) for r in train])
+    rng = random.Random(args.seed + 1)
+    pairs = [as_preference(r, rng) for r in train]
+    write_jsonl(args.out_dir / "preferences.jsonl", pairs)
+    write_jsonl(args.out_dir / "preferences_test.jsonl", [as_preference(r, rng) for r in test])
+    write_jsonl(args.out_dir / "unpaired.jsonl", [row for pair in pairs for row in as_unpaired(pair)])
     print(f"wrote {len(train)} training and {len(test)} test records to {args.out_dir}/")
 
 

@@ -76,13 +76,15 @@ def test_format_declaring_another_shape_fails_at_config_validation(tmp_path):
     [{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}], "label": False}],
 ], ids=["dpo-sharegpt", "kto-messages"])
 def test_preference_files_are_never_trained_as_chat(rows, tiny_tokenizer_dir, tmp_path, fresh_plugins):
+    from transformers import AutoTokenizer
+
     from ftcore.data import prepare_data
     from ftcore.errors import DataError
-    from transformers import AutoTokenizer
 
     path = write_jsonl(tmp_path / "prefs.jsonl", rows * 4)
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    with pytest.raises(DataError, match="cannot detect the data format"):
+    # Without a preference plugin the layout matches no format; with ftpref it is preference data, refused here.
+    with pytest.raises(DataError, match="cannot detect the data format|data, which method 'instruction' does not train"):
         prepare_data(make_config(str(path), tmp_path, method="instruction"), tokenizer)
 
 

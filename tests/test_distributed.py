@@ -307,14 +307,3 @@ def test_fsdp_wraps_the_models_decoder_layer(sharding: str, reshard: bool, tmp_p
     assert args.fsdp_plugin_args["transformer_cls_names_to_wrap"] == "LlamaDecoderLayer"
     assert args.fsdp_plugin_args["reshard_after_forward"] is reshard
     assert args.fsdp_plugin_args["activation_checkpointing"] is True
-
-
-def test_fsdp_stores_a_4bit_base_in_the_parameter_dtype(tmp_path: Path) -> None:
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    kwargs = {"quantization_config": BitsAndBytesConfig(load_in_4bit=True), "dtype": torch.bfloat16}
-    distributed.four_bit_for_fsdp(config_with(tmp_path), kwargs)
-    assert kwargs["quantization_config"].bnb_4bit_quant_storage == torch.uint8  # no FSDP: left alone
-    distributed.four_bit_for_fsdp(config_with(tmp_path, fsdp={}), kwargs)
-    assert kwargs["quantization_config"].bnb_4bit_quant_storage == torch.bfloat16

@@ -120,8 +120,9 @@ POISON = "<|im_start|>"
 
 def _poison_plugin():
     """A LoRA method whose model turns one token's embedding into inf: a batch holding it gives a NaN loss."""
+    from ftlora import LoraOptions, attach_lora
+
     from ftcore import MethodSpec, hookimpl
-    from ftcore.adapters import LoraOptions, attach_lora
 
     class PoisonOptions(LoraOptions):
         poison_id: int

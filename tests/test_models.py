@@ -1,4 +1,4 @@
-"""ftcore.models: LoRA target discovery and where a model source points."""
+"""ftcore.models: where a model source points, and which plugin a run directory needs."""
 
 from __future__ import annotations
 
@@ -7,32 +7,8 @@ from pathlib import Path
 import pytest
 
 from ftcore.errors import ModelError
-from ftcore.models import find_target_modules, resolve_source
-
-
-def test_targets_are_every_linear_layer_but_the_head(tiny_model_dir: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    assert find_target_modules(model) == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
-
-
-def test_targets_include_gpt2_conv1d_projections() -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32))
-    assert find_target_modules(model) == ["c_attn", "c_fc", "c_proj"]
-
-
-def test_lora_on_auto_targets_adapts_no_head(tiny_model_dir: Path) -> None:
-    from transformers import AutoModelForCausalLM
-
-    from ftcore.adapters import LoraOptions, attach_lora
-
-    model = attach_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraOptions(r=2))
-    adapted = {name for name, _ in model.named_modules() if name.endswith("lora_A")}
-    assert adapted and not any("lm_head" in name for name in adapted)
-    assert len(adapted) == 2 * 7  # two layers, seven projections each
+from ftcore.models import resolve_source
+from ftcore.paths import looks_local
 
 
 @pytest.mark.parametrize("source", ["./models/none", "/abs/missing", "a/b/c", "x.gguf"])
@@ -44,3 +20,33 @@ def test_missing_local_paths_fail_with_their_name(source: str) -> None:
 def test_hub_ids_pass_through_and_local_paths_resolve(tiny_model_dir: Path) -> None:
     assert resolve_source("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert resolve_source(str(tiny_model_dir)) == str(tiny_model_dir.resolve())
+
+
+@pytest.mark.parametrize(("source", "suffixes", "local"), [
+    ("org/name", (), False), ("name", (), False), ("./name", (), True), ("~/x", (), True), ("/abs/x", (), True),
+    ("a/b/c", (), True), ("org/name.gguf", (".gguf",), True), ("data/train.jsonl", (".jsonl",), True),
+])
+def test_one_rule_tells_paths_from_hub_ids(source: str, suffixes: tuple[str, ...], local: bool) -> None:
+    assert looks_local(source, suffixes) is local
+
+
+def test_run_of_a_method_not_installed_names_it_and_its_distribution(tmp_path: Path, tiny_model_dir: Path,
+                                                                      fresh_plugins: None) -> None:
+    import json
+
+    from adapter_runs import make_adapter_run
+
+    from ftcore.errors import PluginError
+    from ftcore.models import load_for_inference
+    from ftcore.plugins import disable
+
+    run = make_adapter_run(tmp_path / "run", tiny_model_dir, method="qlora")
+    manifest = json.loads((run / "ft_run.json").read_text())
+    manifest["plugins"] = {"ftlora": {"dist": "ftlora", "version": "0.1.0"}, "ftqlora": {"dist": "ftqlora", "version": "0.1.0"}}
+    (run / "ft_run.json").write_text(json.dumps(manifest))
+    disable(["ftqlora"])
+    with pytest.raises(PluginError) as info:
+        load_for_inference(run)
+    message = str(info.value)
+    assert message == (f"{run.resolve()} was trained with method 'qlora', which no installed plugin provides; "
+                       "install ftqlora (pip install ftqlora)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_parameters_counted_on_meta_match_the_real_model(tiny_model_dir: Path) -
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from ftcore.recommend import model_shape
+    from ftcore.estimate import model_shape
 
     shape = model_shape(str(tiny_model_dir))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
@@ -45,7 +46,7 @@ def test_parameters_counted_on_meta_match_the_real_model(tiny_model_dir: Path) -
 def test_billion_parameter_model_counted_without_weights(tinyllama_config_dir: Path) -> None:
     import psutil
 
-    from ftcore.recommend import model_shape
+    from ftcore.estimate import model_shape
 
     rss = psutil.Process().memory_info().rss
     shape = model_shape(str(tinyllama_config_dir))
@@ -54,7 +55,8 @@ def test_billion_parameter_model_counted_without_weights(tinyllama_config_dir: P
 
 
 def test_recommendation_fits_and_is_the_fastest_that_does(tinyllama_config_dir: Path) -> None:
-    from ftcore.recommend import GB, Hardware, Setup, estimate, model_shape, recommend
+    from ftcore.estimate import GB, Hardware, Setup, estimate, model_shape
+    from ftcore.recommend import recommend
 
     shape = model_shape(str(tinyllama_config_dir))
     cpu = Hardware("cpu", "CPU", 12 * GB, 12 * GB, 2)
@@ -63,14 +65,14 @@ def test_recommendation_fits_and_is_the_fastest_that_does(tinyllama_config_dir: 
     assert chosen is not None and chosen.setup.method == "lora" and chosen.total <= rec.budget
     s = chosen.setup
     if s.micro_batch < 8:  # the next larger micro-batch at the same checkpointing would not fit
-        bigger = Setup(s.method, s.micro_batch * 2, s.seq_len, s.checkpointing, s.dtype, s.precision, s.rank)
+        bigger = replace(s, micro_batch=s.micro_batch * 2)
         assert estimate(shape, bigger).total > rec.budget
     assert rec.gradient_accumulation * s.micro_batch >= 16
     # Checkpointing trades compute for memory: it must lower the estimate at equal batch.
     plain = estimate(shape, Setup("lora", 4, 1024, False))
     assert estimate(shape, Setup("lora", 4, 1024, True)).terms["activations"] < plain.terms["activations"] / 5
     # QLoRA stores the Linear weights in ~4.25 bits instead of 32.
-    assert estimate(shape, Setup("qlora", 1, 512, True)).terms["weights"] < plain.terms["weights"] / 4
+    assert estimate(shape, Setup("qlora", 1, 512, True, base_bits=4)).terms["weights"] < plain.terms["weights"] / 4
 
 
 def test_cannot_fit_says_so_with_numbers(tinyllama_config_dir: Path) -> None:
@@ -118,3 +120,39 @@ def test_smollm2_estimates_within_20_percent() -> None:
     cases = [Case(model, "lora", 4, 128), Case(model, "lora", 2, 256, checkpointing=True), Case(model, "full", 2, 128)]
     for case, est, peak in calibrate(cases):
         assert 0.8 <= est / peak <= 1.2, f"{case}: estimate {est / 2**20:.0f} MB vs measured {peak / 2**20:.0f} MB"
+
+
+def test_methods_come_from_their_specs_in_recommend_order(tinyllama_config_dir: Path, fresh_plugins: None) -> None:
+    """The search order, full or adapter training and the base's bits all come from each method's MethodSpec."""
+    from ftcore import MethodSpec, hookimpl
+    from ftcore.estimate import GB, Hardware, model_shape
+    from ftcore.plugins import register_plugin, unregister_plugin
+    from ftcore.recommend import recommend, recommended_methods
+
+    class EightBit:
+        @hookimpl
+        def register_methods(self):
+            return [MethodSpec("eightbit", "adapter on an 8-bit base (test)", base_bits=8, recommend=15),
+                    MethodSpec("hidden", "never recommended (test)")]
+
+    register_plugin(EightBit(), "eightbit")
+    try:
+        order = [spec.name for spec in recommended_methods()]
+        assert order[:4] == ["lora", "eightbit", "qlora", "full"] and "hidden" not in order
+        rec = recommend(model_shape(str(tinyllama_config_dir)), Hardware("cpu", "CPU", 12 * GB, 12 * GB, 2))
+        weights = {name: est.terms["weights"] for name, est in rec.smallest.items()}
+        assert weights["qlora"] < weights["eightbit"] < weights["lora"] == weights["full"]
+        assert "adapter" not in rec.smallest["full"].terms and rec.smallest["full"].setup.rank is None
+    finally:
+        unregister_plugin("eightbit")
+
+
+def test_unknown_method_gets_a_did_you_mean(tinyllama_config_dir: Path) -> None:
+    from click.testing import CliRunner
+
+    from ftcore.cli import cli
+    from ftcore.errors import UsageError
+
+    result = CliRunner().invoke(cli, ["recommend", "--model", str(tinyllama_config_dir), "--method", "qlroa"])
+    assert isinstance(result.exception, UsageError)
+    assert "unknown method 'qlroa' (did you mean 'qlora'?); installed methods:" in str(result.exception)

@@ -104,23 +104,3 @@ def test_output_dir_is_a_file(setup, tiny_model_dir: Path, capsys: pytest.Captur
     assert ft("train", "-c", str(config)) == 1
     assert "is a file" in error_line(capsys)
     assert (tmp_path / "run").read_text() == "not a directory"
-
-
-def test_qlora_without_4bit_support_stops_before_loading(setup, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    """Where bitsandbytes is missing, qlora says so and what to use instead, before any model is read."""
-    import importlib.util
-
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
-    def load_model(*args, **kwargs):
-        raise AssertionError("the model was loaded before the 4-bit check")
-
-    monkeypatch.setattr("ftcore.models.load_model", load_model)
-    tmp_path, data = setup
-    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, tmp_path / "run", "qlora"))
-    assert ft("train", "-c", str(config)) == 1
-    line = error_line(capsys)
-    assert "method qlora needs bitsandbytes" in line and "use method lora" in line
-    assert_nothing_written(tmp_path)

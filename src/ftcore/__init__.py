@@ -6,9 +6,9 @@ transformers, peft, datasets) is imported here.
 
 from __future__ import annotations
 
-import pluggy
-
 from typing import TYPE_CHECKING, Any
+
+import pluggy
 
 from ftcore.errors import (
     ConfigError,

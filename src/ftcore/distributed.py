@@ -10,7 +10,6 @@ world size, batch settings and data fit together, so a bad layout fails with one
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -169,9 +168,9 @@ def check_data_fits(config: FtConfig, rows: int, processes: int | None = None) -
 def _check_fsdp_keys(settings: dict[str, Any]) -> None:
     for key in settings:
         if key not in FSDP_KEYS:
-            close = difflib.get_close_matches(key, sorted(FSDP_KEYS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"training.fsdp.{key}: unknown key{hint}; known: {', '.join(sorted(FSDP_KEYS))}")
+            from ftcore.suggest import did_you_mean
+
+            raise ConfigError(f"training.fsdp.{key}: unknown key{did_you_mean(key, FSDP_KEYS, cutoff=0.6)}; known: {', '.join(sorted(FSDP_KEYS))}")
     if settings.get("state_dict_type", "FULL_STATE_DICT") != "FULL_STATE_DICT":
         raise ConfigError("training.fsdp.state_dict_type: the run directory needs FULL_STATE_DICT (full safetensors weights)")
     sharding = settings.get("sharding", "full_shard")
@@ -280,19 +279,3 @@ def deepspeed_argument(value: str | dict[str, Any] | None) -> dict[str, Any] | N
     if importlib.util.find_spec("deepspeed") is None:
         raise ConfigError("training.deepspeed: the deepspeed package is not installed (pip install deepspeed, on Linux with CUDA)")
     return config
-
-
-def four_bit_for_fsdp(config: FtConfig, load_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Make a 4-bit base shardable: FSDP flattens parameters of one dtype, so the packed 4-bit weights must be
-    stored in the dtype of the other parameters (``bnb_4bit_quant_storage``), not the default uint8."""
-    quant = load_kwargs.get("quantization_config")
-    if config.training.fsdp is None or quant is None or not getattr(quant, "load_in_4bit", False):
-        return load_kwargs
-    import torch
-
-    dtype = load_kwargs.get("dtype") or torch.float32
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, torch.float32)
-    quant.bnb_4bit_quant_storage = dtype
-    log.info("fsdp: storing the 4-bit base weights as %s so FSDP can shard them", quant.bnb_4bit_quant_storage)
-    return load_kwargs

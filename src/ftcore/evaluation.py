@@ -130,13 +130,23 @@ def data_config_for(model_or_run_dir: str | Path, data: str | Path) -> DataConfi
     return DataConfig(train=str(data))
 
 
-def load_eval_examples(data: str | Path, data_config: DataConfig, tokenizer: Any, limit: int | None) -> tuple[list[Example], list[dict[str, Any]]]:
-    """The examples of ``data`` split into prompt and reference, and the canonical records they came from."""
-    from ftcore.data import load_examples, prompt_and_reference, prompt_token_ids
+def load_records(data: str | Path, data_config: DataConfig, limit: int | None) -> list[dict[str, Any]]:
+    """The canonical examples of ``data`` (at most ``limit``), as their format mapped them."""
+    from ftcore.data import load_examples
 
     records = _as_records(load_examples(str(data), data_config), limit)
     if not records:
         raise DataError(f"{data}: no examples to evaluate")
+    return records
+
+
+def load_eval_examples(data: str | Path, canonical: list[dict[str, Any]], data_config: DataConfig,
+                       tokenizer: Any) -> tuple[list[Example], list[dict[str, Any]]]:
+    """The examples split into prompt and reference, and the records of ftcore's shapes they came from (a
+    plugin shape's examples become prompt + reference pairs, see :func:`ftcore.data.as_supervised`)."""
+    from ftcore.data import as_supervised, prompt_and_reference, prompt_token_ids
+
+    records = [as_supervised(record, tokenizer, data_config) for record in canonical]
     _require_references(data, records)
     examples = []
     for i, record in enumerate(records, start=1):
@@ -239,13 +249,17 @@ def reference_nll(model: Any, tokenizer: Any, rows: list[tuple[list[int], list[i
 
 
 def score(
-    metrics: list[ResolvedMetric], examples: list[Example], options: dict[str, dict[str, Any]]
+    metrics: list[ResolvedMetric], examples: list[Example], options: dict[str, dict[str, Any]],
+    model_context: dict[str, Any] | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-    """All scores (flat ``{score_name: value}``) and, per metric, its plugin, version and details."""
+    """All scores (flat ``{score_name: value}``) and, per metric, its plugin, version and details.
+
+    ``model_context`` is what ``needs="model"`` metrics get in their context (the model, tokenizer, examples...).
+    """
     scores: dict[str, float] = {}
     described: dict[str, dict[str, Any]] = {}
     for metric in metrics:
-        result, details = compute(metric, examples, options.get(metric.name, {}))
+        result, details = compute(metric, examples, options.get(metric.name, {}), model_context)
         scores.update(result)
         described[metric.name] = {
             "scores": sorted(result),
@@ -260,11 +274,14 @@ def score(
     return scores, described
 
 
-def compute(metric: ResolvedMetric, examples: list[Example], options: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+def compute(metric: ResolvedMetric, examples: list[Example], options: dict[str, Any],
+            model_context: dict[str, Any] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """One metric on these examples through the ``compute_metric`` hook: (scores, details)."""
     from ftcore.plugins import get_registry
 
     context: dict[str, Any] = {"options": dict(options)}
+    if metric.spec.needs == "model":
+        context.update(model_context or {})
     if metric.spec.needs == "loss":
         context["token_nll"] = sum(e.token_nll for e in examples)
         context["token_count"] = sum(e.token_count for e in examples)
@@ -305,7 +322,8 @@ def bootstrap_ci(
     n = len(examples)
     draws: dict[str, list[float]] = {}
     samples = [[examples[rng.randrange(n)] for _ in range(n)] for _ in range(resamples)]
-    for metric in metrics:
+    # A metric that runs the model over the examples would run it once per resample: no interval for those.
+    for metric in [m for m in metrics if m.spec.needs != "model"]:
         for sample in samples:
             result, _ = compute(metric, sample, options.get(metric.name, {}))
             for key, value in result.items():
@@ -356,14 +374,20 @@ def evaluate_model(
     if not Path(data).exists():
         raise DataError(f"--data: file not found: {data}")
     data_config = data_config or data_config_for(model_or_run_dir, data)
+    canonical = load_records(data, data_config, limit)
+    _check_metric_shapes(resolved, canonical)
     model, tokenizer = load_for_inference(model_or_run_dir, dtype=dtype, device=device)
-    examples, records = load_eval_examples(data, data_config, tokenizer, limit)
+    model_context = _model_context(resolved, canonical, model, tokenizer, data_config, settings.batch_size)
+    if any(m.spec.needs != "model" for m in resolved):
+        examples, records = load_eval_examples(data, canonical, data_config, tokenizer)
+    else:
+        examples, records = [Example(prompt="", reference="") for _ in canonical], canonical
     if any(m.spec.needs == "generation" for m in resolved):
         _generate(model, tokenizer, examples, settings, data_config)
     loss: dict[str, Any] = {}
     if any(m.spec.needs == "loss" for m in resolved):
         loss = _score_references(model, tokenizer, examples, records, data_config, settings.batch_size)
-    scores, described = score(resolved, examples, options)
+    scores, described = score(resolved, examples, options, model_context)
     result = EvalResult(
         model=str(model_or_run_dir),
         data=str(data),
@@ -381,6 +405,31 @@ def evaluate_model(
     if output_dir is not None:
         write_outputs(result, Path(output_dir))
     return result
+
+
+def _check_metric_shapes(resolved: list[ResolvedMetric], canonical: list[dict[str, Any]]) -> None:
+    """A metric asked to score data of a shape it does not score fails before the model loads."""
+    from ftcore.data.formats import shape_of
+
+    shape = shape_of(canonical[0].keys())
+    for metric in resolved:
+        if metric.spec.shapes is not None and shape not in metric.spec.shapes:
+            raise UsageError(f"metric {metric.name!r} scores {', '.join(metric.spec.shapes)} data, but the examples "
+                             f"are {shape!r} data")
+
+
+def _model_context(resolved: list[ResolvedMetric], canonical: list[dict[str, Any]], model: Any, tokenizer: Any,
+                   data_config: DataConfig, batch_size: int) -> dict[str, Any]:
+    """What ``needs="model"`` metrics are handed in their context."""
+    from ftcore.data.formats import shape_of
+    from ftcore.data.templates import resolve_chat_template
+
+    if not any(m.spec.needs == "model" for m in resolved):
+        return {}
+    shape = shape_of(canonical[0].keys())
+    return {"model": model, "tokenizer": tokenizer, "examples": canonical, "shape": shape,
+            "template": resolve_chat_template(data_config.chat_template, tokenizer),
+            "system_prompt": data_config.system_prompt, "batch_size": batch_size}
 
 
 def _generate(

@@ -269,7 +269,8 @@ def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: EncodeO
     after :func:`load_dataset`. Examples of ftcore's shapes never reach it. The result goes, mixed,
     split, shuffled and cached by ftcore, to the method's :func:`make_trainer`; return whatever columns
     that trainer wants (prompt/chosen/rejected text rendered with the chat template for TRL, say, or
-    token ids). Rows with ``input_ids`` and ``labels`` get ftcore's length statistics and collator.
+    token ids). Rows with ``input_ids`` and ``labels`` get ftcore's length statistics; the method's trainer
+    always brings its own collator for a plugin's shape.
 
     Stops at the first non-None result.
 

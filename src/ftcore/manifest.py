@@ -29,7 +29,8 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "format": 1,
         "status": status,
         "method": run.config.method,
-        "output": run.spec.output,
+        "method_plugin": _method_plugin(run.config.method),
+        "output": run.spec.output_for(run.options),
         "base_model": resolve_source(run.config.model),
         "seed": run.config.seed,
         "global_step": state.global_step,
@@ -123,3 +124,11 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _method_plugin(method: str) -> dict[str, str] | None:
+    """The distribution and version of the plugin that provided ``method``, so a later command can name it."""
+    from ftcore.plugins import get_registry
+
+    found = get_registry().methods.get(method)
+    return {"dist": found[1].dist, "version": found[1].version} if found else None

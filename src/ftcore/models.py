@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore.errors import ModelError
+from ftcore.errors import ModelError, PluginError
+from ftcore.paths import looks_local
 
 if TYPE_CHECKING:
     from ftcore.config import FtConfig
+    from ftcore.rundir import RunInfo
+    from ftcore.specs import MethodSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,32 +42,6 @@ class LoadOptions:
         return cls(config.dtype, config.trust_remote_code, config.allow_pickle, config.revision)
 
 
-# ----------------------------------------------------------------------------- LoRA targets
-
-
-def find_target_modules(model: Any) -> list[str]:
-    """Names (last path component) of every linear layer LoRA should adapt: all but the output head.
-
-    Works on plain models, ``PeftModel``s and bitsandbytes-quantized models (``Linear4bit`` is a
-    ``torch.nn.Linear``). GPT-2 style ``Conv1D`` projections count as linear layers.
-    """
-    import torch
-    from transformers.pytorch_utils import Conv1D
-
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    names: set[str] = set()
-    head_names: set[str] = set()
-    for name, module in model.named_modules():
-        if not isinstance(module, (torch.nn.Linear, Conv1D)) or "lora_" in name:
-            continue
-        suffix = name.rsplit(".", 1)[-1]
-        (head_names if module is head else names).add(suffix)
-    names -= head_names
-    if not names:
-        raise ModelError(f"{type(model).__name__} has no linear layers to adapt; set method_options.target_modules")
-    return sorted(names)
-
-
 # ----------------------------------------------------------------------------- locating sources
 
 
@@ -74,26 +50,12 @@ def is_gguf(source: str) -> bool:
     return source.lower().endswith(".gguf")
 
 
-def _looks_local(source: str) -> bool:
-    """A source that can only be a local path: absolute, relative with ./ or ~, or a .gguf file.
-
-    Hub ids are ``name`` or ``org/name``; anything with more slashes is a path too.
-    """
-    return (
-        os.path.isabs(source)
-        or source.startswith((".", "~"))
-        or is_gguf(source)
-        or source.count("/") > 1
-        or os.sep != "/" and os.sep in source
-    )
-
-
 def resolve_source(source: str) -> str:
     """An existing local path made absolute, a Hub id unchanged; raise when a local path is missing."""
     path = Path(source).expanduser()
     if path.exists():
         return str(path.resolve())
-    if _looks_local(source):
+    if looks_local(source, (".gguf",)):
         raise ModelError(f"model path does not exist: {source}")
     return source
 
@@ -301,24 +263,100 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+# ----------------------------------------------------------------------------- training helpers
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward pass; input grads on so frozen bases still backprop."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    model.config.use_cache = False
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """``(trainable, total)`` parameter counts of ``model`` (4-bit weights counted unpacked)."""
+    trainable = total = 0
+    for param in model.parameters():
+        n = param.numel()
+        # bitsandbytes packs two 4-bit values per byte; count the weights they stand for.
+        if param.__class__.__name__ == "Params4bit":
+            n *= 2
+        total += n
+        if param.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+# ----------------------------------------------------------------------------- a run's method
+
+
+@dataclass(frozen=True)
+class RunMethod:
+    """The method a finished run was trained with, resolved against the plugins installed now."""
+
+    name: str
+    spec: MethodSpec
+    options: Any
+    config: FtConfig
+
+
+def run_method(run: RunInfo) -> RunMethod:
+    """The run's method spec, with the run's ``method_options`` validated by it (from ``ft_config.yaml``).
+
+    Raises :class:`PluginError`, one line naming the method and the distribution to install, when no
+    installed plugin provides the method.
+    """
+    from ftcore.config import build_config, validate_method_options
+    from ftcore.plugins import get_registry
+    from ftcore.rundir import CONFIG
+
+    name = run.manifest.get("method") or run.config.get("method") or ""
+    registry = get_registry()
+    if name not in registry.methods and ("method", name) not in registry.clashes:
+        raise PluginError(_missing_method_message(run, name, {p.dist for p in registry.plugins}))
+    config = build_config({"model": run.base_model, **run.config, "method": name}, source=str(run.path / CONFIG))
+    spec, options = validate_method_options(config)
+    return RunMethod(name, spec, options, config)
+
+
+def _missing_method_message(run: RunInfo, name: str, loaded: set[str]) -> str:
+    """Which distribution to install, judged by the plugins the run's manifest recorded and are not loaded now."""
+    owner = run.manifest.get("method_plugin")
+    if isinstance(owner, dict) and owner.get("dist"):
+        return (f"{run.path} was trained with method {name!r}, which no installed plugin provides; install "
+                f"{owner['dist']} (pip install {owner['dist']})")
+    recorded = run.manifest.get("plugins") if isinstance(run.manifest.get("plugins"), dict) else {}
+    missing = sorted({info["dist"] for info in recorded.values()
+                      if isinstance(info, dict) and info.get("dist") and info["dist"] not in loaded})
+    if len(missing) == 1:
+        hint = f"install {missing[0]} (pip install {missing[0]})"
+    elif missing:
+        hint = f"install the one of {', '.join(missing)} that provides it (the run used them; they are not installed)"
+    else:
+        hint = "install the plugin that provides it (`ft plugins` lists what is installed)"
+    return f"{run.path} was trained with method {name!r}, which no installed plugin provides; {hint}"
+
+
 # ----------------------------------------------------------------------------- inference
 
 
 def load_for_inference(model_or_run_dir: str | Path, dtype: str | None = None, device: str | None = None) -> tuple[Any, Any]:
     """``(model, tokenizer)`` ready for generation from a run directory, model directory, Hub id or GGUF file.
 
-    A run directory of an adapter method loads its base model and applies the adapter (not merged);
-    one of a full fine-tune loads its saved weights. The model is in eval mode.
+    A run directory of an adapter method loads its base model and has the method's plugin apply the
+    adapter (``load_adapter``; not merged); one of a full fine-tune loads its saved weights. The model is
+    in eval mode.
     """
     from ftcore.rundir import is_run_dir, load_run
 
     source = str(model_or_run_dir)
     if is_run_dir(source):
         run = load_run(source)
+        method = run_method(run) if run.output == "adapter" else None
         options = LoadOptions(dtype or run.config.get("dtype", "auto"), bool(run.config.get("trust_remote_code")))
         tokenizer = load_tokenizer_from(str(run.path), options)
-        if run.output == "adapter":
-            model = _with_adapter(load_pretrained(run.base_model, options, device=device), run.path)
+        if method is not None:
+            model = _with_adapter(load_pretrained(run.base_model, options, device=device), run, method)
         else:
             model = load_pretrained(str(run.path), options, device=device)
     else:
@@ -328,12 +366,13 @@ def load_for_inference(model_or_run_dir: str | Path, dtype: str | None = None, d
     return model.eval(), tokenizer
 
 
-def _with_adapter(base: Any, adapter_dir: Path) -> Any:
-    from peft import PeftModel
+def _with_adapter(base: Any, run: RunInfo, method: RunMethod) -> Any:
+    """``base`` with the run's adapter applied by the plugin of the run's method."""
+    from ftcore.plugins import get_registry
 
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            return PeftModel.from_pretrained(base, str(adapter_dir))
-    except Exception as exc:
-        raise ModelError(f"{adapter_dir}: cannot apply the adapter to its base model: {_short(exc)}") from exc
+    model = get_registry().call("load_adapter", "method", method.name, model=base, path=run.path,
+                                method=method.name, options=method.options)
+    if model is None:
+        raise PluginError(f"method {method.name!r}: its plugin did not load the adapter of {run.path} "
+                          "(load_adapter returned None)")
+    return model

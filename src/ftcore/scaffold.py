@@ -25,7 +25,7 @@ version = "0.1.0"
 description = "$summary"
 readme = "README.md"
 requires-python = ">=3.10"
-dependencies = ["ftcore>=$ftcore_version"]
+dependencies = [$dependencies]
 
 [project.entry-points.ftcore]
 $dist = "$module"
@@ -49,17 +49,22 @@ pytest tests           # the ftcore contract suite for a $kind, on a tiny model
 METHOD_MODULE = '''\
 """$dist: the method `$name` for ft — LoRA on the attention projections only.
 
+It builds on ftlora (a declared dependency), which attaches, loads and merges the LoRA adapter.
 Change ``setup_peft`` to make it yours; keep heavy imports inside the hooks.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from ftcore import MethodSpec, hookimpl
-from ftcore.adapters import LoraOptions, attach_lora
+from ftlora import LoraOptions, attach_lora, load_lora, lora_tensor_shapes, merge_lora
+
+#: The ftcore plugin API this plugin needs (load_adapter, merge_adapter, trained_tensor_shapes).
+FTCORE_PLUGIN_API = $plugin_api
 
 
 class Options(LoraOptions):
@@ -80,6 +85,30 @@ def setup_peft(model: Any, method: str, config: Any, options: Options | None) ->
     if method != "$name":
         return None
     return attach_lora(model, options or Options(), config)
+
+
+@hookimpl
+def load_adapter(model: Any, path: Path, method: str) -> Any:
+    """Apply a trained adapter of `$name` to its base model, for ``ft evaluate`` and ``ft generate``."""
+    if method != "$name":
+        return None
+    return load_lora(model, path)
+
+
+@hookimpl
+def merge_adapter(model: Any, path: Path, method: str) -> Any:
+    """Fold a trained adapter of `$name` into its base model, for ``ft merge``."""
+    if method != "$name":
+        return None
+    return merge_lora(model, path)
+
+
+@hookimpl
+def trained_tensor_shapes(model: Any, method: str) -> Any:
+    """The shapes of the tensors a checkpoint of `$name` holds, so ``--resume`` can check them."""
+    if method != "$name":
+        return None
+    return lora_tensor_shapes(model)
 '''
 
 FORMAT_MODULE = '''\
@@ -185,6 +214,8 @@ class TestMetric(MetricContract):
 }
 
 MODULES = {"method": METHOD_MODULE, "format": FORMAT_MODULE, "metric": METRIC_MODULE}
+#: What each kind of generated plugin imports besides ftcore (a method builds on ftlora's LoRA).
+DEPENDENCIES = {"method": ("ftlora>=0.1.0", "pydantic>=2.6"), "format": ("datasets>=3.0",), "metric": ()}
 SUMMARIES = {
     "method": "LoRA on the attention projections only",
     "format": "records with input and target; loss on the target",
@@ -194,7 +225,7 @@ SUMMARIES = {
 
 def new_plugin(name: str, kind: str, output: str | Path = ".") -> Path:
     """Write a plugin package providing the ``kind`` named ``name`` under ``output``; return its folder."""
-    from ftcore import __version__
+    from ftcore import PLUGIN_API_VERSION, __version__
     from ftcore.specs import check_name
 
     if kind not in KINDS:
@@ -210,7 +241,8 @@ def new_plugin(name: str, kind: str, output: str | Path = ".") -> Path:
         raise UsageError(f"{root} already exists; choose another name or --output")
     values = {
         "name": name, "kind": kind, "dist": dist, "module": module,
-        "summary": SUMMARIES[kind], "ftcore_version": __version__,
+        "summary": SUMMARIES[kind], "plugin_api": PLUGIN_API_VERSION,
+        "dependencies": ", ".join(f'"{d}"' for d in (f"ftcore>={__version__}", *DEPENDENCIES[kind])),
     }
     files = {
         "pyproject.toml": PYPROJECT,

@@ -125,12 +125,16 @@ class ShapeSpec:
     :param columns: the columns every example of this shape has; examples of a format that declares no
         shape are recognised by them (most columns wins). Extra columns are kept and handed on.
     :param packing: ``False`` when encoded examples of this shape must never be packed together. Default ``True``.
+    :param reference: the column holding the answer that generation and loss metrics (``ft evaluate``, ``ft
+        benchmark``) compare with, beside the ``prompt`` column (``chosen`` for preference pairs); each is text
+        or a list of ``{role, content}`` messages. ``None`` (the default): those metrics cannot score the shape.
     """
 
     name: str
     summary: str = ""
     columns: tuple[str, ...] = field(default_factory=tuple)
     packing: bool = True
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         check_name("shape", self.name)
@@ -143,14 +147,21 @@ class MetricSpec:
     :param name: what users write in ``--metrics``.
     :param summary: one line for ``ft plugins``.
     :param needs: ``"generation"`` when it scores generated text against references, ``"loss"`` when it
-        needs the model's token-level loss on the references (perplexity), handed over in ``context``.
-    :param higher_is_better: direction for reports (perplexity: ``False``).
+        needs the model's token-level loss on the references (perplexity), handed over in ``context``;
+        ``"model"`` when it scores the examples with the model itself (preference accuracy, say): ``context``
+        then holds ``model``, ``tokenizer``, ``examples`` (the canonical examples as their format mapped them),
+        ``shape``, ``template`` (the resolved chat template), ``system_prompt`` and ``batch_size``.
+        Default ``"generation"``.
+    :param higher_is_better: direction for reports (perplexity: ``False``). Default ``True``.
+    :param shapes: the data shapes a ``needs="model"`` metric scores; ``None`` (the default) means any shape
+        that has a reference answer.
     """
 
     name: str
     summary: str = ""
-    needs: Literal["generation", "loss"] = "generation"
+    needs: Literal["generation", "loss", "model"] = "generation"
     higher_is_better: bool = True
+    shapes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_name("metric", self.name)

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
-import subprocess
 import time
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore import distributed, rundir, safety
+from ftcore import distributed, preflight, rundir
 from ftcore.errors import ConfigError, PluginError
+from ftcore.guard import TrainingGuard, check_resume_matches
+from ftcore.manifest import build_manifest
+from ftcore.models import count_parameters
 
 if TYPE_CHECKING:
     from ftcore.config import FtConfig
@@ -62,20 +63,23 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
     distributed.check_layout(config)
     distributed.quiet_replicas()
     plan = rundir.plan_run(config.output_dir, overwrite=overwrite, resume=resume)
-    safety.check_before_loading(config, plan)
+    preflight.check_before_loading(config, plan)
     # Every rank plans (reads the output location) before rank 0 changes it in begin().
     distributed.wait_for_everyone()
     run = _Run(config, spec, options, plan, time.time())
     _prepare(run)
     if plan.resume_from:
-        safety.check_resume_matches(_checkpoint_now(plan), run.model)
+        check_resume_matches(_checkpoint_now(plan), run.model, config.method)
     if is_main_process():
         rundir.begin(plan)
     # No rank trains (or loads an adopted checkpoint) before rank 0 has the staging directory ready.
     distributed.wait_for_everyone()
     try:
         trainer = _build_trainer(run)
-        with safety.TrainingGuard(trainer, config) as guard:
+        # A method's trainer may attach the adapter itself (TRL's do, from a peft config): count what trains now.
+        run.params = trainable, total = count_parameters(trainer.model)
+        log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
+        with TrainingGuard(trainer, config) as guard:
             output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
         if guard.signal is not None:
             _save_interrupted(run, trainer)
@@ -119,35 +123,32 @@ def is_main_process() -> bool:
 
 def _prepare(run: _Run) -> None:
     """Load the tokenizer, prepare the data, load the model (with the method's load kwargs), attach the method."""
-    from ftcore.adapters import count_parameters
     from ftcore.models import load_model, load_tokenizer
     from ftcore.plugins import get_registry
 
-    hook = get_registry().hook
+    registry = get_registry()
     config = run.config
-    extra = hook.model_load_kwargs(method=config.method, config=config, options=run.options) or {}
-    extra = distributed.four_bit_for_fsdp(config, extra)
+    extra = registry.call("model_load_kwargs", "method", config.method, method=config.method, config=config,
+                          options=run.options) or {}
     run.tokenizer = load_tokenizer(config)
     # Data problems are cheaper to find than a model is to load: report them first.
     run.data = _prepare_data(config, run.tokenizer)
     # transformers.trainer_utils imports peft and bitsandbytes (seconds): only once the data is known good.
     from transformers import set_seed
 
-    safety.preflight(config, run.spec, run.options, run.plan)
+    preflight.preflight(config, run.spec, run.options, run.plan)
     # Seed before the adapter is initialised, so the same seed gives the same run.
     set_seed(config.seed)
     base = load_model(config, extra)
-    if config.data.packing or config.data.padding_free:
+    if run.data.collator is not None and (config.data.packing or config.data.padding_free):
         # Flattened batches: attend within each example instead of masking a row-sized square (see ftcore.attention).
         from ftcore.attention import use_segment_attention
 
         use_segment_attention(base)
-    run.model = hook.setup_peft(model=base, method=config.method, config=config, options=run.options)
+    run.model = registry.call("setup_peft", "method", config.method, model=base, method=config.method, config=config,
+                              options=run.options)
     if run.model is None:
         raise PluginError(f"method {config.method!r}: its plugin did not prepare the model (setup_peft returned None)")
-    run.params = count_parameters(run.model)
-    trainable, total = run.params
-    log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
 
 
 def _prepare_data(config: FtConfig, tokenizer: Any) -> Any:
@@ -260,10 +261,13 @@ def _build_trainer(run: _Run) -> Any:
         "data_collator": data.collator,
         "callbacks": callbacks,
     }
-    trainer = get_registry().hook.make_trainer(
-        tokenizer=run.tokenizer, method=run.config.method, config=run.config, **common
-    )
+    method = run.config.method
+    trainer = get_registry().call("make_trainer", "method", method, tokenizer=run.tokenizer, method=method,
+                                  config=run.config, options=run.options, shape=data.shape, **common)
     if trainer is None:
+        if data.collator is None:
+            raise PluginError(f"method {method!r} trains on {data.shape!r} data, which transformers.Trainer cannot "
+                              "take as it is, but its plugin's make_trainer returned no trainer")
         trainer = Trainer(processing_class=run.tokenizer, **common)
     # disable_tqdm makes Trainer print raw log dicts; the progress callback shows them instead.
     if hasattr(trainer, "remove_callback"):
@@ -358,109 +362,3 @@ def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str
     rundir.write_json(staging / rundir.MANIFEST, manifest)
     return manifest
 
-
-def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str = "complete") -> dict[str, Any]:
-    """The ``ft_run.json`` record: what ran, on what, with which versions, and how it went."""
-    from ftcore.models import resolve_source
-
-    state = trainer.state
-    losses = [e["loss"] for e in state.log_history if "loss" in e]
-    runtime = time.time() - run.started
-    trainable, total = run.params
-    return {
-        "format": 1,
-        "status": status,
-        "method": run.config.method,
-        "output": run.spec.output,
-        "base_model": resolve_source(run.config.model),
-        "seed": run.config.seed,
-        "global_step": state.global_step,
-        "epoch": state.epoch,
-        "tokens_seen": int(state.num_input_tokens_seen),
-        "train_loss": losses[-1] if losses else None,
-        "train_loss_mean": run.train_metrics.get("train_loss"),
-        "train_runtime_s": run.train_metrics.get("train_runtime"),
-        "tokens_per_second": _tokens_per_second(run, state),
-        "eval_loss": eval_loss,
-        "trainable_params": trainable,
-        "total_params": total,
-        "wall_time_s": round(runtime, 2),
-        "resumed_from": _shown_checkpoint(run.plan),
-        "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
-        "versions": package_versions(),
-        "plugins": plugin_versions(),
-        "hardware": hardware(),
-        "git_commit": git_commit(),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def _shown_checkpoint(plan: rundir.RunPlan) -> str | None:
-    """The checkpoint a run resumed from: relative to the run when it is its own, else absolute."""
-    if plan.resume_from is None:
-        return None
-    if plan.staging in plan.resume_from.parents:
-        return str(plan.resume_from.relative_to(plan.staging))
-    return str(plan.resume_from)
-
-
-def _tokens_per_second(run: _Run, state: Any) -> float | None:
-    """Non-padding tokens per second of this session's training (a resumed run counts its own part)."""
-    runtime = run.train_metrics.get("train_runtime")
-    if not runtime or run.progress is None:
-        return None
-    return round((state.num_input_tokens_seen - run.progress.start_tokens) / runtime, 1)
-
-
-def _jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    if hasattr(value, "model_dump"):
-        return value.model_dump()
-    return value
-
-
-def package_versions() -> dict[str, str | None]:
-    """Versions of Python and the libraries a run depends on (None when not installed)."""
-    from importlib import metadata
-
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("ftcore", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def plugin_versions() -> dict[str, dict[str, str]]:
-    """Every loaded plugin with its distribution and version."""
-    from ftcore.plugins import get_registry
-
-    return {p.name: {"dist": p.dist, "version": p.version} for p in get_registry().plugins}
-
-
-def hardware() -> dict[str, Any]:
-    """CPU, memory and accelerators of this machine."""
-    import psutil
-    import torch
-
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-    }
-    if torch.cuda.is_available():
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
-
-
-def git_commit() -> str | None:
-    """The commit of the git checkout the run was started from, when there is one."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None

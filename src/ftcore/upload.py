@@ -99,8 +99,10 @@ def read_eval(run_dir: Path) -> dict[str, Any] | None:
 
 
 def is_adapter_run(run_dir: Path) -> bool:
-    """True when the run directory holds a PEFT adapter rather than full weights."""
-    return (run_dir / "adapter_config.json").is_file()
+    """True when the run saved an adapter beside its base rather than full weights (its method's ``output``)."""
+    from ftcore.rundir import load_run
+
+    return load_run(run_dir).output == "adapter"
 
 
 # ----------------------------------------------------------------------------- the card
@@ -128,7 +130,7 @@ def card_metadata(manifest: dict[str, Any], config: dict[str, Any], merged: bool
     meta["pipeline_tag"] = "text-generation"
     tags = ["ft", "fine-tuned"] + ([method] if method else []) + (["merged"] if merged else [])
     if adapter and not merged:
-        tags.append("lora" if method != "lora" else "adapter")
+        tags.append("adapter")
     meta["tags"] = list(dict.fromkeys(tags))
     datasets = _dataset_ids(config)
     if datasets:

@@ -201,3 +201,32 @@ def test_preference_files_given_to_lora_fail_in_one_line(rows, shape, tiny_model
     assert "prefs.jsonl" in message and f"'{shape}' data, which method 'lora' does not train on" in message
     assert ("kto" if shape == "unpaired_preference" else "dpo, orpo, simpo") in message
     assert "\n" not in message and not (tmp_path / "run").exists()
+
+
+def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_path, fresh_plugins):
+    """Preference accuracy and margin on held-out pairs rise after DPO; a generation metric scores the prompts."""
+    from ftcore.benchmark import run_benchmark
+    from ftcore.config import build_config
+    from ftcore.train import run_training
+
+    train = write_jsonl(tmp_path / "train.jsonl", pairs()[:4])
+    held_out = write_jsonl(tmp_path / "held_out.jsonl", [
+        {"prompt": [{"role": "user", "content": f"Opposite of {a}?"}], "chosen": [{"role": "assistant", "content": b}],
+         "rejected": [{"role": "assistant", "content": a}]} for a, b in WORDS[4:]], repeats=1)
+    # Train on conversations too, so the held-out pairs are rendered the same way.
+    chats = [{"prompt": [{"role": "user", "content": f"Opposite of {a}?"}], "chosen": [{"role": "assistant", "content": b}],
+              "rejected": [{"role": "assistant", "content": a}]} for a, b in WORDS[:4]]
+    write_jsonl(train, chats, repeats=4)
+    config = build_config({
+        "model": str(tiny_model_dir), "method": "dpo", "method_options": {"beta": 0.5, "r": 8, "alpha": 16},
+        "output_dir": str(tmp_path / "run"), "data": {"train": str(train), "cache_dir": str(tmp_path / "cache")},
+        "training": {"max_steps": 15, "learning_rate": 1e-2, "batch_size": 4, "logging_steps": 1,
+                     "lr_scheduler": "constant"},
+    })
+    run = run_training(config).run_dir
+    report = run_benchmark(run, data=held_out, metrics=["preference_accuracy", "reward_margin", "exact_match"],
+                           output_dir=tmp_path / "bench")
+    base, tuned = report.base.scores, report.tuned.scores
+    assert tuned["reward_margin"] > base["reward_margin"], (base, tuned)
+    assert tuned["preference_accuracy"] >= base["preference_accuracy"], (base, tuned)
+    assert "exact_match" in tuned and report.tuned.n_examples == 2

@@ -21,9 +21,7 @@ def _describe(info) -> str:
 @click.option("--hooks", "show_hooks", is_flag=True, help="Also show which hooks each plugin implements.")
 def plugins(as_json: bool, show_hooks: bool) -> None:
     """List installed plugins: distribution, version, what they provide, and any that failed."""
-    from ftcore.plugins import get_registry
-
-    from ftcore.plugins import clash_message
+    from ftcore.plugins import clash_message, get_registry
 
     registry = get_registry()
     if as_json:

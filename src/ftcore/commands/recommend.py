@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from ftcore.specs import MethodSpec
 
 
 @click.command()
 @click.option("--model", "-m", required=True, help="Hub id, local model directory, .gguf file or run directory.")
-@click.option("--method", type=click.Choice(["lora", "qlora", "full"]), default=None,
-              help="Only consider this method (default: lora, then qlora, then full).")
+@click.option("--method", default=None,
+              help="Only consider this installed method (default: every installed method that takes part in "
+                   "recommendations, in their order; `ft plugins` lists them).")
 @click.option("--seq-len", type=click.IntRange(min=8), default=512, show_default=True, help="Training sequence length.")
 @click.option("--memory", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Memory to plan for, in GB (default: the GPU's, else system RAM).")
 @click.option("--margin", type=click.FloatRange(0, 0.9), default=0.15, show_default=True, help="Share of memory kept free.")
-@click.option("--rank", type=click.IntRange(min=1), default=16, show_default=True, help="LoRA rank.")
+@click.option("--rank", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Adapter rank, for methods that train a low-rank adapter.")
 @click.option("--global-batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Sequences per optimizer step (micro-batch x gradient accumulation).")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
@@ -25,12 +32,14 @@ def recommend(model: str, method: str | None, seq_len: int, memory: float | None
     """Estimate peak training memory of MODEL per method and recommend a setup that fits."""
     import yaml
 
+    from ftcore import estimate
     from ftcore import recommend as rc
     from ftcore.errors import FtError
 
-    shape = rc.model_shape(model)
-    rec = rc.recommend(shape, rc.detect_hardware(), methods=(method,) if method else rc.METHODS, seq_len=seq_len,
-                       memory=int(memory * rc.GB) if memory else None, margin=margin, rank=rank,
+    methods = _methods(method)
+    shape = estimate.model_shape(model)
+    rec = rc.recommend(shape, estimate.detect_hardware(), methods=methods, seq_len=seq_len,
+                       memory=int(memory * estimate.GB) if memory else None, margin=margin, rank=rank,
                        global_batch=global_batch, dtype=dtype)
     click.echo(rc.breakdown(rec))
     if rec.chosen is None:
@@ -40,3 +49,20 @@ def recommend(model: str, method: str | None, seq_len: int, memory: float | None
         with open(output, "w", encoding="utf-8") as handle:
             handle.write(f"# ft train --config {output}\n# written by: ft recommend --model {model}\n{text}")
         click.echo(f"\nwrote {output}")
+
+
+def _methods(name: str | None) -> list[MethodSpec]:
+    """The methods to consider: ``name`` checked against the installed ones, else the recommended ones."""
+    from ftcore.errors import UsageError
+    from ftcore.plugins import get_registry
+    from ftcore.recommend import recommended_methods
+    from ftcore.suggest import did_you_mean
+
+    if name is None:
+        return recommended_methods()
+    registry = get_registry()
+    if name not in registry.methods and ("method", name) not in registry.clashes:
+        installed = ", ".join(sorted(registry.methods)) or "none"
+        raise UsageError(f"--method: unknown method {name!r}{did_you_mean(name, registry.methods)}; "
+                         f"installed methods: {installed}")
+    return [registry.method(name)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ftcore.data.formats import FieldProblem, get_list, get_str, map_records
 from ftcore.data.pipeline import (
     PreparedData,
+    as_supervised,
     load_examples,
     prepare_data,
     prompt_and_reference,
@@ -19,6 +20,7 @@ __all__ = [
     "DataSource",
     "FieldProblem",
     "PreparedData",
+    "as_supervised",
     "get_list",
     "get_str",
     "load_examples",

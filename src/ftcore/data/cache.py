@@ -53,7 +53,7 @@ def tokenizer_digest(tokenizer: Any) -> str:
     return digest.hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _source_digest(root: str) -> str:
     digest = hashlib.sha256()
     base = Path(root)

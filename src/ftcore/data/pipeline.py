@@ -483,6 +483,29 @@ def prompt_and_reference(example: dict[str, Any], tokenizer: Any, data_config: D
     return "", example["text"]
 
 
+def as_supervised(example: dict[str, Any], tokenizer: Any, data_config: DataConfig) -> dict[str, Any]:
+    """``example`` as ftcore's shapes have it: examples of ftcore's shapes unchanged, a plugin shape's as a
+    ``prompt`` + ``completion`` pair of its prompt (a conversation rendered with the chat template and the
+    generation prompt) and its :attr:`ftcore.ShapeSpec.reference` answer, for generation and loss metrics."""
+    from ftcore.plugins import get_registry
+
+    shape = shape_of(example.keys())
+    if tokenized_shape(shape):
+        return example
+    spec = get_registry().shape(shape)
+    if spec.reference is None:
+        raise DataError(f"examples of shape {shape!r} have no reference answer for generation or loss metrics; "
+                        "choose metrics that score the shape itself")
+    prompt, answer = example.get("prompt"), example.get(spec.reference)
+    if isinstance(prompt, list):
+        messages = with_system_prompt(prompt, data_config.system_prompt)
+        template = resolve_chat_template(data_config.chat_template, tokenizer)
+        prompt = render_chat(messages, tokenizer, template, generation_prompt=True)
+    if isinstance(answer, list):
+        answer = "".join(m.get("content", "") for m in answer if isinstance(m, dict))
+    return {"prompt": prompt or "", "completion": answer or ""}
+
+
 def prompt_token_ids(prompt: str, example: dict[str, Any], tokenizer: Any) -> list[int]:
     """Token ids of a prompt from :func:`prompt_and_reference`, with special tokens as training adds them."""
     chat = shape_of(example.keys()) == "messages"

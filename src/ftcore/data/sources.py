@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcore.errors import DataError
+from ftcore.paths import looks_local
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -68,7 +69,7 @@ def expand(entry: str | DataFile, columns: dict[str, str], default_format: str |
         return [read_file(p, columns, fmt, weight) for p in files]
     if local.is_file():
         return [read_file(local, columns, fmt, weight)]
-    if _looks_local(path):
+    if looks_local(path, SUFFIXES):
         raise DataError(f"{path}: file not found")
     return [read_hub(path, name, split, columns, fmt, weight)]
 
@@ -77,11 +78,6 @@ def _entry_fields(entry: str | DataFile) -> tuple[str, float, str | None, str, s
     if isinstance(entry, str):
         return entry, 1.0, None, "train", None
     return entry.path, entry.weight, entry.format, entry.split, entry.name
-
-
-def _looks_local(path: str) -> bool:
-    # A Hub id is "name" or "owner/name"; anything with a data suffix or a path prefix is meant as a file.
-    return path.lower().endswith(SUFFIXES) or path.startswith((".", "/", "~")) or path.count("/") > 1
 
 
 def data_files(entry: str | DataFile) -> list[Path] | None:

@@ -14,6 +14,9 @@ from ftcore import MethodSpec, hookimpl
 
 __version__ = "0.1.0"
 
+#: Needs plugin API 2 (MethodSpec.adapter_rank_option and recommend).
+FTCORE_PLUGIN_API = 2
+
 
 class FullOptions(BaseModel):
     """Options of the ``full`` method."""
@@ -29,6 +32,8 @@ METHOD = MethodSpec(
     "full fine-tuning: every parameter trains (options: freeze_embeddings, freeze_layers)",
     options=FullOptions,
     output="model",
+    adapter_rank_option=None,
+    recommend=30,
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ftcore import FormatSpec, MethodSpec, ShapeSpec, hookimpl
+from ftcore import FormatSpec, MethodSpec, MetricSpec, ShapeSpec, hookimpl
 from ftpref.options import DpoOptions, KtoOptions, OrpoOptions, SimpoOptions
 
 __version__ = "0.1.0"
@@ -19,10 +19,17 @@ FTCORE_PLUGIN_API = 2
 
 SHAPES = {
     "preference": ShapeSpec("preference", "a prompt with a chosen and a rejected answer (text or conversation)",
-                            columns=("prompt", "chosen", "rejected"), packing=False),
+                            columns=("prompt", "chosen", "rejected"), packing=False, reference="chosen"),
     "unpaired_preference": ShapeSpec("unpaired_preference", "a prompt, one answer and a good/bad label",
                                      columns=("prompt", "completion", "label"), packing=False),
 }
+
+METRICS = (
+    MetricSpec("preference_accuracy", "share of pairs whose chosen answer the model finds likelier than the rejected",
+               needs="model", shapes=("preference",)),
+    MetricSpec("reward_margin", "mean log-probability of the chosen answer minus the rejected one (nats)",
+               needs="model", shapes=("preference",)),
+)
 
 #: format name -> (spec, required fields, converter name in ftpref.formats)
 FORMATS = {
@@ -72,6 +79,21 @@ def register_dataset_formats() -> list[FormatSpec]:
 @hookimpl
 def register_methods() -> list[MethodSpec]:
     return list(METHODS.values())
+
+
+@hookimpl
+def register_metrics() -> list[MetricSpec]:
+    return list(METRICS)
+
+
+@hookimpl
+def compute_metric(name: str, context: dict[str, Any]) -> Any:
+    """Preference accuracy and reward margin of the model in ``context`` on its preference pairs."""
+    if name not in {m.name for m in METRICS}:
+        return None
+    from ftpref.metrics import compute
+
+    return compute(name, context)
 
 
 @hookimpl(specname="load_dataset")

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
-
 from ftqlora import QLoraOptions
+from pydantic import Field
 
 
 class PreferenceOptions(QLoraOptions):

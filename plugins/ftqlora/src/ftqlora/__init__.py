@@ -1,20 +1,25 @@
 """ftqlora: the ``qlora`` method for ft — LoRA on a base model quantized to 4-bit NF4 by bitsandbytes.
 
-The base is quantized while it loads (``model_load_kwargs`` returns a ``BitsAndBytesConfig``), made
-trainable with ``peft.prepare_model_for_kbit_training``, then given a LoRA adapter. The entry module
-imports nothing heavy.
+QLoRA is LoRA on a 4-bit base, so this plugin builds on ftlora (a declared dependency). The base is quantized
+while it loads (``model_load_kwargs`` returns a ``BitsAndBytesConfig``), made trainable with
+``peft.prepare_model_for_kbit_training``, then given a LoRA adapter; ``ft merge`` dequantizes it before
+folding the adapter in. The entry module imports nothing heavy.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
+from ftlora import LoraOptions, load_lora, lora_tensor_shapes
 from pydantic import Field
 
 from ftcore import MethodSpec, hookimpl
-from ftcore.adapters import LoraOptions
 
 __version__ = "0.1.0"
+
+#: Needs plugin API 2 (load_adapter, merge_adapter, trained_tensor_shapes; MethodSpec.base_bits).
+FTCORE_PLUGIN_API = 2
 
 
 class QLoraOptions(LoraOptions):
@@ -32,27 +37,58 @@ METHOD = MethodSpec(
     "LoRA on a 4-bit NF4 base (bitsandbytes); options: LoRA's plus quant_type, double_quant, compute_dtype",
     options=QLoraOptions,
     output="adapter",
+    base_bits=4,
+    recommend=20,
 )
 
 
 @hookimpl
 def register_methods() -> list[MethodSpec]:
+    """The ``qlora`` method."""
     return [METHOD]
 
 
 @hookimpl
-def model_load_kwargs(method: str, config: Any, options: QLoraOptions) -> dict[str, Any] | None:
+def model_load_kwargs(method: str, config: Any, options: QLoraOptions | None) -> dict[str, Any] | None:
+    """Load the base in 4 bits (stored FSDP-shardable when the run uses FSDP)."""
     if method != METHOD.name:
         return None
     from ftqlora.quant import quantization_kwargs
 
-    return quantization_kwargs(options)
+    return quantization_kwargs(options or QLoraOptions(), config)
 
 
 @hookimpl
-def setup_peft(model: Any, method: str, config: Any, options: QLoraOptions) -> Any:
+def setup_peft(model: Any, method: str, config: Any, options: QLoraOptions | None) -> Any:
+    """Prepare the 4-bit base for training and attach LoRA."""
     if method != METHOD.name:
         return None
     from ftqlora.quant import prepare_qlora
 
-    return prepare_qlora(model, options, config)
+    return prepare_qlora(model, options or QLoraOptions(), config)
+
+
+@hookimpl
+def load_adapter(model: Any, path: Path, method: str) -> Any:
+    """Apply the trained adapter to the (unquantized) base, as LoRA does."""
+    if method != METHOD.name:
+        return None
+    return load_lora(model, path)
+
+
+@hookimpl
+def merge_adapter(model: Any, path: Path, method: str) -> Any:
+    """Dequantize the 4-bit base, then fold the adapter in."""
+    if method != METHOD.name:
+        return None
+    from ftqlora.dequant import merge_qlora
+
+    return merge_qlora(model, path)
+
+
+@hookimpl
+def trained_tensor_shapes(model: Any, method: str) -> dict[str, list[int]] | None:
+    """Shapes of the adapter tensors a ``qlora`` checkpoint holds (LoRA's)."""
+    if method != METHOD.name:
+        return None
+    return lora_tensor_shapes(model)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import warnings
+import logging
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ftcore.errors import FtError
+
+log = logging.getLogger(__name__)
 
 
 def check_4bit_support() -> str:
@@ -46,8 +48,8 @@ def compute_dtype(name: str, device: str) -> Any:
     return torch.float32
 
 
-def quantization_kwargs(options: Any) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments that load the base in 4 bits."""
+def quantization_kwargs(options: Any, config: Any = None) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments that load the base in 4 bits (shardable when the run uses FSDP)."""
     from transformers import BitsAndBytesConfig
 
     device = check_4bit_support()
@@ -61,14 +63,31 @@ def quantization_kwargs(options: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"quantization_config": quant, "dtype": dtype}
     if device == "cpu":
         kwargs["device_map"] = {"": "cpu"}
+    if config is not None and config.training.fsdp is not None:
+        four_bit_for_fsdp(kwargs)
     return kwargs
+
+
+def four_bit_for_fsdp(load_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Make a 4-bit base shardable: FSDP flattens parameters of one dtype, so the packed 4-bit weights must be
+    stored in the dtype of the other parameters (``bnb_4bit_quant_storage``), not the default uint8."""
+    import torch
+
+    quant = load_kwargs["quantization_config"]
+    dtype = load_kwargs.get("dtype") or torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, torch.float32)
+    quant.bnb_4bit_quant_storage = dtype
+    log.info("fsdp: storing the 4-bit base weights as %s so FSDP can shard them", quant.bnb_4bit_quant_storage)
+    return load_kwargs
 
 
 def prepare_qlora(model: Any, options: Any, config: Any) -> Any:
     """Cast norms to fp32 and enable input gradients on the 4-bit base, then attach LoRA."""
-    from peft import prepare_model_for_kbit_training
+    import warnings
 
-    from ftcore.adapters import attach_lora
+    from ftlora import attach_lora
+    from peft import prepare_model_for_kbit_training
 
     checkpointing = bool(config is not None and config.training.gradient_checkpointing)
     with warnings.catch_warnings():

@@ -22,12 +22,11 @@ def write_pairs(path: Path, repeats: int = 4) -> Path:
 def margins(model_or_run: Path) -> list[float]:
     """Mean log-probability of the better answer minus the worse one, for each pair, under a model or run."""
     import torch
-
-    from ftcore.models import load_for_inference
+    from datasets import Dataset
     from ftpairrank.encode import encode_pairs
     from ftpairrank.trainer import collate_pairs, mean_logprobs
 
-    from datasets import Dataset
+    from ftcore.models import load_for_inference
 
     model, tokenizer = load_for_inference(model_or_run)
     rows = encode_pairs(Dataset.from_list([{"query": q, "better": b, "worse": w} for q, b, w in PAIRS]), tokenizer, 32)

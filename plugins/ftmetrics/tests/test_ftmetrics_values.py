@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from ftcore import MetricResult
 from ftcore.errors import PluginError
 from ftcore.plugins import get_registry
 
@@ -29,8 +30,16 @@ REFERENCES = [
 ]
 
 
-def compute(name: str, predictions=PREDICTIONS, references=REFERENCES, **context):
-    return get_registry().hook.compute_metric(name=name, predictions=predictions, references=references, context=context)
+def result(name: str, predictions=PREDICTIONS, references=REFERENCES, **context) -> MetricResult:
+    """What the ``compute_metric`` hook returns for metric ``name``."""
+    found = get_registry().hook.compute_metric(name=name, predictions=predictions, references=references, context=context)
+    assert isinstance(found, MetricResult), found
+    return found
+
+
+def compute(name: str, predictions=PREDICTIONS, references=REFERENCES, **context) -> dict[str, float]:
+    """The scores of metric ``name``."""
+    return result(name, predictions, references, **context).scores
 
 
 def rouge_reference(use_stemmer: bool, tokenizer=None) -> dict[str, float]:
@@ -72,15 +81,13 @@ def test_rouge_unicode_tokenizer_scores_non_latin_text():
 def test_bleu_equals_sacrebleu_and_records_its_signature():
     import sacrebleu
 
-    context: dict = {}
-    got = compute("bleu", **context)
+    got = compute("bleu")
     expected = sacrebleu.corpus_bleu(PREDICTIONS, [REFERENCES])
     assert got == {"bleu": pytest.approx(expected.score, abs=1e-9)}
 
-    context = {"options": {"lowercase": True}}
-    lowered = get_registry().hook.compute_metric(name="bleu", predictions=PREDICTIONS, references=REFERENCES, context=context)
-    assert lowered["bleu"] == pytest.approx(sacrebleu.corpus_bleu(PREDICTIONS, [REFERENCES], lowercase=True).score)
-    signature = context["details"]["signature"]
+    lowered = result("bleu", options={"lowercase": True})
+    assert lowered.scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(PREDICTIONS, [REFERENCES], lowercase=True).score)
+    signature = lowered.details["signature"]
     assert f"version:{sacrebleu.__version__}" in signature and "case:lc" in signature and "tok:13a" in signature
 
 
@@ -170,10 +177,8 @@ def test_metrics_are_evaluate_modules():
 def test_evaluate_prefix_loads_any_evaluate_module(tmp_path):
     from ftmetrics.compute import MODULES_DIR
 
-    context: dict = {"options": {"ignore_case": True}}
     name = f"evaluate:{MODULES_DIR / 'exact_match.py'}"
-    got = get_registry().hook.compute_metric(name=name, predictions=["A", "b"], references=["a", "c"], context=context)
-    assert got == {"exact_match": 0.5}
+    assert compute(name, ["A", "b"], ["a", "c"], options={"ignore_case": True}) == {"exact_match": 0.5}
 
 
 def test_evaluate_prefix_offline_is_a_clear_error(monkeypatch):
@@ -208,15 +213,19 @@ def test_no_metrics_plugin_explains_how_to_install(fresh_plugins):
 
 
 def test_cli_without_metrics_plugin_explains_how_to_install(tmp_path):
-    from conftest import run_ft
+    import os
+    import subprocess
+    import sys
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n')
     for args, env in ((["--disable", "ftmetrics"], {}), ([], {"FT_PLUGINS": "-ftmetrics"})):
-        result = run_ft(*args, "evaluate", str(tmp_path / "no-model"), "--data", str(data), "--metrics", "rouge", env=env)
-        assert result.returncode != 0
-        assert "pip install ftmetrics" in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
+        command = [sys.executable, "-m", "ftcore", *args, "evaluate", str(tmp_path / "no-model"), "--data", str(data),
+                   "--metrics", "rouge"]
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})
+        assert done.returncode != 0
+        assert "pip install ftmetrics" in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_ftmetrics_entry_module_and_commands_import_nothing_heavy():

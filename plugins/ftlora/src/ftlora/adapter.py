@@ -1,0 +1,125 @@
+"""LoRA with peft: find the layers to adapt, attach a fresh adapter, load, merge and describe a trained one.
+
+Methods built on LoRA (``qlora``, ``instruction``, third-party ones) call these functions from their own
+hooks. Importing this module is cheap: torch, transformers and peft are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ftcore.errors import ModelError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ftcore.config import FtConfig
+    from ftlora.options import LoraOptions
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """peft asks transformers 5 for a deprecated attribute; the warning means nothing to users."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def find_target_modules(model: Any) -> list[str]:
+    """Names (last path component) of every linear layer LoRA should adapt: all but the output head.
+
+    Works on plain models, ``PeftModel``s and bitsandbytes-quantized models (``Linear4bit`` is a
+    ``torch.nn.Linear``). GPT-2 style ``Conv1D`` projections count as linear layers.
+    """
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    names: set[str] = set()
+    head_names: set[str] = set()
+    for name, module in model.named_modules():
+        if not isinstance(module, (torch.nn.Linear, Conv1D)) or "lora_" in name:
+            continue
+        suffix = name.rsplit(".", 1)[-1]
+        (head_names if module is head else names).add(suffix)
+    names -= head_names
+    if not names:
+        raise ModelError(f"{type(model).__name__} has no linear layers to adapt; set method_options.target_modules")
+    return sorted(names)
+
+
+def lora_config(model: Any, options: LoraOptions) -> Any:
+    """The ``peft.LoraConfig`` for ``model`` described by ``options`` (target modules resolved)."""
+    from peft import LoraConfig
+
+    targets = options.target_modules
+    if targets in ("auto", "all-linear"):
+        targets = find_target_modules(model)
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=options.r,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        target_modules=list(targets),
+        use_dora=options.use_dora,
+        use_rslora=options.use_rslora,
+        modules_to_save=list(options.modules_to_save) or None,
+        bias=options.bias,
+    )
+
+
+def attach_lora(model: Any, options: LoraOptions, config: FtConfig | None = None) -> Any:
+    """Wrap ``model`` in a ``peft.PeftModel`` with a fresh LoRA adapter; only the adapter trains.
+
+    Turns on gradient checkpointing when ``config.training.gradient_checkpointing`` asks for it
+    (with input gradients enabled, which a frozen base needs for checkpointing to reach the adapter).
+    Raises :class:`ftcore.ModelError` when a named target module does not exist in the model.
+    """
+    from peft import get_peft_model
+
+    from ftcore.models import enable_gradient_checkpointing
+
+    if config is not None and config.training.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
+    peft_config = lora_config(model, options)
+    try:
+        with _quiet_peft():
+            return get_peft_model(model, peft_config)
+    except ValueError as exc:
+        if "not found in the base model" in str(exc) or "Target modules" in str(exc):
+            raise ModelError(
+                f"method_options.target_modules: {list(peft_config.target_modules)} do not match the model's "
+                f"modules (linear layers here: {', '.join(find_target_modules(model))})"
+            ) from exc
+        raise
+
+
+def load_lora(model: Any, path: str | Path) -> Any:
+    """``model`` with the adapter saved in ``path`` applied (not merged), as a ``peft.PeftModel``."""
+    from peft import PeftModel
+
+    try:
+        with _quiet_peft():
+            return PeftModel.from_pretrained(model, str(path))
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot apply the adapter to its base model: {_first_line(exc)}") from exc
+
+
+def merge_lora(model: Any, path: str | Path) -> Any:
+    """The adapter saved in ``path`` folded into ``model`` (DoRA's magnitude included): a plain transformers model."""
+    return load_lora(model, path).merge_and_unload()
+
+
+def lora_tensor_shapes(model: Any) -> dict[str, list[int]]:
+    """``{name: shape}`` of the tensors a checkpoint of the LoRA model ``model`` holds, named as in its files."""
+    from peft import get_peft_model_state_dict
+
+    return {name: list(tensor.shape) for name, tensor in get_peft_model_state_dict(model).items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
