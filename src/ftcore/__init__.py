@@ -21,7 +21,7 @@ from ftcore.errors import (
     TrainingError,
     UsageError,
 )
-from ftcore.specs import CORE_SHAPES, FormatSpec, MethodSpec, MetricResult, MetricSpec, ShapeSpec
+from ftcore.specs import CORE_SHAPES, FormatSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec
 
 if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
@@ -87,6 +87,7 @@ __all__ = [
     "MetricSpec",
     "ModelError",
     "PluginError",
+    "RewardSpec",
     "RunDirError",
     "ShapeSpec",
     "TrainingError",

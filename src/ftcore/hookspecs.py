@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.sources import DataSource
-    from ftcore.specs import FormatSpec, MethodSpec, MetricResult, MetricSpec, ShapeSpec
+    from ftcore.specs import FormatSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec
 
 hookspec = pluggy.HookspecMarker("ftcore")
 
@@ -77,6 +77,17 @@ def register_shapes() -> Sequence[ShapeSpec]:
     :func:`encode_examples` for it, and its methods list it in :attr:`ftcore.MethodSpec.shapes`.
 
     :returns: a sequence of :class:`ftcore.ShapeSpec`; names must be unique across all plugins.
+    """
+
+
+@hookspec
+def register_rewards() -> Sequence[RewardSpec]:
+    """Declare the reward functions this plugin computes, for methods that learn from rewards (plugin API 2).
+
+    Called for every plugin when the host builds its registry. A method such as ``grpo`` names rewards in its
+    options (``rewards: [{name: answer_match, weight: 1.0}]``) and asks for them through :func:`compute_reward`.
+
+    :returns: a sequence of :class:`ftcore.RewardSpec`; names must be unique across all plugins.
     """
 
 
@@ -309,4 +320,30 @@ def compute_metric(
     :returns: a :class:`ftcore.MetricResult` (scores plus non-numeric ``details`` such as a sacrebleu
         signature, recorded in ``eval.json``) or a plain ``{score_name: value}``; ``None`` when ``name`` is
         not yours. (Plugin API 1 wrote details into ``context["details"]``; that still works.)
+    """
+
+
+# -------------------------------------------------------------------------
+# Rewards
+# -------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def compute_reward(
+    name: str, prompts: list[str], completions: list[str], examples: list[dict[str, Any]], options: Any
+) -> list[float] | None:
+    """Score sampled completions with the reward ``name`` (plugin API 2).
+
+    Called on the plugin that registered ``name``, by a method that learns from rewards, once per batch of
+    completions (several per prompt).
+
+    Stops at the first non-None result.
+
+    :param name: the reward's name.
+    :param prompts: the prompt of each completion, as the model saw it (rendered with the chat template).
+    :param completions: the generated texts.
+    :param examples: for each completion, the other columns of its example (a reference ``answer``, say).
+    :param options: the reward's options, validated by its :attr:`RewardSpec.options` model (or ``None``).
+    :returns: one float per completion (``None`` for "no opinion" is not allowed), or ``None`` when ``name`` is
+        not yours.
     """

@@ -23,7 +23,7 @@ import pluggy
 
 from ftcore import hookspecs
 from ftcore.errors import PluginError
-from ftcore.specs import FormatSpec, MethodSpec, MetricSpec, ShapeSpec
+from ftcore.specs import FormatSpec, MethodSpec, MetricSpec, RewardSpec, ShapeSpec
 from ftcore.suggest import did_you_mean
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,13 @@ _KINDS = {
     "format": "register_dataset_formats",
     "shape": "register_shapes",
     "metric": "register_metrics",
+    "reward": "register_rewards",
 }
-_SPEC_TYPES = {"method": MethodSpec, "format": FormatSpec, "shape": ShapeSpec, "metric": MetricSpec}
+_SPEC_TYPES = {"method": MethodSpec, "format": FormatSpec, "shape": ShapeSpec, "metric": MetricSpec,
+               "reward": RewardSpec}
 #: The distribution to suggest when no plugin provides any name of a kind.
-_SUGGESTED = {"method": "ftlora", "format": "ftinstruct", "shape": "ftinstruct", "metric": "ftmetrics"}
+_SUGGESTED = {"method": "ftlora", "format": "ftinstruct", "shape": "ftinstruct", "metric": "ftmetrics",
+              "reward": "ftrl"}
 
 
 @dataclass
@@ -54,6 +57,7 @@ class PluginInfo:
     formats: list[str] = field(default_factory=list)
     shapes: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
+    rewards: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
     plugin: Any = field(default=None, repr=False, compare=False)
@@ -72,6 +76,7 @@ class PluginInfo:
             "formats": self.formats,
             "shapes": self.shapes,
             "metrics": self.metrics,
+            "rewards": self.rewards,
             "hooks": self.hooks,
             "error": self.error,
         }
@@ -88,6 +93,7 @@ class Registry:
     formats: dict[str, tuple[FormatSpec, PluginInfo]] = field(default_factory=dict)
     shapes: dict[str, tuple[ShapeSpec, PluginInfo]] = field(default_factory=dict)
     metrics: dict[str, tuple[MetricSpec, PluginInfo]] = field(default_factory=dict)
+    rewards: dict[str, tuple[RewardSpec, PluginInfo]] = field(default_factory=dict)
     #: ``(kind, name)`` -> every plugin that registered it, for names registered more than once.
     clashes: dict[tuple[str, str], list[PluginInfo]] = field(default_factory=dict)
 
@@ -97,8 +103,10 @@ class Registry:
         return self.pm.hook
 
     def table(self, kind: str) -> dict[str, tuple[Any, PluginInfo]]:
-        """``{name: (spec, plugin)}`` of one kind: ``method``, ``format``, ``shape`` or ``metric``."""
-        return {"method": self.methods, "format": self.formats, "shape": self.shapes, "metric": self.metrics}[kind]
+        """``{name: (spec, plugin)}`` of one kind: ``method``, ``format``, ``shape``, ``metric`` or ``reward``."""
+        tables = {"method": self.methods, "format": self.formats, "shape": self.shapes, "metric": self.metrics,
+                  "reward": self.rewards}
+        return tables[kind]
 
     def method(self, name: str) -> MethodSpec:
         """Return the spec of method ``name`` or raise a PluginError listing the installed ones."""
@@ -115,6 +123,10 @@ class Registry:
     def metric(self, name: str) -> MetricSpec:
         """Return the spec of metric ``name`` or raise a PluginError listing the installed ones."""
         return self._lookup("metric", name)
+
+    def reward(self, name: str) -> RewardSpec:
+        """Return the spec of reward ``name`` or raise a PluginError listing the installed ones."""
+        return self._lookup("reward", name)
 
     def owner(self, kind: str, name: str) -> PluginInfo:
         """The plugin that registered ``name``; a PluginError when none did, or two did."""

@@ -1,4 +1,4 @@
-"""What a plugin registers: methods, dataset formats, data shapes and metrics, described by small frozen records.
+"""What a plugin registers: methods, dataset formats, data shapes, metrics and rewards, as small frozen records.
 
 A plugin returns these from the registration hooks (``register_methods``, ``register_dataset_formats``,
 ``register_shapes``, ``register_metrics``); the host checks names, remembers which plugin provided each
@@ -177,3 +177,21 @@ class MetricResult:
 
     scores: dict[str, float]
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """A reward function for reinforcement learning from rewards (GRPO, say), such as ``answer_match``.
+
+    :param name: what users write in a method's ``rewards: [{name: ...}]``.
+    :param summary: one line for ``ft plugins``.
+    :param options: pydantic model validating the reward's options (the other keys of its entry); ``None`` means
+        it takes none.
+    """
+
+    name: str
+    summary: str = ""
+    options: type[BaseModel] | None = None
+
+    def __post_init__(self) -> None:
+        check_name("reward", self.name)

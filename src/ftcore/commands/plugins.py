@@ -9,7 +9,7 @@ import click
 
 def _describe(info) -> str:
     provides = []
-    for kind in ("methods", "formats", "shapes", "metrics"):
+    for kind in ("methods", "formats", "shapes", "metrics", "rewards"):
         names = getattr(info, kind)
         if names:
             provides.append(f"{kind}: {', '.join(names)}")

@@ -193,8 +193,14 @@ def _core_rank(shape: str) -> int:
 # ----------------------------------------------------------------------------- format resolution
 
 
-def detect_format(source: DataSource) -> str:
-    """The registered format whose identifying columns all appear in the source (most columns wins)."""
+def detect_format(source: DataSource, method_shapes: tuple[str, ...] | None = None) -> str:
+    """The registered format whose identifying columns all appear in the source (most columns wins).
+
+    With ``method_shapes`` (the shapes the run's method trains on), formats giving those shapes are preferred:
+    a GSM8K file mapped with ``columns: {prompt: question}`` is prompts for ``grpo`` even where a question/answer
+    format would also fit. When no such format fits, every format is considered (and a shape the method does not
+    train on is then refused, naming the methods that do).
+    """
     from ftcore.plugins import get_registry
 
     registry = get_registry()
@@ -205,6 +211,9 @@ def detect_format(source: DataSource) -> str:
         excluded = any(source.field_name(c) in present for c in spec.excludes)
         if needed and all(c in present for c in needed) and not excluded:
             scores.append((len(needed), name))
+    if method_shapes is not None:
+        preferred = [score for score in scores if _gives(registry.formats[score[1]][0], method_shapes)]
+        scores = preferred or scores
     if not scores:
         installed = ", ".join(sorted(registry.formats)) or "none"
         raise DataError(
@@ -219,13 +228,19 @@ def detect_format(source: DataSource) -> str:
     return scores[0][1]
 
 
+def _gives(spec: Any, shapes: tuple[str, ...]) -> bool:
+    """Whether a format's examples have one of ``shapes`` (a format declaring none gives ftcore's shapes)."""
+    return spec.shape in shapes if spec.shape else any(shape in CORE_SHAPES for shape in shapes)
+
+
 def canonical_examples(source: DataSource, data: DataConfig, config: FtConfig | None = None) -> tuple[Dataset, str]:
     """Resolve the source's format, ask its plugin (``load_dataset`` hook) for examples: ``(examples, shape)``."""
     from ftcore.plugins import get_registry
 
     registry = get_registry()
     if source.format is None:
-        source.format = detect_format(source)
+        method = registry.methods.get(config.method) if config is not None else None
+        source.format = detect_format(source, method[0].shapes if method else None)
     try:
         spec = registry.format(source.format)
     except PluginError as exc:

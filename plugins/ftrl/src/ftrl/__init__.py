@@ -1,0 +1,149 @@
+"""ftrl: reinforcement learning from rewards for ft — method ``grpo`` through TRL, the ``prompt`` data shape, and
+rewards as plugins.
+
+A reward is registered like a method or a metric (``register_rewards``) and computed by its plugin
+(``compute_reward``), so ``pip install ftreward-something`` adds one that configs name in
+``method_options.rewards``. ftrl ships ``answer_match`` (GSM8K ``#### N``, ``\\boxed{}``, last number),
+``format`` (a regular expression), ``length`` (a target length) and ``python`` (a function of the user's, by
+import path). Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftcore import FormatSpec, MethodSpec, RewardSpec, ShapeSpec, hookimpl
+from ftrl.options import GrpoOptions
+from ftrl.rewards import AnswerMatchOptions, FormatOptions, LengthOptions, PythonOptions
+
+__version__ = "0.1.0"
+FTCORE_PLUGIN_API = 2
+
+SHAPE = ShapeSpec("prompt", "a prompt (text or conversation) to sample completions for, with any columns a reward "
+                  "reads (a reference answer, say)", columns=("prompt",), packing=False, reference="answer")
+FORMAT = FormatSpec("prompt", "prompts for RL: prompt (text or messages) plus reward columns; map others with "
+                    "data.columns, e.g. {prompt: question}", columns=("prompt",), shape="prompt", packing=False)
+METHOD = MethodSpec("grpo", "GRPO: sample a group of completions per prompt, learn from their rewards (options: "
+                    "rewards, num_generations, max_completion_length, temperature, beta, loss_type, LoRA's)",
+                    options=GrpoOptions, shapes=("prompt",))
+REWARDS = (
+    RewardSpec("answer_match", "1 when the completion's final number equals the reference answer's (GSM8K '#### N', "
+               "\\boxed{}, last number)", options=AnswerMatchOptions),
+    RewardSpec("format", "1 when the completion matches a regular expression (option: pattern)", options=FormatOptions),
+    RewardSpec("length", "1 at a target length in characters, less further away (option: target)", options=LengthOptions),
+    RewardSpec("python", "a function of yours: module:function(prompts, completions, examples) -> floats",
+               options=PythonOptions),
+)
+
+
+@hookimpl
+def register_shapes() -> list[ShapeSpec]:
+    return [SHAPE]
+
+
+@hookimpl
+def register_dataset_formats() -> list[FormatSpec]:
+    return [FORMAT]
+
+
+@hookimpl
+def register_methods() -> list[MethodSpec]:
+    return [METHOD]
+
+
+@hookimpl
+def register_rewards() -> list[RewardSpec]:
+    return list(REWARDS)
+
+
+@hookimpl(specname="load_dataset")
+def load_prompts(source: Any) -> Any:
+    """Records with a ``prompt`` (text, or a list of messages); every other column is kept for the rewards."""
+    if source.format != FORMAT.name:
+        return None
+    from ftcore import FieldProblem, map_records
+
+    def convert(record: dict[str, Any]) -> dict[str, Any]:
+        prompt = record.get("prompt")
+        if isinstance(prompt, list):
+            for i, message in enumerate(prompt):
+                if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+                    raise FieldProblem(f"prompt[{i}]", "expected a message {role, content}")
+        elif not isinstance(prompt, str) or not prompt:
+            raise FieldProblem("prompt", "expected non-empty text or a list of messages")
+        return dict(record)
+
+    return map_records(source, ["prompt"], convert)
+
+
+@hookimpl
+def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) -> Any:
+    """Prompts rendered with the run's chat template; TRL tokenizes them and samples completions."""
+    if shape != SHAPE.name:
+        return None
+    from ftrl.trainer import render_prompts
+
+    return render_prompts(examples, tokenizer, settings)
+
+
+@hookimpl
+def compute_reward(name: str, prompts: list[str], completions: list[str], examples: list[dict[str, Any]],
+                   options: Any) -> list[float] | None:
+    if name not in {r.name for r in REWARDS}:
+        return None
+    from ftrl.rewards import compute
+
+    return compute(name, prompts, completions, examples, options)
+
+
+@hookimpl
+def model_load_kwargs(method: str, config: Any, options: Any) -> dict[str, Any] | None:
+    if method != METHOD.name:
+        return None
+    if options is None or options.base != "qlora":
+        return {}
+    from ftqlora.quant import quantization_kwargs
+
+    return quantization_kwargs(options, config)
+
+
+@hookimpl
+def setup_peft(model: Any, method: str, config: Any, options: Any) -> Any:
+    if method != METHOD.name:
+        return None
+    from ftrl.trainer import prepare_base
+
+    return prepare_base(model, options, config)
+
+
+@hookimpl
+def make_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any, callbacks: list[Any],
+                 method: str, config: Any, options: Any) -> Any:
+    if method != METHOD.name:
+        return None
+    from ftrl.trainer import build_trainer
+
+    return build_trainer(model, tokenizer, args, train_dataset, eval_dataset, callbacks, config, options)
+
+
+@hookimpl
+def load_adapter(model: Any, path: Path, method: str) -> Any:
+    if method != METHOD.name:
+        return None
+    from ftlora import load_lora
+
+    return load_lora(model, path)
+
+
+@hookimpl
+def merge_adapter(model: Any, path: Path, method: str, options: Any) -> Any:
+    if method != METHOD.name:
+        return None
+    if options is not None and options.base == "qlora":
+        from ftqlora.dequant import merge_qlora
+
+        return merge_qlora(model, path)
+    from ftlora import merge_lora
+
+    return merge_lora(model, path)

@@ -1,0 +1,74 @@
+"""``method_options`` of ``grpo``: what trains, how completions are sampled, the loss, and the rewards."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ftqlora import QLoraOptions
+
+
+class RewardEntry(BaseModel):
+    """One reward of the run: its registered ``name``, its ``weight`` and its own options (the other keys)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str = Field(description="A registered reward (ft plugins lists them).")
+    weight: float = Field(1.0, description="Weight of this reward in the sum GRPO ranks completions by.")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The reward's own options: every key but name and weight."""
+        return dict(self.model_extra or {})
+
+
+class GrpoOptions(QLoraOptions):
+    """Options of ``grpo``: LoRA (default), QLoRA or full weights, sampling, loss and rewards."""
+
+    base: Literal["lora", "qlora", "full"] = Field("lora", description="What trains: a LoRA adapter, LoRA on a 4-bit base, or every weight.")
+    rewards: list[RewardEntry] = Field(min_length=1, description="Rewards to maximise: [{name: answer_match}, {name: format, pattern: ...}].")
+    num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (the group GRPO compares).")
+    max_completion_length: int = Field(64, ge=1, description="Longest completion, in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
+    beta: float = Field(0.0, ge=0, description="KL penalty towards the base (0: none, and no reference pass).")
+    loss_type: str = Field("dapo", description="TRL's GRPO loss: grpo, dr_grpo, dapo, bnpo, ...")
+    num_iterations: int = Field(1, ge=1, description="Optimisation passes over each batch of completions.")
+    epsilon: float = Field(0.2, gt=0, description="Clipping range of the policy ratio.")
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Normalise advantages by the group's std, the batch's, or not at all.")
+    generation: Literal["transformers", "vllm"] = Field("transformers", description="Sampling engine: transformers' generate (any device) or vLLM (GPU, installed).")
+    vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in this process or a separate `trl vllm-serve` server.")
+
+    @field_validator("rewards")
+    @classmethod
+    def _known_rewards(cls, rewards: list[RewardEntry]) -> list[RewardEntry]:
+        from ftcore import PluginError
+        from ftcore.plugins import get_registry
+
+        registry = get_registry()
+        for entry in rewards:
+            try:
+                spec = registry.reward(entry.name)
+            except PluginError as exc:  # lists the installed rewards
+                raise ValueError(str(exc)) from None
+            if spec.options is not None:
+                spec.options.model_validate(entry.options)
+            elif entry.options:
+                raise ValueError(f"reward {entry.name!r} takes no options, got {', '.join(entry.options)}")
+        return rewards
+
+    @model_validator(mode="after")
+    def _vllm_needs_a_gpu(self) -> GrpoOptions:
+        if self.generation == "vllm":
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:
+                raise ValueError("generation: vllm is not installed (pip install vllm, on a CUDA machine); "
+                                 "use generation: transformers")
+        return self
+
+    @property
+    def output(self) -> str:
+        """What the run saves: full weights when every weight trains, else an adapter."""
+        return "model" if self.base == "full" else "adapter"

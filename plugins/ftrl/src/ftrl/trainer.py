@@ -1,0 +1,120 @@
+"""TRL's ``GRPOTrainer`` built from the run ftcore prepared, with the run's rewards as its reward functions
+(imported only when a run starts).
+
+Each configured reward becomes one reward function named after it, so TRL logs ``rewards/<name>/mean`` and
+``/std`` per step beside the overall ``reward``; ftcore writes them to ``metrics.jsonl``. A reward that raises
+stops the run with one line naming the reward and the prompt it failed on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ftcore import ConfigError, TrainingError
+
+#: Keyword arguments TRL passes to reward functions that are not columns of the examples.
+_NOT_COLUMNS = {"trainer_state", "log_extra", "log_metric", "environments", "completion_ids"}
+
+
+def reward_function(entry: Any) -> Any:
+    """A TRL reward function calling reward ``entry.name`` on its plugin (through ftcore's registry)."""
+    from ftcore.plugins import get_registry
+
+    def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
+        columns = {k: v for k, v in kwargs.items() if k not in _NOT_COLUMNS}
+        examples = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)] \
+            if columns else [{} for _ in completions]
+        texts = [c if isinstance(c, str) else "".join(m.get("content", "") for m in c) for c in completions]
+        try:
+            scores = get_registry().call("compute_reward", "reward", entry.name, name=entry.name, prompts=prompts,
+                                         completions=texts, examples=examples, options=entry.options)
+        except Exception as exc:
+            raise TrainingError(f"reward {entry.name!r} failed on the completion of prompt {str(prompts[0])[:80]!r}: "
+                                f"{type(exc).__name__}: {exc}") from exc
+        if scores is None or len(scores) != len(texts):
+            raise TrainingError(f"reward {entry.name!r} returned {scores!r} for {len(texts)} completions")
+        return [float(s) for s in scores]
+
+    reward.__name__ = entry.name
+    return reward
+
+
+def grpo_arguments(args: Any, options: Any, config: Any) -> Any:
+    """TRL's ``GRPOConfig``: every ``TrainingArguments`` field as ftcore set it, plus the GRPO settings."""
+    from transformers import TrainingArguments
+    from trl import GRPOConfig
+
+    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainingArguments) if f.init}
+    settings = {
+        "num_generations": options.num_generations,
+        "max_completion_length": options.max_completion_length,
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "beta": options.beta,
+        "loss_type": options.loss_type,
+        "num_iterations": options.num_iterations,
+        "epsilon": options.epsilon,
+        "scale_rewards": options.scale_rewards,
+        "reward_weights": [entry.weight for entry in options.rewards],
+        "use_vllm": options.generation == "vllm",
+        "vllm_mode": options.vllm_mode,
+        "gradient_checkpointing": config.training.gradient_checkpointing,
+        "log_completions": False,
+    }
+    batch = fields["per_device_train_batch_size"] * fields["gradient_accumulation_steps"]
+    if batch % options.num_generations:
+        raise ConfigError(f"method_options.num_generations: {options.num_generations} must divide the "
+                          f"{batch} completions of a step (training.batch_size x gradient_accumulation)")
+    try:
+        return GRPOConfig(**{**fields, **settings})
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"method_options: {exc}") from exc
+
+
+def build_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any, callbacks: list[Any],
+                  config: Any, options: Any) -> Any:
+    """The GRPO trainer over the rendered prompts."""
+    import warnings
+
+    from ftlora import lora_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from trl import GRPOTrainer
+
+    peft_config = None if options.base == "full" else lora_config(model, options)
+    return GRPOTrainer(
+        model=model, reward_funcs=[reward_function(entry) for entry in options.rewards],
+        args=grpo_arguments(args, options, config), train_dataset=train_dataset, eval_dataset=eval_dataset,
+        processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config,
+    )
+
+
+def prepare_base(model: Any, options: Any, config: Any) -> Any:
+    """Frozen under an adapter (k-bit-prepared on a 4-bit base; the trainer attaches LoRA), trainable when full."""
+    if options.base == "full":
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    if options.base == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.training.gradient_checkpointing)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    return model
+
+
+def render_prompts(examples: Any, tokenizer: Any, settings: Any) -> Any:
+    """Conversational prompts rendered with the run's chat template and generation prompt; text prompts as written."""
+    from ftcore import render_chat, with_system_prompt
+
+    def render(example: dict[str, Any]) -> dict[str, Any]:
+        prompt = example["prompt"]
+        if isinstance(prompt, list):
+            prompt = render_chat(with_system_prompt(prompt, settings.system_prompt), tokenizer, settings.template,
+                                 generation_prompt=True)
+        return {"prompt": prompt}
+
+    return examples.map(render, desc="rendering prompts")

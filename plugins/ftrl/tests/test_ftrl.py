@@ -1,0 +1,144 @@
+"""ftrl: GRPO trains the tiny model so its rewards rise, rewards are plugins with located errors, and prompt files
+(plain or GSM8K-style through data.columns) are read as the ``prompt`` shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from ftcore.testing.suites import FormatContract, MethodContract
+
+
+def digit_share(prompts: list[str], completions: list[str], examples: list[dict[str, Any]]) -> list[float]:
+    """A dense test reward: the share of a completion's characters that are digits."""
+    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
+
+
+def failing_reward(prompts: list[str], completions: list[str], examples: list[dict[str, Any]]) -> list[float]:
+    raise ValueError("this reward is broken")
+
+
+def write_prompts(path: Path, repeats: int = 8) -> Path:
+    rows = [{"prompt": f"Count: {word}", "answer": "#### 3"} for word in ("one two", "red blue", "cat dog", "sun")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows * repeats), encoding="utf-8")
+    return path
+
+
+def rewards_logged(run_dir: Path, key: str = "reward") -> list[float]:
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [entry[key] for entry in map(json.loads, lines) if key in entry]
+
+
+class TestGrpo(MethodContract):
+    method = "grpo"
+    options: ClassVar[dict[str, Any]] = {
+        "r": 8, "alpha": 16, "num_generations": 4, "max_completion_length": 12,
+        "rewards": [{"name": "python", "function": "test_ftrl:digit_share"}],
+    }
+    bad_options: ClassVar[list[dict[str, Any]]] = [
+        {"rewards": []}, {"rewards": [{"name": "answer_match"}], "num_generations": 1},
+        {"rewards": [{"name": "format"}]},  # format needs a pattern
+    ]
+    steps = 16
+    learning_rate = 2e-2
+
+    def write_data(self, directory: Path) -> Path:
+        return write_prompts(directory / "prompts.jsonl")
+
+    def check_learned(self, run_dir: Path, model_dir: Path) -> None:
+        rewards = rewards_logged(run_dir)
+        assert len(rewards) == self.steps, rewards
+        head, tail = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
+        assert tail > head, f"reward did not rise: first {rewards[:4]}, last {rewards[-4:]}"
+        per_reward = rewards_logged(run_dir, "rewards/python/mean")
+        assert len(per_reward) == self.steps and rewards_logged(run_dir, "reward_std")
+        assert rewards_logged(run_dir, "completions/mean_length")
+
+
+class TestPromptFormat(FormatContract):
+    format = "prompt"
+    records: ClassVar[list[dict[str, Any]]] = [{"prompt": "2+2?", "answer": "#### 4"},
+                                               {"prompt": [{"role": "user", "content": "Hi"}], "answer": "x"}][:1]
+    expected: ClassVar[list[dict[str, Any]]] = [{"prompt": "2+2?", "answer": "#### 4"}]
+    bad_record: ClassVar[dict[str, Any]] = {"prompt": 7, "answer": "x"}
+
+
+def test_gsm8k_layout_maps_with_columns(tiny_tokenizer_dir, tmp_path, fresh_plugins):
+    """GSM8K's question/answer records are prompts for grpo with columns: {prompt: question}; the answer is kept."""
+    from transformers import AutoTokenizer
+
+    from ftcore.config import build_config
+    from ftcore.data import prepare_data
+
+    path = tmp_path / "gsm8k.jsonl"
+    path.write_text(json.dumps({"question": "Tom has 2 apples and buys 3. How many?",
+                                "answer": "2 + 3 = 5\n#### 5"}) + "\n", encoding="utf-8")
+    config = build_config({"model": "unused", "method": "grpo", "data": {
+        "train": str(path), "columns": {"prompt": "question"}, "cache_dir": str(tmp_path / "cache")},
+        "method_options": {"rewards": [{"name": "answer_match"}]}})
+    prepared = prepare_data(config, AutoTokenizer.from_pretrained(tiny_tokenizer_dir))
+    assert prepared.shape == "prompt" and prepared.stats["sources"][0]["format"] == "prompt"
+    assert list(prepared.train) == [{"prompt": "Tom has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\n#### 5"}]
+
+
+@pytest.mark.parametrize(("completion", "reference", "extract", "score"), [
+    ("so the total is 5.", "2 + 3 = 5\n#### 5", "auto", 1.0),
+    ("#### 1,200", "#### 1200", "gsm8k", 1.0),
+    ("the answer is \\boxed{\\frac{1}{2}} or \\boxed{7}", "7", "boxed", 1.0),
+    ("I think 4", "#### 5", "auto", 0.0),
+    ("no number here", "#### 5", "last_number", 0.0),
+])
+def test_answer_match(completion, reference, extract, score, fresh_plugins):
+    from ftrl.rewards import AnswerMatchOptions, answer_match
+
+    assert answer_match([completion], [{"answer": reference}], AnswerMatchOptions(extract=extract)) == [score]
+
+
+def test_format_length_and_python_rewards(fresh_plugins):
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+
+    def call(name, completions, **options):
+        return registry.call("compute_reward", "reward", name, name=name, prompts=["p"] * len(completions),
+                             completions=completions, examples=[{}] * len(completions), options=options)
+
+    assert call("format", ["<think>x</think> 4", "4"], pattern=r"<think>.*</think>") == [1.0, 0.0]
+    assert call("format", ["abc", "abcd"], pattern="abc", full=True) == [1.0, 0.0]
+    assert call("length", ["abcd", "ab", "abcdefgh"], target=4) == [1.0, 0.5, 0.0]
+    assert call("python", ["12ab"], function="test_ftrl:digit_share") == [0.5]
+
+
+def test_unknown_reward_lists_the_installed_ones(tiny_model_dir, tmp_path, fresh_plugins):
+    from ftcore.config import build_config, validate_method_options
+    from ftcore.errors import ConfigError
+
+    config = build_config({"model": str(tiny_model_dir), "method": "grpo", "data": {"train": "x.jsonl"},
+                           "method_options": {"rewards": [{"name": "answer_mach"}]}})
+    with pytest.raises(ConfigError) as error:
+        validate_method_options(config)
+    message = str(error.value)
+    assert "unknown reward 'answer_mach'" in message and "did you mean 'answer_match'" in message
+    assert "format" in message and "length" in message
+
+
+def test_a_reward_that_raises_is_named_with_the_example(tiny_model_dir, tmp_path, fresh_plugins):
+    from ftcore.config import build_config
+    from ftcore.errors import TrainingError
+    from ftcore.train import run_training
+
+    config = build_config({
+        "model": str(tiny_model_dir), "method": "grpo", "output_dir": str(tmp_path / "run"),
+        "method_options": {"num_generations": 4, "max_completion_length": 4,
+                           "rewards": [{"name": "python", "function": "test_ftrl:failing_reward"}]},
+        "data": {"train": str(write_prompts(tmp_path / "p.jsonl", 1)), "cache_dir": str(tmp_path / "cache")},
+        "training": {"max_steps": 2, "batch_size": 4},
+    })
+    with pytest.raises(TrainingError) as error:
+        run_training(config)
+    message = str(error.value)
+    assert "reward 'python' failed on the completion of prompt" in message and "Count:" in message
+    assert "this reward is broken" in message and not (tmp_path / "run").exists()
