@@ -12,7 +12,9 @@ match measures the difference. Files written:
 - ``data/preferences.jsonl`` / ``data/preferences_test.jsonl``: preference pairs of the same task (TRL's
   conversational layout): the correct reversal is chosen, a corrupted one (the words as given, or two of them
   swapped) rejected, for ``dpo``, ``orpo`` and ``simpo``;
-- ``data/unpaired.jsonl``: the same answers as single good/bad examples with a ``label``, for ``kto``.
+- ``data/unpaired.jsonl``: the same answers as single good/bad examples with a ``label``, for ``kto``;
+- ``data/arithmetic.jsonl``: GSM8K-style prompts for ``grpo`` (``question``, ``answer`` ending in ``#### N``):
+  small sums a reward can check exactly.
 """
 
 from __future__ import annotations
@@ -61,6 +63,13 @@ def as_unpaired(pair: dict[str, list[dict[str, str]]]) -> list[dict[str, object]
             for side in ("chosen", "rejected")]
 
 
+def arithmetic(rng: random.Random) -> dict[str, str]:
+    """A GSM8K-style record: a small sum in words, its worked answer ending in ``#### N``."""
+    a, b = rng.randint(2, 40), rng.randint(2, 40)
+    return {"question": f"A box holds {a} apples and {b} more are added. How many apples are in the box?",
+            "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}
+
+
 def distinct_examples(n: int, seed: int) -> list[dict[str, str]]:
     """``n`` records with distinct inputs, so the test split never repeats a training input."""
     rng = random.Random(seed)
@@ -97,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     write_jsonl(args.out_dir / "preferences.jsonl", pairs)
     write_jsonl(args.out_dir / "preferences_test.jsonl", [as_preference(r, rng) for r in test])
     write_jsonl(args.out_dir / "unpaired.jsonl", [row for pair in pairs for row in as_unpaired(pair)])
+    write_jsonl(args.out_dir / "arithmetic.jsonl", [arithmetic(rng) for _ in range(args.examples)])
     print(f"wrote {len(train)} training and {len(test)} test records to {args.out_dir}/")
 
 

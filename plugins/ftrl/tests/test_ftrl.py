@@ -35,15 +35,16 @@ def rewards_logged(run_dir: Path, key: str = "reward") -> list[float]:
 class TestGrpo(MethodContract):
     method = "grpo"
     options: ClassVar[dict[str, Any]] = {
-        "r": 8, "alpha": 16, "num_generations": 4, "max_completion_length": 12,
-        "rewards": [{"name": "python", "function": "test_ftrl:digit_share"}],
+        "r": 8, "alpha": 16, "num_generations": 4, "max_completion_length": 8,
+        "rewards": [{"name": "length", "target": 4}],
     }
     bad_options: ClassVar[list[dict[str, Any]]] = [
         {"rewards": []}, {"rewards": [{"name": "answer_match"}], "num_generations": 1},
         {"rewards": [{"name": "format"}]},  # format needs a pattern
     ]
-    steps = 16
-    learning_rate = 2e-2
+    steps = 12
+    learning_rate = 3e-2
+    batch_size = 8  # two prompts, four completions each
 
     def write_data(self, directory: Path) -> Path:
         return write_prompts(directory / "prompts.jsonl")
@@ -53,7 +54,7 @@ class TestGrpo(MethodContract):
         assert len(rewards) == self.steps, rewards
         head, tail = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
         assert tail > head, f"reward did not rise: first {rewards[:4]}, last {rewards[-4:]}"
-        per_reward = rewards_logged(run_dir, "rewards/python/mean")
+        per_reward = rewards_logged(run_dir, "rewards/length/mean")
         assert len(per_reward) == self.steps and rewards_logged(run_dir, "reward_std")
         assert rewards_logged(run_dir, "completions/mean_length")
 
@@ -108,7 +109,7 @@ def test_format_length_and_python_rewards(fresh_plugins):
 
     assert call("format", ["<think>x</think> 4", "4"], pattern=r"<think>.*</think>") == [1.0, 0.0]
     assert call("format", ["abc", "abcd"], pattern="abc", full=True) == [1.0, 0.0]
-    assert call("length", ["abcd", "ab", "abcdefgh"], target=4) == [1.0, 0.5, 0.0]
+    assert call("length", ["abcd", "ab", "abcdefgh"], target=4) == [1.0, 1 / 1.5, 0.5]
     assert call("python", ["12ab"], function="test_ftrl:digit_share") == [0.5]
 
 

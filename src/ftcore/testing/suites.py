@@ -48,7 +48,7 @@ class MethodContract:
     :cvar options: valid ``method_options`` used for training.
     :cvar bad_options: option mappings that must be rejected by the method's schema.
     :cvar steps: optimizer steps of the training check; :cvar learning_rate: its learning rate.
-    :cvar max_seq_len: ``data.max_seq_len`` of the training check.
+    :cvar max_seq_len: ``data.max_seq_len`` of the training check; :cvar batch_size: its micro-batch size.
 
     A method that trains on other data than prompt/completion pairs overrides :meth:`write_data` (its own tiny
     dataset, in a format it trains on) and, when "the loss fell and the reloaded run differs from its base" is
@@ -61,6 +61,7 @@ class MethodContract:
     steps: ClassVar[int] = 30
     learning_rate: ClassVar[float] = 2e-2
     max_seq_len: ClassVar[int] = 32
+    batch_size: ClassVar[int] = 4
 
     def write_data(self, directory: Path) -> Path:
         """Write the training data of the checks into ``directory`` and return its path (a file or folder)."""
@@ -77,7 +78,7 @@ class MethodContract:
             "output_dir": str(tmp_path / "run"),
             "data": {"train": str(data), "max_seq_len": self.max_seq_len, "cache_dir": str(tmp_path / "cache")},
             "training": {
-                "max_steps": self.steps, "learning_rate": self.learning_rate, "batch_size": 4,
+                "max_steps": self.steps, "learning_rate": self.learning_rate, "batch_size": self.batch_size,
                 "gradient_accumulation": 1, "logging_steps": 1, "save_steps": 10_000, "warmup_steps": 0,
                 "lr_scheduler": "constant", **training,
             },

@@ -31,7 +31,8 @@ REWARDS = (
     RewardSpec("answer_match", "1 when the completion's final number equals the reference answer's (GSM8K '#### N', "
                "\\boxed{}, last number)", options=AnswerMatchOptions),
     RewardSpec("format", "1 when the completion matches a regular expression (option: pattern)", options=FormatOptions),
-    RewardSpec("length", "1 at a target length in characters, less further away (option: target)", options=LengthOptions),
+    RewardSpec("length", "1 at a target length in characters, 1/(1+d/target) at distance d (option: target)",
+               options=LengthOptions),
     RewardSpec("python", "a function of yours: module:function(prompts, completions, examples) -> floats",
                options=PythonOptions),
 )

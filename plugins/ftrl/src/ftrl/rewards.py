@@ -102,11 +102,12 @@ def format_match(completions: list[str], options: FormatOptions) -> list[float]:
 
 
 def length_target(completions: list[str], options: LengthOptions) -> list[float]:
-    """1.0 at the target length, falling linearly to 0.0 at twice the distance of the target."""
+    """1.0 within ``tolerance`` of the target length, ``1 / (1 + d / target)`` at a distance ``d`` beyond it: every
+    step towards the target pays, however far off a completion starts."""
     scores = []
     for completion in completions:
         off = max(0, abs(len(completion) - options.target) - options.tolerance)
-        scores.append(max(0.0, 1.0 - off / options.target))
+        scores.append(1.0 / (1.0 + off / options.target))
     return scores
 
 
