@@ -301,10 +301,16 @@ def _plot_loss(axes: Any, history: list[dict[str, Any]]) -> None:
         axes.plot(*zip(*train, strict=True), label="train loss", color="#2f7ed8")
     if evals:
         axes.plot(*zip(*evals, strict=True), "o--", label="eval loss", color="#d8572f")
+    rewards = [(row["step"], row["reward"]) for row in history if "step" in row and isinstance(row.get("reward"), (int, float))]
+    if rewards:  # a run that learned from rewards (GRPO): its mean reward per step on a second axis
+        twin = axes.twinx()
+        twin.plot(*zip(*rewards, strict=True), label="mean reward", color="#3a9d23")
+        twin.set_ylabel("reward")
+        twin.legend(loc="upper right")
     if not train and not evals:
         axes.text(0.5, 0.5, "no loss history (metrics.jsonl) in the run", ha="center", va="center", transform=axes.transAxes)
     else:
-        axes.legend()
+        axes.legend(loc="upper left")
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
     axes.set_title("training loss")

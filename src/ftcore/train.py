@@ -325,7 +325,8 @@ class _ProgressMixin:
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self.bar is None or not logs:
             return
-        shown = {k: logs[k] for k in ("loss", "eval_loss") if k in logs}
+        # reward: the mean reward of a method that learns from rewards (GRPO), beside its loss.
+        shown = {k: logs[k] for k in ("loss", "eval_loss", "reward") if k in logs}
         if not shown:
             return
         shown["tok/s"] = self.tokens_per_second(state)

@@ -230,3 +230,47 @@ def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_pa
     assert tuned["reward_margin"] > base["reward_margin"], (base, tuned)
     assert tuned["preference_accuracy"] >= base["preference_accuracy"], (base, tuned)
     assert "exact_match" in tuned and report.tuned.n_examples == 2
+
+
+def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path):
+    """A DPO run killed with SIGKILL after a checkpoint continues with --resume to the same losses."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ftcore.rundir import checkpoint_complete
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs())
+    env = {**os.environ, "FT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+    def config(name: str) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"model: {tiny_model_dir}\nmethod: dpo\nmethod_options: {{beta: 0.5, r: 8, alpha: 16}}\n"
+            f"output_dir: {tmp_path / name}\ndata: {{train: {data}, max_seq_len: 32}}\n"
+            "training: {max_steps: 8, save_steps: 4, logging_steps: 1, learning_rate: 0.01, batch_size: 4, "
+            "lr_scheduler: linear}\n")
+        return path
+
+    def ft(*args: str, **kwargs: Any) -> Any:
+        return subprocess.Popen([sys.executable, "-m", "ftcore", *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, **kwargs)
+
+    assert ft("train", "--config", str(config("reference"))).wait(timeout=600) == 0
+    expected = logged_losses(tmp_path / "reference")
+
+    process = ft("train", "--config", str(config("run")))
+    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-4"
+    deadline = time.time() + 600
+    while not checkpoint_complete(checkpoint):
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "no checkpoint-4"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = ft("train", "--config", str(config("run")), "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    assert logged_losses(tmp_path / "run") == pytest.approx(expected, abs=1e-4)
+    assert not list((tmp_path / "run").rglob("ref")), "a reference adapter was saved"
