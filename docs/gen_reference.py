@@ -330,7 +330,7 @@ def hook_functions() -> list[tuple[int, Any]]:
 OWNED_BY = {
     "model_load_kwargs": "method", "setup_peft": "method", "make_trainer": "method", "load_adapter": "method",
     "merge_adapter": "method", "trained_tensor_shapes": "method", "load_dataset": "format",
-    "encode_examples": "shape", "compute_metric": "metric",
+    "encode_examples": "shape", "compute_metric": "metric", "compute_reward": "reward",
 }
 EXAMPLES = ROOT / "docs" / "hook_examples.py"
 
@@ -407,14 +407,14 @@ def hooks_page() -> str:
         "only the ones it names), which is how a hook gains an argument without breaking anyone.",
         "",
         "Registration hooks are called on every plugin. ftcore remembers which plugin registered each method, format,",
-        "shape and metric, and calls a work hook only on the plugin that registered the name concerned; a name",
+        "shape, metric and reward, and calls a work hook only on the plugin that registered the name concerned; a name",
         "registered by two plugins is unusable until one of them is removed (every use fails with one line naming",
         "both). Hooks marked *(plugin API 2)* need `FTCORE_PLUGIN_API = 2` in the plugin's entry module.",
         "See the [plugin authoring guide](../plugins/index.md) and [shapes and trainers](../plugins/shapes-and-trainers.md).",
         "",
         "Each example below is part of one module, `docs/hook_examples.py`: a plugin `ftdpolora` with the shape",
-        "`answer_pair`, the format `pairs`, the method `dpo-lora` (TRL's DPO on a LoRA adapter from `ftlora`) and the",
-        "metric `length_ratio`. The generator of this page registers it against the hookspecs, so every argument",
+        "`answer_pair`, the format `pairs`, the method `dpo-lora` (TRL's DPO on a LoRA adapter from `ftlora`), the",
+        "metric `length_ratio` and the reward `brevity`. The generator of this page registers it against the hookspecs, so every argument",
         "an example names exists. The top of the module:",
         "",
         "```python",

@@ -2,7 +2,8 @@
 
 ``ftdpolora`` would provide the data shape ``answer_pair`` (a prompt with a chosen and a rejected answer), the
 format ``pairs`` that reads it, the method ``dpo-lora`` (DPO with TRL's trainer on a LoRA adapter, built on the
-``ftlora`` distribution, which it declares as a dependency) and the metric ``length_ratio``.
+``ftlora`` distribution, which it declares as a dependency), the metric ``length_ratio`` and the reward
+``brevity`` (for methods that learn from rewards, such as ftrl's ``grpo``).
 
 ``docs/gen_reference.py`` copies the code below into the reference, each implementation under its hook, after
 registering this module with a plugin manager that holds ftcore's hookspecs: an implementation that names an
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from ftlora import LoraOptions
 from pydantic import Field
 
-from ftcore import ConfigError, FormatSpec, MethodSpec, MetricResult, MetricSpec, ShapeSpec, hookimpl
+from ftcore import ConfigError, FormatSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec, hookimpl
 
 FTCORE_PLUGIN_API = 2  # uses register_shapes, encode_examples, load_adapter, merge_adapter: plugin API 2
 METHOD = "dpo-lora"
@@ -153,3 +154,15 @@ def compute_metric(name: str, predictions: list[str], references: list[str]) -> 
         return None
     ratios = [len(p.split()) / max(len(r.split()), 1) for p, r in zip(predictions, references, strict=True)]
     return MetricResult({"length_ratio": sum(ratios) / max(len(ratios), 1)}, details={"unit": "words"})
+
+
+@hookimpl
+def register_rewards() -> list[RewardSpec]:
+    return [RewardSpec("brevity", "1 for a completion of at most 20 words, less for longer ones")]
+
+
+@hookimpl
+def compute_reward(name: str, completions: list[str]) -> list[float] | None:
+    if name != "brevity":
+        return None
+    return [min(1.0, 20 / max(len(c.split()), 1)) for c in completions]

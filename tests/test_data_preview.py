@@ -47,7 +47,8 @@ def test_instruction_method_is_registered_with_chat_and_attaches_lora(tiny_model
                            "data": {"train": "unused.jsonl"}})
     _, options = validate_run_config(config)
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    model = registry.hook.setup_peft(model=base, method="instruction", config=config, options=options)
+    model = registry.call("setup_peft", "method", "instruction", model=base, method="instruction", config=config,
+                          options=options)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in name for name in trainable)
     assert model.peft_config["default"].r == 4

@@ -31,6 +31,8 @@ activations    without checkpointing: ``b * s * L * A * c`` with ``A = 16 h + 5 
                ``4 * b * s * V * 4`` (logits, their log-softmax, and two gradients of that size, all
                float32). With gradient checkpointing only each layer's input is kept,
                ``b * s * L * h * c``, plus one layer recomputed at a time, ``b * s * A * c``.
+reference      methods that run a reference model each step without gradients (DPO, KTO on an adapter:
+               ``MethodSpec.reference_pass``): its float32 log-probabilities, ``b * s * V * 4``
 runtime        what the process holds before any model: on CPU the Python interpreter with torch,
                transformers, peft, datasets and the Trainer imported, plus the data pipeline:
                ``CPU_RUNTIME_BYTES`` (0.55 GB, the measured peak RSS of ``ft train`` on the 140k-parameter
@@ -38,7 +40,9 @@ runtime        what the process holds before any model: on CPU the Python interp
                ``CUDA_RUNTIME_BYTES`` (0.5 GB of device memory).
 =============  =============================================================================
 
-The total is the sum of these terms.
+The total is the sum of these terms. A method whose examples are several sequences in one forward pass
+(preference pairs: ``MethodSpec.sequences_per_example = 2``) multiplies ``b`` by that number in the
+activation, loss-head and reference terms. These two method terms are not calibrated by measurement yet.
 
 Calibration: ``benchmarks/recommend_calibration.py`` trains real CPU runs with ``ft train`` in a
 subprocess and compares the estimate with the measured peak RSS (``ru_maxrss`` of the child);
@@ -117,6 +121,8 @@ class Setup:
     :param method: the method's name (shown in reports and written configs; the estimate does not read it).
     :param rank: the adapter's rank, or ``None`` when every weight trains (full fine-tuning).
     :param base_bits: bits per weight of the base's Linear layers while training (below 16: a quantized base).
+    :param sequences: sequences each example becomes in a forward pass (2 for preference pairs).
+    :param reference: whether each step also runs the reference model without gradients (DPO, KTO).
     """
 
     method: str
@@ -128,6 +134,8 @@ class Setup:
     rank: int | None = DEFAULT_RANK
     optimizer: str = "adamw_torch"
     base_bits: int = 16
+    sequences: int = 1
+    reference: bool = False
 
     @property
     def full(self) -> bool:
@@ -148,9 +156,9 @@ class Estimate:
         return sum(self.terms.values())
 
 
-def trains_adapter(spec: MethodSpec) -> bool:
-    """True when ``spec``'s method trains a low-rank adapter rather than every weight."""
-    return spec.output != "model" and spec.adapter_rank_option is not None
+def trains_adapter(spec: MethodSpec, options: Any = None) -> bool:
+    """True when ``spec``'s method (with these options) trains a low-rank adapter rather than every weight."""
+    return spec.output_for(options) != "model" and spec.adapter_rank_option is not None
 
 
 def setup_for(spec: MethodSpec, options: Any = None, *, micro_batch: int, seq_len: int, checkpointing: bool,
@@ -160,12 +168,14 @@ def setup_for(spec: MethodSpec, options: Any = None, *, micro_batch: int, seq_le
 
     A quantized base keeps its other parameters in float32, so its setup's ``dtype`` is float32.
     """
-    if not trains_adapter(spec):
-        return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, None, optimizer)
+    passes = {"sequences": spec.sequences_for(options), "reference": spec.reference_for(options)}
+    if not trains_adapter(spec, options):
+        return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, None, optimizer, **passes)
     if rank is None:
         rank = int(getattr(options, spec.adapter_rank_option or "", None) or DEFAULT_RANK)
-    dtype = dtype if spec.base_bits >= 16 else "float32"
-    return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, rank, optimizer, spec.base_bits)
+    bits = spec.bits_for(options)
+    dtype = dtype if bits >= 16 else "float32"
+    return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, rank, optimizer, bits, **passes)
 
 
 # ----------------------------------------------------------------------------- reading the model
@@ -242,7 +252,7 @@ def activation_elements_per_token(shape: ModelShape) -> int:
 def estimate(shape: ModelShape, setup: Setup, device: str = "cpu") -> Estimate:
     """Peak memory of ``setup`` on ``shape``, term by term (the formula in the module docstring)."""
     c = 2 if setup.precision in ("bf16", "fp16") else 4
-    tokens = setup.micro_batch * setup.seq_len
+    tokens = setup.micro_batch * setup.seq_len * setup.sequences
     terms = _full_terms(shape, setup) if setup.full else _adapter_terms(shape, setup)
     per_layer = activation_elements_per_token(shape)
     if setup.checkpointing:
@@ -250,6 +260,8 @@ def estimate(shape: ModelShape, setup: Setup, device: str = "cpu") -> Estimate:
     else:
         terms["activations"] = tokens * shape.layers * per_layer * c
     terms["loss head"] = 4 * tokens * shape.vocab * 4
+    if setup.reference:  # the reference's forward keeps no activations, only its float32 log-probabilities
+        terms["reference"] = tokens * shape.vocab * 4
     terms["runtime"] = CUDA_RUNTIME_BYTES if device == "cuda" else CPU_RUNTIME_BYTES
     return Estimate(setup, terms)
 

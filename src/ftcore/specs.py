@@ -54,6 +54,14 @@ class MethodSpec:
         memory estimator; ``None`` when the method trains no low-rank adapter. Default ``"r"``.
     :param recommend: position of the method in ``ft recommend``'s search (lowest first); ``None`` keeps the
         method out of it. Default ``None``.
+    :param sequences_per_example: sequences each example becomes in a training forward pass, for the memory
+        estimator (``2`` for preference pairs: chosen and rejected). Default ``1``.
+    :param reference_pass: whether each step also runs a reference model without gradients (DPO, KTO), for the
+        memory estimator. Default ``False``.
+
+    Where the method's options decide these (an adapter or full weights, a 4-bit base or not, a reference pass
+    or none), give the options model a property of the same name (``output``, ``base_bits``,
+    ``sequences_per_example``, ``reference_pass``): :meth:`output_for` and its siblings read it first.
     """
 
     name: str
@@ -65,6 +73,8 @@ class MethodSpec:
     base_bits: int = 16
     adapter_rank_option: str | None = "r"
     recommend: int | None = None
+    sequences_per_example: int = 1
+    reference_pass: bool = False
 
     def __post_init__(self) -> None:
         check_name("method", self.name)
@@ -77,6 +87,21 @@ class MethodSpec:
         (a method whose options choose between an adapter and full weights), else :attr:`output`."""
         chosen = getattr(options, "output", None)
         return chosen if chosen in ("adapter", "model") else self.output
+
+    def bits_for(self, options: Any) -> int:
+        """:attr:`base_bits`, or the options model's ``base_bits`` property."""
+        chosen = getattr(options, "base_bits", None)
+        return chosen if isinstance(chosen, int) and not isinstance(chosen, bool) else self.base_bits
+
+    def sequences_for(self, options: Any) -> int:
+        """:attr:`sequences_per_example`, or the options model's property of that name."""
+        chosen = getattr(options, "sequences_per_example", None)
+        return chosen if isinstance(chosen, int) and not isinstance(chosen, bool) else self.sequences_per_example
+
+    def reference_for(self, options: Any) -> bool:
+        """:attr:`reference_pass`, or the options model's property of that name."""
+        chosen = getattr(options, "reference_pass", None)
+        return chosen if isinstance(chosen, bool) else self.reference_pass
 
     def trains_on(self, shape: str) -> bool:
         """Whether data of ``shape`` is what this method trains on (``tokens`` counts as ``completion``)."""

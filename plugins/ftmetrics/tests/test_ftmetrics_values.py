@@ -219,7 +219,8 @@ def test_cli_without_metrics_plugin_explains_how_to_install(tmp_path):
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n')
-    for args, env in ((["--disable", "ftmetrics"], {}), ([], {"FT_PLUGINS": "-ftmetrics"})):
+    # Every plugin that registers metrics is left out (ftpref's preference metrics too, where installed).
+    for args, env in ((["--disable", "ftmetrics", "--disable", "ftpref"], {}), ([], {"FT_PLUGINS": "-ftmetrics,-ftpref"})):
         command = [sys.executable, "-m", "ftcore", *args, "evaluate", str(tmp_path / "no-model"), "--data", str(data),
                    "--metrics", "rouge"]
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})

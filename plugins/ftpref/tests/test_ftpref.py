@@ -274,3 +274,22 @@ def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
     assert logged_losses(tmp_path / "run") == pytest.approx(expected, abs=1e-4)
     assert not list((tmp_path / "run").rglob("ref")), "a reference adapter was saved"
+
+
+def test_memory_estimate_counts_pairs_and_the_reference_pass(fresh_plugins):
+    from ftcore.estimate import ModelShape, estimate, setup_for
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, lora_params_per_rank=50_000, layers=4,
+                       hidden=256, intermediate=1024, vocab=32_000)
+
+    def total(method: str, **options: Any) -> Any:
+        spec = registry.method(method)
+        return estimate(shape, setup_for(spec, spec.options(**options), micro_batch=2, seq_len=128, checkpointing=False))
+
+    lora = estimate(shape, setup_for(registry.method("lora"), None, micro_batch=2, seq_len=128, checkpointing=False))
+    dpo, orpo, dpo_full = total("dpo"), total("orpo"), total("dpo", base="full")
+    assert dpo.terms["activations"] == 2 * lora.terms["activations"] and dpo.terms["reference"] > 0
+    assert "reference" not in orpo.terms and "reference" not in dpo_full.terms
+    assert dpo_full.setup.full and total("dpo", base="qlora").setup.base_bits == 4

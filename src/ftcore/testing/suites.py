@@ -163,8 +163,9 @@ def answers_for_other_names(name: str, kind: str, hooks: dict[str, dict[str, Any
             if impl.plugin is not owner:
                 continue
             available = {**kwargs, argument: "no-such-name-xyz"}
-            if argument not in impl.argnames:
-                continue  # an implementation that does not look at the name serves its own names only
+            assert argument in impl.argnames, (
+                f"{hook} of the plugin providing {name!r} takes no {argument!r} argument, so it answers for every "
+                f"{kind} when the hook is called on all plugins; take {argument!r} and return None for other names")
             result = impl.function(**{arg: available.get(arg) for arg in impl.argnames})
             assert result is None, f"{hook} of the plugin providing {name!r} answered for another name"
 

@@ -22,6 +22,21 @@ class PreferenceOptions(QLoraOptions):
         """What the run saves: full weights when every weight trains, else an adapter."""
         return "model" if self.base == "full" else "adapter"
 
+    @property
+    def base_bits(self) -> int:
+        """Bits per weight of the base while training (4 under ``base: qlora``), for the memory estimate."""
+        return 4 if self.base == "qlora" else 16
+
+    @property
+    def sequences_per_example(self) -> int:
+        """Chosen and rejected (KTO: the answer and its KL counterpart) go through the model together."""
+        return 2
+
+    @property
+    def reference_pass(self) -> bool:
+        """Whether each step runs the reference without gradients: only DPO and KTO on an adapter."""
+        return False
+
 
 class DpoOptions(PreferenceOptions):
     """DPO: ``beta`` keeps the policy near the reference (higher: closer)."""
@@ -29,6 +44,11 @@ class DpoOptions(PreferenceOptions):
     loss_type: str = Field("sigmoid", description="TRL's DPO loss: sigmoid (DPO), hinge, ipo, robust, bco_pair, "
                            "sppo_hard, aot, apo_zero, apo_down, discopop, sigmoid_norm, ...")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed share of flipped labels (robust DPO).")
+
+    @property
+    def reference_pass(self) -> bool:
+        """The base with the adapter off runs each step (full weights: its log-probabilities are precomputed)."""
+        return self.base != "full"
 
 
 class OrpoOptions(PreferenceOptions):
@@ -47,3 +67,8 @@ class KtoOptions(PreferenceOptions):
 
     desirable_weight: float = Field(1.0, gt=0, description="Weight of the loss on good answers.")
     undesirable_weight: float = Field(1.0, gt=0, description="Weight of the loss on bad answers.")
+
+    @property
+    def reference_pass(self) -> bool:
+        """The base with the adapter off runs each step (full weights: its log-probabilities are precomputed)."""
+        return self.base != "full"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from ftqlora import QLoraOptions
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class RewardEntry(BaseModel):
@@ -72,3 +71,13 @@ class GrpoOptions(QLoraOptions):
     def output(self) -> str:
         """What the run saves: full weights when every weight trains, else an adapter."""
         return "model" if self.base == "full" else "adapter"
+
+    @property
+    def base_bits(self) -> int:
+        """Bits per weight of the base while training (4 under ``base: qlora``), for the memory estimate."""
+        return 4 if self.base == "qlora" else 16
+
+    @property
+    def reference_pass(self) -> bool:
+        """With a KL penalty the base (adapter off) scores every completion without gradients."""
+        return self.beta > 0

@@ -55,15 +55,19 @@ def load_ranked(source: Any) -> Any:
 
 
 @hookimpl
-def encode_examples(examples: Any, tokenizer: Any, settings: Any) -> Any:
+def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) -> Any:
     """Token ids of query+better and query+worse, with the query masked out of the labels."""
+    if shape != "ranked_pair":
+        return None
     from ftpairrank.encode import encode_pairs
 
     return encode_pairs(examples, tokenizer, settings.max_seq_len)
 
 
 @hookimpl
-def setup_peft(model: Any) -> Any:
+def setup_peft(model: Any, method: str) -> Any:
+    if method != "pairrank":
+        return None
     for param in model.parameters():
         param.requires_grad_(True)
     return model
@@ -71,7 +75,9 @@ def setup_peft(model: Any) -> Any:
 
 @hookimpl
 def make_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any, callbacks: list[Any],
-                 options: PairRankOptions) -> Any:
+                 method: str, options: PairRankOptions) -> Any:
+    if method != "pairrank":
+        return None
     from ftpairrank.trainer import PairRankTrainer, collate_pairs
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
