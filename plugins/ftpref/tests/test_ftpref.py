@@ -250,7 +250,7 @@ def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path)
         path.write_text(
             f"model: {tiny_model_dir}\nmethod: dpo\nmethod_options: {{beta: 0.5, r: 8, alpha: 16}}\n"
             f"output_dir: {tmp_path / name}\ndata: {{train: {data}, max_seq_len: 32}}\n"
-            "training: {max_steps: 8, save_steps: 4, logging_steps: 1, learning_rate: 0.01, batch_size: 4, "
+            "training: {max_steps: 6, save_steps: 3, logging_steps: 1, learning_rate: 0.01, batch_size: 4, "
             "lr_scheduler: linear}\n")
         return path
 
@@ -262,11 +262,11 @@ def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path)
     expected = logged_losses(tmp_path / "reference")
 
     process = ft("train", "--config", str(config("run")))
-    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-4"
+    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-3"
     deadline = time.time() + 600
     while not checkpoint_complete(checkpoint):
         assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, "no checkpoint-4"
+        assert time.time() < deadline, "no checkpoint-3"
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()

@@ -123,11 +123,9 @@ def model_load_kwargs(method: str, config: Any, options: Any) -> dict[str, Any] 
     """A 4-bit base for ``base: qlora`` (ftqlora's loading)."""
     if method not in METHODS:
         return None
-    if options is None or options.base != "qlora":
-        return {}
-    from ftqlora.quant import quantization_kwargs
+    from ftqlora.choice import load_kwargs
 
-    return quantization_kwargs(options, config)
+    return load_kwargs(options or METHODS[method].options(), config)
 
 
 @hookimpl
@@ -135,7 +133,7 @@ def setup_peft(model: Any, method: str, config: Any, options: Any) -> Any:
     """Freeze the base for an adapter (the trainer attaches LoRA), or let every weight train."""
     if method not in METHODS:
         return None
-    from ftpref.trainers import prepare_base
+    from ftqlora.choice import prepare_base
 
     return prepare_base(model, options or METHODS[method].options(), config)
 
@@ -167,10 +165,6 @@ def merge_adapter(model: Any, path: Path, method: str, options: Any) -> Any:
     """Fold the adapter in: LoRA's merge, or QLoRA's (dequantize first) for ``base: qlora``."""
     if method not in METHODS:
         return None
-    if options is not None and options.base == "qlora":
-        from ftqlora.dequant import merge_qlora
+    from ftqlora.choice import merge
 
-        return merge_qlora(model, path)
-    from ftlora import merge_lora
-
-    return merge_lora(model, path)
+    return merge(model, path, options)

@@ -3,29 +3,16 @@ weight), the LoRA/QLoRA settings, and each method's own loss settings."""
 
 from __future__ import annotations
 
-from typing import Literal
-
-from ftqlora import QLoraOptions
+from ftqlora.choice import BaseChoiceOptions
 from pydantic import Field
 
 
-class PreferenceOptions(QLoraOptions):
-    """Options every preference method takes: ``base`` plus the LoRA (and 4-bit) settings of the adapter."""
+class PreferenceOptions(BaseChoiceOptions):
+    """Options every preference method takes: ``base`` (a LoRA adapter, LoRA on a 4-bit base, or every weight;
+    the reference of dpo/kto is the base with the adapter off, or log-probabilities computed once before training
+    for full weights) plus the LoRA (and 4-bit) settings of the adapter and ``beta``."""
 
-    base: Literal["lora", "qlora", "full"] = Field(
-        "lora", description="What trains: a LoRA adapter (the reference is the base with the adapter off), LoRA on a "
-        "4-bit base, or every weight (the reference's log-probabilities are computed once, before training).")
     beta: float = Field(0.1, gt=0, description="Strength of the preference loss (see each method).")
-
-    @property
-    def output(self) -> str:
-        """What the run saves: full weights when every weight trains, else an adapter."""
-        return "model" if self.base == "full" else "adapter"
-
-    @property
-    def base_bits(self) -> int:
-        """Bits per weight of the base while training (4 under ``base: qlora``), for the memory estimate."""
-        return 4 if self.base == "qlora" else 16
 
     @property
     def sequences_per_example(self) -> int:

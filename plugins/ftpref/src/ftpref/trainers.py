@@ -67,7 +67,7 @@ def trainer_arguments(config_class: Any, args: Any, settings: dict[str, Any]) ->
 def build_trainer(method: str, model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any,
                   callbacks: list[Any], config: Any, options: Any) -> Any:
     """The TRL trainer of ``method`` over the rendered examples."""
-    from ftlora import lora_config
+    from ftqlora.choice import adapter_config
 
     trainer_class, config_class = _trl(method)
     settings = {
@@ -76,23 +76,8 @@ def build_trainer(method: str, model: Any, tokenizer: Any, args: Any, train_data
         "gradient_checkpointing": config.training.gradient_checkpointing,
         "dataset_num_proc": None,
     }
-    peft_config = None if options.base == "full" else lora_config(model, options)
     return trainer_class(
         model=model, args=trainer_arguments(config_class, args, settings), train_dataset=train_dataset,
-        eval_dataset=eval_dataset, processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config,
+        eval_dataset=eval_dataset, processing_class=tokenizer, callbacks=callbacks,
+        peft_config=adapter_config(model, options),
     )
-
-
-def prepare_base(model: Any, options: Any, config: Any) -> Any:
-    """The base as the trainer wants it: frozen under an adapter (k-bit-prepared on a 4-bit base), trainable when full."""
-    if options.base == "full":
-        for param in model.parameters():
-            param.requires_grad_(True)
-        return model
-    if options.base == "qlora":
-        from peft import prepare_model_for_kbit_training
-
-        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.training.gradient_checkpointing)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model

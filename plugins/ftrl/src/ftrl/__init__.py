@@ -102,18 +102,16 @@ def compute_reward(name: str, prompts: list[str], completions: list[str], exampl
 def model_load_kwargs(method: str, config: Any, options: Any) -> dict[str, Any] | None:
     if method != METHOD.name:
         return None
-    if options is None or options.base != "qlora":
-        return {}
-    from ftqlora.quant import quantization_kwargs
+    from ftqlora.choice import load_kwargs
 
-    return quantization_kwargs(options, config)
+    return load_kwargs(options, config)
 
 
 @hookimpl
 def setup_peft(model: Any, method: str, config: Any, options: Any) -> Any:
     if method != METHOD.name:
         return None
-    from ftrl.trainer import prepare_base
+    from ftqlora.choice import prepare_base
 
     return prepare_base(model, options, config)
 
@@ -141,10 +139,6 @@ def load_adapter(model: Any, path: Path, method: str) -> Any:
 def merge_adapter(model: Any, path: Path, method: str, options: Any) -> Any:
     if method != METHOD.name:
         return None
-    if options is not None and options.base == "qlora":
-        from ftqlora.dequant import merge_qlora
+    from ftqlora.choice import merge
 
-        return merge_qlora(model, path)
-    from ftlora import merge_lora
-
-    return merge_lora(model, path)
+    return merge(model, path, options)

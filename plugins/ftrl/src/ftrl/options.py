@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ftqlora import QLoraOptions
+from ftqlora.choice import BaseChoiceOptions
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -22,10 +22,9 @@ class RewardEntry(BaseModel):
         return dict(self.model_extra or {})
 
 
-class GrpoOptions(QLoraOptions):
-    """Options of ``grpo``: LoRA (default), QLoRA or full weights, sampling, loss and rewards."""
+class GrpoOptions(BaseChoiceOptions):
+    """Options of ``grpo``: LoRA (default), QLoRA or full weights (``base``), sampling, loss and rewards."""
 
-    base: Literal["lora", "qlora", "full"] = Field("lora", description="What trains: a LoRA adapter, LoRA on a 4-bit base, or every weight.")
     rewards: list[RewardEntry] = Field(min_length=1, description="Rewards to maximise: [{name: answer_match}, {name: format, pattern: ...}].")
     num_generations: int = Field(4, ge=2, description="Completions sampled per prompt (the group GRPO compares).")
     max_completion_length: int = Field(64, ge=1, description="Longest completion, in tokens.")
@@ -66,16 +65,6 @@ class GrpoOptions(QLoraOptions):
                 raise ValueError("generation: vllm is not installed (pip install vllm, on a CUDA machine); "
                                  "use generation: transformers")
         return self
-
-    @property
-    def output(self) -> str:
-        """What the run saves: full weights when every weight trains, else an adapter."""
-        return "model" if self.base == "full" else "adapter"
-
-    @property
-    def base_bits(self) -> int:
-        """Bits per weight of the base while training (4 under ``base: qlora``), for the memory estimate."""
-        return 4 if self.base == "qlora" else 16
 
     @property
     def reference_pass(self) -> bool:

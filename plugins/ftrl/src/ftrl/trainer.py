@@ -77,33 +77,17 @@ def build_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eva
     """The GRPO trainer over the rendered prompts."""
     import warnings
 
-    from ftlora import lora_config
+    from ftqlora.choice import adapter_config
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from trl import GRPOTrainer
 
-    peft_config = None if options.base == "full" else lora_config(model, options)
     return GRPOTrainer(
         model=model, reward_funcs=[reward_function(entry) for entry in options.rewards],
         args=grpo_arguments(args, options, config), train_dataset=train_dataset, eval_dataset=eval_dataset,
-        processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config,
+        processing_class=tokenizer, callbacks=callbacks, peft_config=adapter_config(model, options),
     )
-
-
-def prepare_base(model: Any, options: Any, config: Any) -> Any:
-    """Frozen under an adapter (k-bit-prepared on a 4-bit base; the trainer attaches LoRA), trainable when full."""
-    if options.base == "full":
-        for param in model.parameters():
-            param.requires_grad_(True)
-        return model
-    if options.base == "qlora":
-        from peft import prepare_model_for_kbit_training
-
-        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.training.gradient_checkpointing)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model
 
 
 def render_prompts(examples: Any, tokenizer: Any, settings: Any) -> Any:
