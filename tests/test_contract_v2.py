@@ -148,3 +148,26 @@ def test_data_preview_shows_a_plugin_shape(tiny_model_dir, tmp_path):
     result = run_ft("data", "preview", "--config", str(_config(tmp_path, tiny_model_dir, data, "pairrank")), "-n", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "shape ranked_pair" in result.stdout and "better_ids" in result.stdout
+
+
+def test_grpo_on_gsm8k_style_data_with_a_third_party_reward(tiny_model_dir, tmp_path):
+    """GSM8K-style records train through a columns mapping, with ftrl's answer_match and a reward another plugin
+    (ftpairrank) registers, named in the config like any other."""
+    pytest.importorskip("ftrl", reason="install plugins/ftrl")
+    data = write_jsonl(tmp_path / "gsm8k.jsonl", [
+        {"question": f"What is {a} plus {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}
+        for a, b in [(2, 3), (4, 5), (1, 1), (6, 2)]] * 2)
+    config = tmp_path / "grpo.yaml"
+    config.write_text(
+        f"model: {tiny_model_dir}\nmethod: grpo\noutput_dir: {tmp_path / 'run'}\n"
+        "method_options: {num_generations: 4, max_completion_length: 6, rewards: [{name: answer_match}, "
+        "{name: few_words, weight: 0.5}]}\n"
+        f"data: {{train: {data}, columns: {{prompt: question}}, max_seq_len: 32, cache_dir: {tmp_path / 'cache'}}}\n"
+        "training: {max_steps: 2, batch_size: 4, logging_steps: 1, learning_rate: 0.001}\n")
+    result = run_ft("train", "--config", str(config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [entry for entry in logged if "reward" in entry]
+    assert len(steps) == 2
+    assert all("rewards/answer_match/mean" in e and "rewards/few_words/mean" in e for e in steps)
+    assert all(0 < e["rewards/few_words/mean"] <= 1 for e in steps)

@@ -1,7 +1,8 @@
 """ftpairrank: a plugin that is not ft's own, built only on ftcore's public contract.
 
 It brings a data shape of its own (``ranked_pair``), a format that reads it, the shape's tokenization, and a
-method with its own trainer: what a preference-tuning plugin needs, with no side channel. Nothing heavy is
+method with its own trainer: what a preference-tuning plugin needs, with no side channel. It also ships a
+reward, ``few_words``, that any method learning from rewards (ftrl's ``grpo``) can name in its config. Nothing heavy is
 imported here; torch, transformers and datasets load inside the hooks.
 """
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ftcore import FormatSpec, MethodSpec, ShapeSpec, hookimpl, map_records
+from ftcore import FormatSpec, MethodSpec, RewardSpec, ShapeSpec, hookimpl, map_records
 
 __version__ = "0.1.0"
 FTCORE_PLUGIN_API = 2
@@ -35,6 +36,18 @@ def register_shapes() -> list[ShapeSpec]:
 @hookimpl
 def register_dataset_formats() -> list[FormatSpec]:
     return [FormatSpec("ranked", "query, better, worse (strings)", columns=FIELDS, shape="ranked_pair", packing=False)]
+
+
+@hookimpl
+def register_rewards() -> list[RewardSpec]:
+    return [RewardSpec("few_words", "1 for an empty completion, 1/(1 + words) otherwise")]
+
+
+@hookimpl
+def compute_reward(name: str, completions: list[str]) -> list[float] | None:
+    if name != "few_words":
+        return None
+    return [1.0 / (1 + len(completion.split())) for completion in completions]
 
 
 @hookimpl
