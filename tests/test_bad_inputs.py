@@ -164,8 +164,9 @@ def test_config_wrong_types_are_all_reported(case: Case) -> None:
     config = case.config(batch_size="four", max_steps=[3])
     lines = case.train(config=config).splitlines()
     assert lines[0] == f"error: invalid config: {config}: 2 problems:"
-    assert lines[1].startswith("  - training.batch_size: Input should be a valid integer") and "(got 'four')" in lines[1]
-    assert lines[2].startswith("  - training.max_steps: Input should be a valid integer")
+    assert any(line.startswith("  - training.batch_size: Input should be a valid integer") and "(got 'four')" in line
+               for line in lines[1:])
+    assert any(line.startswith("  - training.max_steps: Input should be a valid integer") for line in lines[1:])
 
 
 def test_packing_with_a_format_that_forbids_it(case: Case, fake_site) -> None:
