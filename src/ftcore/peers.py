@@ -320,11 +320,14 @@ def axolotl_datasets(target: str) -> Rule:
     """``datasets`` / ``test_datasets``: each entry's path, type, split and name; one row per entry key."""
     def rule(conv: Conversion, key: str, value: Any) -> None:
         entries = value if isinstance(value, list) else [value]
+        first = len(conv.keys)
         files = [f for i, entry in enumerate(entries) if (f := _axolotl_entry(conv, f"{key}[{i}]", entry))]
         if files:
             conv.put(key, target, files, f"{len(files)} source(s)")
         else:
             conv.record(key, UNSUPPORTED, "", "no dataset entry could be imported")
+        # The list's own row first, then one row per entry key.
+        conv.keys.insert(first, conv.keys.pop())
     return rule
 
 
@@ -639,6 +642,7 @@ LLAMAFACTORY_RULES: dict[str, Rule] = {
     "additional_target": lora("modules_to_save", name_list),
     "use_dora": lora("use_dora"),
     "use_rslora": lora("use_rslora"),
+    "disable_gradient_checkpointing": to("training.gradient_checkpointing", lambda v: not v),
     "dataset": llamafactory_datasets("data.train"),
     "eval_dataset": llamafactory_datasets("data.eval"),
     "dataset_dir": ignore("used to find dataset_info.json"),
@@ -822,13 +826,13 @@ ORDER = ("model", "tokenizer", "revision", "method", "method_options", "output_d
          "attn_implementation", "trust_remote_code", "data", "training")
 
 
-def as_yaml(conv: Conversion, origin: str) -> str:
+def as_yaml(conv: Conversion, origin: str, target: str = "ft.yaml") -> str:
     """The imported ft config as YAML, in ft's key order, with a header naming where it came from."""
     import yaml
 
     ordered = {k: conv.raw[k] for k in ORDER if k in conv.raw}
     ordered.update({k: v for k, v in conv.raw.items() if k not in ordered})
-    header = f"# ft train -c <this file>\n# Imported from {origin} ({conv.peer}) by ft config import.\n"
+    header = f"# ft train --config {target}\n# Imported from {origin} ({conv.peer}) by ft config import.\n"
     return header + yaml.safe_dump(ordered, sort_keys=False, allow_unicode=True)
 
 

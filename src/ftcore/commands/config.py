@@ -59,7 +59,7 @@ def import_(path: str, peer: str | None, output: str | None) -> None:
     from ftcore.peers import as_yaml, import_file, problems, table
 
     conv = import_file(path, peer)
-    text = as_yaml(conv, Path(path).name)
+    text = as_yaml(conv, Path(path).name, output or "ft.yaml")
     click.echo(table(conv), err=output is None)
     for line in problems(conv):
         click.echo(f"note: the imported config still needs a fix: {line}", err=True)
