@@ -144,3 +144,28 @@ def test_ft_config_is_logged_as_tracker_params(monkeypatch: pytest.MonkeyPatch) 
     callback.on_train_begin(None, types.SimpleNamespace(is_world_process_zero=True), None)
     assert logged["ft.training.learning_rate"] == "0.001" and logged["ft.model"] == "m"
     assert logged["ft.data.train"] == "t.jsonl"
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_tensorboard_logs_go_to_the_visible_logs_folder(tmp_path: Path, tiny_model_dir: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("tensorboard")
+    from ftcore.train import run_training
+
+    monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_reversal_text(tmp_path / "train.jsonl", n=8)
+    raw = run_config(tiny_model_dir, data, tmp_path / "runs" / "tb", max_steps=2, logging_steps=1, report_to=["tensorboard"],
+                     run_name="tb-r8")
+    result = run_training(build_config(raw))
+    logs = tmp_path / "runs" / "logs" / "tb-r8"
+    assert result.manifest["logs"] == str(logs.resolve())
+    assert list(logs.glob("events.out.tfevents.*")), list(tmp_path.rglob("*"))
+    assert not list(result.run_dir.rglob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in logs.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags().get("tensors", [])) | set(accumulator.Tags().get("scalars", []))
+    assert "train/loss" in tags and any(t.startswith("ft_config") for t in tags), tags
