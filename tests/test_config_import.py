@@ -119,6 +119,15 @@ def test_trl_keys() -> None:
     build_config(raw)
 
 
+def test_trl_command_line_imports() -> None:
+    conv = import_file(PEER_CONFIGS / "trl_sft_cli.sh")
+    raw = conv.raw
+    assert conv.peer == "trl" and raw["method"] == "lora" and raw["method_options"] == {"r": 32, "alpha": 16}
+    assert raw["data"] == {"train": [{"path": "trl-lib/Capybara"}], "packing": True}
+    assert raw["training"]["learning_rate"] == 2e-4 and raw["training"]["gradient_accumulation"] == 8
+    assert len(conv.keys) == 12
+
+
 def test_cli_writes_config_and_prints_the_table(tmp_path: Path) -> None:
     out = tmp_path / "ft.yaml"
     result = run_ft("config", "import", str(PEER_CONFIGS / "axolotl_lora.yml"), "-o", str(out))

@@ -689,7 +689,8 @@ def trl_dataset(conv: Conversion, key: str, value: Any) -> None:
         source["split"] = conv.source["dataset_train_split"]
     conv.put(key, "data.train", [source])
     strategy = conv.source.get("eval_strategy", conv.source.get("evaluation_strategy", "no"))
-    if strategy not in (None, "no"):
+    # "no" read from a command line is YAML's false.
+    if strategy not in (None, "no", False):
         conv.raw["data"]["eval"] = [{**source, "split": conv.source.get("dataset_test_split", "test")}]
 
 
@@ -815,11 +816,50 @@ def _finish(conv: Conversion) -> None:
 
 
 def import_file(path: str | Path, peer: str | None = None) -> Conversion:
-    """Read a peer's YAML config and convert it (``peer`` detected when None)."""
+    """Read a peer's YAML config (or a ``trl sft --key value ...`` command line) and convert it.
+
+    ``peer`` is detected from the keys when None.
+    """
     from ftcore.config import read_yaml
 
-    source = read_yaml(path)
+    text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else ""
+    source = cli_arguments(text) if _is_command_line(text) else read_yaml(path)
     return convert(source, peer or detect_peer(source, str(path)), Path(path).parent)
+
+
+def _is_command_line(text: str) -> bool:
+    """True for a command line such as ``trl sft --model_name_or_path m ...`` (what TRL's docs show), not YAML."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        loaded = None
+    return not isinstance(loaded, dict) and any(w.startswith("--") for w in text.split())
+
+
+def cli_arguments(text: str) -> dict[str, Any]:
+    """``--key value`` / ``--key=value`` / ``--flag`` arguments as a mapping (values typed as YAML scalars).
+
+    Words before the first option (``trl sft``, ``accelerate launch ...``) and comments are skipped.
+    """
+    import shlex
+
+    import yaml
+
+    words = shlex.split(text.replace("\\\n", " "), comments=True)
+    found: dict[str, Any] = {}
+    key: str | None = None
+    for word in words:
+        if word.startswith("--"):
+            key, _, value = word[2:].partition("=")
+            found[key] = yaml.safe_load(value) if value else True
+            if value:
+                key = None
+        elif key is not None:
+            found[key] = yaml.safe_load(word)
+            key = None
+    return found
 
 
 ORDER = ("model", "tokenizer", "revision", "method", "method_options", "output_dir", "seed", "dtype",
