@@ -138,9 +138,9 @@ def test_tracker_environment_and_logs_folder(tmp_path: Path, monkeypatch: pytest
 def test_ft_config_is_logged_as_tracker_params(monkeypatch: pytest.MonkeyPatch) -> None:
     logged: dict[str, str] = {}
     fake = types.SimpleNamespace(active_run=lambda: object(), log_params=logged.update)
-    monkeypatch.setitem(sys.modules, "mlflow", fake)
     config = build_config({**BASE, "training": {"report_to": ["mlflow"], "learning_rate": 1e-3}})
     [callback] = trackers.callbacks(config)
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
     callback.on_train_begin(None, types.SimpleNamespace(is_world_process_zero=True), None)
     assert logged["ft.training.learning_rate"] == "0.001" and logged["ft.model"] == "m"
     assert logged["ft.data.train"] == "t.jsonl"
@@ -169,3 +169,16 @@ def test_tensorboard_logs_go_to_the_visible_logs_folder(tmp_path: Path, tiny_mod
         accumulator.Reload()
         tags |= set(accumulator.Tags().get("tensors", [])) | set(accumulator.Tags().get("scalars", []))
     assert "train/loss" in tags and any(t.startswith("ft_config") for t in tags), tags
+
+
+def test_ft_config_goes_into_the_wandb_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    updates: list[dict[str, Any]] = []
+    config_object = types.SimpleNamespace(update=lambda values, allow_val_change: updates.append(values))
+    config = build_config({**BASE, "training": {"report_to": ["wandb"], "project": "p"}})
+    # Made before the fake is in place: importing transformers looks for the real package's spec.
+    [callback] = trackers.callbacks(config)
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(run=object(), config=config_object))
+    callback.on_train_begin(None, types.SimpleNamespace(is_world_process_zero=True), None)
+    assert updates == [{"ft": config.model_dump(mode="json")}]
+    callback.on_train_begin(None, types.SimpleNamespace(is_world_process_zero=False), None)
+    assert len(updates) == 1
