@@ -76,6 +76,16 @@ def test_keys_in_the_wrong_section_and_peer_names_point_to_ft_keys() -> None:
     ])
 
 
+def test_peer_names_in_method_options_and_settings_point_to_ft() -> None:
+    from ftcore.config import validate_run_config
+
+    assert problems({**BASE, "load_in_4bit": True}) == ["load_in_4bit: unknown key (in ft: method: qlora)"]
+    with pytest.raises(ConfigError) as info:
+        validate_run_config(build_config({**BASE, "method": "lora", "method_options": {"lora_r": 4, "lora_alpha": 8}}))
+    assert info.value.problems == ["method_options.lora_r: unknown key (ft calls it method_options.r)",
+                                   "method_options.lora_alpha: unknown key (ft calls it method_options.alpha)"]
+
+
 def test_several_problems_print_one_per_line(tmp_path: Path) -> None:
     from conftest import run_ft
 

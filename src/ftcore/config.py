@@ -226,7 +226,7 @@ def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = 
 
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:
     """Did-you-mean for an unknown key: another section's key or a peer's name first, then a close spelling."""
-    from ftcore.keys import PEER_NAMES, where_it_belongs
+    from ftcore.keys import PEER_NAMES, peer_hint, where_it_belongs
 
     name = str(loc[-1])
     section = ".".join(str(p) for p in loc[:-1] if isinstance(p, str) and p in ("data", "training"))
@@ -235,7 +235,7 @@ def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str)
         if hint:
             return hint
     elif prefix and PEER_NAMES.get(name, "").startswith(prefix):
-        return f" (ft calls it {PEER_NAMES[name]})"
+        return peer_hint(PEER_NAMES[name])
     return did_you_mean(name, _fields_at(model, loc[:-1]))
 
 

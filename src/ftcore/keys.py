@@ -195,8 +195,13 @@ def where_it_belongs(name: str, section: str, root: Any) -> str | None:
         return f" (did you mean {own}? it belongs in {_section_name(own)})"
     target = PEER_NAMES.get(name)
     if target is not None and target != here:
-        return f" (ft calls it {target})"
+        return peer_hint(target)
     return None
+
+
+def peer_hint(target: str) -> str:
+    """`` (ft calls it data.max_seq_len)`` for a key, `` (in ft: method: qlora)`` for a setting."""
+    return f" (in ft: {target})" if ": " in target else f" (ft calls it {target})"
 
 
 def _section_name(path: str) -> str:
