@@ -52,13 +52,15 @@ class Case:
         return self.check(_run_with(preexec, argv, self.env))
 
     def check(self, result) -> str:
+        """The error: one line, or a header line and one ``  - problem`` line per config problem."""
         assert result.returncode != 0, result.stdout
         lines = result.stderr.strip().splitlines()
         assert "Traceback" not in result.stderr
-        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+        assert lines and lines[0].startswith("error: "), result.stderr
+        assert all(line.startswith("  - ") for line in lines[1:]), result.stderr
         leftovers = [p.name for p in self.output.parent.iterdir()]
         assert leftovers == [], f"left behind: {leftovers}"
-        return lines[0]
+        return "\n".join(lines)
 
 
 def _run_with(preexec, argv: list[str], env: dict[str, str]):
@@ -160,9 +162,11 @@ def test_config_typo(case: Case) -> None:
 
 def test_config_wrong_types_are_all_reported(case: Case) -> None:
     config = case.config(batch_size="four", max_steps=[3])
-    line = case.train(config=config)
-    assert "training.batch_size: Input should be a valid integer" in line and "(got 'four')" in line
-    assert "training.max_steps: Input should be a valid integer" in line
+    lines = case.train(config=config).splitlines()
+    assert lines[0] == f"error: invalid config: {config}: 2 problems:"
+    assert any(line.startswith("  - training.batch_size: Input should be a valid integer") and "(got 'four')" in line
+               for line in lines[1:])
+    assert any(line.startswith("  - training.max_steps: Input should be a valid integer") for line in lines[1:])
 
 
 def test_packing_with_a_format_that_forbids_it(case: Case, fake_site) -> None:

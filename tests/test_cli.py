@@ -44,6 +44,14 @@ def test_config_validate_does_not_import_heavy_libraries(tmp_path):
     assert _heavy_modules_after(["config", "validate", str(cfg)]) == []
 
 
+def test_config_import_does_not_import_heavy_libraries(tmp_path):
+    peer = tmp_path / "axolotl.yml"
+    peer.write_text("base_model: m\ndatasets:\n  - path: d.jsonl\n    type: alpaca\nmicro_batch_size: 2\n"
+                    "trainer_args_probe: 1\n")
+    assert _heavy_modules_after(["config", "import", str(peer), "-o", str(tmp_path / "ft.yaml")]) == []
+    assert (tmp_path / "ft.yaml").is_file()
+
+
 def test_import_cli_leaves_torch_unimported():
     out = subprocess.run(
         [sys.executable, "-c", "import sys, ftcore.cli; print('torch' in sys.modules)"], capture_output=True, text=True

@@ -55,6 +55,7 @@ class DataConfig(Strict):
     shuffle: bool = Field(True, description="Shuffle the training examples (seeded).")
     cache_dir: str | None = Field(None, description="Tokenized-data cache; default: ~/.cache/ft/data or $FT_CACHE_DIR.")
     num_proc: int | None = Field(None, ge=1, description="Processes for tokenization of large datasets.")
+    max_samples: int | None = Field(None, ge=1, description="Read at most this many examples from each source (quick trials, debugging).")
 
 
 class TrainingConfig(Strict):
@@ -84,6 +85,21 @@ class TrainingConfig(Strict):
     torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
     fsdp: dict[str, Any] | None = Field(None, description="Shard the model with FSDP (several GPUs); {} for the defaults. Keys: sharding (full_shard, shard_grad_op, ...), offload, layer_class (default: the model's decoder layer), and transformers' fsdp_config keys.")
     deepspeed: str | dict[str, Any] | None = Field(None, description="DeepSpeed config (ZeRO-2/3): a JSON path or an inline dict; \"auto\" values follow these training settings.")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="Adam(W) beta1.")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam(W) beta2.")
+    adam_epsilon: float = Field(1e-8, gt=0, description="Adam(W) epsilon.")
+    lr_scheduler_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra arguments of the scheduler, e.g. {min_lr_rate: 0.1} for cosine_with_min_lr.")
+    neftune_noise_alpha: float | None = Field(None, gt=0, description="NEFTune: add noise of this scale to the input embeddings while training (5 is common).")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after this many evaluations without improvement of metric_for_best_model (needs eval data and eval_steps; keeps the best checkpoint).")
+    early_stopping_threshold: float = Field(0.0, ge=0, description="Smallest change of the metric that counts as an improvement.")
+    load_best_model_at_end: bool = Field(False, description="End with the weights of the best evaluated checkpoint (needs eval data and eval_steps; save_steps a multiple of eval_steps).")
+    metric_for_best_model: str | None = Field(None, description="Metric that picks the best checkpoint, e.g. eval_loss (the default when a best model is wanted).")
+    greater_is_better: bool | None = Field(None, description="Whether a larger metric_for_best_model is better (default: false for losses, true otherwise).")
+    tf32: bool | None = Field(None, description="Allow TensorFloat-32 matmuls on Ampere or newer GPUs (None: the library default).")
+    run_name: str | None = Field(None, description="Name of the run in trackers (default: the output directory's name).")
+    project: str | None = Field(None, description="Project / experiment name in trackers (WANDB_PROJECT, MLFLOW_EXPERIMENT_NAME, trackio's project).")
+    logging_dir: str | None = Field(None, description="Where tracker logs (TensorBoard event files, a local MLflow store) go; default: a logs/ folder next to the run, logs/<run name>.")
+    trainer_args: dict[str, Any] = Field(default_factory=dict, description="Escape hatch: further transformers.TrainingArguments fields, passed as they are (names checked; recorded in the manifest).")
 
     @field_validator("report_to", mode="before")
     @classmethod
@@ -97,6 +113,26 @@ class TrainingConfig(Strict):
         if self.fsdp is not None and self.deepspeed:
             raise ValueError("fsdp and deepspeed are both set; choose one of them")
         return self
+
+    @model_validator(mode="after")
+    def _best_model_needs_eval_steps(self) -> TrainingConfig:
+        wants_best = self.load_best_model_at_end or self.early_stopping_patience is not None
+        if wants_best and not self.eval_steps:
+            raise ValueError("load_best_model_at_end and early_stopping_patience need eval_steps (and eval data)")
+        if wants_best and self.eval_steps and self.save_steps % self.eval_steps:
+            raise ValueError(f"save_steps ({self.save_steps}) must be a multiple of eval_steps ({self.eval_steps}) "
+                             "so that every saved checkpoint has been evaluated")
+        return self
+
+    @field_validator("trainer_args")
+    @classmethod
+    def _known_trainer_args(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from ftcore.keys import check_trainer_args
+
+        problems = check_trainer_args(value)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return value
 
     @field_validator("report_to")
     @classmethod
@@ -121,6 +157,8 @@ class FtConfig(Strict):
     trust_remote_code: bool = Field(False, description="Run model code from the Hub repo (only for repos you trust).")
     allow_pickle: bool = Field(False, description="Allow loading .bin/.pt pickle weights (unsafe for untrusted files).")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention"] | None = Field(
+        None, description="Attention kernel to load the model with (default: transformers' choice, sdpa where supported).")
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
@@ -128,6 +166,10 @@ class FtConfig(Strict):
     def _check_steps(self) -> FtConfig:
         if self.training.max_steps == 0:
             raise ValueError("training.max_steps must be positive or -1")
+        t, d = self.training, self.data
+        if (t.load_best_model_at_end or t.early_stopping_patience) and d.eval is None and d.eval_ratio == 0:
+            raise ValueError("training.load_best_model_at_end and training.early_stopping_patience need eval data: "
+                             "set data.eval or data.eval_ratio")
         return self
 
 
@@ -169,14 +211,32 @@ def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = 
         shown = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in {"str", "DataFile", "list"}))]
         key = prefix + ".".join(shown) if shown else prefix.rstrip(".") or "(top level)"
         if item["type"] == "extra_forbidden":
-            known = _fields_at(model, loc[:-1])
-            lines.append(f"{key}: unknown key{did_you_mean(str(loc[-1]), known)}")
+            lines.append(f"{key}: unknown key{_unknown_key_hint(model, loc, prefix)}")
         elif item["type"] == "missing":
             lines.append(f"{key}: required key is missing")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}: {message} (got {item.get('input')!r})" if item["type"] != "value_error" else f"{key}: {message}")
+            if item["type"] == "value_error":
+                # A validator may report several problems, one per line.
+                lines.extend(f"{key}: {part}" for part in message.splitlines())
+            else:
+                lines.append(f"{key}: {message} (got {item.get('input')!r})")
     return list(dict.fromkeys(lines))
+
+
+def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:
+    """Did-you-mean for an unknown key: another section's key or a peer's name first, then a close spelling."""
+    from ftcore.keys import PEER_NAMES, peer_hint, where_it_belongs
+
+    name = str(loc[-1])
+    section = ".".join(str(p) for p in loc[:-1] if isinstance(p, str) and p in ("data", "training"))
+    if model is FtConfig:
+        hint = where_it_belongs(name, section, FtConfig)
+        if hint:
+            return hint
+    elif prefix and PEER_NAMES.get(name, "").startswith(prefix):
+        return peer_hint(PEER_NAMES[name])
+    return did_you_mean(name, _fields_at(model, loc[:-1]))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -1,7 +1,7 @@
 """The one error hierarchy of ft.
 
-Every error a user can cause derives from :class:`FtError`; the CLI prints it as one line
-and exits with :attr:`FtError.exit_code`. Anything else that escapes is a bug in ft or a plugin.
+Every error a user can cause derives from :class:`FtError`; the CLI prints it as one line (a config
+error with several problems: one line per problem) and exits with :attr:`FtError.exit_code`. Anything else that escapes is a bug in ft or a plugin.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ class UsageError(FtError):
 
 
 class ConfigError(UsageError):
-    """The configuration is invalid. Holds every problem found, not just the first."""
+    """The configuration is invalid. Holds every problem found, not just the first.
+
+    One problem reads as one line; several read as a header line and one ``  - key: problem`` line each.
+    """
 
     def __init__(self, problems: list[str] | str, *, source: str | None = None) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
@@ -37,7 +40,8 @@ class ConfigError(UsageError):
         if len(self.problems) == 1:
             message = f"invalid config: {where}{self.problems[0]}"
         else:
-            message = f"invalid config: {where}" + "; ".join(self.problems)
+            lines = "".join(f"\n  - {problem}" for problem in self.problems)
+            message = f"invalid config: {where}{len(self.problems)} problems:{lines}"
         super().__init__(message)
 
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
+from ftcore import trackers
+
 if TYPE_CHECKING:
     from ftcore.rundir import RunPlan
     from ftcore.train import _Run
@@ -45,6 +47,9 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "total_params": total,
         "wall_time_s": round(time.time() - run.started, 2),
         "resumed_from": _shown_checkpoint(run.plan),
+        "run_name": trackers.run_name(run.config),
+        "logs": str(trackers.logging_dir(run.config).resolve()) if run.config.training.report_to else None,
+        "trainer_args": dict(run.config.training.trainer_args),
         "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
         "versions": package_versions(),
         "plugins": plugin_versions(),

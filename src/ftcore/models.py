@@ -36,10 +36,12 @@ class LoadOptions:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     revision: str | None = None
+    attn_implementation: str | None = None
 
     @classmethod
     def from_config(cls, config: FtConfig) -> LoadOptions:
-        return cls(config.dtype, config.trust_remote_code, config.allow_pickle, config.revision)
+        return cls(config.dtype, config.trust_remote_code, config.allow_pickle, config.revision,
+                   config.attn_implementation)
 
 
 # ----------------------------------------------------------------------------- locating sources
@@ -217,6 +219,8 @@ def load_pretrained(source: str, options: LoadOptions = LoadOptions(), extra_kwa
         "revision": options.revision,
         "use_safetensors": None if options.allow_pickle else True,
     }
+    if options.attn_implementation:
+        kwargs["attn_implementation"] = options.attn_implementation
     kwargs.update(_placement(device))
     kwargs.update(extra_kwargs or {})
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore import distributed, preflight, rundir
+from ftcore import distributed, preflight, rundir, trackers
 from ftcore.errors import ConfigError, PluginError
 from ftcore.guard import TrainingGuard, check_resume_matches
 from ftcore.manifest import build_manifest
@@ -75,12 +75,8 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
     # No rank trains (or loads an adopted checkpoint) before rank 0 has the staging directory ready.
     distributed.wait_for_everyone()
     try:
-        trainer = _build_trainer(run)
-        # A method's trainer may attach the adapter itself (TRL's do, from a peft config): count what trains now.
-        run.params = trainable, total = count_parameters(trainer.model)
-        log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
-        with TrainingGuard(trainer, config) as guard:
-            output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+        with trackers.tracking(config):
+            trainer, guard, output = _train(run)
         if guard.signal is not None:
             _save_interrupted(run, trainer)
             raise guard.interruption(plan)
@@ -97,6 +93,18 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
         if is_main_process():
             rundir.abandon(plan)
         raise
+
+
+def _train(run: _Run) -> tuple[Any, TrainingGuard, Any]:
+    """Build the trainer and train; returns the trainer, the guard that watched it and the train output."""
+    trainer = _build_trainer(run)
+    # A method's trainer may attach the adapter itself (TRL's do, from a peft config): count what trains now.
+    run.params = trainable, total = count_parameters(trainer.model)
+    log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
+    resume = run.plan.resume_from
+    with TrainingGuard(trainer, run.config) as guard:
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return trainer, guard, output
 
 
 def _checkpoint_now(plan: rundir.RunPlan) -> Path:
@@ -207,11 +215,52 @@ def training_arguments(config: FtConfig, output_dir: Path, has_eval: bool, model
         **distributed.device_arguments(),
         **_precision(t.precision),
         **_fsdp(t.fsdp, model),
+        **_optimizer_extras(t),
+        **_best_model(t, has_eval),
+        **_tracking(config),
+        # The escape hatch last: its names were checked against TrainingArguments and never shadow ft's keys.
+        **t.trainer_args,
     }
     try:
         return TrainingArguments(**kwargs)
     except ValueError as exc:
         raise ConfigError(f"training: {exc}") from exc
+
+
+def _optimizer_extras(t: Any) -> dict[str, Any]:
+    """Adam betas and epsilon, scheduler arguments, NEFTune noise and TF32."""
+    extras: dict[str, Any] = {
+        "adam_beta1": t.adam_beta1,
+        "adam_beta2": t.adam_beta2,
+        "adam_epsilon": t.adam_epsilon,
+        "lr_scheduler_kwargs": dict(t.lr_scheduler_kwargs),
+        "neftune_noise_alpha": t.neftune_noise_alpha,
+    }
+    if t.tf32 is not None:
+        extras["tf32"] = t.tf32
+    return extras
+
+
+def _best_model(t: Any, has_eval: bool) -> dict[str, Any]:
+    """Best-checkpoint selection: on for load_best_model_at_end or early stopping, when there is eval data."""
+    if not (t.load_best_model_at_end or t.early_stopping_patience) or not has_eval:
+        return {}
+    return {
+        "load_best_model_at_end": True,
+        "metric_for_best_model": t.metric_for_best_model or "eval_loss",
+        "greater_is_better": t.greater_is_better,
+    }
+
+
+def _tracking(config: FtConfig) -> dict[str, Any]:
+    """Run and project names for the trackers (the run directory's name unless set)."""
+    from ftcore.trackers import run_name
+
+    t = config.training
+    names: dict[str, Any] = {"run_name": run_name(config)}
+    if t.project:
+        names["project"] = t.project
+    return names
 
 
 def _cuda() -> bool:
@@ -250,9 +299,11 @@ def _build_trainer(run: _Run) -> Any:
     data = run.data
     args = training_arguments(run.config, run.plan.checkpoints, data.eval is not None, model=run.model)
     run.progress = progress_callback()
-    callbacks = [run.progress]
+    callbacks = [run.progress, *trackers.callbacks(run.config)]
     if distributed.is_distributed():
         callbacks.append(distributed.rank_callback(run.config.seed))
+    if run.config.training.early_stopping_patience and data.eval is not None:
+        callbacks.append(_early_stopping(run.config.training))
     common = {
         "model": run.model,
         "args": args,
@@ -273,6 +324,14 @@ def _build_trainer(run: _Run) -> Any:
     if hasattr(trainer, "remove_callback"):
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def _early_stopping(t: Any) -> Any:
+    """Transformers' early stopping on metric_for_best_model (eval_loss by default)."""
+    from transformers import EarlyStoppingCallback
+
+    return EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience,
+                                 early_stopping_threshold=t.early_stopping_threshold)
 
 
 def _final_eval(trainer: Any, run: _Run) -> float | None:

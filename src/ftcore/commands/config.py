@@ -40,3 +40,31 @@ def schema(method: str | None) -> None:
     if spec.options is None:
         raise UsageError(f"method {method!r} takes no options")
     click.echo(json.dumps(spec.options.model_json_schema(), indent=2))
+
+
+@config.command(name="import", epilog="""\b
+Examples:
+  ft config import axolotl.yml -o ft.yaml
+  ft config import llama3_lora_sft.yaml --from llamafactory
+""")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--from", "peer", type=click.Choice(["axolotl", "llamafactory", "trl"]), default=None,
+              help="The tool that wrote PATH (default: detected from its keys).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the ft config here (default: print it to stdout, the key table to stderr).")
+def import_(path: str, peer: str | None, output: str | None) -> None:
+    """Convert an Axolotl, LLaMA-Factory or TRL config into an ft config, with a table of what became of each key."""
+    from pathlib import Path
+
+    from ftcore.peers import as_yaml, import_file, problems, table
+
+    conv = import_file(path, peer)
+    text = as_yaml(conv, Path(path).name, output or "ft.yaml")
+    click.echo(table(conv), err=output is None)
+    for line in problems(conv):
+        click.echo(f"note: the imported config still needs a fix: {line}", err=True)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output} ({conv.peer} config imported)")

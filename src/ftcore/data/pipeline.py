@@ -279,6 +279,8 @@ def _encode_source(
     source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions, shapes: list[tuple[str, str]]
 ) -> tuple[Dataset, Counter[str], list[int]]:
     examples, shape = canonical_examples(source, config.data, config)
+    if config.data.max_samples is not None and len(examples) > config.data.max_samples:
+        examples = examples.select(range(config.data.max_samples))
     check_method_shape(config.method, shape, f"{source.path} (format {source.format})")
     _check_same_kind(shapes, shape, source.path)
     if not tokenized_shape(shape):
