@@ -97,7 +97,10 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
 
 def _train(run: _Run) -> tuple[Any, TrainingGuard, Any]:
     """Build the trainer and train; returns the trainer, the guard that watched it and the train output."""
-    trainer = _build_trainer(run)
+    from ftcore.data.pipeline import datasets_progress_bars
+
+    with datasets_progress_bars():
+        trainer = _build_trainer(run)
     # A method's trainer may attach the adapter itself (TRL's do, from a peft config): count what trains now.
     run.params = trainable, total = count_parameters(trainer.model)
     log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))

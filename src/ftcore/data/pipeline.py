@@ -62,7 +62,7 @@ def prepare_data(config: FtConfig, tokenizer: Any) -> PreparedData:
 
     A second call with the same inputs loads the cached result (``stats["cache_hit"]`` is ``True``).
     """
-    with _progress_bars(sys.stderr.isatty() and log.getEffectiveLevel() <= logging.INFO):
+    with datasets_progress_bars():
         return _prepare(config, tokenizer)
 
 
@@ -90,10 +90,13 @@ def _prepare(config: FtConfig, tokenizer: Any) -> PreparedData:
 
 
 @contextmanager
-def _progress_bars(enabled: bool) -> Iterator[None]:
-    """Show datasets' progress bars only to a person watching a terminal."""
+def datasets_progress_bars(enabled: bool | None = None) -> Iterator[None]:
+    """Show datasets' progress bars only to a person watching a terminal (``enabled`` forces the choice); also
+    around a method's trainer, which may map the datasets again (TRL's tokenize theirs)."""
     import datasets
 
+    if enabled is None:
+        enabled = sys.stderr.isatty() and log.getEffectiveLevel() <= logging.INFO
     was_enabled = datasets.is_progress_bar_enabled()
     (datasets.enable_progress_bars if enabled else datasets.disable_progress_bars)()
     try:
