@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcore import distributed, preflight, rundir
 from ftcore.errors import ConfigError, PluginError
-from ftcore.guard import TrainingGuard, check_resume_matches
+from ftcore.guard import TerminateGuard, TrainingGuard, check_resume_matches
 from ftcore.manifest import build_manifest
 from ftcore.models import count_parameters
+from ftcore.runlock import RunLock
 
 if TYPE_CHECKING:
     from ftcore.config import FtConfig
@@ -62,7 +64,18 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
     spec, options = validate_run_config(config)
     distributed.check_layout(config)
     distributed.quiet_replicas()
-    plan = rundir.plan_run(config.output_dir, overwrite=overwrite, resume=resume)
+    output = rundir.output_location(config.output_dir)
+    # Rank 0 holds the lock for the whole run; it is taken before the output is read, so two runs never plan alike.
+    lock = RunLock(output) if is_main_process() else nullcontext()
+    with TerminateGuard() as terminate, lock:
+        plan = rundir.plan_run(output, overwrite=overwrite, resume=resume)
+        terminate.plan = plan
+        return _train(config, spec, options, plan, terminate)
+
+
+def _train(config: FtConfig, spec: Any, options: Any, plan: rundir.RunPlan, terminate: TerminateGuard) -> TrainResult:
+    """The run itself, once the output location is planned and locked."""
+    _warn_replacing(plan)
     preflight.check_before_loading(config, plan)
     # Every rank plans (reads the output location) before rank 0 changes it in begin().
     distributed.wait_for_everyone()
@@ -79,12 +92,14 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
         # A method's trainer may attach the adapter itself (TRL's do, from a peft config): count what trains now.
         run.params = trainable, total = count_parameters(trainer.model)
         log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
+        terminate.phase = "training"
         with TrainingGuard(trainer, config) as guard:
-            output = trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
+            metrics = _train_or_restore(trainer, run)
         if guard.signal is not None:
             _save_interrupted(run, trainer)
             raise guard.interruption(plan)
-        run.train_metrics = dict(output.metrics)
+        terminate.phase = "after training"
+        run.train_metrics = metrics
         eval_loss = _final_eval(trainer, run)
         if distributed.shards_model(config):
             # Sharded weights are gathered by every rank together; rank 0 writes them.
@@ -97,6 +112,40 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
         if is_main_process():
             rundir.abandon(plan)
         raise
+
+
+def _warn_replacing(plan: rundir.RunPlan) -> None:
+    """Say so when resuming an unfinished run will replace the finished run at the output path."""
+    if plan.resume_from and not plan.adopt and rundir.is_run_dir(plan.output) and is_main_process():
+        log.warning("resuming the unfinished run in %s; it replaces the finished run in %s when it completes",
+                    plan.staging, plan.output)
+
+
+def _train_or_restore(trainer: Any, run: _Run) -> dict[str, Any]:
+    """``trainer.train()`` (resuming when planned) and its metrics, or nothing to train when the checkpoint is final.
+
+    transformers resumes a checkpoint taken at the last step by training one step more; a run whose checkpoint
+    already reached its last step is instead restored (weights and state) so that only its outputs are written.
+    """
+    resume = run.plan.resume_from
+    if resume is not None and _checkpoint_is_final(resume, run.config):
+        from transformers import TrainerState
+
+        trainer.state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+        trainer._load_from_checkpoint(str(resume))
+        log.warning("%s is at the last step (%d): nothing left to train; writing the run from it",
+                    resume.name, trainer.state.global_step)
+        return {}
+    return dict(trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics)
+
+
+def _checkpoint_is_final(checkpoint: Path, config: FtConfig) -> bool:
+    """True when ``checkpoint`` reached the run's last step (``training.max_steps``, else the step count it saved)."""
+    import json
+
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    target = config.training.max_steps if config.training.max_steps > 0 else state.get("max_steps", 0)
+    return bool(target) and state.get("global_step", 0) >= target
 
 
 def _checkpoint_now(plan: rundir.RunPlan) -> Path:
