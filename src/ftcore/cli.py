@@ -74,7 +74,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--disable", "disabled", multiple=True, metavar="NAME", help="Do not load this plugin (repeatable).")
-def cli(debug: bool, verbose: int, quiet: bool, disabled: tuple[str, ...]) -> None:
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool, disabled: tuple[str, ...]) -> None:
     """ft: fine-tune large language models with LoRA, QLoRA, full fine-tuning and more.
 
     Methods, dataset formats and metrics come from plugins; `ft plugins` lists them.
@@ -82,11 +83,23 @@ def cli(debug: bool, verbose: int, quiet: bool, disabled: tuple[str, ...]) -> No
     from ftcore import plugins
     from ftcore.logs import setup_logging
 
+    if ctx.invoked_subcommand not in READS_STDIN:
+        _close_stdin()
     if debug:
         os.environ["FT_DEBUG"] = "1"
     setup_logging(-1 if quiet else verbose)
     if disabled:
         plugins.disable(disabled)
+
+
+#: The only commands that read standard input (``ft chat``: the user's turns).
+READS_STDIN = {"chat"}
+
+
+def _close_stdin() -> None:
+    """Give this process an empty standard input: a library that asks a question there (transformers asks
+    whether to run a model's code) reads end-of-file and refuses instead of taking piped input as a yes."""
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (kept open for the process's lifetime)
 
 
 def _debugging(argv: list[str]) -> bool:
