@@ -131,6 +131,29 @@ def test_pickle_weights_need_allow_pickle(tmp_path: Path, tiny_model_dir: Path) 
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
+def test_index_pointing_at_pickle_shards_needs_allow_pickle(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A safetensors-named index whose weight_map points at a .bin shard is pickle all the same."""
+    import torch
+    from safetensors.torch import load_file
+
+    model = tmp_path / "indexed"
+    shutil.copytree(tiny_model_dir, model)
+    weights = load_file(str(model / "model.safetensors"))
+    (model / "model.safetensors").unlink()
+    shard = "pytorch_model-00001-of-00001.bin"
+    torch.save(weights, model / shard)
+    index = {"metadata": {}, "weight_map": dict.fromkeys(weights, shard)}
+    (model / "model.safetensors.index.json").write_text(json.dumps(index))
+    data = write_reversal_text(tmp_path / "t.jsonl", n=2)
+    config = write_config(tmp_path / "c.yaml", run_config(model, data, tmp_path / "run"))
+    result = ft("-q", "train", "-c", str(config), env={"FT_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: {model}: weights are only in pickle format ({shard}), which can run code when loaded; "
+        "set allow_pickle: true if you trust this file, or convert it to safetensors"
+    ]
+    assert "weights_only" not in result.stderr and not (tmp_path / "run").exists()
+
+
 def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     config = tmp_path / "evil.yaml"
