@@ -199,6 +199,25 @@ def test_hub_token_never_leaks(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert [name for name, content in published.items() if FAKE_TOKEN.encode() in content] == []
 
 
+def test_tokens_are_redacted_from_errors_and_logs(tmp_path: Path) -> None:
+    """The user's token and anything shaped like a Hub token never reach the terminal, even inside a message."""
+    import logging
+
+    from ftcore.logs import setup_logging
+
+    own = "my-own-secret-token-42"
+    shaped = "hf_SomebodyElses0123456789abcdef"
+    for debug in ([], ["--debug"]):
+        result = ft(*debug, "train", "-c", str(tmp_path / f"{own}-{shaped}.yaml"), env={"HF_TOKEN": own})
+        assert result.returncode == 2 and "hf_***-hf_***.yaml" in result.stderr, result.stderr
+        assert own not in result.stderr + result.stdout and shaped not in result.stderr + result.stdout
+
+    setup_logging(0)
+    handler = logging.getLogger("ftcore").handlers[0]
+    record = logging.LogRecord("ftcore.x", logging.WARNING, __file__, 1, "server said: %s", (f"bad {shaped}",), None)
+    assert handler.format(record) == "server said: bad hf_***"
+
+
 # ----------------------------------------------------------------------------- paths
 
 

@@ -15,6 +15,7 @@ import traceback
 import click
 
 from ftcore.errors import FtError
+from ftcore.redact import redact
 
 #: name -> "module:attribute" of every subcommand, in the order ``ft --help`` lists them.
 COMMANDS = {
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        exc.message = redact(exc.message)
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -121,8 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except FtError as exc:
         if _debugging(args):
-            traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
+        click.echo(redact(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug in ft or a plugin: still one line unless debugging
         if _debugging(args):
             raise
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        click.echo(redact(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"), err=True)
         sys.exit(1)
     sys.exit(0)
 
