@@ -164,3 +164,31 @@ def test_resume_of_a_finished_run_trains_nothing(setup, tiny_model_dir: Path) ->
     assert before.keys() == after.keys() and all((before[k] == after[k]).all() for k in before)
     assert [json.loads(line).get("step") for line in (output / "metrics.jsonl").read_text().splitlines()][-1] == 2
     assert json.loads((output / "ft_run.json").read_text())["global_step"] == 2
+
+
+def test_resume_with_changed_config_or_data(setup, tiny_model_dir: Path) -> None:
+    """Optimisation or data changes are refused with the keys listed; safe ones are allowed and recorded."""
+    tmp_path, data, env = setup
+    output = tmp_path / "run"
+    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, output, max_steps=1, save_steps=1))
+    assert run_ft("train", "-c", str(config), env=env).returncode == 0
+
+    changed = run_ft("train", "-c", str(config), "--resume", "--set", "training.learning_rate=0.1",
+                     "--set", "training.max_steps=2", env=env)
+    assert changed.returncode == 2
+    line = one_error(changed)
+    assert "training.learning_rate (0.005 -> 0.1)" in line and "max_steps" not in line
+    assert "--allow-config-change" in line
+
+    write_reversal_text(data, n=8, seed=1)
+    moved = run_ft("train", "-c", str(config), "--resume", "--set", "training.max_steps=2", env=env)
+    assert moved.returncode == 2 and "data.fingerprint (" in one_error(moved)
+
+    allowed = run_ft("train", "-c", str(config), "--resume", "--allow-config-change", "--set", "training.max_steps=2",
+                     "--set", "training.logging_steps=1", env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert "--allow-config-change: continuing with changed data.fingerprint" in allowed.stderr
+    manifest = json.loads((output / "ft_run.json").read_text())
+    assert manifest["global_step"] == 2
+    assert set(manifest["resume_changes"]) == {"training.max_steps", "training.logging_steps", "data.fingerprint"}
+    assert manifest["resume_changes"]["training.max_steps"] == [1, 2]

@@ -45,6 +45,7 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "total_params": total,
         "wall_time_s": round(time.time() - run.started, 2),
         "resumed_from": _shown_checkpoint(run.plan),
+        "resume_changes": run.config_changes or None,
         "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
         "versions": package_versions(),
         "plugins": plugin_versions(),

@@ -258,6 +258,12 @@ def begin(plan: RunPlan) -> None:
     (plan.staging / STAGING_MARKER).touch()
 
 
+def record_start(plan: RunPlan, config_yaml: str, fingerprint: str | None) -> None:
+    """Record the config and data fingerprint a fresh run starts with, so that ``--resume`` can compare."""
+    (plan.staging / CONFIG).write_text(config_yaml, encoding="utf-8")
+    write_json(plan.staging / STAGING_MARKER, {"data_fingerprint": fingerprint})
+
+
 def commit(plan: RunPlan) -> Path:
     """Rename the finished staging directory onto the output path (replacing an old ft run last)."""
     old = None

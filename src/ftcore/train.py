@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore import distributed, preflight, rundir
+from ftcore import distributed, preflight, resumecheck, rundir
+from ftcore.config import config_to_yaml
 from ftcore.errors import ConfigError, PluginError
 from ftcore.guard import TerminateGuard, TrainingGuard, check_resume_matches
 from ftcore.manifest import build_manifest
@@ -51,13 +52,19 @@ class _Run:
     params: tuple[int, int] = (0, 0)
     train_metrics: dict[str, Any] = field(default_factory=dict)
     progress: Any = None
+    #: ``{key: [old, new]}`` of a resumed run whose config or data changed (allowed ones only).
+    config_changes: dict[str, list[Any]] = field(default_factory=dict)
+    allow_config_change: bool = False
 
 
-def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | str | None = None) -> TrainResult:
+def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | str | None = None,
+                 allow_config_change: bool = False) -> TrainResult:
     """Train ``config`` and return the finished run directory.
 
     :param overwrite: replace a finished run at ``config.output_dir`` (only once the new one is done).
     :param resume: ``True`` to continue from the latest checkpoint of this run, or a checkpoint / run path.
+    :param allow_config_change: on resume, accept a config or data that differs from the checkpoint's run in
+        more than the safe keys (:data:`ftcore.resumecheck.SAFE_CHANGES`).
     """
     from ftcore.config import validate_run_config
 
@@ -70,21 +77,28 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
     with TerminateGuard() as terminate, lock:
         plan = rundir.plan_run(output, overwrite=overwrite, resume=resume)
         terminate.plan = plan
-        return _train(config, spec, options, plan, terminate)
+        run = _Run(config, spec, options, plan, time.time(), allow_config_change=allow_config_change)
+        return _train(run, terminate)
 
 
-def _train(config: FtConfig, spec: Any, options: Any, plan: rundir.RunPlan, terminate: TerminateGuard) -> TrainResult:
+def _train(run: _Run, terminate: TerminateGuard) -> TrainResult:
     """The run itself, once the output location is planned and locked."""
+    config, plan = run.config, run.plan
     _warn_replacing(plan)
+    if plan.resume_from:
+        run.config_changes = resumecheck.check_config(_resumed_run_dir(plan), config, run.allow_config_change)
     preflight.check_before_loading(config, plan)
     # Every rank plans (reads the output location) before rank 0 changes it in begin().
     distributed.wait_for_everyone()
-    run = _Run(config, spec, options, plan, time.time())
     _prepare(run)
     if plan.resume_from:
         check_resume_matches(_checkpoint_now(plan), run.model, config.method)
+        fingerprint = getattr(run.data, "fingerprint", None)
+        run.config_changes |= resumecheck.check_data(_resumed_run_dir(plan), fingerprint, run.allow_config_change)
     if is_main_process():
         rundir.begin(plan)
+        if not plan.resume_from:
+            rundir.record_start(plan, config_to_yaml(config), getattr(run.data, "fingerprint", None))
     # No rank trains (or loads an adopted checkpoint) before rank 0 has the staging directory ready.
     distributed.wait_for_everyone()
     try:
@@ -146,6 +160,11 @@ def _checkpoint_is_final(checkpoint: Path, config: FtConfig) -> bool:
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     target = config.training.max_steps if config.training.max_steps > 0 else state.get("max_steps", 0)
     return bool(target) and state.get("global_step", 0) >= target
+
+
+def _resumed_run_dir(plan: rundir.RunPlan) -> Path:
+    """The run (or staging) directory that holds the checkpoint to resume, before ``begin``."""
+    return _checkpoint_now(plan).parent.parent
 
 
 def _checkpoint_now(plan: rundir.RunPlan) -> Path:
@@ -394,8 +413,6 @@ class _ProgressMixin:
 
 def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str, Any]:
     """Weights, tokenizer, config, metrics and manifest into the staging directory."""
-    from ftcore.config import config_to_yaml
-
     staging = run.plan.staging
     if not distributed.shards_model(run.config):
         from ftcore.attention import restore_sdpa
