@@ -268,3 +268,48 @@ def test_read_only_output_location(case: Case) -> None:
         locked.chmod(0o755)
     assert line == (f"error: output directory {case.output} cannot be written: {locked}: Permission denied; "
                     "choose another --output-dir")
+
+
+# ----------------------------------------------------------------------------- user-caused, never "unexpected"
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"seed": 2**32}, "seed: Input should be less than or equal to 4294967295"),
+    ({"training": {"epochs": float("inf"), "max_steps": -1}}, "training.epochs: Input should be a finite number"),
+    ({"training": {"max_steps": -5}}, "training.max_steps: must be a positive number of steps, or -1"),
+    ({"training": {"lr_scheduler": "cosin"}}, "training.lr_scheduler: unknown scheduler 'cosin' (did you mean 'cosine'?)"),
+    ({"training": {"optimizer": "adamw_troch"}},
+     "training.optimizer: unknown optimizer 'adamw_troch' (did you mean 'adamw_torch'?)"),
+    ({"training": {"report_to": ["wandb"]}}, "training.report_to: tracker 'wandb' is not installed; pip install wandb"),
+])
+def test_user_caused_config_problems_fail_at_validate(case: Case, settings: dict, expected: str) -> None:
+    raw = run_config(case.model, case.data, case.output, max_steps=2)
+    for key, value in settings.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
+    config = write_config(case.root / "config.yaml", raw)
+    for args in (["config", "validate", str(config)], ["train", "-c", str(config)]):
+        result = run_ft("-q", *args, env=case.env)
+        assert result.returncode == 2
+        line = case.check(result)
+        assert line.startswith(f"error: invalid config: {config}: ") and expected in line, line
+
+
+def test_duplicate_yaml_key_names_key_and_lines(case: Case) -> None:
+    config = case.file("dup.yaml", f"""\
+        model: {case.model}
+        seed: 1
+        data:
+          train: {case.data}
+        seed: 2
+        """)
+    result = run_ft("-q", "config", "validate", str(config), env=case.env)
+    assert result.returncode == 2
+    assert case.check(result) == (f"error: invalid config: {config}:5: not valid YAML: duplicate key 'seed' "
+                                  "(first given on line 2)")
+
+
+def test_static_scheduler_and_optimizer_names_match_transformers() -> None:
+    from ftcore.config import OPTIMIZERS, SCHEDULERS, transformers_names
+
+    assert sorted(SCHEDULERS) == sorted(transformers_names("scheduler"))
+    assert sorted(OPTIMIZERS) == sorted(transformers_names("optimizer"))
