@@ -155,7 +155,8 @@ def test_ft_train_nproc_killed_then_resumed(torchrun_run: tuple[Path, str], tmp_
     ft = [sys.executable, "-m", "ftcore", "train", "-c", str(config), "--nproc", "2"]
     process = subprocess.Popen(ft, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     kill_job_after(process, tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-4")
-    assert siblings(tmp_path / "run") == [".run.tmp-partial"]
+    # SIGKILL leaves rank 0's run lock behind; its process is gone, so the resumed job takes it over.
+    assert siblings(tmp_path / "run") == [".run.ft-lock", ".run.tmp-partial"]
 
     output = run_job([*ft, "--launcher", "accelerate", "--resume"], env, tmp_path)
     manifest = check_run(tmp_path, output, fresh_cache=False)
