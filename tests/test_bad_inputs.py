@@ -313,3 +313,12 @@ def test_static_scheduler_and_optimizer_names_match_transformers() -> None:
 
     assert sorted(SCHEDULERS) == sorted(transformers_names("scheduler"))
     assert sorted(OPTIMIZERS) == sorted(transformers_names("optimizer"))
+
+
+def test_nproc_validates_the_config_once_before_the_launcher(case: Case) -> None:
+    raw = run_config(case.model, case.data, case.output, max_steps=-5)
+    config = write_config(case.root / "config.yaml", raw)
+    result = run_ft("-q", "train", "-c", str(config), "--nproc", "2", env=case.env)
+    assert result.returncode == 2
+    line = case.check(result)
+    assert "training.max_steps: must be a positive number of steps" in line and "ChildFailedError" not in result.stderr

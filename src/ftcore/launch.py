@@ -115,8 +115,16 @@ def exec_launcher(argv: list[str]) -> None:
     os.execvp(argv[0], argv)
 
 
-def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the launch options to a click command; with ``--nproc`` it re-runs itself under the launcher."""
+def launch_options(command: Callable[..., Any] | None = None, *,
+                   before_launch: Callable[..., None] | None = None) -> Any:
+    """Add the launch options to a click command; with ``--nproc`` it re-runs itself under the launcher.
+
+    :param before_launch: called with the command's own arguments and ``processes`` (the total number of
+        processes) before the launcher starts, so that a mistake fails once, here, instead of once per rank.
+        Use as ``@launch_options`` or ``@launch_options(before_launch=check)``.
+    """
+    if command is None:
+        return functools.partial(launch_options, before_launch=before_launch)
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -131,6 +139,8 @@ def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
         layout = Layout(values["nproc"], values["nnodes"] or 1, values["node_rank"], values["master_addr"],
                         values["master_port"] or 29500)
         argv = launcher_argv(values["launcher"], layout, command_args(click.get_current_context()))
+        if before_launch is not None:
+            before_launch(*args, processes=layout.nproc * layout.nnodes, **kwargs)
         exec_launcher(argv)
         return None
 
