@@ -192,3 +192,34 @@ def test_resume_with_changed_config_or_data(setup, tiny_model_dir: Path) -> None
     assert manifest["global_step"] == 2
     assert set(manifest["resume_changes"]) == {"training.max_steps", "training.logging_steps", "data.fingerprint"}
     assert manifest["resume_changes"]["training.max_steps"] == [1, 2]
+
+
+def test_disk_full_names_path_and_space_and_stays_resumable(setup, tiny_model_dir: Path, fake_site) -> None:
+    """A plugin makes writing metrics.jsonl fail with ENOSPC after training: one line, then --resume finishes."""
+    tmp_path, data, env = setup
+    fake_site.add("ft-fulldisk", """
+        import errno, os
+        import ftcore.rundir
+
+        original = ftcore.rundir.write_metrics
+
+        def full(path, log_history):
+            if os.environ.get("FT_TEST_DISK_FULL"):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            original(path, log_history)
+
+        ftcore.rundir.write_metrics = full
+        """)
+    output = tmp_path / "run"
+    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, output, max_steps=2, save_steps=2))
+    env = {**env, "PYTHONPATH": str(fake_site)}
+    result = run_ft("train", "-c", str(config), env={**env, "FT_TEST_DISK_FULL": "1"})
+    assert result.returncode == 1
+    line = one_error(result)
+    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-2"
+    assert line.startswith(f"error: disk full while writing {tmp_path / '.run.tmp-partial' / 'metrics.jsonl'} (")
+    assert f"GiB free there); free some space, then run the same ft train command with --resume to continue from {checkpoint}" in line
+    assert not output.exists() and not (tmp_path / ".run.ft-lock").exists()
+    resumed = run_ft("train", "-c", str(config), "--resume", env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "nothing left to train" in resumed.stderr and (output / "metrics.jsonl").is_file()

@@ -7,8 +7,10 @@ fails in a second, before torch loads. Only rank 0 writes the run directory.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ftcore import distributed, preflight, resumecheck, rundir
 from ftcore.config import config_to_yaml
-from ftcore.errors import ConfigError, PluginError
+from ftcore.errors import ConfigError, PluginError, RunDirError
 from ftcore.guard import TerminateGuard, TrainingGuard, check_resume_matches
 from ftcore.manifest import build_manifest
 from ftcore.models import count_parameters
@@ -78,7 +80,26 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
         plan = rundir.plan_run(output, overwrite=overwrite, resume=resume)
         terminate.plan = plan
         run = _Run(config, spec, options, plan, time.time(), allow_config_change=allow_config_change)
-        return _train(run, terminate)
+        try:
+            return _train(run, terminate)
+        except Exception as exc:
+            full = _disk_full(exc, plan)
+            if full is None:
+                raise
+            raise full from exc
+
+
+def _disk_full(exc: BaseException, plan: rundir.RunPlan) -> RunDirError | None:
+    """One line for a full disk: the path, the space left there and what running again will do; else None."""
+    if not (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)):
+        return None
+    path = Path(getattr(exc, "filename", None) or plan.staging)
+    where = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(where).free / 2**30
+    checkpoint = rundir.latest_checkpoint(plan.checkpoints)
+    then = (f"free some space, then run the same ft train command with --resume to continue from {checkpoint}"
+            if checkpoint else "free some space and run the same ft train command again")
+    return RunDirError(f"disk full while writing {path} ({free:.2f} GiB free there); {then}")
 
 
 def _train(run: _Run, terminate: TerminateGuard) -> TrainResult:
