@@ -200,12 +200,18 @@ def test_accelerate_command_lines_parse_as_accelerate_reads_them() -> None:
         launch.launcher_argv("torchrun", launch.Layout(2, 2), ["train"])
 
 
-def test_nproc_passes_every_other_option_through(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nproc_passes_every_other_option_through(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The launcher gets the same command line minus the launch options (the exec itself is the OS boundary)."""
     from ftcore import plugins
     from ftcore.cli import main
     from ftcore.logs import setup_logging
 
+    # The config and the checkpoint to resume are checked once before the launcher starts: give it both.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("model: m\noutput_dir: run\ndata:\n  train: d.jsonl\n")
+    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-1"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 1}')
     started: list[list[str]] = []
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(launch, "exec_launcher", started.append)
