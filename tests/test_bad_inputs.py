@@ -322,3 +322,24 @@ def test_nproc_validates_the_config_once_before_the_launcher(case: Case) -> None
     assert result.returncode == 2
     line = case.check(result)
     assert "training.max_steps: must be a positive number of steps" in line and "ChildFailedError" not in result.stderr
+
+
+def test_deeply_nested_json(case: Case) -> None:
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    bad = case.file("deep.jsonl", '{"text": "fine"}\n{"text": "x", "meta": ' + deep + "}\n")
+    assert case.train(config=case.config(bad)) == f"error: {bad}:2: JSON nested too deeply to read; flatten the record"
+    worse = case.file("deep.json", "[" + deep + "]")
+    assert case.train(config=case.config(worse)) == f"error: {worse}: JSON nested too deeply to read; flatten the records"
+
+
+def test_a_second_nproc_run_on_a_held_output_fails_before_the_launcher(case: Case) -> None:
+    import socket
+
+    lock = case.output.with_name(f".{case.output.name}.ft-lock")
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": 0}))
+    try:
+        result = run_ft("-q", "train", "-c", str(case.config()), "--nproc", "2", env=case.env)
+    finally:
+        lock.unlink()
+    assert result.returncode == 1 and "ChildFailedError" not in result.stderr
+    assert f"is in use by another ft train (host {socket.gethostname()}, pid {os.getpid()}" in case.check(result)

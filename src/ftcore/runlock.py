@@ -84,12 +84,21 @@ class RunLock:
             if holder is None:
                 continue  # released between our attempt and the read: try again
             if not _stale(holder):
-                raise RunDirError(
-                    f"{self.output} is in use by another ft train ({describe(holder)}); wait for it to finish or "
-                    f"choose another --output-dir (if that process is gone, remove {self.path})"
-                )
+                raise self._busy(holder)
             self._take_over(holder)
         raise RunDirError(f"{self.output}: could not take the run lock {self.path}; another ft train keeps taking it")
+
+    def check(self) -> None:
+        """Raise :class:`RunDirError` when a live process holds the lock (taking nothing): a check before launch."""
+        holder = _read(self.path)
+        if holder is not None and not _stale(holder):
+            raise self._busy(holder)
+
+    def _busy(self, holder: dict[str, Any]) -> RunDirError:
+        return RunDirError(
+            f"{self.output} is in use by another ft train ({describe(holder)}); wait for it to finish or "
+            f"choose another --output-dir (if that process is gone, remove {self.path})"
+        )
 
     def _create(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,11 +14,13 @@ def check_before_launch(config_path: str | None, method: str | None, overrides: 
     """With ``--nproc``: the checks that need no heavy import, once, before the launcher starts the ranks."""
     from ftcore import distributed, rundir
     from ftcore.config import load_config, validate_run_config
+    from ftcore.runlock import RunLock
 
     _check_flags(resume, allow_config_change)
     config = load_config(config_path, overrides, method=method, output_dir=output_dir)
     validate_run_config(config)
     distributed.check_layout(config, processes)
+    RunLock(rundir.output_location(config.output_dir)).check()
     rundir.plan_run(config.output_dir, overwrite=overwrite, resume=True if resume == "latest" else resume)
 
 
