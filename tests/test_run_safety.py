@@ -223,3 +223,22 @@ def test_disk_full_names_path_and_space_and_stays_resumable(setup, tiny_model_di
     resumed = run_ft("train", "-c", str(config), "--resume", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "nothing left to train" in resumed.stderr and (output / "metrics.jsonl").is_file()
+
+
+@pytest.mark.parametrize(("rank", "lines"), [("0", 1), ("1", 0)])
+def test_interruption_is_reported_once_by_rank_zero(rank: str, lines: int, tmp_path: Path, monkeypatch, capsys) -> None:
+    import ftcore.train
+    from ftcore.cli import main
+    from ftcore.guard import Interrupted
+
+    def interrupted(*args, **kwargs):
+        raise Interrupted("training interrupted by SIGTERM at step 3; ...", signal.SIGTERM)
+
+    monkeypatch.setattr(ftcore.train, "run_training", interrupted)
+    monkeypatch.setenv("RANK", rank)
+    config = tmp_path / "c.yaml"
+    config.write_text("model: m\ndata:\n  train: d.jsonl\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "-c", str(config)])
+    assert exit_info.value.code == 143
+    assert len([line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]) == lines

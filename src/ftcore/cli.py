@@ -103,6 +103,13 @@ def _close_stdin() -> None:
     sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (kept open for the process's lifetime)
 
 
+def _said_by_rank_zero(exc: FtError) -> bool:
+    """True on ranks other than 0 for an interruption: every rank stops alike, and rank 0 says so once."""
+    from ftcore.guard import Interrupted
+
+    return isinstance(exc, Interrupted) and os.environ.get("RANK", "0") != "0"
+
+
 def _debugging(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("FT_DEBUG", "") not in ("", "0")
 
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     except FtError as exc:
         if _debugging(args):
             click.echo(redact(traceback.format_exc()), err=True, nl=False)
-        click.echo(redact(f"error: {exc}"), err=True)
+        if not _said_by_rank_zero(exc):
+            click.echo(redact(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
