@@ -175,17 +175,19 @@ def test_torchrun_command_lines_parse_as_torchrun_reads_them() -> None:
 
     single = launch.launcher_argv("torchrun", launch.Layout(4), ["train", "-c", "x.yaml"])
     args = get_args_parser().parse_args(single[3:])
-    assert single[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert single[:3] == [sys.executable, "-m", "ftcore.torchrun"]
     assert (args.nproc_per_node, args.standalone, args.module) == ("4", True, True)
     assert [args.training_script, *args.training_script_args] == ["ftcore.cli", "train", "-c", "x.yaml"]
 
     static = launch.launcher_argv("torchrun", launch.Layout(8, 2, 1, "10.0.0.1", 29400), ["train"])
     args = get_args_parser().parse_args(static[3:])
     assert (args.nnodes, args.node_rank, args.master_addr, args.master_port, args.standalone) == ("2", 1, "10.0.0.1", 29400, False)
+    assert args.rdzv_conf == f"timeout={launch.RENDEZVOUS_TIMEOUT_S}"
 
     elastic = launch.launcher_argv("torchrun", launch.Layout(8, 2, None, "head"), ["train"])
     args = get_args_parser().parse_args(elastic[3:])
     assert (args.rdzv_backend, args.rdzv_endpoint) == ("c10d", "head:29500")
+    assert args.rdzv_conf == f"join_timeout={launch.RENDEZVOUS_TIMEOUT_S}"
 
 
 def test_accelerate_command_lines_parse_as_accelerate_reads_them() -> None:
@@ -314,3 +316,44 @@ def test_fsdp_wraps_the_models_decoder_layer(sharding: str, reshard: bool, tmp_p
     assert args.fsdp_plugin_args["transformer_cls_names_to_wrap"] == "LlamaDecoderLayer"
     assert args.fsdp_plugin_args["reshard_after_forward"] is reshard
     assert args.fsdp_plugin_args["activation_checkpointing"] is True
+
+
+# ----------------------------------------------------------------------------- ends of a job: signals, rendezvous
+
+
+def test_worker_status_as_the_shell_reports_it() -> None:
+    from ftcore.torchrun import child_status
+
+    assert (child_status(143), child_status(-9), child_status(2), child_status(0)) == (143, 137, 2, 1)
+
+
+def test_machine_alone_in_a_rendezvous_ends_with_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Machine 0 of 2 whose partner never comes (it failed before the group formed): a bounded wait, one line."""
+    config = job_setup(tmp_path, tiny_model_dir)
+    env = {**job_env(tmp_path / "cache"), "FT_RENDEZVOUS_TIMEOUT": "3"}
+    port = 29700 + os.getpid() % 200
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "ftcore", "-q", "train", "-c", str(config), "--nproc", "1",
+                           "--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1", "--master-port",
+                           str(port)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and time.time() - started < 120
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"did not all join at 127.0.0.1:{port} (--nnodes 2)" in errors[0]
+
+
+@pytest.mark.slow
+def test_sigterm_under_the_launcher_exits_143_with_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    config = job_setup(tmp_path, tiny_model_dir)
+    ft = [sys.executable, "-m", "ftcore", "train", "-c", str(config), "--nproc", "2"]
+    process = subprocess.Popen(ft, env=job_env(tmp_path / "cache"), cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith("step 2/"):
+            break
+    process.send_signal(signal.SIGTERM)
+    rest = process.stdout.read()
+    assert process.wait(timeout=300) == 143, rest[-3000:]
+    errors = [line for line in rest.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in rest, rest[-3000:]
+    assert errors[0].startswith("error: training interrupted by SIGTERM at step ")

@@ -198,8 +198,9 @@ def _check_fresh(output: Path, staging: Path) -> None:
 
 
 def is_ft_staging(staging: Path) -> bool:
-    """True when ``staging`` is ft's own partial run: begun by ft (its marker) or holding ft's files."""
-    return any((staging / name).exists() for name in (STAGING_MARKER, MANIFEST, CHECKPOINTS))
+    """True when ``staging`` is ft's own partial run (its marker or ft's files), or empty (nothing to lose)."""
+    return any((staging / name).exists() for name in (STAGING_MARKER, MANIFEST, CHECKPOINTS)) or not any(
+        staging.iterdir())
 
 
 def _check_replaceable(output: Path, staging: Path) -> None:
