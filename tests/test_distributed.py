@@ -357,3 +357,28 @@ def test_sigterm_under_the_launcher_exits_143_with_one_line(tmp_path: Path, tiny
     errors = [line for line in rest.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in rest, rest[-3000:]
     assert errors[0].startswith("error: training interrupted by SIGTERM at step ")
+
+
+def test_rank_that_cannot_see_the_output_fails_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 on another machine whose output_dir is not shared: every rank gets the same one-line error.
+
+    The collectives are replaced by what two machines without shared storage would exchange; the real
+    collectives run in every 2-process test above (where the storage is shared and the check passes).
+    """
+    import torch.distributed as dist
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(distributed, "_state", lambda: None)
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda objects, src: objects.__setitem__(0, "token-of-rank-0"))
+
+    def gather(views, mine):
+        views[:] = [(True, "node-a"), mine]
+
+    monkeypatch.setattr(dist, "all_gather_object", gather)
+    monkeypatch.setattr("socket.gethostname", lambda: "node-b")
+    staging = tmp_path / ".run.tmp-partial"
+    staging.mkdir()  # this machine's own, empty directory of the same name
+    with pytest.raises(ConfigError, match=r"output_dir: rank 1 on node-b cannot see .*\.run\.tmp-partial, which "
+                                          r"rank 0 created; output_dir must be on storage that every machine shares"):
+        distributed.check_shared_output(staging)

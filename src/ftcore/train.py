@@ -123,6 +123,7 @@ def _train(run: _Run, terminate: TerminateGuard) -> TrainResult:
     # No rank trains (or loads an adopted checkpoint) before rank 0 has the staging directory ready.
     distributed.wait_for_everyone()
     try:
+        distributed.check_shared_output(plan.staging)
         trainer = _build_trainer(run)
         # A method's trainer may attach the adapter itself (TRL's do, from a peft config): count what trains now.
         run.params = trainable, total = count_parameters(trainer.model)
