@@ -220,7 +220,16 @@ def test_adapter_whose_base_does_not_match(case: Case, tmp_path: Path, monkeypat
     other = tmp_path / "other-run"
     run_training(build_config(run_config(narrow, case.data, other, max_steps=1, save_steps=1)))
     checkpoint = other / "checkpoints" / "checkpoint-1"
+    # The recorded config already names the other model; allowed anyway, the tensors still cannot fit.
     line = case.train("--resume", str(checkpoint))
+    assert line.startswith(f"error: --resume: the run in {other} was trained with another config or data: ")
+    assert f"model ({json.dumps(str(narrow))} -> {json.dumps(str(case.model))})" in line
+    result = run_ft("-q", "train", "-c", str(case.config()), "--resume", str(checkpoint), "--allow-config-change",
+                    env=case.env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    # Besides the error, only the warning that --allow-config-change asked for.
+    warning, line = result.stderr.strip().splitlines()
+    assert warning.startswith("--allow-config-change: continuing with changed model")
     assert line.startswith(f"error: checkpoint {checkpoint} does not match the model: ")
     assert " there but " in line and " in the model; " in line
     assert f"it was trained on {narrow}" in line

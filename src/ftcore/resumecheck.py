@@ -117,4 +117,4 @@ def _refuse_unsafe(changes: Changes, allow: bool, run_dir: Path) -> None:
 
 def _short(value: Any) -> str:
     text = json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 120 else text[:117] + "..."

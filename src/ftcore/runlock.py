@@ -101,11 +101,17 @@ class RunLock:
         )
 
     def _create(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the lock file (False when it exists); an output location that cannot be written is one line."""
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
+        except OSError as exc:
+            from ftcore.preflight import nearest_existing
+
+            raise RunDirError(f"output directory {self.output} cannot be written: {nearest_existing(self.path.parent)}: "
+                              f"{exc.strerror or type(exc).__name__}; choose another --output-dir") from None
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(_holder(), handle)
         return True
