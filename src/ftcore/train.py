@@ -94,8 +94,7 @@ def _disk_full(exc: BaseException, plan: rundir.RunPlan) -> RunDirError | None:
     if not (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)):
         return None
     path = Path(getattr(exc, "filename", None) or plan.staging)
-    where = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
-    free = shutil.disk_usage(where).free / 2**30
+    free = shutil.disk_usage(preflight.nearest_existing(path)).free / 2**30
     checkpoint = rundir.latest_checkpoint(plan.checkpoints)
     then = (f"free some space, then run the same ft train command with --resume to continue from {checkpoint}"
             if checkpoint else "free some space and run the same ft train command again")
