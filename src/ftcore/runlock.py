@@ -43,14 +43,19 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _alive(pid: int) -> bool:
-    """True when a process ``pid`` exists on this host (it may belong to another user)."""
+    """True when a process ``pid`` runs on this host (it may belong to another user); a zombie is gone.
+
+    A killed process stays a zombie until its parent reaps it, and a worker whose launcher was killed with
+    it may wait long for that; it holds nothing any more.
+    """
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def _stale(holder: dict[str, Any]) -> bool:
