@@ -224,7 +224,16 @@ def test_adapter_whose_base_does_not_match(case: Case, tmp_path: Path, monkeypat
     other = tmp_path / "other-run"
     run_training(build_config(run_config(narrow, case.data, other, max_steps=1, save_steps=1)))
     checkpoint = other / "checkpoints" / "checkpoint-1"
+    # The recorded config already names the other model; allowed anyway, the tensors still cannot fit.
     line = case.train("--resume", str(checkpoint))
+    assert line.startswith(f"error: --resume: the run in {other} was trained with another config or data: ")
+    assert f"model ({json.dumps(str(narrow))} -> {json.dumps(str(case.model))})" in line
+    result = run_ft("-q", "train", "-c", str(case.config()), "--resume", str(checkpoint), "--allow-config-change",
+                    env=case.env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    # Besides the error, only the warning that --allow-config-change asked for.
+    warning, line = result.stderr.strip().splitlines()
+    assert warning.startswith("--allow-config-change: continuing with changed model")
     assert line.startswith(f"error: checkpoint {checkpoint} does not match the model: ")
     assert " there but " in line and " in the model; " in line
     assert f"it was trained on {narrow}" in line
@@ -272,3 +281,78 @@ def test_read_only_output_location(case: Case) -> None:
         locked.chmod(0o755)
     assert line == (f"error: output directory {case.output} cannot be written: {locked}: Permission denied; "
                     "choose another --output-dir")
+
+
+# ----------------------------------------------------------------------------- user-caused, never "unexpected"
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"seed": 2**32}, "seed: Input should be less than or equal to 4294967295"),
+    ({"training": {"epochs": float("inf"), "max_steps": -1}}, "training.epochs: Input should be a finite number"),
+    ({"training": {"max_steps": -5}}, "training.max_steps: must be a positive number of steps, or -1"),
+    ({"training": {"lr_scheduler": "cosin"}}, "training.lr_scheduler: unknown scheduler 'cosin' (did you mean 'cosine'?)"),
+    ({"training": {"optimizer": "adamw_troch"}},
+     "training.optimizer: unknown optimizer 'adamw_troch' (did you mean 'adamw_torch'?)"),
+    ({"training": {"report_to": ["wandb"]}}, "training.report_to: tracker 'wandb' is not installed; pip install wandb"),
+])
+def test_user_caused_config_problems_fail_at_validate(case: Case, settings: dict, expected: str) -> None:
+    raw = run_config(case.model, case.data, case.output, max_steps=2)
+    for key, value in settings.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
+    config = write_config(case.root / "config.yaml", raw)
+    for args in (["config", "validate", str(config)], ["train", "-c", str(config)]):
+        result = run_ft("-q", *args, env=case.env)
+        assert result.returncode == 2
+        line = case.check(result)
+        assert line.startswith(f"error: invalid config: {config}: ") and expected in line, line
+
+
+def test_duplicate_yaml_key_names_key_and_lines(case: Case) -> None:
+    config = case.file("dup.yaml", f"""\
+        model: {case.model}
+        seed: 1
+        data:
+          train: {case.data}
+        seed: 2
+        """)
+    result = run_ft("-q", "config", "validate", str(config), env=case.env)
+    assert result.returncode == 2
+    assert case.check(result) == (f"error: invalid config: {config}:5: not valid YAML: duplicate key 'seed' "
+                                  "(first given on line 2)")
+
+
+def test_static_scheduler_and_optimizer_names_match_transformers() -> None:
+    from ftcore.config import OPTIMIZERS, SCHEDULERS, transformers_names
+
+    assert sorted(SCHEDULERS) == sorted(transformers_names("scheduler"))
+    assert sorted(OPTIMIZERS) == sorted(transformers_names("optimizer"))
+
+
+def test_nproc_validates_the_config_once_before_the_launcher(case: Case) -> None:
+    raw = run_config(case.model, case.data, case.output, max_steps=-5)
+    config = write_config(case.root / "config.yaml", raw)
+    result = run_ft("-q", "train", "-c", str(config), "--nproc", "2", env=case.env)
+    assert result.returncode == 2
+    line = case.check(result)
+    assert "training.max_steps: must be a positive number of steps" in line and "ChildFailedError" not in result.stderr
+
+
+def test_deeply_nested_json(case: Case) -> None:
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    bad = case.file("deep.jsonl", '{"text": "fine"}\n{"text": "x", "meta": ' + deep + "}\n")
+    assert case.train(config=case.config(bad)) == f"error: {bad}:2: JSON nested too deeply to read; flatten the record"
+    worse = case.file("deep.json", "[" + deep + "]")
+    assert case.train(config=case.config(worse)) == f"error: {worse}: JSON nested too deeply to read; flatten the records"
+
+
+def test_a_second_nproc_run_on_a_held_output_fails_before_the_launcher(case: Case) -> None:
+    import socket
+
+    lock = case.output.with_name(f".{case.output.name}.ft-lock")
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": 0}))
+    try:
+        result = run_ft("-q", "train", "-c", str(case.config()), "--nproc", "2", env=case.env)
+    finally:
+        lock.unlink()
+    assert result.returncode == 1 and "ChildFailedError" not in result.stderr
+    assert f"is in use by another ft train (host {socket.gethostname()}, pid {os.getpid()}" in case.check(result)

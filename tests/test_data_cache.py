@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from data_helpers import make_config, write_records
 
@@ -86,3 +88,25 @@ def test_parallel_tokenization_gives_the_same_rows(tokenizer, tmp_path):
     parallel = prepare_data(make_config(path, tmp_path, cache_dir=str(tmp_path / "c2"), num_proc=2), tokenizer)
     assert parallel.train["input_ids"] == serial.train["input_ids"]
     assert parallel.train["labels"] == serial.train["labels"]
+
+
+def test_cache_write_that_fails_midway_leaves_nothing(tmp_path):
+    """A full disk while the second split is written: no entry, no temporary directory, the run goes on."""
+    import errno
+
+    from datasets import Dataset
+
+    from ftcore.data.cache import load_cached, save_cached
+
+    class FullDisk(Dataset):
+        def save_to_disk(self, path, **kwargs):
+            Path(path).mkdir(parents=True)
+            (Path(path) / "data-00000.arrow").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    train = Dataset.from_dict({"input_ids": [[1, 2]]})
+    broken = FullDisk(train.data)
+    assert save_cached(tmp_path, "key", train, broken, {"rows": 1}) is False
+    assert list(tmp_path.iterdir()) == [] and load_cached(tmp_path, "key") is None
+    assert save_cached(tmp_path, "key", train, None, {"rows": 1}) is True
+    assert [p.name for p in tmp_path.iterdir()] == ["key"] and load_cached(tmp_path, "key") is not None

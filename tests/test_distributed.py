@@ -155,7 +155,8 @@ def test_ft_train_nproc_killed_then_resumed(torchrun_run: tuple[Path, str], tmp_
     ft = [sys.executable, "-m", "ftcore", "train", "-c", str(config), "--nproc", "2"]
     process = subprocess.Popen(ft, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     kill_job_after(process, tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-4")
-    assert siblings(tmp_path / "run") == [".run.tmp-partial"]
+    # SIGKILL leaves rank 0's run lock behind; its process is gone, so the resumed job takes it over.
+    assert siblings(tmp_path / "run") == [".run.ft-lock", ".run.tmp-partial"]
 
     output = run_job([*ft, "--launcher", "accelerate", "--resume"], env, tmp_path)
     manifest = check_run(tmp_path, output, fresh_cache=False)
@@ -174,17 +175,19 @@ def test_torchrun_command_lines_parse_as_torchrun_reads_them() -> None:
 
     single = launch.launcher_argv("torchrun", launch.Layout(4), ["train", "-c", "x.yaml"])
     args = get_args_parser().parse_args(single[3:])
-    assert single[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert single[:3] == [sys.executable, "-m", "ftcore.torchrun"]
     assert (args.nproc_per_node, args.standalone, args.module) == ("4", True, True)
     assert [args.training_script, *args.training_script_args] == ["ftcore.cli", "train", "-c", "x.yaml"]
 
     static = launch.launcher_argv("torchrun", launch.Layout(8, 2, 1, "10.0.0.1", 29400), ["train"])
     args = get_args_parser().parse_args(static[3:])
     assert (args.nnodes, args.node_rank, args.master_addr, args.master_port, args.standalone) == ("2", 1, "10.0.0.1", 29400, False)
+    assert args.rdzv_conf == f"timeout={launch.RENDEZVOUS_TIMEOUT_S}"
 
     elastic = launch.launcher_argv("torchrun", launch.Layout(8, 2, None, "head"), ["train"])
     args = get_args_parser().parse_args(elastic[3:])
     assert (args.rdzv_backend, args.rdzv_endpoint) == ("c10d", "head:29500")
+    assert args.rdzv_conf == f"join_timeout={launch.RENDEZVOUS_TIMEOUT_S}"
 
 
 def test_accelerate_command_lines_parse_as_accelerate_reads_them() -> None:
@@ -199,12 +202,18 @@ def test_accelerate_command_lines_parse_as_accelerate_reads_them() -> None:
         launch.launcher_argv("torchrun", launch.Layout(2, 2), ["train"])
 
 
-def test_nproc_passes_every_other_option_through(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nproc_passes_every_other_option_through(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The launcher gets the same command line minus the launch options (the exec itself is the OS boundary)."""
     from ftcore import plugins
     from ftcore.cli import main
     from ftcore.logs import setup_logging
 
+    # The config and the checkpoint to resume are checked once before the launcher starts: give it both.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("model: m\noutput_dir: run\ndata:\n  train: d.jsonl\n")
+    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-1"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 1}')
     started: list[list[str]] = []
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(launch, "exec_launcher", started.append)
@@ -307,3 +316,69 @@ def test_fsdp_wraps_the_models_decoder_layer(sharding: str, reshard: bool, tmp_p
     assert args.fsdp_plugin_args["transformer_cls_names_to_wrap"] == "LlamaDecoderLayer"
     assert args.fsdp_plugin_args["reshard_after_forward"] is reshard
     assert args.fsdp_plugin_args["activation_checkpointing"] is True
+
+
+# ----------------------------------------------------------------------------- ends of a job: signals, rendezvous
+
+
+def test_worker_status_as_the_shell_reports_it() -> None:
+    from ftcore.torchrun import child_status
+
+    assert (child_status(143), child_status(-9), child_status(2), child_status(0)) == (143, 137, 2, 1)
+
+
+def test_machine_alone_in_a_rendezvous_ends_with_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Machine 0 of 2 whose partner never comes (it failed before the group formed): a bounded wait, one line."""
+    config = job_setup(tmp_path, tiny_model_dir)
+    env = {**job_env(tmp_path / "cache"), "FT_RENDEZVOUS_TIMEOUT": "3"}
+    port = 29700 + os.getpid() % 200
+    started = time.time()
+    done = subprocess.run([sys.executable, "-m", "ftcore", "-q", "train", "-c", str(config), "--nproc", "1",
+                           "--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1", "--master-port",
+                           str(port)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and time.time() - started < 120
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"did not all join at 127.0.0.1:{port} (--nnodes 2)" in errors[0]
+
+
+@pytest.mark.slow
+def test_sigterm_under_the_launcher_exits_143_with_one_line(tmp_path: Path, tiny_model_dir: Path) -> None:
+    config = job_setup(tmp_path, tiny_model_dir)
+    ft = [sys.executable, "-m", "ftcore", "train", "-c", str(config), "--nproc", "2"]
+    process = subprocess.Popen(ft, env=job_env(tmp_path / "cache"), cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:
+        if line.startswith("step 2/"):
+            break
+    process.send_signal(signal.SIGTERM)
+    rest = process.stdout.read()
+    assert process.wait(timeout=300) == 143, rest[-3000:]
+    errors = [line for line in rest.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in rest, rest[-3000:]
+    assert errors[0].startswith("error: training interrupted by SIGTERM at step ")
+
+
+def test_rank_that_cannot_see_the_output_fails_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 on another machine whose output_dir is not shared: every rank gets the same one-line error.
+
+    The collectives are replaced by what two machines without shared storage would exchange; the real
+    collectives run in every 2-process test above (where the storage is shared and the check passes).
+    """
+    import torch.distributed as dist
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(distributed, "_state", lambda: None)
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda objects, src: objects.__setitem__(0, "token-of-rank-0"))
+
+    def gather(views, mine):
+        views[:] = [(True, "node-a"), mine]
+
+    monkeypatch.setattr(dist, "all_gather_object", gather)
+    monkeypatch.setattr("socket.gethostname", lambda: "node-b")
+    staging = tmp_path / ".run.tmp-partial"
+    staging.mkdir()  # this machine's own, empty directory of the same name
+    with pytest.raises(ConfigError, match=r"output_dir: rank 1 on node-b cannot see .*\.run\.tmp-partial, which "
+                                          r"rank 0 created; output_dir must be on storage that every machine shares"):
+        distributed.check_shared_output(staging)

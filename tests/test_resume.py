@@ -61,7 +61,8 @@ def test_sigkill_then_resume_matches_uninterrupted(method: str, tmp_path: Path, 
     config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, output, method, **settings))
     process = start_ft("train", "-c", str(config), env=env)
     kill_after_checkpoint(process, tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-5")
-    assert not output.exists() and siblings(output) == [".run.tmp-partial"]
+    # SIGKILL leaves the run lock behind; its process is gone, so the resumed run takes it over.
+    assert not output.exists() and siblings(output) == [".run.ft-lock", ".run.tmp-partial"]
 
     # The resumed run is in-process: the subprocess above already shows the CLI; this saves an import of torch.
     run_training(build_config(run_config(tiny_model_dir, data, output, method, **settings)), resume=True)

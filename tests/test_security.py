@@ -68,6 +68,45 @@ def test_remote_code_runs_only_when_asked(tmp_path: Path, tiny_model_dir: Path, 
     assert f"trust_remote_code is on: code from {model_dir} will run on this machine" in caplog.text
 
 
+def _model_with_unknown_type(root: Path, tiny_model_dir: Path) -> tuple[Path, Path]:
+    """A copy of the tiny model with an unknown model_type whose auto_map points at code that leaves a marker.
+
+    transformers asks on stdin whether to run such code when trust_remote_code is not passed explicitly.
+    """
+    model = root / "unknown-type"
+    shutil.copytree(tiny_model_dir, model)
+    marker = root / "remote-code-ran"
+    (model / "custom_code.py").write_text(
+        "from pathlib import Path\n"
+        "from transformers import LlamaConfig, LlamaForCausalLM\n"
+        f"Path({str(marker)!r}).write_text('ran')\n"
+        "class CustomConfig(LlamaConfig):\n    model_type = 'ft-test-custom'\n"
+        "class CustomLlama(LlamaForCausalLM):\n    config_class = CustomConfig\n"
+    )
+    config = json.loads((model / "config.json").read_text())
+    config["model_type"] = "ft-test-custom"
+    config["auto_map"] = {"AutoConfig": "custom_code.CustomConfig", "AutoModelForCausalLM": "custom_code.CustomLlama"}
+    (model / "config.json").write_text(json.dumps(config))
+    return model, marker
+
+
+def test_piped_yes_never_runs_remote_code(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """`printf 'y\\n' | ft train` and `ft recommend` on a model with custom code: refused, nothing read from stdin."""
+    model_dir, marker = _model_with_unknown_type(tmp_path, tiny_model_dir)
+    data = write_reversal_text(tmp_path / "t.jsonl", n=4)
+    config = write_config(tmp_path / "c.yaml", run_config(model_dir, data, tmp_path / "run", max_steps=1))
+    env = {"FT_CACHE_DIR": str(tmp_path / "cache"), "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    for args in (["train", "-c", str(config)], ["recommend", "--model", str(model_dir), "--memory", "8"]):
+        result = subprocess.run([sys.executable, "-m", "ftcore", *args], input="y\ny\ny\n", capture_output=True,
+                                text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, timeout=600)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert result.returncode == 1 and len(errors) == 1, result.stderr
+        assert "unexpected" not in errors[0] and "custom code" in errors[0], errors[0]
+        assert "[y/N]" not in result.stdout + result.stderr
+        assert not marker.exists()
+    assert not (tmp_path / "run").exists()
+
+
 def test_pickle_weights_need_allow_pickle(tmp_path: Path, tiny_model_dir: Path) -> None:
     import torch
     from safetensors.torch import load_file
@@ -90,6 +129,29 @@ def test_pickle_weights_need_allow_pickle(tmp_path: Path, tiny_model_dir: Path) 
     assert not (tmp_path / "out" / "run").exists()
     model = load_pretrained(str(pickled), LoadOptions(allow_pickle=True))
     assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_index_pointing_at_pickle_shards_needs_allow_pickle(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A safetensors-named index whose weight_map points at a .bin shard is pickle all the same."""
+    import torch
+    from safetensors.torch import load_file
+
+    model = tmp_path / "indexed"
+    shutil.copytree(tiny_model_dir, model)
+    weights = load_file(str(model / "model.safetensors"))
+    (model / "model.safetensors").unlink()
+    shard = "pytorch_model-00001-of-00001.bin"
+    torch.save(weights, model / shard)
+    index = {"metadata": {}, "weight_map": dict.fromkeys(weights, shard)}
+    (model / "model.safetensors.index.json").write_text(json.dumps(index))
+    data = write_reversal_text(tmp_path / "t.jsonl", n=2)
+    config = write_config(tmp_path / "c.yaml", run_config(model, data, tmp_path / "run"))
+    result = ft("-q", "train", "-c", str(config), env={"FT_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        f"error: {model}: weights are only in pickle format ({shard}), which can run code when loaded; "
+        "set allow_pickle: true if you trust this file, or convert it to safetensors"
+    ]
+    assert "weights_only" not in result.stderr and not (tmp_path / "run").exists()
 
 
 def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
@@ -135,6 +197,25 @@ def test_hub_token_never_leaks(tmp_path: Path, tiny_model_dir: Path) -> None:
     assert leaking == []
     assert "adapter_model.safetensors" in published and "ft_run.json" in published
     assert [name for name, content in published.items() if FAKE_TOKEN.encode() in content] == []
+
+
+def test_tokens_are_redacted_from_errors_and_logs(tmp_path: Path) -> None:
+    """The user's token and anything shaped like a Hub token never reach the terminal, even inside a message."""
+    import logging
+
+    from ftcore.logs import setup_logging
+
+    own = "my-own-secret-token-42"
+    shaped = "hf_SomebodyElses0123456789abcdef"
+    for debug in ([], ["--debug"]):
+        result = ft(*debug, "train", "-c", str(tmp_path / f"{own}-{shaped}.yaml"), env={"HF_TOKEN": own})
+        assert result.returncode == 2 and "hf_***-hf_***.yaml" in result.stderr, result.stderr
+        assert own not in result.stderr + result.stdout and shaped not in result.stderr + result.stdout
+
+    setup_logging(0)
+    handler = logging.getLogger("ftcore").handlers[0]
+    record = logging.LogRecord("ftcore.x", logging.WARNING, __file__, 1, "server said: %s", (f"bad {shaped}",), None)
+    assert handler.format(record) == "server said: bad hf_***"
 
 
 # ----------------------------------------------------------------------------- paths

@@ -15,6 +15,7 @@ import traceback
 import click
 
 from ftcore.errors import FtError
+from ftcore.redact import redact
 
 #: name -> "module:attribute" of every subcommand, in the order ``ft --help`` lists them.
 COMMANDS = {
@@ -74,7 +75,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.option("-v", "--verbose", count=True, help="More log output (-v: debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("--disable", "disabled", multiple=True, metavar="NAME", help="Do not load this plugin (repeatable).")
-def cli(debug: bool, verbose: int, quiet: bool, disabled: tuple[str, ...]) -> None:
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool, disabled: tuple[str, ...]) -> None:
     """ft: fine-tune large language models with LoRA, QLoRA, full fine-tuning and more.
 
     Methods, dataset formats and metrics come from plugins; `ft plugins` lists them.
@@ -82,11 +84,30 @@ def cli(debug: bool, verbose: int, quiet: bool, disabled: tuple[str, ...]) -> No
     from ftcore import plugins
     from ftcore.logs import setup_logging
 
+    if ctx.invoked_subcommand not in READS_STDIN:
+        _close_stdin()
     if debug:
         os.environ["FT_DEBUG"] = "1"
     setup_logging(-1 if quiet else verbose)
     if disabled:
         plugins.disable(disabled)
+
+
+#: The only commands that read standard input (``ft chat``: the user's turns).
+READS_STDIN = {"chat"}
+
+
+def _close_stdin() -> None:
+    """Give this process an empty standard input: a library that asks a question there (transformers asks
+    whether to run a model's code) reads end-of-file and refuses instead of taking piped input as a yes."""
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 (kept open for the process's lifetime)
+
+
+def _said_by_rank_zero(exc: FtError) -> bool:
+    """True on ranks other than 0 for an interruption: every rank stops alike, and rank 0 says so once."""
+    from ftcore.guard import Interrupted
+
+    return isinstance(exc, Interrupted) and os.environ.get("RANK", "0") != "0"
 
 
 def _debugging(argv: list[str]) -> bool:
@@ -101,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        exc.message = redact(exc.message)
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -108,8 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except FtError as exc:
         if _debugging(args):
-            traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
+        if not _said_by_rank_zero(exc):
+            click.echo(redact(f"error: {exc}"), err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -117,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug in ft or a plugin: still one line unless debugging
         if _debugging(args):
             raise
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+        click.echo(redact(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"), err=True)
         sys.exit(1)
     sys.exit(0)
 

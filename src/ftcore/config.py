@@ -16,11 +16,70 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ftcore.errors import ConfigError
 from ftcore.suggest import did_you_mean
 
+#: ``report_to`` name -> (module whose presence means installed, pip package to install).
+TRACKERS = {
+    "azure_ml": ("azureml", "azureml-core"), "clearml": ("clearml", "clearml"), "comet_ml": ("comet_ml", "comet-ml"),
+    "dagshub": ("dagshub", "dagshub"), "dvclive": ("dvclive", "dvclive"), "mlflow": ("mlflow", "mlflow"),
+    "neptune": ("neptune", "neptune"), "swanlab": ("swanlab", "swanlab"), "tensorboard": ("tensorboard", "tensorboard"),
+    "trackio": ("trackio", "trackio"), "wandb": ("wandb", "wandb"),
+}
+
+#: transformers' scheduler and optimizer names (``SchedulerType``, ``OptimizerNames``); a test keeps these
+#: in step with the installed transformers, which is asked only about a name not listed here.
+SCHEDULERS = (
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt",
+    "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay", "greedy",
+)
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor", "adamw_anyprecision",
+    "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad", "adamw_bnb_8bit", "adamw_8bit",
+    "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit", "paged_ademamix_32bit",
+    "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw",
+    "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw", "apollo_adamw_layerwise",
+    "stable_adamw",
+)
+
+
+def _installed(module: str) -> bool:
+    """True when ``module`` can be imported (found without importing it)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def transformers_names(kind: str) -> list[str]:
+    """The names the installed transformers accepts for ``kind`` (``scheduler`` or ``optimizer``); imports it."""
+    if kind == "scheduler":
+        from transformers.trainer_utils import SchedulerType as names
+    else:
+        from transformers.training_args import OptimizerNames as names
+    return [member.value for member in names]
+
+
+def _known_name(value: str, listed: tuple[str, ...], kind: str) -> str:
+    """``value`` when transformers knows it as a ``kind`` name, else a ValueError with a did-you-mean."""
+    if value in listed:
+        return value
+    try:
+        known = transformers_names(kind)
+    except ImportError:
+        known = list(listed)
+    if value not in known:
+        listed_names = ", ".join(known) if len(known) <= 12 else f"{len(known)} names, e.g. {', '.join(known[:6])}"
+        raise ValueError(f"unknown {kind} {value!r}{did_you_mean(value, known)}; transformers knows {listed_names}")
+    return value
+
 
 class Strict(BaseModel):
     """Base of every config model: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # inf and nan are never a meaningful setting (``epochs: .inf`` would train forever).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataFile(Strict):
@@ -137,11 +196,31 @@ class TrainingConfig(Strict):
     @field_validator("report_to")
     @classmethod
     def _known_trackers(cls, value: list[str]) -> list[str]:
-        known = ["azure_ml", "clearml", "comet_ml", "dagshub", "dvclive", "mlflow", "neptune", "swanlab", "tensorboard", "trackio", "wandb"]
+        known = sorted(TRACKERS)
         for name in value:
-            if name not in known:
+            if name not in TRACKERS:
                 raise ValueError(f"unknown tracker {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
+            if not _installed(TRACKERS[name][0]):
+                raise ValueError(f"tracker {name!r} is not installed; pip install {TRACKERS[name][1]}, "
+                                 "or remove it from training.report_to")
         return value
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value == 0 or value < -1:
+            raise ValueError(f"must be a positive number of steps, or -1 to train for `epochs` (got {value})")
+        return value
+
+    @field_validator("lr_scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        return _known_name(value, SCHEDULERS, "scheduler")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        return _known_name(value, OPTIMIZERS, "optimizer")
 
 
 class FtConfig(Strict):
@@ -152,7 +231,7 @@ class FtConfig(Strict):
     method: str = Field("lora", description="Training method, provided by a plugin (lora, qlora, full, instruction, ...).")
     method_options: dict[str, Any] = Field(default_factory=dict, description="Options of the method, validated by its plugin.")
     output_dir: str = Field("runs/ft-run", description="Run directory written at the end.")
-    seed: int = Field(42)
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed (0 to 2**32-1).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Dtype of the loaded weights.")
     trust_remote_code: bool = Field(False, description="Run model code from the Hub repo (only for repos you trust).")
     allow_pickle: bool = Field(False, description="Allow loading .bin/.pt pickle weights (unsafe for untrusted files).")
@@ -163,9 +242,7 @@ class FtConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 
     @model_validator(mode="after")
-    def _check_steps(self) -> FtConfig:
-        if self.training.max_steps == 0:
-            raise ValueError("training.max_steps must be positive or -1")
+    def _check_best_model_needs_eval(self) -> FtConfig:
         t, d = self.training, self.data
         if (t.load_best_model_at_end or t.early_stopping_patience) and d.eval is None and d.eval_ratio == 0:
             raise ValueError("training.load_best_model_at_end and training.early_stopping_patience need eval data: "
@@ -273,13 +350,34 @@ def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``safe_load`` that refuses a key given twice in one mapping (plain YAML silently keeps the last)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            if key in first_line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first_line[key]})", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line + 1
+        except TypeError:  # an unhashable key: the constructor below reports it
+            pass
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``safe_load``; errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -79,6 +79,42 @@ def wait_for_everyone() -> None:
         _state().wait_for_everyone()
 
 
+SHARED_CHECK = ".ft-shared-check"
+
+
+def check_shared_output(staging: Path) -> None:
+    """Every rank must see the staging directory rank 0 just made: the output must be on shared storage.
+
+    Rank 0 writes a random token there and broadcasts it; each rank reads the file and all ranks share
+    what they saw, so that every rank fails alike (no rank is left waiting) with one line naming the ranks
+    and hosts that do not see it. Nothing in a single-process run.
+    """
+    if not is_distributed():
+        return
+    import secrets
+    import socket
+
+    import torch.distributed as dist
+
+    _state()
+    token = [secrets.token_hex(8) if rank() == 0 else None]
+    if rank() == 0:
+        (staging / SHARED_CHECK).write_text(token[0] or "", encoding="utf-8")
+    dist.broadcast_object_list(token, src=0)
+    try:
+        seen = (staging / SHARED_CHECK).read_text(encoding="utf-8") == token[0]
+    except OSError:
+        seen = False
+    views: list[Any] = [None] * world_size()
+    dist.all_gather_object(views, (seen, socket.gethostname()))
+    if rank() == 0:
+        (staging / SHARED_CHECK).unlink(missing_ok=True)
+    blind = [f"rank {r} on {host}" for r, (ok, host) in enumerate(views) if not ok]
+    if blind:
+        raise ConfigError(f"output_dir: {', '.join(blind)} cannot see {staging}, which rank 0 created; output_dir "
+                          "must be on storage that every machine shares (checkpoints hold every rank's files)")
+
+
 @contextmanager
 def local_main_process_first() -> Iterator[None]:
     """Run the block on each machine's first process, then on the others (which then find its cache)."""

@@ -181,7 +181,11 @@ def setup_for(spec: MethodSpec, options: Any = None, *, micro_batch: int, seq_le
 # ----------------------------------------------------------------------------- reading the model
 
 
-def _config_of(model: str) -> Any:
+def _config_of(model: str, trust_remote_code: bool = False) -> Any:
+    """The model's ``transformers`` config; custom model code runs only with ``trust_remote_code``.
+
+    ``trust_remote_code`` is always passed explicitly: left as None, transformers asks on stdin.
+    """
     from transformers import AutoConfig
 
     path = Path(model).expanduser()
@@ -189,26 +193,29 @@ def _config_of(model: str) -> Any:
         if path.suffix == ".gguf":
             if not path.is_file():
                 raise ModelError(f"model path does not exist: {model}")
-            return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+            return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name, trust_remote_code=False)
         if path.is_dir() and (path / "ft_run.json").is_file():
             from ftcore.rundir import load_run
 
-            return _config_of(load_run(path).base_model)
-        return AutoConfig.from_pretrained(str(path) if path.exists() else model)
+            return _config_of(load_run(path).base_model, trust_remote_code)
+        return AutoConfig.from_pretrained(str(path) if path.exists() else model, trust_remote_code=trust_remote_code)
     except ModelError:
         raise
     except Exception as exc:
         raise ModelError(f"cannot read the config of {model}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
 
 
-def model_shape(model: str) -> ModelShape:
-    """Count a model's parameters on the meta device (no weights read or allocated)."""
+def model_shape(model: str, trust_remote_code: bool = False) -> ModelShape:
+    """Count a model's parameters on the meta device (no weights read or allocated).
+
+    :param trust_remote_code: let a model with custom code run it (the run's setting; off for ``ft recommend``).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
-    config = _config_of(model)
+    config = _config_of(model, trust_remote_code)
     with torch.device("meta"):
-        built = AutoModelForCausalLM.from_config(config)
+        built = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     params = sum(p.numel() for p in built.parameters())
     head = built.get_output_embeddings()
     linear = lora = 0

@@ -176,6 +176,56 @@ class TrainingGuard:
                     self.step)
 
 
+class _Terminated(BaseException):
+    """Raised by :class:`TerminateGuard`'s handler; turned into :class:`Interrupted` when the guard exits."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class TerminateGuard:
+    """SIGTERM outside the training loop (loading, preparing data, writing outputs) becomes :class:`Interrupted`.
+
+    Python's default for SIGTERM ends the process at once: no message, no clean-up, an empty staging
+    directory left behind. Raising instead lets the run clean up as after any failure and print one line.
+    :class:`TrainingGuard` takes over while ``trainer.train()`` runs and hands back afterwards.
+    :attr:`phase` and :attr:`plan` say what the message tells the user.
+    """
+
+    def __init__(self) -> None:
+        self.phase = "before training started"
+        self.plan: RunPlan | None = None
+        self._previous: Any = None
+
+    def __enter__(self) -> TerminateGuard:
+        if _main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._on_signal)
+        return self
+
+    def __exit__(self, kind: Any, error: Any, _tb: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+        if isinstance(error, _Terminated):
+            raise Interrupted(self.message(error.signum), error.signum) from None
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        # A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way swallows it.
+        raise _Terminated(signum)
+
+    def message(self, signum: int) -> str:
+        """What was interrupted and what ``--resume`` (or running again) will do."""
+        from ftcore.rundir import latest_checkpoint
+
+        name = signal.Signals(signum).name
+        checkpoint = latest_checkpoint(self.plan.checkpoints) if self.plan is not None else None
+        if checkpoint is None:
+            return f"interrupted by {name} {self.phase}; nothing was saved; run the same ft train command again"
+        return (f"interrupted by {name} {self.phase}; checkpoint saved in {checkpoint}; to continue, run the same "
+                f"ft train command with --resume")
+
+
 def _main_thread() -> bool:
     import threading
 

@@ -2,9 +2,11 @@
 
 The ``launch_options`` decorator adds ``--nproc``, ``--nnodes``, ``--node-rank``, ``--master-addr``,
 ``--master-port`` and ``--launcher`` to a click command. When ``--nproc`` is given the command does not run
-here: the process is replaced (``os.execvp``) by ``python -m torch.distributed.run`` or
-``python -m accelerate.commands.launch`` running ``-m ftcore.cli`` with the same options minus the launch
-ones, so each worker runs the ordinary command. Imports click only.
+here: the process is replaced (``os.execvp``) by torchrun (``python -m ftcore.torchrun``: torchrun itself,
+ended with ft's exit statuses and no launcher traceback) or ``python -m accelerate.commands.launch`` running
+``-m ftcore.cli`` with the same options minus the launch ones, so each worker runs the ordinary command.
+Several machines meet within ``RENDEZVOUS_TIMEOUT_S`` (``FT_RENDEZVOUS_TIMEOUT``), then the job ends with one
+line naming where it waited. Imports click only.
 """
 
 from __future__ import annotations
@@ -35,17 +37,33 @@ class Layout:
     master_port: int = 29500
 
 
+#: Seconds the machines of a multi-machine job wait for each other to join before the job ends.
+RENDEZVOUS_TIMEOUT_S = 300
+
+
+def rendezvous_timeout() -> int:
+    """``FT_RENDEZVOUS_TIMEOUT`` seconds, else :data:`RENDEZVOUS_TIMEOUT_S`."""
+    value = os.environ.get("FT_RENDEZVOUS_TIMEOUT", "")
+    if not value:
+        return RENDEZVOUS_TIMEOUT_S
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"FT_RENDEZVOUS_TIMEOUT must be a whole number of seconds, got {value!r}")
+    return int(value)
+
+
 def torchrun_argv(layout: Layout, ft_args: list[str]) -> list[str]:
-    """``python -m torch.distributed.run ... -m ftcore.cli <ft_args>`` for ``layout``."""
-    argv = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(layout.nproc)]
+    """``python -m ftcore.torchrun ... -m ftcore.cli <ft_args>`` (torchrun's own arguments) for ``layout``."""
+    argv = [sys.executable, "-m", "ftcore.torchrun", "--nproc-per-node", str(layout.nproc)]
     if layout.nnodes == 1 and layout.master_addr is None:
         argv.append("--standalone")  # a private rendezvous on a free port: runs side by side never collide
     elif layout.node_rank is not None:
         argv += ["--nnodes", str(layout.nnodes), "--node-rank", str(layout.node_rank),
-                 "--master-addr", layout.master_addr or "127.0.0.1", "--master-port", str(layout.master_port)]
+                 "--master-addr", layout.master_addr or "127.0.0.1", "--master-port", str(layout.master_port),
+                 "--rdzv-conf", f"timeout={rendezvous_timeout()}"]
     else:  # elastic rendezvous: torchrun numbers the machines itself
         argv += ["--nnodes", str(layout.nnodes), "--rdzv-backend", "c10d",
-                 "--rdzv-endpoint", f"{layout.master_addr}:{layout.master_port}", "--rdzv-id", "ft-train"]
+                 "--rdzv-endpoint", f"{layout.master_addr}:{layout.master_port}", "--rdzv-id", "ft-train",
+                 "--rdzv-conf", f"join_timeout={rendezvous_timeout()}"]
     return argv + ["-m", "ftcore.cli", *ft_args]
 
 
@@ -115,8 +133,16 @@ def exec_launcher(argv: list[str]) -> None:
     os.execvp(argv[0], argv)
 
 
-def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add the launch options to a click command; with ``--nproc`` it re-runs itself under the launcher."""
+def launch_options(command: Callable[..., Any] | None = None, *,
+                   before_launch: Callable[..., None] | None = None) -> Any:
+    """Add the launch options to a click command; with ``--nproc`` it re-runs itself under the launcher.
+
+    :param before_launch: called with the command's own arguments and ``processes`` (the total number of
+        processes) before the launcher starts, so that a mistake fails once, here, instead of once per rank.
+        Use as ``@launch_options`` or ``@launch_options(before_launch=check)``.
+    """
+    if command is None:
+        return functools.partial(launch_options, before_launch=before_launch)
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -131,6 +157,8 @@ def launch_options(command: Callable[..., Any]) -> Callable[..., Any]:
         layout = Layout(values["nproc"], values["nnodes"] or 1, values["node_rank"], values["master_addr"],
                         values["master_port"] or 29500)
         argv = launcher_argv(values["launcher"], layout, command_args(click.get_current_context()))
+        if before_launch is not None:
+            before_launch(*args, processes=layout.nproc * layout.nnodes, **kwargs)
         exec_launcher(argv)
         return None
 

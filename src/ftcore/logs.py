@@ -8,11 +8,20 @@ import os
 _LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 
 
+class _RedactingFormatter(logging.Formatter):
+    """A formatter that hides Hub tokens (see :mod:`ftcore.redact`) in every formatted line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ftcore.redact import redact
+
+        return redact(super().format(record))
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """Log ft's messages to stderr: -1 warnings only, 0 info, 1 debug (also third-party libraries)."""
     level = _LEVELS[max(-1, min(1, verbosity))]
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s" if verbosity > 0 else "%(message)s"))
+    handler.setFormatter(_RedactingFormatter("%(levelname).1s %(name)s: %(message)s" if verbosity > 0 else "%(message)s"))
     root = logging.getLogger("ftcore")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -50,6 +50,7 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "run_name": trackers.run_name(run.config),
         "logs": str(trackers.logging_dir(run.config).resolve()) if run.config.training.report_to else None,
         "trainer_args": dict(run.config.training.trainer_args),
+        "resume_changes": run.config_changes or None,
         "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
         "versions": package_versions(),
         "plugins": plugin_versions(),

@@ -76,7 +76,7 @@ def merged_model(run_dir: str | Path, device: str | None = None) -> tuple[Any, R
     return merged, run
 
 
-def _saved_dtype(base_model: str) -> Any:
+def _saved_dtype(base_model: str, trust_remote_code: bool = False) -> Any:
     """The dtype the base model's weights are stored in (its config's ``dtype``), or None when unknown."""
     import torch
     from transformers import AutoConfig
@@ -85,7 +85,8 @@ def _saved_dtype(base_model: str) -> Any:
 
     try:
         source = resolve_source(base_model)
-        config = AutoConfig.from_pretrained(str(gguf_as_model_dir(source)) if is_gguf(source) else source)
+        config = AutoConfig.from_pretrained(str(gguf_as_model_dir(source)) if is_gguf(source) else source,
+                                            trust_remote_code=trust_remote_code)
     except Exception:  # an unreadable config only costs the default dtype
         return None
     saved = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
@@ -100,7 +101,7 @@ def output_dtype(run: Any, dtype: str | None) -> Any:
 
     if dtype:
         return getattr(torch, dtype)
-    return _saved_dtype(run.base_model) or torch.float32
+    return _saved_dtype(run.base_model, bool(run.config.get("trust_remote_code"))) or torch.float32
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -130,7 +131,8 @@ def merge_run(run_dir: str | Path, output: str | Path, *, dtype: str | None = No
     shutil.rmtree(staging, ignore_errors=True)
     try:
         model.save_pretrained(str(staging), max_shard_size=max_shard_size)
-        AutoTokenizer.from_pretrained(str(run.path)).save_pretrained(str(staging))
+        trust = bool(run.config.get("trust_remote_code"))
+        AutoTokenizer.from_pretrained(str(run.path), trust_remote_code=trust).save_pretrained(str(staging))
         output.mkdir(parents=True, exist_ok=True)
         for item in staging.iterdir():
             target = output / item.name

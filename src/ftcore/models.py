@@ -7,6 +7,7 @@ torch and transformers are imported inside the functions.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -63,21 +64,49 @@ def resolve_source(source: str) -> str:
 
 
 def check_weights_dir(directory: Path, allow_pickle: bool) -> None:
-    """Raise a ModelError unless ``directory`` holds a config and weights ft may load."""
+    """Raise a ModelError unless ``directory`` holds a config and weights ft may load.
+
+    The files checked are those ``from_pretrained`` would read, an index file's shards included: an index
+    named like safetensors that points at ``.bin`` shards is pickle and needs ``allow_pickle``.
+    """
     if not (directory / "config.json").is_file():
         raise ModelError(f"{directory}: no config.json, so this is not a transformers model directory")
     files = {p.name for p in directory.iterdir()}
-    if files & set(_SAFE_WEIGHTS) or any(n.endswith(".safetensors") for n in files):
-        _check_safetensors(directory)
-        return
-    pickles = sorted(files & set(_PICKLE_WEIGHTS)) + sorted(n for n in files if n.endswith(".bin"))
+    weights = _weight_files(directory, files)
+    if not weights:
+        raise ModelError(f"{directory}: no model weights found (expected model.safetensors)")
+    missing = [name for name in weights if name not in files]
+    if missing:
+        raise ModelError(f"{directory}: the weight index names {missing[0]}, which is not there; the download is "
+                         "incomplete")
+    pickles = [name for name in weights if not name.endswith(".safetensors")]
     if pickles and not allow_pickle:
         raise ModelError(
             f"{directory}: weights are only in pickle format ({pickles[0]}), which can run code when loaded; "
             "set allow_pickle: true if you trust this file, or convert it to safetensors"
         )
-    if not pickles:
-        raise ModelError(f"{directory}: no model weights found (expected model.safetensors)")
+    _check_safetensors(directory)
+
+
+def _weight_files(directory: Path, files: set[str]) -> list[str]:
+    """The weight files ``from_pretrained`` reads: the safetensors index's shards or safetensors files, else pickles."""
+    if "model.safetensors.index.json" in files:
+        return _index_shards(directory / "model.safetensors.index.json")
+    safe = sorted(n for n in files if n.endswith(".safetensors"))
+    if safe:
+        return safe
+    if "pytorch_model.bin.index.json" in files:
+        return _index_shards(directory / "pytorch_model.bin.index.json")
+    return sorted(files & set(_PICKLE_WEIGHTS)) + sorted(n for n in files if n.endswith(".bin"))
+
+
+def _index_shards(index: Path) -> list[str]:
+    """The shard file names an index's ``weight_map`` points at."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return sorted({str(name) for name in weight_map.values()})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{index}: unreadable weight index ({type(exc).__name__}: {exc})") from exc
 
 
 def _check_safetensors(directory: Path) -> None:
@@ -225,7 +254,13 @@ def load_pretrained(source: str, options: LoadOptions = LoadOptions(), extra_kwa
     kwargs.update(extra_kwargs or {})
     try:
         model = AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except Exception as exc:
+        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
+            # torch's own advice (weights_only=False) is the unsafe loader: never pass it on.
+            raise ModelError(f"cannot load model {source}: its pickle weights hold more than tensors, which ft "
+                             "refuses to load; convert the model to safetensors from a source you trust") from exc
+        if not isinstance(exc, (OSError, ValueError, RuntimeError)):
+            raise
         raise ModelError(f"cannot load model {source}: {_short(exc)}") from exc
     return _cpu_safe_dtype(model, options.dtype)
 

@@ -124,7 +124,7 @@ def memory_warning(config: FtConfig, spec: MethodSpec, options: Any) -> str | No
     """A warning when :mod:`ftcore.estimate`'s peak-memory estimate of the run exceeds the memory available."""
     from ftcore import estimate as est
 
-    shape = est.model_shape(config.model)
+    shape = est.model_shape(config.model, config.trust_remote_code)
     hardware = est.detect_hardware()
     t = config.training
     dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if hardware.device == "cuda" else "float32")

@@ -26,6 +26,8 @@ CONFIG = "ft_config.yaml"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 STAGING_SUFFIX = ".tmp-partial"
+#: Written first into a staging directory, so that ``--overwrite`` knows the directory is ft's own.
+STAGING_MARKER = ".ft-staging"
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -129,37 +131,85 @@ class RunPlan:
         return self.staging / CHECKPOINTS
 
 
+def output_location(output_dir: str | Path) -> Path:
+    """``output_dir`` resolved, refusing places a run must never be built at or renamed from.
+
+    The filesystem root and the current directory (or one of its parents) are refused: a run
+    directory is renamed into place and an old one renamed away, which must never take the
+    working directory's files with it.
+    """
+    output = Path(output_dir).expanduser().resolve()
+    if output.parent == output:
+        raise RunDirError(f"output_dir {output} is the filesystem root; choose a new directory such as ./runs/NAME")
+    cwd = Path.cwd().resolve()
+    if output == cwd or output in cwd.parents:
+        raise RunDirError(f"output_dir {output} is the current directory or contains it; "
+                          "choose a new directory such as ./runs/NAME")
+    if output.exists() and not output.is_dir():
+        raise RunDirError(f"output directory {output} is a file; choose another --output-dir")
+    return output
+
+
 def plan_run(output_dir: str | Path, *, overwrite: bool = False, resume: bool | str | None = None) -> RunPlan:
     """Check the output location and find the checkpoint to resume from, writing nothing.
 
     :param resume: ``None``/``False`` for a fresh run, ``True`` for the latest checkpoint of this
         run, or a path (a checkpoint, a run directory, or its staging directory).
     """
-    output = Path(output_dir).expanduser().resolve()
-    staging = staging_path(output)
     if overwrite and resume:
         raise RunDirError("--overwrite and --resume contradict each other; use one")
-    if output.exists() and not output.is_dir():
-        raise RunDirError(f"output directory {output} is a file; choose another --output-dir")
+    output = output_location(output_dir)
+    staging = staging_path(output)
     if resume:
         return _plan_resume(output, staging, resume)
-    if not overwrite:
+    if overwrite:
+        _check_replaceable(output, staging)
+    else:
         _check_fresh(output, staging)
     return RunPlan(output, staging, overwrite=overwrite)
 
 
+def _unfinished_step(staging: Path) -> str:
+    checkpoint = latest_checkpoint(staging / CHECKPOINTS)
+    return f" (checkpoint at step {checkpoint.name.split('-')[1]})" if checkpoint else ""
+
+
 def _check_fresh(output: Path, staging: Path) -> None:
-    if is_run_dir(output):
+    finished = is_run_dir(output)
+    if finished and staging.exists():
         raise RunDirError(
-            f"{output} already holds a finished run; use --overwrite to replace it, --resume to continue it, "
-            "or choose another --output-dir"
+            f"{output} holds a finished run and {staging.name} an unfinished one{_unfinished_step(staging)} that was "
+            "started to replace it: --resume continues the unfinished run and replaces the finished one when it "
+            "completes; --overwrite discards the unfinished run and starts a new one that replaces the finished one "
+            "when it completes; or choose another --output-dir to keep the finished run as it is"
+        )
+    if finished:
+        raise RunDirError(
+            f"{output} already holds a finished run; --resume continues it from its last checkpoint, --overwrite "
+            "replaces it once a new run completes, or choose another --output-dir"
         )
     if output.is_dir() and any(output.iterdir()):
-        raise RunDirError(f"{output} exists and is not empty; choose another --output-dir or use --overwrite")
+        raise RunDirError(f"{output} exists, is not empty and is not an ft run; choose another --output-dir")
     if staging.exists():
         raise RunDirError(
-            f"{output} has an unfinished run in {staging.name}; use --resume to continue it or --overwrite to start over"
+            f"{output} has an unfinished run in {staging.name}{_unfinished_step(staging)}; --resume continues it, "
+            "--overwrite discards it and starts over"
         )
+
+
+def is_ft_staging(staging: Path) -> bool:
+    """True when ``staging`` is ft's own partial run (its marker or ft's files), or empty (nothing to lose)."""
+    return any((staging / name).exists() for name in (STAGING_MARKER, MANIFEST, CHECKPOINTS)) or not any(
+        staging.iterdir())
+
+
+def _check_replaceable(output: Path, staging: Path) -> None:
+    """``--overwrite`` only ever replaces an ft run or ft's own partial run; anything else is refused."""
+    if output.is_dir() and any(output.iterdir()) and not is_run_dir(output):
+        raise RunDirError(f"--overwrite: {output} is not an ft run (no {MANIFEST}); ft replaces only its own runs, "
+                          "so move it away or choose another --output-dir")
+    if staging.exists() and not (staging.is_dir() and is_ft_staging(staging)):
+        raise RunDirError(f"--overwrite: {staging} was not made by ft; move it away or choose another --output-dir")
 
 
 def _plan_resume(output: Path, staging: Path, resume: bool | str) -> RunPlan:
@@ -199,20 +249,32 @@ def _checkpoint_at(path: Path) -> Path:
 def begin(plan: RunPlan) -> None:
     """Create (or take over) the staging directory; only rank 0 calls this."""
     if plan.overwrite and plan.staging.exists():
+        _check_replaceable(plan.output, plan.staging)
         shutil.rmtree(plan.staging)
     if plan.adopt:
         if plan.staging.exists():
             raise RunDirError(f"cannot resume {plan.output}: {plan.staging.name} is in the way; remove it first")
         plan.output.rename(plan.staging)
     plan.staging.mkdir(parents=True, exist_ok=True)
+    (plan.staging / STAGING_MARKER).touch()
+
+
+def record_start(plan: RunPlan, config_yaml: str, fingerprint: str | None) -> None:
+    """Record the config and data fingerprint a fresh run starts with, so that ``--resume`` can compare."""
+    (plan.staging / CONFIG).write_text(config_yaml, encoding="utf-8")
+    write_json(plan.staging / STAGING_MARKER, {"data_fingerprint": fingerprint})
 
 
 def commit(plan: RunPlan) -> Path:
-    """Rename the finished staging directory onto the output path (replacing an old run last)."""
+    """Rename the finished staging directory onto the output path (replacing an old ft run last)."""
     old = None
     if plan.output.exists():
+        if any(plan.output.iterdir()) and not is_run_dir(plan.output):
+            raise RunDirError(f"{plan.output} was filled by something else during the run; the finished run stays "
+                              f"in {plan.staging}")
         old = plan.output.with_name(f".{plan.output.name}.old-{os.getpid()}")
         plan.output.rename(old)
+    (plan.staging / STAGING_MARKER).unlink(missing_ok=True)
     plan.staging.rename(plan.output)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -221,7 +283,9 @@ def commit(plan: RunPlan) -> Path:
 
 def abandon(plan: RunPlan) -> None:
     """After a failure: drop the staging directory unless it holds checkpoints worth resuming."""
-    if plan.staging.exists() and latest_checkpoint(plan.checkpoints) is None and not plan.adopt:
+    if plan.adopt or not plan.staging.is_dir() or not is_ft_staging(plan.staging):
+        return
+    if latest_checkpoint(plan.checkpoints) is None:
         shutil.rmtree(plan.staging, ignore_errors=True)
 
 

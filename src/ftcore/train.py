@@ -7,18 +7,23 @@ fails in a second, before torch loads. Only rank 0 writes the run directory.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore import distributed, preflight, rundir, trackers
-from ftcore.errors import ConfigError, PluginError
-from ftcore.guard import TrainingGuard, check_resume_matches
+from ftcore import distributed, preflight, resumecheck, rundir, trackers
+from ftcore.config import config_to_yaml
+from ftcore.errors import ConfigError, PluginError, RunDirError
+from ftcore.guard import TerminateGuard, TrainingGuard, check_resume_matches
 from ftcore.manifest import build_manifest
 from ftcore.models import count_parameters
+from ftcore.runlock import RunLock
 
 if TYPE_CHECKING:
     from ftcore.config import FtConfig
@@ -49,38 +54,82 @@ class _Run:
     params: tuple[int, int] = (0, 0)
     train_metrics: dict[str, Any] = field(default_factory=dict)
     progress: Any = None
+    #: ``{key: [old, new]}`` of a resumed run whose config or data changed (allowed ones only).
+    config_changes: dict[str, list[Any]] = field(default_factory=dict)
+    allow_config_change: bool = False
 
 
-def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | str | None = None) -> TrainResult:
+def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | str | None = None,
+                 allow_config_change: bool = False) -> TrainResult:
     """Train ``config`` and return the finished run directory.
 
     :param overwrite: replace a finished run at ``config.output_dir`` (only once the new one is done).
     :param resume: ``True`` to continue from the latest checkpoint of this run, or a checkpoint / run path.
+    :param allow_config_change: on resume, accept a config or data that differs from the checkpoint's run in
+        more than the safe keys (:data:`ftcore.resumecheck.SAFE_CHANGES`).
     """
     from ftcore.config import validate_run_config
 
     spec, options = validate_run_config(config)
     distributed.check_layout(config)
     distributed.quiet_replicas()
-    plan = rundir.plan_run(config.output_dir, overwrite=overwrite, resume=resume)
+    output = rundir.output_location(config.output_dir)
+    # Rank 0 holds the lock for the whole run; it is taken before the output is read, so two runs never plan alike.
+    lock = RunLock(output) if is_main_process() else nullcontext()
+    with TerminateGuard() as terminate, lock:
+        plan = rundir.plan_run(output, overwrite=overwrite, resume=resume)
+        terminate.plan = plan
+        run = _Run(config, spec, options, plan, time.time(), allow_config_change=allow_config_change)
+        try:
+            return _train(run, terminate)
+        except Exception as exc:
+            full = _disk_full(exc, plan)
+            if full is None:
+                raise
+            raise full from exc
+
+
+def _disk_full(exc: BaseException, plan: rundir.RunPlan) -> RunDirError | None:
+    """One line for a full disk: the path, the space left there and what running again will do; else None."""
+    if not (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)):
+        return None
+    path = Path(getattr(exc, "filename", None) or plan.staging)
+    free = shutil.disk_usage(preflight.nearest_existing(path)).free / 2**30
+    checkpoint = rundir.latest_checkpoint(plan.checkpoints)
+    then = (f"free some space, then run the same ft train command with --resume to continue from {checkpoint}"
+            if checkpoint else "free some space and run the same ft train command again")
+    return RunDirError(f"disk full while writing {path} ({free:.2f} GiB free there); {then}")
+
+
+def _train(run: _Run, terminate: TerminateGuard) -> TrainResult:
+    """The run itself, once the output location is planned and locked."""
+    config, plan = run.config, run.plan
+    _warn_replacing(plan)
+    if plan.resume_from:
+        run.config_changes = resumecheck.check_config(_resumed_run_dir(plan), config, run.allow_config_change)
     preflight.check_before_loading(config, plan)
     # Every rank plans (reads the output location) before rank 0 changes it in begin().
     distributed.wait_for_everyone()
-    run = _Run(config, spec, options, plan, time.time())
     _prepare(run)
     if plan.resume_from:
         check_resume_matches(_checkpoint_now(plan), run.model, config.method)
+        fingerprint = getattr(run.data, "fingerprint", None)
+        run.config_changes |= resumecheck.check_data(_resumed_run_dir(plan), fingerprint, run.allow_config_change)
     if is_main_process():
         rundir.begin(plan)
+        if not plan.resume_from:
+            rundir.record_start(plan, config_to_yaml(config), getattr(run.data, "fingerprint", None))
     # No rank trains (or loads an adopted checkpoint) before rank 0 has the staging directory ready.
     distributed.wait_for_everyone()
     try:
+        distributed.check_shared_output(plan.staging)
         with trackers.tracking(config):
-            trainer, guard, output = _train(run)
+            trainer, guard, metrics = _run_trainer(run, terminate)
         if guard.signal is not None:
             _save_interrupted(run, trainer)
             raise guard.interruption(plan)
-        run.train_metrics = dict(output.metrics)
+        terminate.phase = "after training"
+        run.train_metrics = metrics
         eval_loss = _final_eval(trainer, run)
         if distributed.shards_model(config):
             # Sharded weights are gathered by every rank together; rank 0 writes them.
@@ -95,8 +144,8 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
         raise
 
 
-def _train(run: _Run) -> tuple[Any, TrainingGuard, Any]:
-    """Build the trainer and train; returns the trainer, the guard that watched it and the train output."""
+def _run_trainer(run: _Run, terminate: TerminateGuard) -> tuple[Any, TrainingGuard, dict[str, Any]]:
+    """Build the trainer and train; returns the trainer, the guard that watched it and the training metrics."""
     from ftcore.data.pipeline import datasets_progress_bars
 
     with datasets_progress_bars():
@@ -104,10 +153,49 @@ def _train(run: _Run) -> tuple[Any, TrainingGuard, Any]:
     # A method's trainer may attach the adapter itself (TRL's do, from a peft config): count what trains now.
     run.params = trainable, total = count_parameters(trainer.model)
     log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
-    resume = run.plan.resume_from
+    terminate.phase = "training"
     with TrainingGuard(trainer, run.config) as guard:
-        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    return trainer, guard, output
+        metrics = _train_or_restore(trainer, run)
+    return trainer, guard, metrics
+
+
+def _warn_replacing(plan: rundir.RunPlan) -> None:
+    """Say so when resuming an unfinished run will replace the finished run at the output path."""
+    if plan.resume_from and not plan.adopt and rundir.is_run_dir(plan.output) and is_main_process():
+        log.warning("resuming the unfinished run in %s; it replaces the finished run in %s when it completes",
+                    plan.staging, plan.output)
+
+
+def _train_or_restore(trainer: Any, run: _Run) -> dict[str, Any]:
+    """``trainer.train()`` (resuming when planned) and its metrics, or nothing to train when the checkpoint is final.
+
+    transformers resumes a checkpoint taken at the last step by training one step more; a run whose checkpoint
+    already reached its last step is instead restored (weights and state) so that only its outputs are written.
+    """
+    resume = run.plan.resume_from
+    if resume is not None and _checkpoint_is_final(resume, run.config):
+        from transformers import TrainerState
+
+        trainer.state = TrainerState.load_from_json(str(resume / "trainer_state.json"))
+        trainer._load_from_checkpoint(str(resume))
+        log.warning("%s is at the last step (%d): nothing left to train; writing the run from it",
+                    resume.name, trainer.state.global_step)
+        return {}
+    return dict(trainer.train(resume_from_checkpoint=str(resume) if resume else None).metrics)
+
+
+def _checkpoint_is_final(checkpoint: Path, config: FtConfig) -> bool:
+    """True when ``checkpoint`` reached the run's last step (``training.max_steps``, else the step count it saved)."""
+    import json
+
+    state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    target = config.training.max_steps if config.training.max_steps > 0 else state.get("max_steps", 0)
+    return bool(target) and state.get("global_step", 0) >= target
+
+
+def _resumed_run_dir(plan: rundir.RunPlan) -> Path:
+    """The run (or staging) directory that holds the checkpoint to resume, before ``begin``."""
+    return _checkpoint_now(plan).parent.parent
 
 
 def _checkpoint_now(plan: rundir.RunPlan) -> Path:
@@ -408,8 +496,6 @@ class _ProgressMixin:
 
 def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str, Any]:
     """Weights, tokenizer, config, metrics and manifest into the staging directory."""
-    from ftcore.config import config_to_yaml
-
     staging = run.plan.staging
     if not distributed.shards_model(run.config):
         from ftcore.attention import restore_sdpa

@@ -4,7 +4,29 @@ from __future__ import annotations
 
 import click
 
+from ftcore.errors import UsageError
 from ftcore.launch import launch_options
+
+
+def check_before_launch(config_path: str | None, method: str | None, overrides: tuple[str, ...],
+                        output_dir: str | None, resume: str | None, overwrite: bool, allow_config_change: bool,
+                        processes: int) -> None:
+    """With ``--nproc``: the checks that need no heavy import, once, before the launcher starts the ranks."""
+    from ftcore import distributed, rundir
+    from ftcore.config import load_config, validate_run_config
+    from ftcore.runlock import RunLock
+
+    _check_flags(resume, allow_config_change)
+    config = load_config(config_path, overrides, method=method, output_dir=output_dir)
+    validate_run_config(config)
+    distributed.check_layout(config, processes)
+    RunLock(rundir.output_location(config.output_dir)).check()
+    rundir.plan_run(config.output_dir, overwrite=overwrite, resume=True if resume == "latest" else resume)
+
+
+def _check_flags(resume: str | None, allow_config_change: bool) -> None:
+    if allow_config_change and not resume:
+        raise UsageError("--allow-config-change only applies with --resume")
 
 
 @click.command()
@@ -16,16 +38,21 @@ from ftcore.launch import launch_options
 @click.option("-o", "--output-dir", default=None, help="Run directory to write; overrides output_dir.")
 @click.option("--resume", default=None, is_flag=False, flag_value="latest", metavar="[PATH]",
               help="Continue from the latest checkpoint of the output directory, or from PATH.")
-@click.option("--overwrite", is_flag=True, help="Replace a finished run in the output directory (once the new one is done).")
-@launch_options
+@click.option("--overwrite", is_flag=True,
+              help="Replace a finished ft run in the output directory (once the new one is done).")
+@click.option("--allow-config-change", is_flag=True,
+              help="With --resume: continue even though the config or data changed the optimisation or the data.")
+@launch_options(before_launch=check_before_launch)
 def train(config_path: str | None, method: str | None, overrides: tuple[str, ...], output_dir: str | None,
-          resume: str | None, overwrite: bool) -> None:
+          resume: str | None, overwrite: bool, allow_config_change: bool) -> None:
     """Fine-tune a causal language model and save the adapter or model as a run directory."""
     from ftcore.config import load_config
     from ftcore.train import run_training
 
     config = load_config(config_path, overrides, method=method, output_dir=output_dir)
-    result = run_training(config, overwrite=overwrite, resume=True if resume == "latest" else resume)
+    _check_flags(resume, allow_config_change)
+    result = run_training(config, overwrite=overwrite, resume=True if resume == "latest" else resume,
+                          allow_config_change=allow_config_change)
     manifest = result.manifest
     if not manifest:  # a rank other than 0 of a multi-process run: rank 0 reports
         return

@@ -102,7 +102,12 @@ def load_cached(root: Path, key: str) -> tuple[Dataset, Dataset | None, dict[str
 
 
 def save_cached(root: Path, key: str, train: Dataset, evaluation: Dataset | None, stats: dict[str, Any]) -> bool:
-    """Store the tokenized datasets under ``key`` atomically; a cache that cannot be written is skipped."""
+    """Store the tokenized datasets under ``key`` atomically; a cache that cannot be written is skipped.
+
+    The entry is written into a hidden temporary directory and renamed onto ``key`` only when complete;
+    a write that fails (a full disk) removes the temporary directory, so no partial entry is ever left.
+    """
+    staging: Path | None = None
     try:
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
@@ -112,9 +117,13 @@ def save_cached(root: Path, key: str, train: Dataset, evaluation: Dataset | None
         (staging / "stats.json").write_text(json.dumps(stats, indent=2))
         try:
             staging.rename(root / key)
+            staging = None
         except OSError:  # another process cached the same key first
-            shutil.rmtree(staging, ignore_errors=True)
+            pass
         return True
     except OSError as exc:
         log.warning("data cache %s is not writable (%s); continuing without caching", root, exc)
         return False
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)

@@ -126,6 +126,8 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{number}: malformed JSON line: {exc.msg} (column {exc.colno})") from None
+        except RecursionError:
+            raise DataError(f"{path}:{number}: JSON nested too deeply to read; flatten the record") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: expected a JSON object, got {_kind(row)}")
         rows.append(row)
@@ -139,6 +141,8 @@ def _read_json(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         loaded = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to read; flatten the records") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("data"), list):
         rows, locations = loaded["data"], [f"data[{i}]" for i in range(len(loaded["data"]))]
     elif isinstance(loaded, list):
