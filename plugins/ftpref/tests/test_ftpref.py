@@ -59,7 +59,8 @@ class PreferenceMethod(MethodContract):
         losses = logged_losses(run_dir)
         assert sum(losses[-3:]) / 3 < losses[0], f"loss did not fall below its start: {losses}"
         before, after = preference_accuracy(model_dir), preference_accuracy(run_dir)
-        assert after[1] > before[1] and after[0] >= before[0], (before, after)
+        # Accuracy on the training pairs rises above its start (or is already perfect), and the margin grows.
+        assert after[1] > before[1] and (after[0] > before[0] or after[0] == 1.0), (before, after)
         assert not list(run_dir.rglob("ref")), "a reference adapter was saved with the run"
 
 
