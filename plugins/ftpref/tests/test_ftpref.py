@@ -232,6 +232,19 @@ def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_pa
     assert tuned["preference_accuracy"] >= base["preference_accuracy"], (base, tuned)
     assert "exact_match" in tuned and report.tuned.n_examples == 2
 
+    # The run is a plain adapter run: ft merge folds it into a model plain transformers loads, same logits.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ftcore.merge import merge_run
+    from ftcore.models import load_for_inference
+
+    merged = AutoModelForCausalLM.from_pretrained(merge_run(run, tmp_path / "merged"))
+    adapted, tokenizer = load_for_inference(run)
+    ids = tokenizer("Opposite of up?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, adapted(input_ids=ids).logits, atol=1e-4)
+
 
 def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path):
     """A DPO run killed with SIGKILL after a checkpoint continues with --resume to the same losses."""
