@@ -55,3 +55,17 @@ class FakeSite:
 
     def __str__(self) -> str:
         return str(self.path)
+
+
+@pytest.fixture
+def fake_trackers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Empty ``wandb``/``tensorboard``/``mlflow`` packages on ``sys.path`` where the real ones are missing, so a
+    config naming those trackers validates (ft refuses a tracker that is not installed) in tests that never use them."""
+    import importlib.util
+
+    site = tmp_path / "fake-trackers"
+    for name in ("wandb", "tensorboard", "mlflow"):
+        if importlib.util.find_spec(name) is None:
+            (site / name).mkdir(parents=True)
+            (site / name / "__init__.py").write_text('"""A stand-in: ft only checks that the tracker is installed."""\n')
+    monkeypatch.syspath_prepend(str(site))

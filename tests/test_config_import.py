@@ -53,7 +53,7 @@ def test_undetectable_config_asks_for_from() -> None:
         convert({}, "unsloth")
 
 
-def test_axolotl_lora_keys() -> None:
+def test_axolotl_lora_keys(fake_trackers: None) -> None:
     conv = import_file(PEER_CONFIGS / "axolotl_lora.yml")
     raw, seen = conv.raw, outcomes(conv)
     assert raw["method"] == "lora" and raw["model"] == "NousResearch/Llama-3.2-1B"
@@ -102,7 +102,7 @@ def test_llamafactory_keys_and_dataset_info() -> None:
     assert outcomes(dpo)["stage"][0] == UNSUPPORTED and outcomes(dpo)["quantization_bit"][0] == UNSUPPORTED
 
 
-def test_trl_keys() -> None:
+def test_trl_keys(fake_trackers: None) -> None:
     conv = import_file(PEER_CONFIGS / "trl_sft_full.yaml")
     raw, seen = conv.raw, outcomes(conv)
     assert raw["method"] == "full" and raw["dtype"] == "bfloat16"

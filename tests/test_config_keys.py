@@ -127,7 +127,7 @@ def test_keys_arrive_in_a_real_run(tmp_path: Path, tiny_model_dir: Path, monkeyp
 # ----------------------------------------------------------------------------- trackers
 
 
-def test_tracker_environment_and_logs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracker_environment_and_logs_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_trackers: None) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     config = build_config({**BASE, "output_dir": str(tmp_path / "runs" / "a"),
@@ -145,7 +145,7 @@ def test_tracker_environment_and_logs_folder(tmp_path: Path, monkeypatch: pytest
     assert "TENSORBOARD_LOGGING_DIR" not in __import__("os").environ
 
 
-def test_ft_config_is_logged_as_tracker_params(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ft_config_is_logged_as_tracker_params(monkeypatch: pytest.MonkeyPatch, fake_trackers: None) -> None:
     logged: dict[str, str] = {}
     fake = types.SimpleNamespace(active_run=lambda: object(), log_params=logged.update)
     config = build_config({**BASE, "training": {"report_to": ["mlflow"], "learning_rate": 1e-3}})
@@ -181,7 +181,7 @@ def test_tensorboard_logs_go_to_the_visible_logs_folder(tmp_path: Path, tiny_mod
     assert "train/loss" in tags and any(t.startswith("ft_config") for t in tags), tags
 
 
-def test_ft_config_goes_into_the_wandb_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ft_config_goes_into_the_wandb_run_config(monkeypatch: pytest.MonkeyPatch, fake_trackers: None) -> None:
     updates: list[dict[str, Any]] = []
     config_object = types.SimpleNamespace(update=lambda values, allow_val_change: updates.append(values))
     config = build_config({**BASE, "training": {"report_to": ["wandb"], "project": "p"}})
