@@ -207,7 +207,7 @@ def test_no_metrics_plugin_explains_how_to_install(fresh_plugins):
     from ftcore.evaluation import resolve_metrics
     from ftcore.plugins import disable
 
-    disable(["ftmetrics"])
+    disable(["ftmetrics", "ftpref"])  # every plugin that registers metrics (ftpref's preference metrics, where installed)
     with pytest.raises(PluginError, match=r"installed metrics: none \(install one, e\.g\. `pip install ftmetrics`\)"):
         resolve_metrics(["rouge"])
 
