@@ -223,11 +223,30 @@ class TrainingConfig(Strict):
         return _known_name(value, OPTIMIZERS, "optimizer")
 
 
+class SpecialTokens(Strict):
+    """Special tokens to set on the tokenizer; a token it does not know is added to the vocabulary."""
+
+    bos_token: str | None = Field(None, description="Beginning-of-sequence token.")
+    eos_token: str | None = Field(None, description="End-of-sequence token (generation stops at it).")
+    pad_token: str | None = Field(None, description="Padding token (default: the tokenizer's, else its eos).")
+    unk_token: str | None = Field(None, description="Unknown-word token.")
+    sep_token: str | None = Field(None, description="Separator token.")
+    cls_token: str | None = Field(None, description="Classifier token.")
+    mask_token: str | None = Field(None, description="Mask token.")
+
+
 class FtConfig(Strict):
     """A whole run: model, method and its options, data, training and where outputs go."""
 
     model: str = Field(description="Hub id, local model directory, or a .gguf file.")
     tokenizer: str | None = Field(None, description="Tokenizer to use (default: the model's).")
+    special_tokens: SpecialTokens = Field(
+        default_factory=SpecialTokens,
+        description="Set the tokenizer's special tokens, e.g. {pad_token: '<|pad|>'}; new ones grow the embeddings.")
+    added_tokens: list[str] = Field(
+        default_factory=list,
+        description="Tokens to add to the vocabulary, never split (e.g. ['<tool_call>', '</tool_call>']); the "
+                    "embeddings grow and the new rows train, with adapter methods too.")
     method: str = Field("lora", description="Training method, provided by a plugin (lora, qlora, full, instruction, ...).")
     method_options: dict[str, Any] = Field(default_factory=dict, description="Options of the method, validated by its plugin.")
     output_dir: str = Field("runs/ft-run", description="Run directory written at the end.")
@@ -240,6 +259,16 @@ class FtConfig(Strict):
         None, description="Attention kernel to load the model with (default: transformers' choice, sdpa where supported).")
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("added_tokens")
+    @classmethod
+    def _distinct_tokens(cls, value: list[str]) -> list[str]:
+        if any(not token for token in value):
+            raise ValueError("an added token is empty")
+        repeated = sorted({token for token in value if value.count(token) > 1})
+        if repeated:
+            raise ValueError(f"tokens listed twice: {', '.join(repeated)}")
+        return value
 
     @model_validator(mode="after")
     def _check_best_model_needs_eval(self) -> FtConfig:
