@@ -116,6 +116,13 @@ class DataConfig(Strict):
     num_proc: int | None = Field(None, ge=1, description="Processes for tokenization of large datasets.")
     max_samples: int | None = Field(None, ge=1, description="Read at most this many examples from each source (quick trials, debugging).")
 
+    @field_validator("train", "eval")
+    @classmethod
+    def _some_source(cls, value: DataSources | None) -> DataSources | None:
+        if value is not None and (value == [] or value == ""):
+            raise ValueError("names no data: give a path, a Hub id or a list of them")
+        return value
+
 
 class TrainingConfig(Strict):
     """How the optimizer runs; maps onto transformers.TrainingArguments."""
@@ -332,7 +339,7 @@ def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = 
 
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:
     """Did-you-mean for an unknown key: another section's key or a peer's name first, then a close spelling."""
-    from ftcore.keys import PEER_NAMES, peer_hint, where_it_belongs
+    from ftcore.keys import PEER_NAMES, misspelt_elsewhere, peer_hint, where_it_belongs
 
     name = str(loc[-1])
     section = ".".join(str(p) for p in loc[:-1] if isinstance(p, str) and p in ("data", "training"))
@@ -342,7 +349,10 @@ def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str)
             return hint
     elif prefix and PEER_NAMES.get(name, "").startswith(prefix):
         return peer_hint(PEER_NAMES[name])
-    return did_you_mean(name, _fields_at(model, loc[:-1]))
+    here = did_you_mean(name, _fields_at(model, loc[:-1]))
+    if not here and model is FtConfig:
+        here = misspelt_elsewhere(name, section, FtConfig) or ""
+    return here
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -410,7 +420,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start})") from exc
     if loaded is None:
