@@ -143,3 +143,24 @@ def test_a_reward_that_raises_is_named_with_the_example(tiny_model_dir, tmp_path
     message = str(error.value)
     assert "reward 'python' failed on the completion of prompt" in message and "Count:" in message
     assert "this reward is broken" in message and not (tmp_path / "run").exists()
+
+
+def test_memory_estimate_counts_generation(fresh_plugins):
+    """GRPO's estimate adds the key/value cache of sampling (and a reference pass only with a KL penalty)."""
+    from ftcore.estimate import ModelShape, estimate, setup_for
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, lora_params_per_rank=50_000, layers=4,
+                       hidden=256, intermediate=1024, vocab=32_000)
+    spec = registry.method("grpo")
+
+    def run(method_spec, options):
+        return estimate(shape, setup_for(method_spec, options, micro_batch=4, seq_len=128, checkpointing=False))
+
+    grpo = run(spec, spec.options(rewards=[{"name": "length", "target": 20}]))
+    lora = run(registry.method("lora"), None)
+    # 4 sequences x 128 positions x 4 layers x (key + value) x hidden 256 x 4 bytes, + 4 x vocab float32 logits.
+    assert grpo.terms["generation"] == 4 * 128 * 4 * 2 * 256 * 4 + 4 * 32_000 * 4
+    assert "generation" not in lora.terms and "reference" not in grpo.terms
+    assert "reference" in run(spec, spec.options(rewards=[{"name": "length", "target": 20}], beta=0.04)).terms
