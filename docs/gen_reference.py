@@ -235,6 +235,23 @@ def cli_page() -> str:
         "(`error: ...`) with exit status 1, or 2 for usage and configuration errors; `--debug` or `FT_DEBUG=1`",
         "shows the traceback. See [Troubleshooting](../troubleshooting.md).",
         "",
+        "## In scripts and CI",
+        "",
+        "- **`--json`** on `train`, `evaluate`, `benchmark`, `recommend`, `merge`, `plugins` and `env` prints the",
+        "  result as one JSON object on standard output and nothing else there; logs and progress go to standard",
+        "  error. `ft train --json` prints the run's manifest (`ft_run.json`) with `run_dir` added; `ft evaluate`",
+        "  and `ft benchmark` print what `eval.json` and `report.json` hold.",
+        "- **Progress off a terminal.** When standard error is not a terminal (a pipe, a file, CI's log), ft prints",
+        "  progress as plain log lines and turns off the redrawn progress bars of the libraries it calls",
+        "  (`HF_HUB_DISABLE_PROGRESS_BARS`, `HF_DATASETS_DISABLE_PROGRESS_BARS` and `TQDM_DISABLE`, unless you set",
+        "  them yourself).",
+        "- **Colour** (`ft data preview`) is on only on a terminal, and off whenever `NO_COLOR` is set to a",
+        "  non-empty value; `--color`/`--no-color` decide explicitly.",
+        "- **Shell completion** comes from click: add `eval \"$(_FT_COMPLETE=bash_source ft)\"` to `~/.bashrc`,",
+        "  `eval \"$(_FT_COMPLETE=zsh_source ft)\"` to `~/.zshrc`, or run",
+        "  `_FT_COMPLETE=fish_source ft > ~/.config/fish/completions/ft.fish` once.",
+        "- **Bug reports:** paste the output of `ft env` (versions, devices, plugins; tokens are never shown).",
+        "",
     ]
     lines += command_sections(cli, "ft", None, 2)
     return tidy(lines)

@@ -103,4 +103,4 @@ def test_errors_are_one_line_and_debug_shows_traceback(tmp_path):
 def test_unknown_command_is_a_usage_error():
     result = run_ft("trian")
     assert result.returncode == 2
-    assert "No such command" in result.stderr
+    assert "no such command 'trian' (did you mean 'train'?)" in result.stderr

@@ -357,6 +357,7 @@ def test_sigterm_under_the_launcher_exits_143_with_one_line(tmp_path: Path, tiny
     errors = [line for line in rest.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in rest, rest[-3000:]
     assert errors[0].startswith("error: training interrupted by SIGTERM at step ")
+    assert rest.count("SIGTERM received") == 1, rest[-3000:]  # said once, by rank 0, though both ranks stop
 
 
 def test_rank_that_cannot_see_the_output_fails_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 #: Names importable from ``ftcore`` that live in modules importing pydantic/yaml (still no torch): loaded on
 #: first use so that ``import ftcore`` stays cheap.
 _LAZY = {
+    "added_token_ids": "ftcore.models",
     "DataConfig": "ftcore.config",
     "FtConfig": "ftcore.config",
     "DataSource": "ftcore.data.sources",
@@ -97,6 +98,7 @@ __all__ = [
     "get_str",
     "hookimpl",
     "map_records",
+    "added_token_ids",
     "render_chat",
     "with_system_prompt",
 ]

@@ -31,6 +31,7 @@ COMMANDS = {
     "config": "ftcore.commands.config:config",
     "plugins": "ftcore.commands.plugins:plugins",
     "plugin": "ftcore.commands.plugins:plugin",
+    "env": "ftcore.commands.env:env",
 }
 
 
@@ -39,6 +40,14 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = click.utils.make_str(args[0])
+        if name not in COMMANDS and not name.startswith("-"):
+            from ftcore.suggest import did_you_mean
+
+            ctx.fail(f"no such command {name!r}{did_you_mean(name, COMMANDS)}; `ft --help` lists them")
+        return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
@@ -68,7 +77,18 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit()
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="""\b
+Examples:
+  ft train --config examples/configs/lora.yaml     # fine-tune; writes a run directory
+  ft benchmark --tuned runs/lora                   # base vs tuned on held-out data
+  ft generate runs/lora -p "Hello"                 # try the tuned model
+  ft env                                           # versions and devices for a bug report
+
+\b
+Shell completion (bash; zsh and fish alike, see the docs):
+  eval "$(_FT_COMPLETE=bash_source ft)"
+""")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show ftcore's and every plugin's version.")
 @click.option("--debug", is_flag=True, envvar="FT_DEBUG", help="Show full tracebacks on errors (or FT_DEBUG=1).")
@@ -88,9 +108,26 @@ def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool, disabled: tu
         _close_stdin()
     if debug:
         os.environ["FT_DEBUG"] = "1"
+    if not _is_terminal(sys.stderr):
+        _plain_progress()
     setup_logging(-1 if quiet else verbose)
     if disabled:
         plugins.disable(disabled)
+
+
+def _is_terminal(stream) -> bool:
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _plain_progress() -> None:
+    """No redrawn progress bars when stderr is a file, a pipe or CI's log: ft prints progress as log lines there,
+    and the libraries it calls (transformers' loading and saving, the Hub's downloads, datasets) print nothing.
+
+    Set before those libraries are imported (they read these variables once); a user's own setting wins.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 #: The only commands that read standard input (``ft chat``: the user's turns).

@@ -116,6 +116,13 @@ class DataConfig(Strict):
     num_proc: int | None = Field(None, ge=1, description="Processes for tokenization of large datasets.")
     max_samples: int | None = Field(None, ge=1, description="Read at most this many examples from each source (quick trials, debugging).")
 
+    @field_validator("train", "eval")
+    @classmethod
+    def _some_source(cls, value: DataSources | None) -> DataSources | None:
+        if value is not None and (value == [] or value == ""):
+            raise ValueError("names no data: give a path, a Hub id or a list of them")
+        return value
+
 
 class TrainingConfig(Strict):
     """How the optimizer runs; maps onto transformers.TrainingArguments."""
@@ -223,11 +230,30 @@ class TrainingConfig(Strict):
         return _known_name(value, OPTIMIZERS, "optimizer")
 
 
+class SpecialTokens(Strict):
+    """Special tokens to set on the tokenizer; a token it does not know is added to the vocabulary."""
+
+    bos_token: str | None = Field(None, description="Beginning-of-sequence token.")
+    eos_token: str | None = Field(None, description="End-of-sequence token (generation stops at it).")
+    pad_token: str | None = Field(None, description="Padding token (default: the tokenizer's, else its eos).")
+    unk_token: str | None = Field(None, description="Unknown-word token.")
+    sep_token: str | None = Field(None, description="Separator token.")
+    cls_token: str | None = Field(None, description="Classifier token.")
+    mask_token: str | None = Field(None, description="Mask token.")
+
+
 class FtConfig(Strict):
     """A whole run: model, method and its options, data, training and where outputs go."""
 
     model: str = Field(description="Hub id, local model directory, or a .gguf file.")
     tokenizer: str | None = Field(None, description="Tokenizer to use (default: the model's).")
+    special_tokens: SpecialTokens = Field(
+        default_factory=SpecialTokens,
+        description="Set the tokenizer's special tokens, e.g. {pad_token: '<|pad|>'}; new ones grow the embeddings.")
+    added_tokens: list[str] = Field(
+        default_factory=list,
+        description="Tokens to add to the vocabulary, never split (e.g. ['<tool_call>', '</tool_call>']); the "
+                    "embeddings grow and the new rows train, with adapter methods too.")
     method: str = Field("lora", description="Training method, provided by a plugin (lora, qlora, full, instruction, ...).")
     method_options: dict[str, Any] = Field(default_factory=dict, description="Options of the method, validated by its plugin.")
     output_dir: str = Field("runs/ft-run", description="Run directory written at the end.")
@@ -240,6 +266,16 @@ class FtConfig(Strict):
         None, description="Attention kernel to load the model with (default: transformers' choice, sdpa where supported).")
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("added_tokens")
+    @classmethod
+    def _distinct_tokens(cls, value: list[str]) -> list[str]:
+        if any(not token for token in value):
+            raise ValueError("an added token is empty")
+        repeated = sorted({token for token in value if value.count(token) > 1})
+        if repeated:
+            raise ValueError(f"tokens listed twice: {', '.join(repeated)}")
+        return value
 
     @model_validator(mode="after")
     def _check_best_model_needs_eval(self) -> FtConfig:
@@ -303,7 +339,7 @@ def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = 
 
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:
     """Did-you-mean for an unknown key: another section's key or a peer's name first, then a close spelling."""
-    from ftcore.keys import PEER_NAMES, peer_hint, where_it_belongs
+    from ftcore.keys import PEER_NAMES, misspelt_elsewhere, peer_hint, where_it_belongs
 
     name = str(loc[-1])
     section = ".".join(str(p) for p in loc[:-1] if isinstance(p, str) and p in ("data", "training"))
@@ -313,7 +349,10 @@ def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str)
             return hint
     elif prefix and PEER_NAMES.get(name, "").startswith(prefix):
         return peer_hint(PEER_NAMES[name])
-    return did_you_mean(name, _fields_at(model, loc[:-1]))
+    here = did_you_mean(name, _fields_at(model, loc[:-1]))
+    if not here and model is FtConfig:
+        here = misspelt_elsewhere(name, section, FtConfig) or ""
+    return here
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -381,7 +420,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        problem = str(getattr(exc, "problem", None) or exc).strip().splitlines()[0]
+        raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte offset {exc.start})") from exc
     if loaded is None:

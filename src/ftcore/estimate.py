@@ -33,6 +33,9 @@ activations    without checkpointing: ``b * s * L * A * c`` with ``A = 16 h + 5 
                ``b * s * L * h * c``, plus one layer recomputed at a time, ``b * s * A * c``.
 reference      methods that run a reference model each step without gradients (DPO, KTO on an adapter:
                ``MethodSpec.reference_pass``): its float32 log-probabilities, ``b * s * V * 4``
+generation     methods that sample completions from the model each step (GRPO: ``MethodSpec.generates``): the
+               key/value cache of every layer, ``b * s * L * 2 * h * c`` (an upper bound: grouped-query attention
+               keeps less), plus one step's float32 logits per sequence, ``b * V * 4``
 runtime        what the process holds before any model: on CPU the Python interpreter with torch,
                transformers, peft, datasets and the Trainer imported, plus the data pipeline:
                ``CPU_RUNTIME_BYTES`` (0.55 GB, the measured peak RSS of ``ft train`` on the 140k-parameter
@@ -123,6 +126,7 @@ class Setup:
     :param base_bits: bits per weight of the base's Linear layers while training (below 16: a quantized base).
     :param sequences: sequences each example becomes in a forward pass (2 for preference pairs).
     :param reference: whether each step also runs the reference model without gradients (DPO, KTO).
+    :param generation: whether each step samples completions from the model first (GRPO).
     """
 
     method: str
@@ -136,6 +140,7 @@ class Setup:
     base_bits: int = 16
     sequences: int = 1
     reference: bool = False
+    generation: bool = False
 
     @property
     def full(self) -> bool:
@@ -168,7 +173,8 @@ def setup_for(spec: MethodSpec, options: Any = None, *, micro_batch: int, seq_le
 
     A quantized base keeps its other parameters in float32, so its setup's ``dtype`` is float32.
     """
-    passes = {"sequences": spec.sequences_for(options), "reference": spec.reference_for(options)}
+    passes = {"sequences": spec.sequences_for(options), "reference": spec.reference_for(options),
+              "generation": spec.generates_for(options)}
     if not trains_adapter(spec, options):
         return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, None, optimizer, **passes)
     if rank is None:
@@ -269,6 +275,9 @@ def estimate(shape: ModelShape, setup: Setup, device: str = "cpu") -> Estimate:
     terms["loss head"] = 4 * tokens * shape.vocab * 4
     if setup.reference:  # the reference's forward keeps no activations, only its float32 log-probabilities
         terms["reference"] = tokens * shape.vocab * 4
+    if setup.generation:  # sampling holds every layer's keys and values, plus one step's float32 logits per sequence
+        sequences = setup.micro_batch * setup.sequences
+        terms["generation"] = tokens * shape.layers * 2 * shape.hidden * c + sequences * shape.vocab * 4
     terms["runtime"] = CUDA_RUNTIME_BYTES if device == "cuda" else CPU_RUNTIME_BYTES
     return Estimate(setup, terms)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,8 +133,9 @@ class TrainingGuard:
             self.__exit__()
             raise KeyboardInterrupt
         self.signal = signum
-        log.warning("%s received: saving a checkpoint at the end of this step, then stopping "
-                    "(send it again to stop at once, without a checkpoint)", signal.Signals(signum).name)
+        if os.environ.get("RANK", "0") == "0":  # every rank gets the signal and stops alike; rank 0 says so once
+            log.warning("%s received: saving a checkpoint at the end of this step, then stopping "
+                        "(send it again to stop at once, without a checkpoint)", signal.Signals(signum).name)
 
     def interruption(self, plan: RunPlan) -> Interrupted:
         """The error to raise after an interrupted ``train()`` (checkpoint saved in ``plan.staging``)."""

@@ -121,7 +121,9 @@ def setup_peft(model: Any, method: str, config: FtConfig, options: Any) -> Any |
 
     Called on the plugin that registered ``method``, once per run after the base model is loaded.
     Attach adapters, choose which parameters are trainable, enable gradient checkpointing if
-    ``config.training.gradient_checkpointing`` asks for it.
+    ``config.training.gradient_checkpointing`` asks for it. When the run added tokens (``added_tokens``,
+    ``special_tokens``), ftcore has already grown the embeddings, and :func:`ftcore.added_token_ids` gives the
+    new rows, which start untrained: an adapter method should train them too.
 
     Stops at the first non-None result.
 

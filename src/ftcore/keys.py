@@ -199,6 +199,17 @@ def where_it_belongs(name: str, section: str, root: Any) -> str | None:
     return None
 
 
+def misspelt_elsewhere(name: str, section: str, root: Any) -> str | None:
+    """`` (did you mean training.learning_rate? ...)`` for a misspelling of another section's key, or None."""
+    from ftcore.suggest import closest
+
+    paths = key_paths(root)
+    near = closest(name, paths, cutoff=0.8)
+    if near is None or paths[near].rpartition(".")[0] == section:
+        return None
+    return f" (did you mean {paths[near]}? it belongs in {_section_name(paths[near])})"
+
+
 def peer_hint(target: str) -> str:
     """`` (ft calls it data.max_seq_len)`` for a key, `` (in ft: method: qlora)`` for a setting."""
     return f" (in ft: {target})" if ": " in target else f" (ft calls it {target})"

@@ -44,6 +44,9 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "tokens_per_second": _tokens_per_second(run, state),
         "eval_loss": eval_loss,
         "trainable_params": trainable,
+        # Set when the run added tokens: loading its adapter first grows the base's embeddings to this size.
+        "vocab_size": len(run.tokenizer) if run.added_token_ids else None,
+        "added_token_ids": run.added_token_ids or None,
         "total_params": total,
         "wall_time_s": round(time.time() - run.started, 2),
         "resumed_from": _shown_checkpoint(run.plan),

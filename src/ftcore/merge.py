@@ -52,12 +52,14 @@ def load_base_for_merge(run: RunInfo, method: RunMethod, device: str | None = No
     """The run's base model as the run loaded it, in float32 unless the method's load arguments say otherwise."""
     import torch
 
-    from ftcore.models import LoadOptions, load_pretrained
+    from ftcore.models import LoadOptions, fit_run_vocabulary, load_pretrained
 
     kwargs = base_load_kwargs(method)
     kwargs.setdefault("dtype", torch.float32)
     options = LoadOptions("float32", bool(run.config.get("trust_remote_code")), bool(run.config.get("allow_pickle")))
-    return load_pretrained(run.base_model, options, extra_kwargs=kwargs, device=device)
+    base = load_pretrained(run.base_model, options, extra_kwargs=kwargs, device=device)
+    fit_run_vocabulary(base, run)
+    return base
 
 
 def merged_model(run_dir: str | Path, device: str | None = None) -> tuple[Any, RunInfo]:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,9 +206,53 @@ def _local_source(source: str, allow_pickle: bool) -> str:
 
 
 def load_tokenizer(config: FtConfig) -> Any:
-    """The run's tokenizer (``config.tokenizer`` or the model's), with a pad token set."""
+    """The run's tokenizer (``config.tokenizer`` or the model's), with a pad token set and the config's
+    ``special_tokens`` and ``added_tokens`` applied."""
     source = config.tokenizer or config.model
-    return load_tokenizer_from(source, LoadOptions.from_config(config))
+    tokenizer = load_tokenizer_from(source, LoadOptions.from_config(config))
+    special = {role: token for role, token in config.special_tokens.model_dump().items() if token is not None}
+    if special or config.added_tokens:
+        before = len(tokenizer)
+        if special:
+            tokenizer.add_special_tokens(special)
+        if config.added_tokens:
+            tokenizer.add_tokens(list(config.added_tokens), special_tokens=True)
+        log.info("tokenizer: %s%s; vocabulary %d -> %d", ", ".join(f"{k}={v!r}" for k, v in special.items()),
+                 (" and " if special and config.added_tokens else "")
+                 + (f"{len(config.added_tokens)} added token(s)" if config.added_tokens else ""), before, len(tokenizer))
+    return tokenizer
+
+
+#: The ids of the tokens ft added to each model's embeddings (see :func:`added_token_ids`).
+_ADDED_TOKENS: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
+
+
+def fit_embeddings(model: Any, tokenizer: Any, *, initialise: bool = True) -> list[int]:
+    """Grow ``model``'s input (and output) embeddings to ``len(tokenizer)`` when the tokenizer has more tokens.
+
+    New rows start from the distribution of the existing ones (transformers' mean resizing) when
+    ``initialise``; otherwise they are left for saved weights to overwrite. Returns the new token ids, which
+    :func:`added_token_ids` also gives a method plugin's ``setup_peft``.
+    """
+    embeddings = model.get_input_embeddings()
+    old = embeddings.num_embeddings if embeddings is not None else len(tokenizer)
+    if len(tokenizer) <= old:
+        return []
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=initialise)
+    if tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    ids = list(range(old, len(tokenizer)))
+    _ADDED_TOKENS[model] = ids
+    return ids
+
+
+def added_token_ids(model: Any) -> list[int]:
+    """The ids of the tokens this run added to ``model``'s vocabulary (``added_tokens``, new ``special_tokens``).
+
+    A method that trains an adapter should train these rows of the embeddings (and of an untied output layer):
+    they start untrained. Empty when the run added no token.
+    """
+    return list(_ADDED_TOKENS.get(model, []))
 
 
 def load_tokenizer_from(source: str, options: LoadOptions = LoadOptions()) -> Any:
@@ -395,7 +440,9 @@ def load_for_inference(model_or_run_dir: str | Path, dtype: str | None = None, d
         options = LoadOptions(dtype or run.config.get("dtype", "auto"), bool(run.config.get("trust_remote_code")))
         tokenizer = load_tokenizer_from(str(run.path), options)
         if method is not None:
-            model = _with_adapter(load_pretrained(run.base_model, options, device=device), run, method)
+            base = load_pretrained(run.base_model, options, device=device)
+            fit_run_vocabulary(base, run)
+            model = _with_adapter(base, run, method)
         else:
             model = load_pretrained(str(run.path), options, device=device)
     else:
@@ -403,6 +450,15 @@ def load_for_inference(model_or_run_dir: str | Path, dtype: str | None = None, d
         tokenizer = load_tokenizer_from(source, options)
         model = load_pretrained(source, options, device=device)
     return model.eval(), tokenizer
+
+
+def fit_run_vocabulary(base: Any, run: RunInfo) -> None:
+    """Grow ``base``'s embeddings to the vocabulary of the run that added tokens, before its adapter loads
+    (the adapter holds the trained rows)."""
+    size = run.manifest.get("vocab_size")
+    embeddings = base.get_input_embeddings()
+    if size and embeddings is not None and embeddings.num_embeddings < size:
+        base.resize_token_embeddings(int(size), mean_resizing=False)
 
 
 def _with_adapter(base: Any, run: RunInfo, method: RunMethod) -> Any:

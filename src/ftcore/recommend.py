@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ftcore.errors import FtError
@@ -152,3 +152,21 @@ def breakdown(rec: Recommendation) -> str:
         lines.append(f"\ngradient accumulation {rec.gradient_accumulation} (global batch "
                      f"{rec.gradient_accumulation * rec.chosen.setup.micro_batch})")
     return "\n".join(lines)
+
+
+def as_dict(rec: Recommendation, data: str = "data/train.jsonl") -> dict[str, Any]:
+    """``ft recommend --json``: the model, the hardware, the budget, each method's leanest estimate and the choice."""
+
+    def described(est: Estimate) -> dict[str, Any]:
+        return {"setup": asdict(est.setup), "total_bytes": est.total, "terms_bytes": dict(est.terms)}
+
+    return {
+        "model": asdict(rec.shape),
+        "hardware": asdict(rec.hardware),
+        "memory_bytes": rec.memory,
+        "budget_bytes": rec.budget,
+        "fits": rec.chosen is not None,
+        "recommended": {**described(rec.chosen), "gradient_accumulation": rec.gradient_accumulation,
+                        "config": config_for(rec, data=data)} if rec.chosen else None,
+        "leanest": {method: described(est) for method, est in rec.smallest.items()},
+    }

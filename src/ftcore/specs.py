@@ -58,10 +58,13 @@ class MethodSpec:
         estimator (``2`` for preference pairs: chosen and rejected). Default ``1``.
     :param reference_pass: whether each step also runs a reference model without gradients (DPO, KTO), for the
         memory estimator. Default ``False``.
+    :param generates: whether each step samples completions from the model being trained (GRPO), for the memory
+        estimator (the key/value cache of generation). Default ``False``.
 
     Where the method's options decide these (an adapter or full weights, a 4-bit base or not, a reference pass
     or none), give the options model a property of the same name (``output``, ``base_bits``,
-    ``sequences_per_example``, ``reference_pass``): :meth:`output_for` and its siblings read it first.
+    ``sequences_per_example``, ``reference_pass``, ``generates``): :meth:`output_for` and its siblings read it
+    first.
     """
 
     name: str
@@ -75,6 +78,7 @@ class MethodSpec:
     recommend: int | None = None
     sequences_per_example: int = 1
     reference_pass: bool = False
+    generates: bool = False
 
     def __post_init__(self) -> None:
         check_name("method", self.name)
@@ -97,6 +101,11 @@ class MethodSpec:
         """:attr:`sequences_per_example`, or the options model's property of that name."""
         chosen = getattr(options, "sequences_per_example", None)
         return chosen if isinstance(chosen, int) and not isinstance(chosen, bool) else self.sequences_per_example
+
+    def generates_for(self, options: Any) -> bool:
+        """:attr:`generates`, or the options model's property of that name."""
+        chosen = getattr(options, "generates", None)
+        return chosen if isinstance(chosen, bool) else self.generates
 
     def reference_for(self, options: Any) -> bool:
         """:attr:`reference_pass`, or the options model's property of that name."""

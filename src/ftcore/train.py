@@ -57,6 +57,8 @@ class _Run:
     #: ``{key: [old, new]}`` of a resumed run whose config or data changed (allowed ones only).
     config_changes: dict[str, list[Any]] = field(default_factory=dict)
     allow_config_change: bool = False
+    #: Ids of the tokens this run added to the vocabulary (``added_tokens``, new ``special_tokens``).
+    added_token_ids: list[int] = field(default_factory=list)
 
 
 def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | str | None = None,
@@ -222,7 +224,7 @@ def is_main_process() -> bool:
 
 def _prepare(run: _Run) -> None:
     """Load the tokenizer, prepare the data, load the model (with the method's load kwargs), attach the method."""
-    from ftcore.models import load_model, load_tokenizer
+    from ftcore.models import fit_embeddings, load_model, load_tokenizer
     from ftcore.plugins import get_registry
 
     registry = get_registry()
@@ -239,6 +241,10 @@ def _prepare(run: _Run) -> None:
     # Seed before the adapter is initialised, so the same seed gives the same run.
     set_seed(config.seed)
     base = load_model(config, extra)
+    if config.added_tokens or config.special_tokens.model_dump(exclude_none=True):
+        run.added_token_ids = fit_embeddings(base, run.tokenizer)
+        if run.added_token_ids:
+            log.info("embeddings grown by %d rows for the added tokens", len(run.added_token_ids))
     if run.data.collator is not None and (config.data.packing or config.data.padding_free):
         # Flattened batches: attend within each example instead of masking a row-sized square (see ftcore.attention).
         from ftcore.attention import use_segment_attention

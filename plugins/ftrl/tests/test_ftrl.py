@@ -143,3 +143,72 @@ def test_a_reward_that_raises_is_named_with_the_example(tiny_model_dir, tmp_path
     message = str(error.value)
     assert "reward 'python' failed on the completion of prompt" in message and "Count:" in message
     assert "this reward is broken" in message and not (tmp_path / "run").exists()
+
+
+def test_memory_estimate_counts_generation(fresh_plugins):
+    """GRPO's estimate adds the key/value cache of sampling (and a reference pass only with a KL penalty)."""
+    from ftcore.estimate import ModelShape, estimate, setup_for
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, lora_params_per_rank=50_000, layers=4,
+                       hidden=256, intermediate=1024, vocab=32_000)
+    spec = registry.method("grpo")
+
+    def run(method_spec, options):
+        return estimate(shape, setup_for(method_spec, options, micro_batch=4, seq_len=128, checkpointing=False))
+
+    grpo = run(spec, spec.options(rewards=[{"name": "length", "target": 20}]))
+    lora = run(registry.method("lora"), None)
+    # 4 sequences x 128 positions x 4 layers x (key + value) x hidden 256 x 4 bytes, + 4 x vocab float32 logits.
+    assert grpo.terms["generation"] == 4 * 128 * 4 * 2 * 256 * 4 + 4 * 32_000 * 4
+    assert "generation" not in lora.terms and "reference" not in grpo.terms
+    assert "reference" in run(spec, spec.options(rewards=[{"name": "length", "target": 20}], beta=0.04)).terms
+
+
+@pytest.mark.slow
+def test_grpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path):
+    """A GRPO run killed with SIGKILL after a checkpoint continues with --resume to the same rewards and losses:
+    sampling restarts from the checkpoint's random state."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ftcore.rundir import checkpoint_complete
+
+    data = write_prompts(tmp_path / "prompts.jsonl", repeats=4)
+    env = {**os.environ, "FT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+    def config(name: str) -> Path:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(
+            f"model: {tiny_model_dir}\nmethod: grpo\n"
+            "method_options: {r: 8, alpha: 16, num_generations: 4, max_completion_length: 6, "
+            "rewards: [{name: length, target: 4}]}\n"
+            f"output_dir: {tmp_path / name}\ndata: {{train: {data}, max_seq_len: 32}}\n"
+            "training: {max_steps: 4, save_steps: 2, logging_steps: 1, learning_rate: 0.03, batch_size: 8, "
+            "lr_scheduler: constant}\n")
+        return path
+
+    def ft(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "ftcore", *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    reference = ft("train", "--config", str(config("reference")))
+    assert reference.wait(timeout=600) == 0, reference.stdout.read()
+    process = ft("train", "--config", str(config("run")))
+    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-2"
+    deadline = time.time() + 600
+    while not checkpoint_complete(checkpoint):
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, "no checkpoint-2"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = ft("train", "--config", str(config("run")), "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    for key in ("reward", "loss"):
+        assert rewards_logged(tmp_path / "run", key) == pytest.approx(rewards_logged(tmp_path / "reference", key),
+                                                                      abs=1e-4), key

@@ -5,10 +5,15 @@ from __future__ import annotations
 import click
 
 from ftcore.commands.evaluate import generation_options, settings_from
+from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
 from ftcore.evaluation import DEFAULT_METRICS
 
 
-@click.command()
+@click.command(epilog=examples(
+    "ft benchmark --tuned runs/lora                       # held-out data of the run",
+    "ft benchmark --tuned runs/lora --data data/test.jsonl --ci",
+    "ft benchmark --tuned runs/lora --json | jq '.comparison[] | {score, base, tuned}'",
+))
 @click.option("--tuned", required=True, type=click.Path(file_okay=False), help="The fine-tuned run directory.")
 @click.option("--base", default=None, help="Base model to compare with (default: the run's base model).")
 @click.option("--data", default=None, type=click.Path(dir_okay=False),
@@ -17,17 +22,23 @@ from ftcore.evaluation import DEFAULT_METRICS
 @click.option("--output", default=None, type=click.Path(file_okay=False), help="Report directory (default: RUN_DIR/benchmark).")
 @click.option("--samples", default=5, show_default=True, type=click.IntRange(0), help="Sample predictions shown side by side.")
 @generation_options
-def benchmark(tuned: str, base: str | None, data: str | None, metrics: str, output: str | None, samples: int, **kwargs) -> None:
+@json_option
+def benchmark(tuned: str, base: str | None, data: str | None, metrics: str, output: str | None, samples: int,
+              as_json: bool, **kwargs) -> None:
     """Evaluate --base and --tuned with the same settings; write report.json, report.md and report.png."""
-    from ftcore.benchmark import run_benchmark
+    from ftcore.benchmark import report_payload, run_benchmark
     from ftcore.evaluation import parse_metric_names, parse_metric_options
 
-    report = run_benchmark(
-        tuned, base=base, data=data, metrics=parse_metric_names(metrics), settings=settings_from(kwargs),
-        limit=kwargs["limit"], output_dir=output, ci=kwargs["ci"], ci_resamples=kwargs["ci_resamples"],
-        metric_options=parse_metric_options(kwargs["metric_options"]), samples=samples,
-        dtype=kwargs["dtype"], device=kwargs["device"],
-    )
+    with result_on_stdout(as_json) as out:
+        report = run_benchmark(
+            tuned, base=base, data=data, metrics=parse_metric_names(metrics), settings=settings_from(kwargs),
+            limit=kwargs["limit"], output_dir=output, ci=kwargs["ci"], ci_resamples=kwargs["ci_resamples"],
+            metric_options=parse_metric_options(kwargs["metric_options"]), samples=samples,
+            dtype=kwargs["dtype"], device=kwargs["device"],
+        )
+    if as_json:
+        print_json({**report_payload(report, samples), "output_dir": str(report.output_dir)}, out)
+        return
     click.echo(f"{report.tuned.n_examples} examples from {report.data} ({report.data_source})")
     click.echo(comparison_table(report))
     click.echo(f"wrote {report.output_dir}/report.md, report.json and report.png")

@@ -6,13 +6,18 @@ import json
 
 import click
 
+from ftcore.commands.output import examples
+
 
 @click.group()
 def config() -> None:
     """Check and describe run configs."""
 
 
-@config.command()
+@config.command(epilog=examples(
+    "ft config validate cfg.yaml",
+    "ft config validate cfg.yaml --method qlora --set training.learning_rate=1e-4",
+))
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. training.learning_rate=1e-4.")
 @click.option("--method", default=None, help="Override the method.")
@@ -25,7 +30,10 @@ def validate(path: str, overrides: tuple[str, ...], method: str | None) -> None:
     click.echo(f"{path}: valid (method {spec.name}, model {cfg.model})")
 
 
-@config.command()
+@config.command(epilog=examples(
+    "ft config schema > ft-config.schema.json     # for editor completion of YAML configs",
+    "ft config schema --method lora",
+))
 @click.option("--method", default=None, help="Print the options schema of this method instead.")
 def schema(method: str | None) -> None:
     """Print the JSON Schema of the run config (or of one method's options)."""

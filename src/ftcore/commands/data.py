@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import click
 
+from ftcore.commands.output import examples, use_color
+
 
 @click.group()
 def data() -> None:
     """Inspect datasets as ft tokenizes them."""
 
 
-@data.command()
+@data.command(epilog=examples(
+    "ft data preview --config cfg.yaml",
+    "ft data preview --config cfg.yaml -n 5 --set data.max_seq_len=256 --no-color",
+))
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Run config (YAML).")
 @click.option("-n", "count", default=2, show_default=True, type=click.IntRange(0), help="Examples to show.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. data.max_seq_len=256.")
-@click.option("--color/--no-color", default=None, help="Colour trained tokens (default: when stdout is a terminal).")
+@click.option("--color/--no-color", default=None,
+              help="Colour trained tokens (default: when stdout is a terminal and NO_COLOR is unset).")
 def preview(config_path: str, count: int, overrides: tuple[str, ...], color: bool | None) -> None:
     """Show tokenized examples (trained tokens green, or in [[ ]] without colour) and the length distribution."""
     from ftcore.config import load_config
@@ -25,7 +31,7 @@ def preview(config_path: str, count: int, overrides: tuple[str, ...], color: boo
     cfg = load_config(config_path, overrides)
     tokenizer = load_tokenizer(cfg)
     prepared = preview_data(cfg, tokenizer)
-    color = click.get_text_stream("stdout").isatty() if color is None else color
+    color = use_color(click.get_text_stream("stdout"), color)
     if prepared.collator is None:
         _show_plugin_rows(prepared, count)
         return

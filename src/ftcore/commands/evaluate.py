@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
+
 # ftcore.evaluation imports nothing heavy at module level; the default list is defined there once.
 from ftcore.evaluation import DEFAULT_METRICS
 
@@ -40,7 +42,12 @@ def settings_from(kwargs: dict) -> object:
     )
 
 
-@click.command()
+@click.command(epilog=examples(
+    "ft evaluate runs/lora --data data/test.jsonl",
+    "ft evaluate runs/lora --data data/test.jsonl --metrics exact_match,rouge --ci",
+    "ft evaluate HuggingFaceTB/SmolLM2-135M-Instruct --data data/test.jsonl --limit 50",
+    "ft evaluate runs/lora --data data/test.jsonl --json | jq .scores",
+))
 @click.argument("model_or_run_dir")
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Examples to evaluate on (.jsonl/.json/.csv/.parquet).")
 @click.option("--metrics", default=",".join(DEFAULT_METRICS), show_default=True,
@@ -48,7 +55,8 @@ def settings_from(kwargs: dict) -> object:
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help="Where eval.json and predictions.jsonl go (default: RUN_DIR/eval, or ./eval-<model>).")
 @generation_options
-def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None, **kwargs) -> None:
+@json_option
+def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None, as_json: bool, **kwargs) -> None:
     """Evaluate MODEL_OR_RUN_DIR (a run directory, local model, Hub id or .gguf file) on --data."""
     from ftcore.evaluation import (
         default_output_dir,
@@ -59,11 +67,15 @@ def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None,
     )
 
     output_dir = output or default_output_dir(model_or_run_dir)
-    result = evaluate_model(
-        model_or_run_dir, data, parse_metric_names(metrics), settings=settings_from(kwargs), limit=kwargs["limit"],
-        output_dir=output_dir, ci=kwargs["ci"], ci_resamples=kwargs["ci_resamples"],
-        metric_options=parse_metric_options(kwargs["metric_options"]), dtype=kwargs["dtype"], device=kwargs["device"],
-    )
+    with result_on_stdout(as_json) as out:
+        result = evaluate_model(
+            model_or_run_dir, data, parse_metric_names(metrics), settings=settings_from(kwargs), limit=kwargs["limit"],
+            output_dir=output_dir, ci=kwargs["ci"], ci_resamples=kwargs["ci_resamples"],
+            metric_options=parse_metric_options(kwargs["metric_options"]), dtype=kwargs["dtype"], device=kwargs["device"],
+        )
+    if as_json:
+        print_json({**result.as_dict(), "output_dir": str(output_dir)}, out)
+        return
     click.echo(f"{result.model} on {result.data} ({result.n_examples} examples, {result.seconds:.1f}s)")
     click.echo(format_table(result.scores, result.ci))
     click.echo(f"wrote {output_dir}/eval.json and predictions.jsonl")

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from ftcore.commands.output import examples
+
 
 def _sampling_options(command):
     command = click.option("--seed", type=int, default=None, help="Seed for sampling.")(command)
@@ -33,7 +35,11 @@ def _load(model: str, dtype: str | None):
     return load_for_inference(model, dtype=dtype)
 
 
-@click.command()
+@click.command(epilog=examples(
+    'ft generate runs/lora -p "Name three primary colours."',
+    'ft generate merged/ -p "Once upon a time" --raw --max-new-tokens 64',
+    'ft generate runs/lora -p "Write a haiku" --temperature 0.8 --seed 1',
+))
 @click.argument("model", metavar="RUN_DIR_OR_MODEL")
 @click.option("--prompt", "-p", required=True, help="The prompt (a user message when the tokenizer has a chat template).")
 @click.option("--raw", is_flag=True, help="Feed the prompt as plain text, without the chat template.")
@@ -49,7 +55,11 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str 
     click.echo()
 
 
-@click.command()
+@click.command(epilog=examples(
+    "ft chat runs/lora",
+    'ft chat runs/lora --system "You are terse." --temperature 0.7',
+    "printf 'hi\\n' | ft chat runs/lora           # one turn from a pipe; replies on stdout",
+))
 @click.argument("model", metavar="RUN_DIR_OR_MODEL")
 @_sampling_options
 def chat(model: str, system: str | None, dtype: str | None, max_new_tokens: int, temperature: float, top_p: float,

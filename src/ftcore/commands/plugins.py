@@ -6,6 +6,8 @@ import json
 
 import click
 
+from ftcore.commands.output import examples
+
 
 def _describe(info) -> str:
     provides = []
@@ -16,7 +18,7 @@ def _describe(info) -> str:
     return "; ".join(provides) or "hooks only"
 
 
-@click.command()
+@click.command(epilog=examples("ft plugins", "ft plugins --hooks", "ft plugins --json", "ft --disable ftqlora plugins"))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--hooks", "show_hooks", is_flag=True, help="Also show which hooks each plugin implements.")
 def plugins(as_json: bool, show_hooks: bool) -> None:
@@ -50,7 +52,11 @@ def plugin() -> None:
     """Create plugins."""
 
 
-@plugin.command("new")
+@plugin.command("new", epilog=examples(
+    "ft plugin new mymethod                     # a method plugin in ./ft-mymethod",
+    "ft plugin new jsonl_qa --kind format -o plugins/",
+    "ft plugin new bleurt --kind metric",
+))
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["method", "format", "metric"]), default="method", show_default=True,
               help="What the plugin provides.")

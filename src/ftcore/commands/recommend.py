@@ -6,11 +6,17 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
+
 if TYPE_CHECKING:
     from ftcore.specs import MethodSpec
 
 
-@click.command()
+@click.command(epilog=examples(
+    "ft recommend --model HuggingFaceTB/SmolLM2-135M-Instruct",
+    "ft recommend -m meta-llama/Llama-3.1-8B --memory 24 --seq-len 2048 -o cfg.yaml",
+    "ft recommend -m ./my-model --method qlora --json",
+))
 @click.option("--model", "-m", required=True, help="Hub id, local model directory, .gguf file or run directory.")
 @click.option("--method", default=None,
               help="Only consider this installed method (default: every installed method that takes part in "
@@ -27,8 +33,9 @@ if TYPE_CHECKING:
               help="Weight dtype (default: bfloat16 on GPUs that support it, else float32).")
 @click.option("--data", default="data/train.jsonl", show_default=True, help="data.train of the written config.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="Write the recommended config here.")
+@json_option
 def recommend(model: str, method: str | None, seq_len: int, memory: float | None, margin: float, rank: int,
-              global_batch: int, dtype: str | None, data: str, output: str | None) -> None:
+              global_batch: int, dtype: str | None, data: str, output: str | None, as_json: bool) -> None:
     """Estimate peak training memory of MODEL per method and recommend a setup that fits."""
     import yaml
 
@@ -36,19 +43,24 @@ def recommend(model: str, method: str | None, seq_len: int, memory: float | None
     from ftcore import recommend as rc
     from ftcore.errors import FtError
 
-    methods = _methods(method)
-    shape = estimate.model_shape(model)
-    rec = rc.recommend(shape, estimate.detect_hardware(), methods=methods, seq_len=seq_len,
-                       memory=int(memory * estimate.GB) if memory else None, margin=margin, rank=rank,
-                       global_batch=global_batch, dtype=dtype)
-    click.echo(rc.breakdown(rec))
-    if rec.chosen is None:
-        raise FtError(rc.cannot_fit_message(rec))
-    if output:
-        text = yaml.safe_dump(rc.config_for(rec, data=data), sort_keys=False)
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(f"# ft train --config {output}\n# written by: ft recommend --model {model}\n{text}")
-        click.echo(f"\nwrote {output}")
+    with result_on_stdout(as_json) as out:
+        methods = _methods(method)
+        shape = estimate.model_shape(model)
+        rec = rc.recommend(shape, estimate.detect_hardware(), methods=methods, seq_len=seq_len,
+                           memory=int(memory * estimate.GB) if memory else None, margin=margin, rank=rank,
+                           global_batch=global_batch, dtype=dtype)
+        if as_json:
+            # The result is printed even when nothing fits (``fits: false``), then the command fails as without --json.
+            print_json(rc.as_dict(rec, data=data), out)
+        else:
+            click.echo(rc.breakdown(rec))
+        if rec.chosen is None:
+            raise FtError(rc.cannot_fit_message(rec))
+        if output:
+            text = yaml.safe_dump(rc.config_for(rec, data=data), sort_keys=False)
+            with open(output, "w", encoding="utf-8") as handle:
+                handle.write(f"# ft train --config {output}\n# written by: ft recommend --model {model}\n{text}")
+            click.echo(f"\nwrote {output}")
 
 
 def _methods(name: str | None) -> list[MethodSpec]:

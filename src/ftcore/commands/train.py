@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
+from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
 from ftcore.errors import UsageError
 from ftcore.launch import launch_options
 
 
 def check_before_launch(config_path: str | None, method: str | None, overrides: tuple[str, ...],
                         output_dir: str | None, resume: str | None, overwrite: bool, allow_config_change: bool,
-                        processes: int) -> None:
+                        processes: int, as_json: bool = False) -> None:
     """With ``--nproc``: the checks that need no heavy import, once, before the launcher starts the ranks."""
     from ftcore import distributed, rundir
     from ftcore.config import load_config, validate_run_config
@@ -29,7 +30,13 @@ def _check_flags(resume: str | None, allow_config_change: bool) -> None:
         raise UsageError("--allow-config-change only applies with --resume")
 
 
-@click.command()
+@click.command(epilog=examples(
+    "ft train --config examples/configs/lora.yaml",
+    "ft train -c cfg.yaml --method qlora --set training.max_steps=50 -o runs/try1",
+    "ft train -c cfg.yaml --resume                # continue after an interruption",
+    "ft train -c cfg.yaml --nproc 2               # two processes (torchrun)",
+    "ft train -c cfg.yaml --json > result.json    # the run's manifest as JSON",
+))
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Run config (YAML); keys can also come from --set.")
 @click.option("--method", default=None, help="Training method (lora, qlora, full, ...); overrides the config.")
@@ -42,19 +49,24 @@ def _check_flags(resume: str | None, allow_config_change: bool) -> None:
               help="Replace a finished ft run in the output directory (once the new one is done).")
 @click.option("--allow-config-change", is_flag=True,
               help="With --resume: continue even though the config or data changed the optimisation or the data.")
+@json_option
 @launch_options(before_launch=check_before_launch)
 def train(config_path: str | None, method: str | None, overrides: tuple[str, ...], output_dir: str | None,
-          resume: str | None, overwrite: bool, allow_config_change: bool) -> None:
+          resume: str | None, overwrite: bool, allow_config_change: bool, as_json: bool) -> None:
     """Fine-tune a causal language model and save the adapter or model as a run directory."""
     from ftcore.config import load_config
     from ftcore.train import run_training
 
-    config = load_config(config_path, overrides, method=method, output_dir=output_dir)
-    _check_flags(resume, allow_config_change)
-    result = run_training(config, overwrite=overwrite, resume=True if resume == "latest" else resume,
-                          allow_config_change=allow_config_change)
+    with result_on_stdout(as_json) as out:
+        config = load_config(config_path, overrides, method=method, output_dir=output_dir)
+        _check_flags(resume, allow_config_change)
+        result = run_training(config, overwrite=overwrite, resume=True if resume == "latest" else resume,
+                              allow_config_change=allow_config_change)
     manifest = result.manifest
     if not manifest:  # a rank other than 0 of a multi-process run: rank 0 reports
+        return
+    if as_json:
+        print_json({"run_dir": str(result.run_dir), **manifest}, out)
         return
     loss = manifest.get("train_loss")
     summary = f"step {manifest.get('global_step')}, train loss {loss:.4f}" if loss is not None else ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ftcore.commands.output import examples
+
 
 def _size(n: int) -> str:
     if n < 0:
@@ -15,7 +17,11 @@ def _size(n: int) -> str:
     return str(n)
 
 
-@click.command()
+@click.command(epilog=examples(
+    "ft upload runs/lora --repo-id alice/smollm2-lora --dry-run",
+    "ft upload runs/lora --repo-id alice/smollm2-lora --private",
+    "ft upload runs/lora --repo-id alice/smollm2-merged --merged --dtype bfloat16",
+))
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--repo-id", required=True, help="Target repository, NAMESPACE/NAME (e.g. alice/llama-lora).")
 @click.option("--private", is_flag=True, help="Create the repository as private.")

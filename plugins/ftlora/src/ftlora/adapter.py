@@ -68,7 +68,26 @@ def lora_config(model: Any, options: LoraOptions) -> Any:
         use_rslora=options.use_rslora,
         modules_to_save=list(options.modules_to_save) or None,
         bias=options.bias,
+        trainable_token_indices=new_token_rows(model, options),
     )
+
+
+def new_token_rows(model: Any, options: LoraOptions) -> dict[str, list[int]] | None:
+    """The embedding rows of the tokens the run added (``ftcore.added_token_ids``), to train beside the adapter:
+    the input embeddings' and, when not tied to them, the output layer's. None when no token was added, or
+    when ``modules_to_save`` already trains those layers whole."""
+    from ftcore import added_token_ids
+
+    ids = added_token_ids(model)
+    if not ids:
+        return None
+    layers = {"input": model.get_input_embeddings(), "output": model.get_output_embeddings()}
+    if layers["output"] is not None and layers["output"].weight is layers["input"].weight:
+        del layers["output"]  # tied: peft follows the tie
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    rows = {names[id(module)]: ids for module in layers.values() if module is not None and id(module) in names}
+    rows = {name: ids for name, ids in rows.items() if name not in options.modules_to_save}
+    return rows or None
 
 
 def attach_lora(model: Any, options: LoraOptions, config: FtConfig | None = None) -> Any:

@@ -25,16 +25,23 @@ FTCORE_PLUGIN_API = 2
 class QLoraOptions(LoraOptions):
     """LoRA options plus how the base model is quantized."""
 
+    bits: Literal[4, 8] = Field(
+        4, description="Bits per base weight: 4 (NF4/FP4, QLoRA) or 8 (LLM.int8, closer to the full-precision base).")
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type of the base weights.")
     double_quant: bool = Field(True, description="Also quantize the quantization constants (saves ~0.4 bit/weight).")
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Dtype of the matmuls on dequantized weights; auto: bfloat16 on GPUs that support it, else float32."
     )
 
+    @property
+    def base_bits(self) -> int:
+        """Bits per weight of the base while training (for the memory estimate)."""
+        return self.bits
+
 
 METHOD = MethodSpec(
     "qlora",
-    "LoRA on a 4-bit NF4 base (bitsandbytes); options: LoRA's plus quant_type, double_quant, compute_dtype",
+    "LoRA on a 4-bit NF4 (or 8-bit) base (bitsandbytes); options: LoRA's plus bits, quant_type, double_quant, compute_dtype",
     options=QLoraOptions,
     output="adapter",
     base_bits=4,
@@ -78,7 +85,7 @@ def load_adapter(model: Any, path: Path, method: str) -> Any:
 
 @hookimpl
 def merge_adapter(model: Any, path: Path, method: str) -> Any:
-    """Dequantize the 4-bit base, then fold the adapter in."""
+    """Dequantize the 4-bit (or 8-bit) base, then fold the adapter in."""
     if method != METHOD.name:
         return None
     from ftqlora.dequant import merge_qlora

@@ -29,8 +29,8 @@ class BaseChoiceOptions(QLoraOptions):
 
     @property
     def base_bits(self) -> int:
-        """Bits per weight of the base while training (4 under ``base: qlora``), for the memory estimate."""
-        return 4 if self.base == "qlora" else 16
+        """Bits per weight of the base while training (``bits`` under ``base: qlora``), for the memory estimate."""
+        return self.bits if self.base == "qlora" else 16
 
 
 def load_kwargs(options: BaseChoiceOptions, config: Any) -> dict[str, Any]:

@@ -28,7 +28,27 @@ def dequantize_linear4bit(model: Any) -> int:
             if isinstance(child, bnb.nn.Linear4bit):
                 setattr(module, name, _dequantized(child))
                 replaced += 1
+            elif isinstance(child, bnb.nn.Linear8bitLt):
+                setattr(module, name, _dequantized_int8(child))
+                replaced += 1
     return replaced
+
+
+def _dequantized_int8(layer: Any) -> Any:
+    """The plain float32 ``nn.Linear`` equal to the LLM.int8 ``layer``: int8 rows times their scales / 127."""
+    import torch
+
+    weight = layer.weight
+    scales = getattr(weight, "SCB", None)
+    if scales is None:
+        scales = layer.state.SCB
+    data = weight.data.to(torch.float32) * scales.to(torch.float32).unsqueeze(1) / 127.0
+    linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                             device=data.device, dtype=torch.float32)
+    linear.weight.data = data
+    if layer.bias is not None:
+        linear.bias.data = layer.bias.data.to(torch.float32)
+    return linear
 
 
 def _dequantized(layer: Any) -> Any:
@@ -65,6 +85,6 @@ def merge_qlora(model: Any, path: str | Path) -> Any:
     from ftlora import merge_lora
 
     count = dequantize_linear4bit(model)
-    log.info("dequantized %d 4-bit layers before merging", count)
+    log.info("dequantized %d quantized layers before merging", count)
     forget_quantization(model)
     return merge_lora(model, path)

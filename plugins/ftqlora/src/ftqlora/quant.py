@@ -54,12 +54,18 @@ def quantization_kwargs(options: Any, config: Any = None) -> dict[str, Any]:
 
     device = check_4bit_support()
     dtype = compute_dtype(options.compute_dtype, device)
-    quant = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type=options.quant_type,
-        bnb_4bit_use_double_quant=options.double_quant,
-        bnb_4bit_compute_dtype=dtype,
-    )
+    if getattr(options, "bits", 4) == 8:
+        # LLM.int8: int8 weights with outlier columns kept in 16 bits; its matmul runs in float16 on CPU too.
+        quant = BitsAndBytesConfig(load_in_8bit=True)
+        if config is not None and config.training.fsdp is not None:
+            raise FtError("method_options.bits: 8-bit bases cannot be sharded with FSDP; use bits: 4 or drop training.fsdp")
+    else:
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=options.quant_type,
+            bnb_4bit_use_double_quant=options.double_quant,
+            bnb_4bit_compute_dtype=dtype,
+        )
     kwargs: dict[str, Any] = {"quantization_config": quant, "dtype": dtype}
     if device == "cpu":
         kwargs["device_map"] = {"": "cpu"}

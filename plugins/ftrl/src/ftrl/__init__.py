@@ -26,7 +26,7 @@ FORMAT = FormatSpec("prompt", "prompts for RL: prompt (text or messages) plus re
                     "data.columns, e.g. {prompt: question}", columns=("prompt",), shape="prompt", packing=False)
 METHOD = MethodSpec("grpo", "GRPO: sample a group of completions per prompt, learn from their rewards (options: "
                     "rewards, num_generations, max_completion_length, temperature, beta, loss_type, LoRA's)",
-                    options=GrpoOptions, shapes=("prompt",))
+                    options=GrpoOptions, shapes=("prompt",), generates=True)
 REWARDS = (
     RewardSpec("answer_match", "1 when the completion's final number equals the reference answer's (GSM8K '#### N', "
                "\\boxed{}, last number)", options=AnswerMatchOptions),

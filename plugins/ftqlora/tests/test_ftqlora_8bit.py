@@ -1,0 +1,51 @@
+"""``method_options.bits: 8``: LoRA on an LLM.int8 base trains, reports 8 bits to the estimate, and merges into
+the dequantized int8 weights it trained against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+def test_8bit_base_trains_and_merges(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from ftcore.config import build_config
+    from ftcore.merge import merge_run
+    from ftcore.plugins import get_registry
+    from ftcore.train import run_training
+
+    monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
+    torch.set_num_threads(1)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"text": "one two three four five six " * 3}) + "\n" for _ in range(16)))
+    config = build_config({
+        "model": str(tiny_model_dir), "method": "qlora", "output_dir": str(tmp_path / "run"),
+        "method_options": {"bits": 8, "r": 8, "alpha": 16},
+        "data": {"train": str(data), "max_seq_len": 32},
+        "training": {"max_steps": 12, "learning_rate": 1e-2, "lr_scheduler": "constant", "batch_size": 4,
+                     "logging_steps": 1, "save_steps": 12},
+    })
+    spec = get_registry().method("qlora")
+    assert spec.bits_for(spec.options(**config.method_options)) == 8
+    result = run_training(config)
+    losses = [e["loss"] for e in map(json.loads, (result.run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in e]
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+    ids = torch.tensor([[5, 17, 42, 99, 7, 300, 12, 64]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+                                                dtype=torch.float32, device_map={"": "cpu"})
+    with torch.no_grad():
+        expected = PeftModel.from_pretrained(base, str(result.run_dir)).eval()(input_ids=ids).logits.float()
+
+    out = merge_run(result.run_dir, tmp_path / "merged")
+    assert "quantization_config" not in json.loads((out / "config.json").read_text())
+    merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        got = merged(input_ids=ids).logits
+    # The int8 layers multiply in float16, so agreement is to float16 rounding.
+    torch.testing.assert_close(got, expected, atol=2e-2, rtol=1e-2)
