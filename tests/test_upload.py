@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,8 @@ TOKEN = "hf_TestSecretToken0123456789abcdefXYZ"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     scores = {"scores": {"rouge1": 0.4321, "perplexity": 12.5}, "n_examples": 8, "generation": {"max_new_tokens": 32}}
-    return make_adapter_run(tmp_path_factory.mktemp("runs") / "lora-run", tiny_model_dir, eval_scores=scores)
+    return make_adapter_run(tmp_path_factory.mktemp("runs") / "lora-run", tiny_model_dir, eval_scores=scores,
+                            hub_id="acme/tiny-llama")
 
 
 def ft(args: list[str], hub: HubEmulator | None, home: Path, token: str | None = TOKEN) -> subprocess.CompletedProcess:
@@ -59,10 +61,14 @@ def test_upload_sends_run_and_card_in_one_commit(run_dir: Path, tmp_path: Path) 
     meta = front_matter(card)
     assert meta["library_name"] == "peft" and "ft" in meta["tags"] and "lora" in meta["tags"]
     assert meta["datasets"] == ["tatsu-lab/alpaca"]
-    assert "base_model" not in meta  # a local path is no Hub id
-    assert "0123456789abcdef" in card and "| rouge1 | 0.4321 |" in card and "AutoPeftModelForCausalLM" in card
-    assert "on 8 examples" in card and "max_new_tokens" not in card
-    assert "| peft |" in card and "learning_rate: 0.001" in card
+    assert meta["base_model"] == "acme/tiny-llama"  # the Hub id the run recorded, not its local path
+    assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == "acme/tiny-llama"
+    assert yaml.safe_load(files["ft_config.yaml"])["model"] == "acme/tiny-llama"
+    assert json.loads(files["ft_run.json"])["base_model"] == "acme/tiny-llama"
+    assert str(run_dir.parent) not in card and str(Path.home()) not in card
+    assert "0123456789abcdef" in card and "| rouge1 | 0.4321 |" in card and 'PeftModel.from_pretrained(base, "alice/tiny-lora")' in card
+    assert "(8 examples)" in card and card.count("max_new_tokens") == 1  # the snippet's, not eval.json's settings
+    assert "| peft |" in card and "| training.learning_rate | `0.001` |" in card
     assert f"{hub.url}/alice/tiny-lora" in result.stdout
     # The token went in the Authorization header only.
     assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests if r.path != "/api/validate-yaml")
