@@ -252,7 +252,7 @@ def model_card(run: RunInfo, repo_id: str, base_id: str, *, merged: bool = False
     kind = "merged model" if merged and adapter else ("adapter" if adapter else "full fine-tune")
     body = (
         f"# {repo_id.split('/')[-1]}\n\n"
-        f"A {kind} of [{base_id}](https://huggingface.co/{base_id}) trained with "
+        f"{'An' if kind[0] in 'aeiou' else 'A'} {kind} of [{base_id}](https://huggingface.co/{base_id}) trained with "
         f"ft (finetune-cli), method `{method}`.{_base_note(provenance, base_id)}\n\n"
         f"## How to use\n\n{loading_snippet(repo_id, base_id, revision, adapter and not merged)}\n"
         "The tokenizer carries the chat template the model was trained with (`chat_template.jinja`).\n\n"
