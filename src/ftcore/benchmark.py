@@ -275,6 +275,8 @@ def write_chart(report: BenchmarkReport, path: Path) -> None:
     """report.png: one bar pair (base, tuned) per score, and the run's training loss curve below."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's global state alone
 
+    from ftcore.curves import plot_loss, series
+
     scores = report.comparisons
     columns = max(len(scores), 1)
     figure = Figure(figsize=(max(8.0, 1.9 * columns), 7.0), layout="constrained")
@@ -289,12 +291,11 @@ def write_chart(report: BenchmarkReport, path: Path) -> None:
         if min(c.base, c.tuned) >= 0:
             # Scores are non-negative: start at 0, and give two zero bars a sensible axis.
             axes.set_ylim(bottom=0, top=None if max(c.base, c.tuned) > 0 else 1)
-    from ftcore.curves import plot_loss, series
-
-    plot_loss(figure.add_subplot(grid[1, :]), report.loss_history)
+    loss_axes = figure.add_subplot(grid[1, :])
+    plot_loss(loss_axes, report.loss_history)
     rewards = series(report.loss_history, "reward")
     if rewards:  # a run that learned from rewards (GRPO): its mean reward per step on a second axis
-        twin = figure.axes[-1].twinx()
+        twin = loss_axes.twinx()
         twin.plot(*zip(*rewards, strict=True), label="mean reward", color="#3a9d23")
         twin.set_ylabel("reward")
         twin.legend(loc="upper left")
