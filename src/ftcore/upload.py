@@ -3,8 +3,12 @@
 ``upload_run`` checks the repo id (before any request), finds the token (``HF_TOKEN`` or the token
 stored by ``hf auth login``) and validates it with ``whoami`` before anything is created or uploaded,
 stages the files to publish (the adapter or the merged model, tokenizer, config, manifest, metrics,
-evaluation, and a generated README.md model card) in a temporary folder, then calls
+evaluation, and a README.md model card from :mod:`ftcore.card`) in a temporary folder, then calls
 ``create_repo`` and ``upload_folder`` (one commit for a run directory's handful of files).
+
+The base model is named by its Hub id in everything published (card, ``adapter_config.json``,
+``ft_config.yaml``, ``ft_run.json``): the one the run recorded (:mod:`ftcore.provenance`) or
+``--base-model``; a run whose base has no known Hub id is refused before anything is sent.
 
 The token is passed to ``huggingface_hub`` only; it is never printed, logged, or written into the
 card or any staged file (staged text files are checked for it before the upload).
