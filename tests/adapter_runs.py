@@ -19,8 +19,12 @@ from data_helpers import write_jsonl
 WORDS = ["red", "green", "blue", "yellow", "black", "white", "cat", "dog", "bird", "fish", "tree", "river"]
 
 
-def make_adapter_run(run_dir: Path, base_dir: Path, *, method: str = "lora", dora: bool = False, eval_scores: dict | None = None) -> Path:
-    """Save a LoRA (or DoRA) adapter of ``base_dir`` plus tokenizer, config and manifest into ``run_dir``."""
+def make_adapter_run(run_dir: Path, base_dir: Path, *, method: str = "lora", dora: bool = False, eval_scores: dict | None = None,
+                     hub_id: str | None = None) -> Path:
+    """Save a LoRA (or DoRA) adapter of ``base_dir`` plus tokenizer, config and manifest into ``run_dir``.
+
+    ``hub_id``: the Hub id the manifest records for the base (as a run records one it could tell).
+    """
     import peft
     import torch
     import transformers
@@ -54,6 +58,7 @@ def make_adapter_run(run_dir: Path, base_dir: Path, *, method: str = "lora", dor
         "status": "complete",
         "method": method,
         "base_model": str(base_dir),
+        "base_model_provenance": {"hub_id": hub_id, "revision": None, "commit": None, "found_by": "model id" if hub_id else None},
         "output": "adapter",
         "versions": {"ftcore": "0.1.0", "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         "data": {"fingerprint": "0123456789abcdef", "stats": {"kept": 12, "truncated": 1}},

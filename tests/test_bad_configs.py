@@ -162,7 +162,7 @@ USAGE = [
     ("config import from an unknown tool", ["config", "import", "{cfg}", "--from", "unsloth"], ["--from"]),
     ("data preview without a config", ["data", "preview"], ["--config"]),
     ("generate without a prompt", ["generate", "{tmp}"], ["--prompt"]),
-    ("evaluate with temperature zero", ["evaluate", "{tmp}", "--data", "{cfg}", "--temperature", "0"], ["--temperature"]),
+    ("evaluate with a negative temperature", ["evaluate", "{tmp}", "--data", "{cfg}", "--temperature", "-1"], ["--temperature"]),
     ("unknown command", ["trian"], ["trian", "train"]),
     ("unknown option", ["train", "--confg", "{cfg}"], ["--confg"]),
 ]

@@ -93,3 +93,82 @@ def test_replies_stop_at_eos_and_the_templates_end_of_turn(tiny_tokenizer_dir: P
     assert end_of_turn_id(tokenizer, plain) is None
     tokenizer.chat_template = None  # no template of its own: prompts are ChatML, and so is the turn's end
     assert end_of_turn_id(tokenizer) == im_end
+
+
+TURN_TEMPLATE = (
+    "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
+)
+
+
+def turn_model(directory: Path, tokenizer_dir: Path) -> tuple[Path, dict[str, int]]:
+    """A Llama whose chat turns end with ``<|end|>`` (not its eos) and whose greedy reply is fixed by hand.
+
+    Attention and MLP outputs are zeroed, so each next token depends on the last token only, through the
+    embedding and lm_head rows set below: ``<|assistant|>`` → `` red`` → ``<|end|>`` → ``X`` → ``X`` ... (X another
+    one-token word). A stop rule that knows only eos writes "red X X ..."; one that knows the template's end of turn, "red".
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.add_tokens(["<|user|>", "<|assistant|>", "<|end|>"], special_tokens=True)
+    tokenizer.chat_template = TURN_TEMPLATE
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in
+           (("prompt", "<|assistant|>"), ("end", "<|end|>"), ("eos", tokenizer.eos_token))}
+    single = [w for w in (" red", " the", " blue", " cat", " dog") if len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1]
+    ids["red"], ids["blue"] = (tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in single[:2])
+    assert tokenizer.decode([ids["red"]]) == " red" and ids["end"] != ids["eos"]
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, eos_token_id=ids["eos"],
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.zero_()
+        chain = [("prompt", "red"), ("red", "end"), ("end", "blue"), ("blue", "blue")]
+        for k, (current, following) in enumerate(chain):
+            model.model.embed_tokens.weight[ids[current], k] = 1.0
+            model.lm_head.weight[ids[following], k] = 10.0
+    model.generation_config.eos_token_id = ids["eos"]
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory, ids
+
+
+def test_evaluation_and_generate_stop_at_the_end_of_turn_not_only_eos(tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
+    import torch
+    from data_helpers import write_jsonl
+
+    from ftcore.evaluation import evaluate_model
+    from ftcore.generate import generate
+    from ftcore.generation import GenerationSettings
+    from ftcore.models import load_for_inference
+
+    model_dir, ids = turn_model(tmp_path / "model", tiny_tokenizer_dir)
+    model, tokenizer = load_for_inference(model_dir)
+    # The model itself runs into the next turn: eos alone never stops it.
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "a color"}], add_generation_prompt=True,
+                                           return_tensors="pt", return_dict=True)["input_ids"]
+    raw = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False,
+                         eos_token_id=[ids["eos"]], pad_token_id=tokenizer.pad_token_id)
+    assert raw[0, prompt.shape[1]:].tolist() == [ids["red"], ids["end"], ids["blue"], ids["blue"], ids["blue"]]
+
+    data = write_jsonl(tmp_path / "eval.jsonl", [
+        {"messages": [{"role": "user", "content": "a color"}, {"role": "assistant", "content": "red"}]},
+        {"messages": [{"role": "user", "content": "another color please"}, {"role": "assistant", "content": "red"}]},
+    ])
+    settings = GenerationSettings(max_new_tokens=5, batch_size=2)
+    result = evaluate_model(model_dir, data, ["exact_match"], settings=settings, output_dir=tmp_path / "eval")
+    assert [e.prediction for e in result.examples] == ["red", "red"] and result.scores["exact_match"] == 1.0
+    assert generate(model, tokenizer, "a color", settings) == " red"  # ft generate / ft chat: the same rule
+
+
+def test_decoding_options_mean_the_same_in_every_command() -> None:
+    from ftcore.generation import GenerationSettings
+
+    assert GenerationSettings.from_options() == GenerationSettings()  # greedy, seeded, 128 tokens
+    hot = GenerationSettings.from_options(temperature=0.7, top_p=0.9, seed=3)
+    assert (hot.do_sample, hot.temperature, hot.top_p, hot.seed) == (True, 0.7, 0.9, 3)
+    assert GenerationSettings.from_options(sample=True).temperature == 1.0

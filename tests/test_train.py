@@ -17,7 +17,7 @@ from test_train_support import logged_losses, run_config, siblings, single_threa
 from ftcore.config import build_config
 from ftcore.train import run_training
 
-RUN_FILES = {"ft_config.yaml", "ft_run.json", "metrics.jsonl", "checkpoints"}
+RUN_FILES = {"ft_config.yaml", "ft_run.json", "metrics.jsonl", "loss.png", "checkpoints"}
 OUTPUT_FILES = {
     "adapter": {"adapter_config.json", "adapter_model.safetensors"},
     "model": {"config.json", "generation_config.json", "model.safetensors"},
@@ -67,6 +67,7 @@ def test_method_trains_saves_and_reloads(method: str, tmp_path: Path, tiny_model
 
     kind = "model" if method == "full" else "adapter"
     assert {p.name for p in output.iterdir()} == RUN_FILES | OUTPUT_FILES[kind] | tokenizer_files
+    assert (output / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # every method's run has its curve
     assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["checkpoint-15", "checkpoint-30"]
     assert siblings(output) == ["run"]  # no staging directory left behind
 

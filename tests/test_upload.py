@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +19,8 @@ TOKEN = "hf_TestSecretToken0123456789abcdefXYZ"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     scores = {"scores": {"rouge1": 0.4321, "perplexity": 12.5}, "n_examples": 8, "generation": {"max_new_tokens": 32}}
-    return make_adapter_run(tmp_path_factory.mktemp("runs") / "lora-run", tiny_model_dir, eval_scores=scores)
+    return make_adapter_run(tmp_path_factory.mktemp("runs") / "lora-run", tiny_model_dir, eval_scores=scores,
+                            hub_id="acme/tiny-llama")
 
 
 def ft(args: list[str], hub: HubEmulator | None, home: Path, token: str | None = TOKEN) -> subprocess.CompletedProcess:
@@ -59,10 +61,14 @@ def test_upload_sends_run_and_card_in_one_commit(run_dir: Path, tmp_path: Path) 
     meta = front_matter(card)
     assert meta["library_name"] == "peft" and "ft" in meta["tags"] and "lora" in meta["tags"]
     assert meta["datasets"] == ["tatsu-lab/alpaca"]
-    assert "base_model" not in meta  # a local path is no Hub id
-    assert "0123456789abcdef" in card and "| rouge1 | 0.4321 |" in card and "AutoPeftModelForCausalLM" in card
-    assert "on 8 examples" in card and "max_new_tokens" not in card
-    assert "| peft |" in card and "learning_rate: 0.001" in card
+    assert meta["base_model"] == "acme/tiny-llama"  # the Hub id the run recorded, not its local path
+    assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == "acme/tiny-llama"
+    assert yaml.safe_load(files["ft_config.yaml"])["model"] == "acme/tiny-llama"
+    assert json.loads(files["ft_run.json"])["base_model"] == "acme/tiny-llama"
+    assert str(run_dir.parent) not in card and str(Path.home()) not in card
+    assert "0123456789abcdef" in card and "| rouge1 | 0.4321 |" in card and 'PeftModel.from_pretrained(base, "alice/tiny-lora")' in card
+    assert "(8 examples)" in card and card.count("max_new_tokens") == 1  # the snippet's, not eval.json's settings
+    assert "| peft |" in card and "| training.learning_rate | `0.001` |" in card
     assert f"{hub.url}/alice/tiny-lora" in result.stdout
     # The token went in the Authorization header only.
     assert all(r.headers.get("authorization") == f"Bearer {TOKEN}" for r in hub.requests if r.path != "/api/validate-yaml")
@@ -179,3 +185,91 @@ def test_symlink_out_of_the_run_dir_is_not_published(run_dir: Path, tmp_path: Pa
     assert "inside.txt" in names
     assert "notes.txt" not in names
     assert not any("private key material" in p.read_text(errors="ignore") for p in (tmp_path / "staged").rglob("*.txt"))
+
+
+def evaluation(model: str, data: str, scores: dict[str, float], ci: dict | None = None):
+    from dataclasses import asdict
+
+    from ftcore.evaluation import EvalResult
+    from ftcore.generation import GenerationSettings
+
+    metrics = {"rouge": {"scores": ["rougeL"], "higher_is_better": True}, "perplexity": {"scores": ["perplexity"], "higher_is_better": False}}
+    return EvalResult(model=model, data=data, data_fingerprint="sha256:feedbeef", n_examples=20, generation=asdict(GenerationSettings()),
+                      scores=scores, metrics=metrics, ci=ci or {})
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """An adapter run with eval/eval.json, a benchmark report (with intervals) and loss.png, written by ft's code."""
+    from ftcore.benchmark import BenchmarkReport, compare, write_report
+    from ftcore.curves import write_loss_curve
+    from ftcore.evaluation import write_outputs
+
+    run = make_adapter_run(tmp_path_factory.mktemp("runs") / "evaluated", tiny_model_dir, hub_id="acme/tiny-llama")
+    config = yaml.safe_load((run / "ft_config.yaml").read_text())
+    config["data"]["cache_dir"] = str(run.parent / "private-cache")
+    (run / "ft_config.yaml").write_text(yaml.safe_dump(config))
+    held_out = str(run.parent / "held_out.jsonl")
+    ci = {"rougeL": {"low": 0.31, "high": 0.47, "level": 0.95, "resamples": 1000}}
+    write_outputs(evaluation(str(run), held_out, {"rougeL": 0.39, "perplexity": 8.5}, ci), run / "eval")
+    base = evaluation("acme/tiny-llama", held_out, {"rougeL": 0.21, "perplexity": 11.0},
+                      {"rougeL": {"low": 0.15, "high": 0.27, "level": 0.95, "resamples": 1000}})
+    tuned = evaluation(str(run), held_out, {"rougeL": 0.39, "perplexity": 8.5}, ci)
+    write_report(BenchmarkReport(base, tuned, held_out, "--data", compare(base, tuned), run / "benchmark"), samples=0)
+    write_loss_curve([{"step": 1, "loss": 6.1}, {"step": 3, "loss": 5.7}], run / "loss.png")
+    return run
+
+
+def test_card_parses_back_with_model_index(evaluated_run: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    from ftcore.card import model_card
+    from ftcore.rundir import load_run
+
+    text = str(model_card(load_run(evaluated_run), "alice/tiny-lora", "acme/tiny-llama", license="apache-2.0"))
+    card = ModelCard(text)
+    assert card.data.base_model == "acme/tiny-llama" and card.data.license == "apache-2.0"
+    assert card.data.library_name == "peft" and card.data.pipeline_tag == "text-generation"
+    assert {"ft", "lora", "adapter"} <= set(card.data.tags) and card.data.datasets == ["tatsu-lab/alpaca"]
+    results = {(r.metric_type, r.metric_value, r.metric_name) for r in card.data.eval_results}
+    assert results == {("rougeL", 0.39, "rougeL (95% CI 0.31 to 0.47)"), ("perplexity", 8.5, "perplexity")}
+    assert {(r.dataset_name, r.dataset_revision) for r in card.data.eval_results} == {("held_out.jsonl", "sha256:feedbeef")}
+    body = card.text
+    assert "| rougeL (↑) | 0.21 [0.15, 0.27] | 0.39 [0.31, 0.47] | +0.18 |" in body
+    assert "![training curve: loss per step](loss.png)" in body and "| method_options.r | `4` |" in body
+    assert "Not evaluated" not in body and "cache" not in body and str(evaluated_run.parent) not in text
+    assert "| data.chat_template | `the base tokenizer's (ChatML when it has none)` |" in body
+
+
+def test_card_loading_snippet_runs(evaluated_run: Path, tiny_model_dir: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The card's Python, with the two Hub ids pointed at local copies, loads the adapter and generates."""
+    import re
+
+    from ftcore.upload import stage
+
+    plan = stage(evaluated_run, "alice/tiny-lora", tmp_path / "staged")
+    code = re.search(r"## How to use\n\n```python\n(.*?)```", plan.card, re.S).group(1)
+    code = code.replace('"acme/tiny-llama"', repr(str(tiny_model_dir))).replace('"alice/tiny-lora"', repr(str(plan.folder)))
+    code = code.replace("max_new_tokens=64", "max_new_tokens=4")
+    exec(compile(code, "card-snippet", "exec"), {})
+    assert capsys.readouterr().out.strip()
+    assert json.loads((plan.folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "acme/tiny-llama"
+
+
+def test_unknown_base_asks_for_base_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from ftcore.errors import UsageError
+    from ftcore.upload import dry_run, stage
+
+    run = make_adapter_run(tmp_path / "local-base", tiny_model_dir)
+    with pytest.raises(UsageError) as error:
+        dry_run(run, "alice/x")
+    message = str(error.value)  # the CLI prints it as one line, exit status 2 (docs/howto/merge-upload.md runs it)
+    assert error.value.exit_code == 2 and "\n" not in message and str(tiny_model_dir) not in message
+    assert "tiny-llama" in message and "its Hub id is unknown" in message and "--base-model ORG/NAME" in message
+    with pytest.raises(UsageError, match="expected the base model's Hub id"):
+        stage(run, "alice/x", tmp_path / "bad", base_model=str(tiny_model_dir))
+    plan = stage(run, "alice/x", tmp_path / "staged", base_model="acme/other", license="mit")
+    assert front_matter(plan.card)["base_model"] == "acme/other" and front_matter(plan.card)["license"] == "mit"
+    assert json.loads((plan.folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "acme/other"
+    assert str(tiny_model_dir) not in "".join(p.read_text(errors="ignore") for p in plan.folder.glob("*.json"))

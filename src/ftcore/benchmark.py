@@ -275,6 +275,8 @@ def write_chart(report: BenchmarkReport, path: Path) -> None:
     """report.png: one bar pair (base, tuned) per score, and the run's training loss curve below."""
     from matplotlib.figure import Figure  # a bare Figure renders with Agg and leaves pyplot's global state alone
 
+    from ftcore.curves import plot_loss, series
+
     scores = report.comparisons
     columns = max(len(scores), 1)
     figure = Figure(figsize=(max(8.0, 1.9 * columns), 7.0), layout="constrained")
@@ -289,29 +291,13 @@ def write_chart(report: BenchmarkReport, path: Path) -> None:
         if min(c.base, c.tuned) >= 0:
             # Scores are non-negative: start at 0, and give two zero bars a sensible axis.
             axes.set_ylim(bottom=0, top=None if max(c.base, c.tuned) > 0 else 1)
-    _plot_loss(figure.add_subplot(grid[1, :]), report.loss_history)
-    figure.suptitle(f"{Path(report.tuned.model).name} vs {Path(report.base.model).name}")
-    figure.savefig(path, dpi=100, format="png")
-
-
-def _plot_loss(axes: Any, history: list[dict[str, Any]]) -> None:
-    train = [(row["step"], row["loss"]) for row in history if "step" in row and isinstance(row.get("loss"), (int, float))]
-    evals = [(row["step"], row["eval_loss"]) for row in history if "step" in row and isinstance(row.get("eval_loss"), (int, float))]
-    if train:
-        axes.plot(*zip(*train, strict=True), label="train loss", color="#2f7ed8")
-    if evals:
-        axes.plot(*zip(*evals, strict=True), "o--", label="eval loss", color="#d8572f")
-    rewards = [(row["step"], row["reward"]) for row in history if "step" in row and isinstance(row.get("reward"), (int, float))]
+    loss_axes = figure.add_subplot(grid[1, :])
+    plot_loss(loss_axes, report.loss_history)
+    rewards = series(report.loss_history, "reward")
     if rewards:  # a run that learned from rewards (GRPO): its mean reward per step on a second axis
-        twin = axes.twinx()
+        twin = loss_axes.twinx()
         twin.plot(*zip(*rewards, strict=True), label="mean reward", color="#3a9d23")
         twin.set_ylabel("reward")
-        twin.legend(loc="upper right")
-    if not train and not evals:
-        axes.text(0.5, 0.5, "no loss history (metrics.jsonl) in the run", ha="center", va="center", transform=axes.transAxes)
-    else:
-        axes.legend(loc="upper left")
-    axes.set_xlabel("step")
-    axes.set_ylabel("loss")
-    axes.set_title("training loss")
-    axes.grid(alpha=0.3)
+        twin.legend(loc="upper left")
+    figure.suptitle(f"{Path(report.tuned.model).name} vs {Path(report.base.model).name}")
+    figure.savefig(path, dpi=100, format="png")

@@ -15,13 +15,16 @@ from ftcore.generation import GenerationSettings, stream_reply
 
 
 def prompt_ids(tokenizer: Any, messages: list[dict[str, str]] | None = None, text: str | None = None) -> list[int]:
-    """Token ids of a chat (rendered with the chat template, generation prompt added) or of raw text."""
+    """Token ids of a chat (rendered with the chat template, generation prompt added) or of raw text.
+
+    The template is the one evaluation and training render with: the tokenizer's own (a run's tokenizer is
+    saved with the template it was trained with), else ChatML.
+    """
     if messages is not None:
-        if not tokenizer.chat_template:
-            # No template: a plain transcript, still better than refusing to chat.
-            rendered = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-            return tokenizer(rendered, add_special_tokens=True)["input_ids"]
-        return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+        from ftcore.data.templates import render_chat, resolve_chat_template
+
+        rendered = render_chat(messages, tokenizer, resolve_chat_template(None, tokenizer), generation_prompt=True)
+        return tokenizer(rendered, add_special_tokens=False)["input_ids"]
     return tokenizer(text or "", add_special_tokens=True)["input_ids"]
 
 

@@ -32,6 +32,15 @@ class GenerationSettings:
     top_p: float = 1.0
     seed: int | None = 0
 
+    @classmethod
+    def from_options(cls, *, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
+                     sample: bool = False, seed: int | None = 0, batch_size: int = 8) -> GenerationSettings:
+        """Settings from the options the commands share: sampling with ``sample`` or a temperature above 0
+        (at 1.0 when none is given), greedy decoding otherwise."""
+        sampling = sample or temperature > 0
+        return cls(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=sampling,
+                   temperature=temperature if temperature > 0 else 1.0, top_p=top_p, seed=seed)
+
 
 # ----------------------------------------------------------------------------- stopping and decoding settings
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str = "complete") -> dict[str, Any]:
     """The ``ft_run.json`` record of ``run``, trained by ``trainer``; ``status`` is ``complete`` or ``interrupted``."""
     from ftcore.models import resolve_source
+    from ftcore.provenance import base_provenance
 
     state = trainer.state
     losses = [e["loss"] for e in state.log_history if "loss" in e]
@@ -34,6 +35,7 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "method_plugin": _method_plugin(run.config.method),
         "output": run.spec.output_for(run.options),
         "base_model": resolve_source(run.config.model),
+        "base_model_provenance": run.provenance or base_provenance(run.config.model, run.config.revision),
         "seed": run.config.seed,
         "global_step": state.global_step,
         "epoch": state.epoch,

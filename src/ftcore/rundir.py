@@ -12,6 +12,7 @@ Layout (see docs/architecture.md): adapter or model weights, tokenizer files, ``
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ftcore.errors import RunDirError
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "ft_run.json"
 CONFIG = "ft_config.yaml"
@@ -50,8 +53,27 @@ class RunInfo:
 
     @property
     def base_model(self) -> str:
-        """The base model the run started from (absolute path for local sources, else a Hub id)."""
-        return self.manifest.get("base_model") or self.config.get("model", "")
+        """The base model the run started from (absolute path for local sources, else a Hub id).
+
+        A local base that is no longer there is replaced by its Hub id when the run recorded one.
+        """
+        recorded = self.manifest.get("base_model") or self.config.get("model", "")
+        if Path(recorded).is_absolute() and not Path(recorded).exists() and self.base_hub_id:
+            log.warning("the base model %s is gone; loading %s, its Hub id, instead", recorded, self.base_hub_id)
+            return self.base_hub_id
+        return recorded
+
+    @property
+    def base_hub_id(self) -> str | None:
+        """The Hub id of the base model: recorded by the run (``base_model_provenance``), or the base itself
+        when a run from before provenance was recorded named it by Hub id; None when unknown."""
+        from ftcore.provenance import is_hub_id
+
+        provenance = self.manifest.get("base_model_provenance")
+        if isinstance(provenance, dict) and is_hub_id(provenance.get("hub_id")):
+            return provenance["hub_id"]
+        recorded = self.manifest.get("base_model") or self.config.get("model")
+        return recorded if is_hub_id(recorded) and not Path(recorded).exists() else None
 
 
 def is_run_dir(path: str | Path) -> bool:

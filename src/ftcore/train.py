@@ -8,6 +8,7 @@ fails in a second, before torch loads. Only rank 0 writes the run directory.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import shutil
@@ -59,6 +60,8 @@ class _Run:
     allow_config_change: bool = False
     #: Ids of the tokens this run added to the vocabulary (``added_tokens``, new ``special_tokens``).
     added_token_ids: list[int] = field(default_factory=list)
+    #: Where the base model came from (:func:`ftcore.provenance.base_provenance`), found once at the end.
+    provenance: dict[str, Any] | None = None
 
 
 def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | str | None = None,
@@ -501,19 +504,52 @@ class _ProgressMixin:
 
 
 def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str, Any]:
-    """Weights, tokenizer, config, metrics and manifest into the staging directory."""
+    """Weights, tokenizer, config, metrics, loss curve and manifest into the staging directory."""
+    from ftcore.data.templates import template_to_save
+    from ftcore.provenance import base_provenance
+
     staging = run.plan.staging
     if not distributed.shards_model(run.config):
         from ftcore.attention import restore_sdpa
 
         restore_sdpa(trainer.model)
         trainer.model.save_pretrained(str(staging))
+    run.provenance = base_provenance(run.config.model, run.config.revision)
+    _name_base_in_adapter_config(staging, run.provenance)
     # peft writes a placeholder model card; the upload command writes a real one.
     (staging / "README.md").unlink(missing_ok=True)
+    # The tokenizer carries the template the chats were rendered with, whatever it had of its own.
+    run.tokenizer.chat_template = template_to_save(run.config.data.chat_template, run.tokenizer)
     run.tokenizer.save_pretrained(str(staging))
     (staging / rundir.CONFIG).write_text(config_to_yaml(run.config), encoding="utf-8")
     rundir.write_metrics(staging / rundir.METRICS, trainer.state.log_history)
+    _write_loss_curve(run, trainer.state.log_history)
     manifest = build_manifest(run, trainer, eval_loss)
     rundir.write_json(staging / rundir.MANIFEST, manifest)
     return manifest
 
+
+def _write_loss_curve(run: _Run, history: list[dict[str, Any]]) -> None:
+    """``loss.png``: a picture is a convenience, so a plotting failure is a warning, never a lost run."""
+    from ftcore.curves import LOSS_CURVE, write_loss_curve
+
+    try:
+        write_loss_curve(history, run.plan.staging / LOSS_CURVE, f"{run.config.method} · {Path(run.config.model).name}")
+    except Exception as exc:  # matplotlib missing fonts, a broken backend...
+        log.warning("could not draw %s: %s: %s", LOSS_CURVE, type(exc).__name__, exc)
+
+
+def _name_base_in_adapter_config(staging: Path, provenance: dict[str, Any]) -> None:
+    """An adapter names its base by Hub id (and commit) when it is known, never by a path of this machine.
+
+    peft records where the base was loaded from: for a GGUF base that is ft's conversion cache. ft itself
+    loads the base from the manifest's ``base_model``, so this only changes what other tools read.
+    """
+    path = staging / "adapter_config.json"
+    if not provenance.get("hub_id") or not path.is_file():
+        return
+    adapter_config = json.loads(path.read_text(encoding="utf-8"))
+    adapter_config["base_model_name_or_path"] = provenance["hub_id"]
+    if provenance.get("commit") or provenance.get("revision"):
+        adapter_config["revision"] = provenance.get("commit") or provenance.get("revision")
+    rundir.write_json(path, adapter_config)

@@ -3,8 +3,12 @@
 ``upload_run`` checks the repo id (before any request), finds the token (``HF_TOKEN`` or the token
 stored by ``hf auth login``) and validates it with ``whoami`` before anything is created or uploaded,
 stages the files to publish (the adapter or the merged model, tokenizer, config, manifest, metrics,
-evaluation, and a generated README.md model card) in a temporary folder, then calls
+evaluation, and a README.md model card from :mod:`ftcore.card`) in a temporary folder, then calls
 ``create_repo`` and ``upload_folder`` (one commit for a run directory's handful of files).
+
+The base model is named by its Hub id in everything published (card, ``adapter_config.json``,
+``ft_config.yaml``, ``ft_run.json``): the one the run recorded (:mod:`ftcore.provenance`) or
+``--base-model``; a run whose base has no known Hub id is refused before anything is sent.
 
 The token is passed to ``huggingface_hub`` only; it is never printed, logged, or written into the
 card or any staged file (staged text files are checked for it before the upload).
@@ -77,142 +81,30 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return run.manifest, run.config
 
 
-def base_model_of(manifest: dict[str, Any], config: dict[str, Any]) -> str | None:
-    """The model a run started from, as the manifest or config names it."""
-    return manifest.get("base_model") or manifest.get("model") or config.get("model")
+def base_model_id(run_dir: Path, override: str | None = None) -> str:
+    """The Hub id the card, ``adapter_config.json`` and ``ft_config.yaml`` of an upload name as the base model.
 
-
-#: Where ``ft evaluate`` leaves its results: ``RUN_DIR/eval/`` by default, or the run directory itself.
-EVAL_FILES = ("eval/eval.json", "eval.json")
-
-
-def read_eval(run_dir: Path) -> dict[str, Any] | None:
-    """The run's evaluation results (``eval.json`` as ``ft evaluate`` writes it), if it was evaluated."""
-    for name in EVAL_FILES:
-        path = run_dir / name
-        if path.is_file():
-            try:
-                return json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                return None
-    return None
-
-
-def is_adapter_run(run_dir: Path) -> bool:
-    """True when the run saved an adapter beside its base rather than full weights (its method's ``output``)."""
+    ``override`` (``--base-model``) when given; else the id the run recorded (``base_model_provenance``, or a
+    base given by Hub id in a run from before provenance was recorded). A run that started from a local
+    directory or GGUF file whose Hub id is unknown raises one :class:`UsageError` line asking for
+    ``--base-model``: a path of this machine is never published.
+    """
+    from ftcore.provenance import describe_gguf, is_hub_id
     from ftcore.rundir import load_run
 
-    return load_run(run_dir).output == "adapter"
-
-
-# ----------------------------------------------------------------------------- the card
-
-
-def _looks_like_hub_id(name: str | None) -> bool:
-    return bool(name) and _REPO_ID.match(name) is not None and not Path(name).exists()
-
-
-def _dataset_ids(config: dict[str, Any]) -> list[str]:
-    sources = (config.get("data") or {}).get("train")
-    sources = [sources] if isinstance(sources, (str, dict)) else list(sources or [])
-    paths = [s.get("path") if isinstance(s, dict) else s for s in sources]
-    return [p for p in paths if isinstance(p, str) and _looks_like_hub_id(p) and not Path(p).suffix]
-
-
-def card_metadata(manifest: dict[str, Any], config: dict[str, Any], merged: bool, adapter: bool) -> dict[str, Any]:
-    """The YAML front matter of the model card."""
-    base = base_model_of(manifest, config)
-    method = manifest.get("method") or config.get("method")
-    meta: dict[str, Any] = {}
-    if _looks_like_hub_id(base):
-        meta["base_model"] = base
-    meta["library_name"] = "peft" if adapter and not merged else "transformers"
-    meta["pipeline_tag"] = "text-generation"
-    tags = ["ft", "fine-tuned"] + ([method] if method else []) + (["merged"] if merged else [])
-    if adapter and not merged:
-        tags.append("adapter")
-    meta["tags"] = list(dict.fromkeys(tags))
-    datasets = _dataset_ids(config)
-    if datasets:
-        meta["datasets"] = datasets
-    return meta
-
-
-def _how_to_load(repo_id: str, base: str | None, adapter_card: bool) -> str:
-    if adapter_card:
-        return (
-            "```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
-            f'model = AutoPeftModelForCausalLM.from_pretrained("{repo_id}")\n'
-            f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n```\n\n'
-            f"The adapter applies to `{base}`; `model.merge_and_unload()` gives a plain transformers model.\n"
-        )
-    return (
-        "```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
-        f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")\n'
-        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}")\n```\n'
-    )
-
-
-def _data_section(manifest: dict[str, Any]) -> str:
-    data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
-    fingerprint = manifest.get("data_fingerprint") or data.get("fingerprint")
-    stats = manifest.get("data_stats") or data.get("stats")
-    lines = [f"- fingerprint: `{fingerprint}`" if fingerprint else "- fingerprint: not recorded"]
-    if isinstance(stats, dict):
-        lines += [f"- {key}: {value}" for key, value in stats.items() if not isinstance(value, (dict, list))]
-    return "\n".join(lines) + "\n"
-
-
-def _eval_section(evaluation: dict[str, Any] | None) -> str:
-    if not evaluation:
-        return "This run has not been evaluated (`ft evaluate RUN_DIR` writes eval/eval.json).\n"
-    scores = evaluation.get("scores")
-    rows = [f"| {key} | {value:.4g} |" for key, value in (scores if isinstance(scores, dict) else {}).items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)]
-    if not rows:
-        return "No numeric scores in eval.json.\n"
-    where = f" on {evaluation['n_examples']} examples" if isinstance(evaluation.get("n_examples"), int) else ""
-    return f"Scores from `ft evaluate`{where}:\n\n| metric | value |\n|---|---|\n" + "\n".join(rows) + "\n"
-
-
-def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _versions_section(manifest: dict[str, Any]) -> str:
-    versions = manifest.get("versions") if isinstance(manifest.get("versions"), dict) else {}
-    flat = {k: v for k, v in _flatten(versions).items() if isinstance(v, (str, int, float))}
-    if not flat:
-        return "Not recorded.\n"
-    return "| package | version |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in flat.items()) + "\n"
-
-
-def model_card(run_dir: str | Path, repo_id: str, merged: bool = False) -> str:
-    """The README.md model card of a run: YAML metadata, how to load it, config, data, scores, versions."""
-    run_dir = Path(run_dir)
-    manifest, config = read_run(run_dir)
-    adapter = is_adapter_run(run_dir)
-    base = base_model_of(manifest, config)
-    method = manifest.get("method") or config.get("method") or "unknown"
-    metadata = yaml.safe_dump(card_metadata(manifest, config, merged, adapter), sort_keys=False)
-    kind = "merged model" if merged and adapter else ("LoRA-style adapter" if adapter else "full model")
-    config_yaml = yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip()
-    return (
-        f"---\n{metadata}---\n\n# {repo_id.split('/')[-1]}\n\n"
-        f"A {kind} fine-tuned from `{base}` with ft (finetune-cli) "
-        f"(method `{method}`).\n\n"
-        f"## How to load\n\n{_how_to_load(repo_id, base, adapter and not merged)}\n"
-        f"## Training configuration\n\n```yaml\n{config_yaml}\n```\n\n"
-        f"## Training data\n\n{_data_section(manifest)}\n"
-        f"## Evaluation\n\n{_eval_section(read_eval(run_dir))}\n"
-        f"## Versions\n\n{_versions_section(manifest)}"
-    )
+    if override is not None:
+        if not is_hub_id(override):
+            raise UsageError(f"--base-model {override!r}: expected the base model's Hub id, ORG/NAME "
+                             "(e.g. HuggingFaceTB/SmolLM2-135M-Instruct)")
+        return override
+    run = load_run(run_dir)
+    if run.base_hub_id:
+        return run.base_hub_id
+    gguf = describe_gguf((run.manifest.get("base_model_provenance") or {}).get("gguf"))
+    says = f"; the GGUF file calls itself {gguf} but names no Hub repository" if gguf else ""
+    raise UsageError(f"{run.path.name}: the base model is the local {Path(run.base_model).name} and its Hub id is "
+                     f"unknown{says}; pass --base-model ORG/NAME (the Hub model it is a copy of), ft never publishes "
+                     "a local path")
 
 
 # ----------------------------------------------------------------------------- staging
@@ -245,15 +137,21 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def stage(run_dir: str | Path, repo_id: str, folder: str | Path, merged: bool = False, dtype: str | None = None) -> UploadPlan:
+def stage(run_dir: str | Path, repo_id: str, folder: str | Path, merged: bool = False, dtype: str | None = None,
+          base_model: str | None = None, license: str | None = None) -> UploadPlan:
     """Fill ``folder`` with what to publish and return the plan (files and card).
 
     With ``merged``, an adapter run is merged into its base first (``ftcore.merge``) and the merged
-    weights replace the adapter.
+    weights replace the adapter. The base is named by its Hub id everywhere (see :func:`base_model_id`).
     """
+    from ftcore.card import model_card
+    from ftcore.rundir import load_run
+
     run_dir, folder = Path(run_dir), Path(folder)
-    adapter = is_adapter_run(run_dir)
-    card = model_card(run_dir, repo_id, merged=merged and adapter)
+    run = load_run(run_dir)
+    base_id = base_model_id(run_dir, base_model)
+    adapter = run.output == "adapter"
+    card = str(model_card(run, repo_id, base_id, merged=merged and adapter, license=license))
     if merged and adapter:
         from ftcore.merge import merge_run
 
@@ -261,10 +159,41 @@ def stage(run_dir: str | Path, repo_id: str, folder: str | Path, merged: bool = 
     for path in _publishable(run_dir, skip_weights=merged and adapter):
         target = folder / path.relative_to(run_dir)
         if not target.exists():
-            _link_or_copy(path, target)
+            if path.parent == run_dir and path.name in _NAMES_BASE:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _NAMES_BASE[path.name](path, target, base_id)
+            else:
+                _link_or_copy(path, target)
     (folder / "README.md").write_text(card, encoding="utf-8")
     files = sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
     return UploadPlan(repo_id=repo_id, folder=folder, files=files, card=card)
+
+
+def _adapter_config(source: Path, target: Path, base_id: str) -> None:
+    """``adapter_config.json`` naming the base by Hub id, so peft's ``AutoPeftModel`` finds it anywhere."""
+    config = json.loads(source.read_text(encoding="utf-8"))
+    if config.get("base_model_name_or_path") != base_id:
+        config["base_model_name_or_path"] = base_id
+        config["revision"] = None  # a revision recorded for another base would not exist in this one
+    target.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _run_config(source: Path, target: Path, base_id: str) -> None:
+    """``ft_config.yaml`` with ``model:`` set to the Hub id, so the published config trains elsewhere."""
+    config = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    config["model"] = base_id
+    target.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def _manifest(source: Path, target: Path, base_id: str) -> None:
+    """``ft_run.json`` with the base named by Hub id rather than this machine's path."""
+    manifest = json.loads(source.read_text(encoding="utf-8"))
+    manifest["base_model"] = base_id
+    target.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+#: Run files that name the base model, rewritten in the staged copy (the run directory is left as it is).
+_NAMES_BASE = {"adapter_config.json": _adapter_config, "ft_config.yaml": _run_config, "ft_run.json": _manifest}
 
 
 def assert_token_absent(folder: Path, token: str) -> None:
@@ -336,19 +265,24 @@ def upload_run(
     merged: bool = False,
     dtype: str | None = None,
     commit_message: str | None = None,
+    base_model: str | None = None,
+    license: str | None = None,
 ) -> UploadResult:
-    """Publish a run directory to ``repo_id`` in one commit; the token is checked before anything is sent."""
+    """Publish a run directory to ``repo_id`` in one commit; the token is checked before anything is sent.
+
+    ``base_model`` is the Hub id of the run's base when the run could not record it (see :func:`base_model_id`).
+    """
     from huggingface_hub import HfApi
 
     check_repo_id(repo_id)
     run_dir = Path(run_dir)
-    read_run(run_dir)  # a wrong directory fails here, before the Hub is contacted
+    base_model_id(run_dir, base_model)  # a wrong directory or an unknown base fails before the Hub is contacted
     _offline_guard()
     token = resolve_token()
     api = HfApi(token=token)
     user = whoami(api)
     with tempfile.TemporaryDirectory(prefix="ft-upload-") as tmp:
-        plan = stage(run_dir, repo_id, tmp, merged=merged, dtype=dtype)
+        plan = stage(run_dir, repo_id, tmp, merged=merged, dtype=dtype, base_model=base_model, license=license)
         assert_token_absent(plan.folder, token)
         repo_url = _hub_call("creating", repo_id, lambda: api.create_repo(repo_id, private=private, exist_ok=True))
         message = commit_message or f"Upload {run_dir.name} with ft (by {user})"
@@ -356,20 +290,23 @@ def upload_run(
     return UploadResult(repo_url=str(repo_url), commit_url=str(getattr(commit, "commit_url", commit)), files=plan.files)
 
 
-def dry_run(run_dir: str | Path, repo_id: str, merged: bool = False) -> UploadPlan:
+def dry_run(run_dir: str | Path, repo_id: str, merged: bool = False, base_model: str | None = None,
+            license: str | None = None) -> UploadPlan:
     """The files and card an upload would send, with no token and no Hub request.
 
     With ``merged`` the merge itself is not computed; the merged weights are listed with size ``-1``.
     """
+    from ftcore.card import model_card
+    from ftcore.rundir import load_run
+
     check_repo_id(repo_id)
-    run_dir = Path(run_dir)
-    read_run(run_dir)
-    merging = merged and is_adapter_run(run_dir)
+    run = load_run(run_dir)
+    merging = merged and run.output == "adapter"
     with tempfile.TemporaryDirectory(prefix="ft-upload-") as tmp:
-        plan = stage(run_dir, repo_id, tmp, merged=False)
+        plan = stage(run.path, repo_id, tmp, merged=False, base_model=base_model, license=license)
     if not merging:
         return plan
-    card = model_card(run_dir, repo_id, merged=True)
+    card = str(model_card(run, repo_id, base_model_id(run.path, base_model), merged=True, license=license))
     files = [(n, s) for n, s in plan.files if not n.startswith("adapter_") and n != "README.md"]
     files += [("README.md", len(card.encode())), ("config.json", -1), ("generation_config.json", -1), ("model.safetensors", -1)]
     return UploadPlan(repo_id, plan.folder, sorted(files), card)

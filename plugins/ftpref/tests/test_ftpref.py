@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from ftcore.curves import method_curves
 from ftcore.testing.suites import FormatContract, MethodContract, logged_losses
 
 WORDS = [("up", "down"), ("hot", "cold"), ("big", "small"), ("old", "new"), ("yes", "no"), ("red", "green")]
@@ -67,6 +68,12 @@ class PreferenceMethod(MethodContract):
 class TestDpo(PreferenceMethod):
     method = "dpo"
     options: ClassVar[dict[str, Any]] = {"r": 8, "alpha": 16, "beta": 0.5}
+
+    def check_learned(self, run_dir: Path, model_dir: Path) -> None:
+        super().check_learned(run_dir, model_dir)
+        history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        # loss.png gets its second panel: the reward margin and preference accuracy TRL logs.
+        assert {"train reward margin", "train preference accuracy"} <= set(method_curves(history))
 
 
 class TestDpoFullWeights(PreferenceMethod):

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from ftcore.curves import method_curves
 from ftcore.testing.suites import FormatContract, MethodContract
 
 
@@ -57,6 +58,8 @@ class TestGrpo(MethodContract):
         per_reward = rewards_logged(run_dir, "rewards/length/mean")
         assert len(per_reward) == self.steps and rewards_logged(run_dir, "reward_std")
         assert rewards_logged(run_dir, "completions/mean_length")
+        history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert "train mean reward" in method_curves(history)  # loss.png's second panel
 
 
 class TestPromptFormat(FormatContract):

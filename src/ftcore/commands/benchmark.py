@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ftcore.commands.evaluate import generation_options, settings_from
+from ftcore.commands.decoding import settings_from
+from ftcore.commands.evaluate import generation_options
 from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
 from ftcore.evaluation import DEFAULT_METRICS
 

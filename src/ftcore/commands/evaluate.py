@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ftcore.commands.decoding import decoding_options, settings_from
 from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
 
 # ftcore.evaluation imports nothing heavy at module level; the default list is defined there once.
@@ -13,12 +14,7 @@ from ftcore.evaluation import DEFAULT_METRICS
 def generation_options(func):
     """The options ``ft evaluate`` and ``ft benchmark`` share: decoding, which examples, metric options, intervals, device."""
     options = [
-        click.option("--max-new-tokens", default=128, show_default=True, type=click.IntRange(1), help="Longest generated answer."),
         click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Examples per generation batch."),
-        click.option("--sample", "do_sample", is_flag=True, help="Sample instead of greedy decoding."),
-        click.option("--temperature", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True), help="Sampling temperature."),
-        click.option("--top-p", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling mass."),
-        click.option("--seed", default=0, show_default=True, help="Seed for sampling and bootstrap resampling."),
         click.option("--limit", default=None, type=click.IntRange(1), help="Evaluate only the first N examples."),
         click.option("--metric-option", "metric_options", multiple=True, metavar="METRIC.KEY=VALUE",
                      help="A metric option, e.g. rouge.use_stemmer=true (repeatable)."),
@@ -29,17 +25,7 @@ def generation_options(func):
     ]
     for option in reversed(options):
         func = option(func)
-    return func
-
-
-def settings_from(kwargs: dict) -> object:
-    """The :class:`ftcore.generation.GenerationSettings` of the shared options."""
-    from ftcore.generation import GenerationSettings
-
-    return GenerationSettings(
-        max_new_tokens=kwargs["max_new_tokens"], batch_size=kwargs["batch_size"], do_sample=kwargs["do_sample"],
-        temperature=kwargs["temperature"], top_p=kwargs["top_p"], seed=kwargs["seed"],
-    )
+    return decoding_options(func)
 
 
 @click.command(epilog=examples(

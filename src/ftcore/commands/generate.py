@@ -6,27 +6,16 @@ import sys
 
 import click
 
+from ftcore.commands.decoding import decoding_options, settings_from
 from ftcore.commands.output import examples
 
 
 def _sampling_options(command):
-    command = click.option("--seed", type=int, default=None, help="Seed for sampling.")(command)
-    command = click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling threshold.")(command)
-    command = click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy decoding.")(command)
-    command = click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True)(command)
+    command = decoding_options(command)
     command = click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default=None,
                            help="Dtype to load the weights in.")(command)
     command = click.option("--system", default=None, help="System message.")(command)
     return command
-
-
-def _settings(max_new_tokens: int, temperature: float, top_p: float, seed: int | None):
-    """Generation settings from the options: temperature 0 (the default) is greedy decoding, above 0 sampling."""
-    from ftcore.generation import GenerationSettings
-
-    sample = temperature > 0
-    return GenerationSettings(max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature if sample else 1.0,
-                              top_p=top_p, seed=seed)
 
 
 def _load(model: str, dtype: str | None):
@@ -44,13 +33,12 @@ def _load(model: str, dtype: str | None):
 @click.option("--prompt", "-p", required=True, help="The prompt (a user message when the tokenizer has a chat template).")
 @click.option("--raw", is_flag=True, help="Feed the prompt as plain text, without the chat template.")
 @_sampling_options
-def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str | None, max_new_tokens: int,
-             temperature: float, top_p: float, seed: int | None) -> None:
+def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str | None, **decoding) -> None:
     """Generate a reply to --prompt with RUN_DIR_OR_MODEL: a run directory, model directory, Hub id or .gguf file."""
     from ftcore.generate import generate as run_generate
 
     loaded, tokenizer = _load(model, dtype)
-    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    settings = settings_from(decoding)
     run_generate(loaded, tokenizer, prompt, settings, chat=not raw, system=system, on_text=_write)
     click.echo()
 
@@ -62,8 +50,7 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str 
 ))
 @click.argument("model", metavar="RUN_DIR_OR_MODEL")
 @_sampling_options
-def chat(model: str, system: str | None, dtype: str | None, max_new_tokens: int, temperature: float, top_p: float,
-         seed: int | None) -> None:
+def chat(model: str, system: str | None, dtype: str | None, **decoding) -> None:
     """Chat with RUN_DIR_OR_MODEL using its chat template; /reset clears the history, /exit or Ctrl-D ends."""
     from ftcore.generate import chat_loop
 
@@ -71,7 +58,7 @@ def chat(model: str, system: str | None, dtype: str | None, max_new_tokens: int,
     interactive = sys.stdin.isatty()
     if interactive:
         click.echo("Chatting with the model; /reset clears the history, /exit or Ctrl-D quits.", err=True)
-    settings = _settings(max_new_tokens, temperature, top_p, seed)
+    settings = settings_from(decoding)
     chat_loop(loaded, tokenizer, lambda: _read(interactive), _write, settings, system)
 
 

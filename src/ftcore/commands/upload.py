@@ -30,7 +30,13 @@ def _size(n: int) -> str:
               help="Dtype of merged weights (default: the base model's).")
 @click.option("--dry-run", is_flag=True, help="List the files and show the model card; send nothing.")
 @click.option("--message", default=None, help="Commit message.")
-def upload(run_dir: str, repo_id: str, private: bool, merged: bool, dtype: str | None, dry_run: bool, message: str | None) -> None:
+@click.option("--base-model", default=None, metavar="ORG/NAME",
+              help="Hub id of the base model, for a run that started from a local directory or GGUF file whose Hub "
+                   "id ft could not tell.")
+@click.option("--license", "license_", default=None, metavar="ID",
+              help="License of the model card (e.g. apache-2.0; default: the base GGUF file's, else none).")
+def upload(run_dir: str, repo_id: str, private: bool, merged: bool, dtype: str | None, dry_run: bool, message: str | None,
+           base_model: str | None, license_: str | None) -> None:
     """Publish RUN_DIR to the Hub with a generated model card, in one commit.
 
     The token comes from HF_TOKEN or `hf auth login` and is checked before anything is uploaded.
@@ -38,13 +44,14 @@ def upload(run_dir: str, repo_id: str, private: bool, merged: bool, dtype: str |
     from ftcore import upload as up
 
     if dry_run:
-        plan = up.dry_run(run_dir, repo_id, merged=merged)
+        plan = up.dry_run(run_dir, repo_id, merged=merged, base_model=base_model, license=license_)
         click.echo(f"Would upload {len(plan.files)} files to {repo_id}{' (private)' if private else ''}:")
         for name, size in plan.files:
             click.echo(f"  {name:<40} {_size(size)}")
         click.echo("\n--- README.md ---")
         click.echo(plan.card)
         return
-    result = up.upload_run(run_dir, repo_id, private=private, merged=merged, dtype=dtype, commit_message=message)
+    result = up.upload_run(run_dir, repo_id, private=private, merged=merged, dtype=dtype, commit_message=message,
+                           base_model=base_model, license=license_)
     click.echo(f"Uploaded {len(result.files)} files to {result.repo_url}")
     click.echo(f"Commit: {result.commit_url}")

@@ -119,3 +119,18 @@ def render_completion(prompt: str, completion: str, eos: str, train_on_inputs: b
     """``prompt + completion + eos``; the completion and eos carry the loss."""
     text = prompt + completion + eos
     return text, [(0 if train_on_inputs else len(prompt), len(text))]
+
+
+def template_to_save(choice: str | None, tokenizer: Any) -> str | dict[str, str]:
+    """The chat template a run's tokenizer is saved with: the one ft rendered its chats with.
+
+    That is :func:`resolve_chat_template` of the run's ``data.chat_template``, so a named fallback, a Jinja
+    file or the ChatML used for a tokenizer without a template travels with the run (and with a merged model
+    or an upload), and ``ft generate`` renders prompts exactly as training did. A tokenizer that keeps several
+    named templates keeps the others, with the trained one as its default.
+    """
+    template = resolve_chat_template(choice, tokenizer)
+    own = getattr(tokenizer, "chat_template", None)
+    if isinstance(own, dict):
+        return {**own, "default": template}
+    return template

@@ -135,6 +135,8 @@ class MethodContract:
 
         result = run_training(self.make_config(tiny_model_dir, tmp_path))
         self.check_learned(result.run_dir, tiny_model_dir)
+        # Every run directory has its training curve, whatever the method.
+        assert (result.run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 #: The work hooks of a method, with arguments that let an implementation tell a foreign name from its own.
