@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from ftcore.data import cache
 from ftcore.data.collate import PackedCollator, PaddingCollator, pack_rows
-from ftcore.data.encode import EMPTY, IGNORE, KEPT, TRUNCATED, EncodeOptions, encode_batch, require_fast
+from ftcore.data.encode import (
+    EMPTY,
+    IGNORE,
+    KEPT,
+    TRUNCATED,
+    EncodeOptions,
+    check_chat_features,
+    encode_batch,
+    require_fast,
+)
 from ftcore.data.formats import canonical_examples, shape_of
 from ftcore.data.sources import DataSource, data_files, expand
 from ftcore.data.templates import render_chat, resolve_chat_template, with_system_prompt
@@ -294,6 +303,8 @@ def _encode_source(
             "is raw text",
             hint="use alpaca, sharegpt, messages or completion data, or a non-chat method such as lora",
         )
+    if shape == "messages":
+        check_chat_features(examples, tokenizer, options, source.where)
     num_proc = config.data.num_proc or (min(4, _cpus()) if len(examples) >= PARALLEL_FROM else None)
     encoded = examples.map(
         encode_batch,
