@@ -76,7 +76,7 @@ def check_parts(value: Any, field: str) -> None:
     for i, part in enumerate(value):
         kind = _part_type(part)
         if kind not in ("text", "reasoning", "thinking", "tool_call"):
-            shown = f"a {kind!r} part" if kind else f"{_kind(part)} (not a content part)"
+            shown = f"a content part of type {kind!r}" if kind else f"{_kind(part)}, not a content part"
             raise FieldProblem(f"{field}[{i}]", f"is {shown}; this model and method train on text only, so remove "
                                                 "image, audio and other non-text parts")
 
@@ -138,7 +138,10 @@ def _tool_call(call: Any, field: str) -> dict[str, Any]:
     if not isinstance(function, dict) or not isinstance(function.get("name"), str) or not function["name"]:
         raise FieldProblem(f"{field}.function.name" if "function" in call else f"{field}.name", "missing tool name")
     where = f"{field}.function.arguments" if "function" in call else f"{field}.arguments"
-    arguments = _json_value(function.get("arguments", {}), where)
+    written = function.get("arguments")
+    arguments = _json_value(written if written is not None else {}, where)
+    if isinstance(written, dict):
+        arguments = _without_nulls(arguments)
     if not isinstance(arguments, dict):
         raise FieldProblem(where, f"expected an object of arguments, got {_kind(arguments)}")
     out: dict[str, Any] = {"type": "function", "function": {"name": function["name"], "arguments": json.dumps(arguments)}}
@@ -163,8 +166,18 @@ def tools_json(value: Any, field: str = "tools") -> str | None:
         function = schema.get("function", schema) if isinstance(schema, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise FieldProblem(where, "expected a tool's JSON schema with a 'name'")
-        tools.append({"type": "function", "function": function})
+        tools.append({"type": "function", "function": function if isinstance(value, str) else _without_nulls(function)})
     return json.dumps(tools) if tools else None
+
+
+def _without_nulls(value: Any) -> Any:
+    """Objects read from a file without their null members: the records' common Arrow structure gives each object
+    every key any record's object has, set to null where it had none (a JSON string keeps its nulls)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _json_value(value: Any, field: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftcore.data.formats import FieldProblem, get_list, get_str
-from ftcore.data.messages import chat_message, tool_calls, tools_json
+from ftcore.data.messages import chat_message, tool_calls, tools_json, train_flag
 
 #: ShareGPT's speaker names -> canonical roles (``observation``: LLaMA-Factory's tool results).
 SHAREGPT_ROLES = {
@@ -57,8 +57,9 @@ def _function_call(turn: dict[str, Any], where: str) -> dict[str, Any]:
     """A ``function_call`` turn: the assistant's tool call(s), trained like its answers."""
     if turn.get("value") is None:
         raise FieldProblem(f"{where}.value", "missing (the call as JSON: {\"name\": ..., \"arguments\": {...}})")
-    message = chat_message({k: v for k, v in turn.items() if k != "value"}, where, role="assistant")
-    return {**message, "content": "", "tool_calls": tool_calls(turn["value"], f"{where}.value")}
+    message = {"role": "assistant", "content": "", "tool_calls": tool_calls(turn["value"], f"{where}.value")}
+    flag = train_flag(turn, where)
+    return message if flag is None else {**message, "train": flag}
 
 
 def messages(record: dict[str, Any]) -> dict[str, Any]:
