@@ -203,11 +203,11 @@ def test_tool_calling_data_trains_through_ft_train(tiny_model_dir, tmp_path):
         "method_options": {"r": 8, "alpha": 16, "dropout": 0.0},
         "data": {"train": data, "chat_template": "chatml-tools", "max_seq_len": 512,
                  "cache_dir": str(tmp_path / "cache")},
-        "training": {"max_steps": 6, "learning_rate": 1e-2, "lr_scheduler": "constant", "batch_size": 4,
+        "training": {"max_steps": 4, "learning_rate": 1e-2, "lr_scheduler": "constant", "batch_size": 2,
                      "logging_steps": 1, "save_steps": 100},
     }))
     result = CliRunner().invoke(cli, ["train", "--config", str(config)])
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     losses = [entry["loss"] for entry in map(json.loads, lines) if "loss" in entry]
-    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert len(losses) == 4 and losses[-1] < losses[0]
