@@ -211,3 +211,20 @@ def test_tool_calling_data_trains_through_ft_train(tiny_model_dir, tmp_path):
     lines = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     losses = [entry["loss"] for entry in map(json.loads, lines) if "loss" in entry]
     assert len(losses) == 4 and losses[-1] < losses[0]
+
+
+def test_preference_data_takes_content_parts_and_refuses_images():
+    pytest.importorskip("ftpref")
+    from ftpref.formats import preference
+
+    from ftcore.data.formats import FieldProblem
+
+    parts = [{"type": "text", "text": "Name a "}, {"type": "text", "value": "colour."}]
+    example = preference({"prompt": [{"role": "user", "content": parts}],
+                          "chosen": [{"role": "assistant", "content": [{"type": "text", "text": "Blue."}]}],
+                          "rejected": [{"role": "assistant", "content": "No."}]})
+    assert example["prompt"] == [{"role": "user", "content": "Name a colour."}]
+    assert example["chosen"] == [{"role": "assistant", "content": "Blue."}]
+    with pytest.raises(FieldProblem, match=r"prompt\[0\]\.content\[1\]: is a content part of type 'input_audio'"):
+        preference({"prompt": [{"role": "user", "content": [parts[0], {"type": "input_audio"}]}],
+                    "chosen": "a", "rejected": "b"})

@@ -493,7 +493,8 @@ def prompt_and_reference(example: dict[str, Any], tokenizer: Any, data_config: D
         if last is None:
             raise DataError("example has no assistant message to use as the reference")
         template = resolve_chat_template(data_config.chat_template, tokenizer)
-        return render_chat(messages[:last], tokenizer, template, generation_prompt=True), messages[last]["content"]
+        prompt = render_chat(messages[:last], tokenizer, template, generation_prompt=True, tools=example.get("tools"))
+        return prompt, messages[last]["content"]
     if shape == "completion":
         return example["prompt"], example["completion"]
     return "", example["text"]

@@ -9,6 +9,7 @@ reasoning are passed to the template as ``apply_chat_template`` expects them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,9 @@ def _call_for_template(call: dict[str, Any]) -> dict[str, Any]:
     call = {k: v for k, v in call.items() if v is not None}
     function = dict(call.get("function") or {})
     if isinstance(function.get("arguments"), str):
-        try:
+        # A third-party format's free-form (non-JSON) arguments are rendered as written.
+        with contextlib.suppress(json.JSONDecodeError):
             function["arguments"] = json.loads(function["arguments"])
-        except json.JSONDecodeError:
-            pass  # a third-party format's free-form arguments are rendered as written
     return {**call, "function": function}
 
 
