@@ -228,3 +228,41 @@ def test_preference_data_takes_content_parts_and_refuses_images():
     with pytest.raises(FieldProblem, match=r"prompt\[0\]\.content\[1\]: is a content part of type 'input_audio'"):
         preference({"prompt": [{"role": "user", "content": [parts[0], {"type": "input_audio"}]}],
                     "chosen": "a", "rejected": "b"})
+
+
+@pytest.mark.parametrize(("name", "conversation", "spans"), [
+    # Qwen3 drops the reasoning of answers before the last user message, tool-call turns included.
+    ("qwen3", "reasoning", ["Aa.<|im_end|>\n", "<think>\nthink B\n</think>\n\nBb.<|im_end|>\n"]),
+    ("qwen3", "agent", [CALL, "21 C.<|im_end|>\n", "<think>\npolite\n</think>\n\nWelcome.<|im_end|>\n"]),
+    # Nemotron empties earlier think blocks; its generation prompt opens one.
+    ("nemotron_3_nano", "reasoning", ["Aa.<|im_end|>\n", "think B\n</think>\nBb.<|im_end|>\n"]),
+    # Phi-3 ends a conversation with an end-of-sequence token that an earlier turn does not have.
+    ("phi3", "plain", ["Yes.<|end|>\n", "No.<|end|>\n<|endoftext|>"]),
+])
+def test_real_model_templates_that_rewrite_turns_are_masked_on_the_final_text(name, conversation, spans, tokenizer):
+    """Templates of released models (as TRL ships them) that are not prefix-stable."""
+    pytest.importorskip("trl")
+    from importlib.resources import files
+
+    from ftcore.data.templates import render_messages
+
+    template = (files("trl") / "chat_templates" / f"{name}.jinja").read_text(encoding="utf-8")
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    messages = {
+        "plain": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                  {"role": "assistant", "content": "Yes."}, {"role": "user", "content": "Two?"},
+                  {"role": "assistant", "content": "No."}],
+        "reasoning": [{"role": "user", "content": "A?"},
+                      {"role": "assistant", "content": "Aa.", "reasoning_content": "think A"},
+                      {"role": "user", "content": "B?"},
+                      {"role": "assistant", "content": "Bb.", "reasoning_content": "think B"}],
+        "agent": [{"role": "user", "content": "Weather?"},
+                  {"role": "assistant", "content": "", "reasoning_content": "look", "tool_calls": [call]},
+                  {"role": "tool", "content": "21"},
+                  {"role": "assistant", "content": "21 C.", "reasoning_content": "report"},
+                  {"role": "user", "content": "Thanks."},
+                  {"role": "assistant", "content": "Welcome.", "reasoning_content": "polite"}],
+    }[conversation]
+    tools = json.dumps([{"type": "function", "function": WEATHER}]) if conversation == "agent" else None
+    text, found = render_messages(messages, tokenizer, template, False, tools)
+    assert [text[a:b] for a, b in found] == spans

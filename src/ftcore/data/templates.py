@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ftcore.data.builtin_templates import CHATML, NAMED_TEMPLATES
 from ftcore.errors import DataError
 
-#: Marks the end of one message's content in a probe rendering (private-use characters no real text has).
-_MARK = "\ue000ft-end\ue001"
+#: Mark the start and end of one message's content in a probe rendering (private-use characters no text has).
+_OPEN, _MARK = "\ue000ft-start\ue001", "\ue000ft-end\ue001"
 
 Span = tuple[int, int]
 
@@ -145,9 +146,15 @@ Chat = tuple[list[dict[str, Any]], Any, str, Any]  # messages, tokenizer, templa
 
 def _turn_span(k: int, text: str, *chat: Any) -> Span:
     """Where message ``k`` is in ``text``, the rendering of the whole conversation: from after what comes before
-    it (for the assistant, after the generation prompt) through what it adds, end of turn included."""
+    it (for the assistant, after the generation prompt) through what it adds, end of turn included. A turn the
+    template renders differently once later messages follow is trained from its content on (not the emptied or
+    dropped reasoning markers before it) through its end of turn, as it appears in ``text``."""
     start = _start(k, text, chat)
-    return start, _end(k, text, start, chat)
+    through = _render(chat, k + 1)
+    if text.startswith(through) and len(through) > start:
+        return start, len(through)
+    first, end = _rewritten(k, text, start, chat)
+    return max(start, first), end
 
 
 def _render(chat: Chat, upto: int, generation_prompt: bool = False, messages: list[dict[str, Any]] | None = None) -> str:
@@ -162,51 +169,61 @@ def _start(k: int, text: str, chat: Chat) -> int:
     before = _render(chat, k, generation_prompt=assistant)
     if text.startswith(before):
         return len(before)
-    # Earlier turns render differently once this one follows: start where the previous message ends.
+    # Earlier turns render differently once this one follows, or the generation prompt opens more than a
+    # finished turn shows (an empty think block): start where the previous message ends, after as much of the
+    # generation prompt as the text has there.
     plain = _render(chat, k) if assistant else before
-    header = before[len(plain) :] if before.startswith(plain) else None
-    previous = _end(k - 1, text, 0, chat)
-    if header is None or not text.startswith(header, previous):
+    if not before.startswith(plain):
         raise _unlocatable(chat, k)
-    return previous + len(header)
+    through = _render(chat, k)
+    previous = len(through) if text.startswith(through) else _rewritten(k - 1, text, 0, chat)[1]
+    return previous + _matched(before[len(plain) :], text, previous, chat[1])
 
 
-def _end(k: int, text: str, start: int, chat: Chat) -> int:
-    """The end of message ``k`` in ``text``.
+def _rewritten(k: int, text: str, start: int, chat: Chat) -> tuple[int, int]:
+    """Where the content of message ``k`` starts in ``text`` and where the message ends, for a message the template
+    renders differently once later messages follow.
 
-    When later messages make the template render the message differently, what the template writes after the
-    content (tool calls, end of turn) is read from the message rendered last, where nothing rewrites it. The
-    content is marked at its end and the whole conversation rendered again: the mark shows where the content ends
-    in ``text``, and the same tail must follow it there. A message without content (only tool calls) is instead
-    matched by the longest end of its last-rendered form that ``text`` has where it starts (a template that drops
-    the reasoning before the calls).
+    What the template writes after the content (tool calls, end of turn) is read from the message rendered last,
+    where nothing rewrites it. The content is marked at both ends and the whole conversation rendered again: the
+    marks show where the content is in ``text``, and the message runs on over as much of that tail as follows it
+    there (a template may close a conversation differently from a turn: an end-of-sequence token, ``<|return|>``
+    for ``<|end|>``). A message without content (only tool calls) is matched instead by the longest run of its
+    last-rendered form that ``text`` has where it starts (a template that drops the reasoning before the calls).
     """
-    through = _render(chat, k + 1)
-    if text.startswith(through) and len(through) > start:
-        return len(through)
-    message = chat[0][k]
-    if message["content"]:
-        end = _marked_end(k, text, start, chat)
+    messages, tokenizer = chat[0], chat[1]
+    found = None
+    if messages[k]["content"]:
+        marked = [*messages[:k], {**messages[k], "content": _OPEN + messages[k]["content"] + _MARK},
+                  *messages[k + 1 :]]
+        whole = _render(chat, len(marked), messages=marked)
+        alone = _render(chat, k + 1, messages=marked)
+        if (whole.count(_OPEN) == whole.count(_MARK) == 1 and _MARK in alone and whole.find(_OPEN) >= start
+                and whole.replace(_OPEN, "").replace(_MARK, "") == text):
+            at = whole.index(_MARK) - len(_OPEN)
+            found = whole.index(_OPEN), at + _matched(alone[alone.index(_MARK) + len(_MARK) :], text, at, tokenizer)
     else:
-        before = _render(chat, k, generation_prompt=message["role"] == "assistant")
-        live = through[len(before) :] if through.startswith(before) else ""
-        cut = next((i for i in range(len(live)) if text.startswith(live[i:], start)), None)
-        end = start + len(live) - cut if cut is not None else None
-    if end is None:
+        through = _render(chat, k + 1)
+        live = through[len(os.path.commonprefix([_render(chat, k), through])) :]
+        runs = [_matched(live[i:], text, start, tokenizer) for i in range(len(live)) if live[i] == text[start : start + 1]]
+        found = (start, start + max(runs)) if runs and max(runs) else None
+    if found is None:
         raise _unlocatable(chat, k)
-    return end
+    return found
 
 
-def _marked_end(k: int, text: str, start: int, chat: Chat) -> int | None:
-    messages = chat[0]
-    marked = [*messages[:k], {**messages[k], "content": messages[k]["content"] + _MARK}, *messages[k + 1 :]]
-    whole = _render(chat, len(marked), messages=marked)
-    alone = _render(chat, k + 1, messages=marked)
-    at = whole.find(_MARK)
-    if at < start or whole.count(_MARK) != 1 or whole.replace(_MARK, "") != text or _MARK not in alone:
-        return None
-    tail = alone[alone.index(_MARK) + len(_MARK) :]
-    return at + len(tail) if text.startswith(tail, at) else None
+def _matched(piece: str, text: str, at: int, tokenizer: Any) -> int:
+    """How many leading characters of ``piece`` ``text`` has from ``at`` on, in whole tokens of ``piece`` (so a
+    partly matching special token, ``<|return|>`` against ``<|end|>``, is not counted)."""
+    n = 0
+    for a, b in zip(piece, text[at : at + len(piece)], strict=False):
+        if a != b:
+            break
+        n += 1
+    if n == len(piece):
+        return n
+    offsets = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return max((end for _, end in offsets if end <= n), default=0)
 
 
 def _unlocatable(chat: Chat, k: int) -> DataError:
