@@ -266,3 +266,17 @@ def test_real_model_templates_that_rewrite_turns_are_masked_on_the_final_text(na
     tools = json.dumps([{"type": "function", "function": WEATHER}]) if conversation == "agent" else None
     text, found = render_messages(messages, tokenizer, template, False, tools)
     assert [text[a:b] for a, b in found] == spans
+
+
+def test_llamafactory_v1_reasoning_and_tool_call_parts_become_canonical_fields():
+    from ftcore.data.messages import chat_message
+
+    turn = {"role": "assistant", "loss_weight": 1.0, "content": [
+        {"type": "reasoning", "value": "Look it up."},
+        {"type": "text", "value": "Checking."},
+        {"type": "tool_call", "value": json.dumps({"name": "get_weather", "arguments": {"city": "Paris"}})},
+    ]}
+    assert chat_message(turn, "messages[1]") == {
+        "role": "assistant", "content": "Checking.", "reasoning_content": "Look it up.", "train": True,
+        "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
+    }

@@ -225,11 +225,8 @@ def records_dataset(rows: list[dict[str, Any]], source: DataSource) -> Dataset:
         return Dataset.from_list(rows)
     except Exception:  # arrow's schema inference: nested values of mixed types (content a string or parts)
         pass
-    # Keep nested values as JSON text, as a CSV cell holds them (formats parse it back, e.g. with get_list).
-    nested = {key for row in rows for key, value in row.items() if isinstance(value, (list, dict))}
-    rows = [{k: json.dumps(v) if k in nested and v is not None else v for k, v in row.items()} for row in rows]
-    try:
-        return Dataset.from_list(rows)
+    try:  # such values are kept as JSON and read back as they were written
+        return Dataset.from_list(rows, on_mixed_types="use_json")
     except Exception as exc:
         raise DataError(f"{source.path}: records do not share one structure: {exc}") from None
 
