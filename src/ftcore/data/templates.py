@@ -63,14 +63,15 @@ def with_system_prompt(messages: list[dict[str, Any]], system_prompt: str | None
     return plain
 
 
-def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def template_messages(messages: list[dict[str, Any]], text_arguments: bool = False) -> list[dict[str, Any]]:
     """Canonical messages as chat templates expect them: unset keys and ft's ``train`` flag left out, tool call
-    arguments as objects, and the reasoning under both names templates read (``reasoning_content``, ``thinking``)."""
+    arguments as objects (as JSON text with ``text_arguments``), and the reasoning under both names templates read
+    (``reasoning_content``, ``thinking``)."""
     out = []
     for message in messages:
         shown = {k: v for k, v in message.items() if v is not None and k != "train"}
         if shown.get("tool_calls"):
-            shown["tool_calls"] = [_call_for_template(call) for call in shown["tool_calls"]]
+            shown["tool_calls"] = [_call_for_template(call, text_arguments) for call in shown["tool_calls"]]
         else:
             shown.pop("tool_calls", None)
         if shown.get("reasoning_content"):
@@ -79,10 +80,10 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _call_for_template(call: dict[str, Any]) -> dict[str, Any]:
+def _call_for_template(call: dict[str, Any], text_arguments: bool) -> dict[str, Any]:
     call = {k: v for k, v in call.items() if v is not None}
     function = dict(call.get("function") or {})
-    if isinstance(function.get("arguments"), str):
+    if isinstance(function.get("arguments"), str) and not text_arguments:
         # A third-party format's free-form (non-JSON) arguments are rendered as written.
         with contextlib.suppress(json.JSONDecodeError):
             function["arguments"] = json.loads(function["arguments"])
@@ -103,14 +104,25 @@ def render_chat(
     generation_prompt: bool = False,
     tools: str | list[dict[str, Any]] | None = None,
 ) -> str:
-    """Render ``messages`` (and the conversation's ``tools``) with ``template`` to text (no tokenization)."""
+    """Render ``messages`` (and the conversation's ``tools``) with ``template`` to text (no tokenization).
+
+    Tool call arguments go to the template as objects, as transformers documents; a template that fails on them
+    is given them as JSON text instead (DeepSeek-V3's concatenates them to a string).
+    """
+    tools = tool_list(tools)
     try:
-        return tokenizer.apply_chat_template(
-            template_messages(messages), tools=tool_list(tools), chat_template=template, tokenize=False,
-            add_generation_prompt=generation_prompt,
-        )
+        return _apply(template_messages(messages), tokenizer, template, generation_prompt, tools)
     except Exception as exc:  # Jinja errors, or a template that rejects this conversation (role order)
-        raise DataError(f"chat template failed on a conversation: {type(exc).__name__}: {exc}") from None
+        failure = exc
+    if any(m.get("tool_calls") for m in messages):
+        with contextlib.suppress(Exception):
+            return _apply(template_messages(messages, text_arguments=True), tokenizer, template, generation_prompt, tools)
+    raise DataError(f"chat template failed on a conversation: {type(failure).__name__}: {failure}") from None
+
+
+def _apply(messages: list[dict[str, Any]], tokenizer: Any, template: str, generation_prompt: bool, tools: Any) -> str:
+    return tokenizer.apply_chat_template(messages, tools=tools, chat_template=template, tokenize=False,
+                                         add_generation_prompt=generation_prompt)
 
 
 def trains(message: dict[str, Any]) -> bool:
