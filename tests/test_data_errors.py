@@ -100,7 +100,7 @@ def test_messages_bad_role(tmp_path, tokenizer):
     rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "yo"}]}]
     path = write_records(tmp_path, "m", rows, "jsonl")
     message = error_of(path, tmp_path, tokenizer)
-    assert message == f"{path}:1: field messages[1].role must be one of system, user, assistant, got 'bot' (format messages)"
+    assert message == f"{path}:1: field messages[1].role must be one of system, user, assistant, tool, got 'bot' (format messages)"
 
 
 def test_empty_file(tmp_path, tokenizer):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.formats import FieldProblem, get_list, get_str, map_records
+    from ftcore.data.messages import chat_message, text_content
     from ftcore.data.sources import DataSource
     from ftcore.data.templates import render_chat, with_system_prompt
 
@@ -44,6 +45,8 @@ _LAZY = {
     "get_list": "ftcore.data.formats",
     "get_str": "ftcore.data.formats",
     "map_records": "ftcore.data.formats",
+    "chat_message": "ftcore.data.messages",
+    "text_content": "ftcore.data.messages",
     "render_chat": "ftcore.data.templates",
     "with_system_prompt": "ftcore.data.templates",
 }
@@ -94,11 +97,13 @@ __all__ = [
     "TrainingError",
     "UsageError",
     "__version__",
+    "chat_message",
     "get_list",
     "get_str",
     "hookimpl",
     "map_records",
     "added_token_ids",
     "render_chat",
+    "text_content",
     "with_system_prompt",
 ]

@@ -103,7 +103,7 @@ class DataConfig(Strict):
     eval_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out for evaluation.")
     format: str | None = Field(None, description="Dataset format (text, completion, alpaca, sharegpt, messages, ...); detected from the columns when omitted.")
     columns: dict[str, str] = Field(default_factory=dict, description="Map the format's field names to your columns, e.g. {instruction: question}.")
-    chat_template: str | None = Field(None, description="'tokenizer' (its own), a named fallback (chatml, alpaca) or a Jinja file; default: the tokenizer's, else chatml.")
+    chat_template: str | None = Field(None, description="'tokenizer' (its own), a built-in template (chatml, alpaca, chatml-tools, chatml-think) or a Jinja file; default: the tokenizer's, else chatml.")
     system_prompt: str | None = Field(None, description="System message added to chat examples that have none.")
     train_on_inputs: bool = Field(False, description="Also compute the loss on prompt/user tokens.")
     max_seq_len: int = Field(512, ge=8, description="Longest token sequence fed to the model.")

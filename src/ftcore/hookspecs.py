@@ -253,7 +253,9 @@ def load_dataset(source: DataSource, data: DataConfig, config: FtConfig | None) 
     ftcore has read the file(s) and resolved the format (given in ``data.format`` or detected).
 
     The examples have the format's :attr:`~ftcore.FormatSpec.shape`: ftcore's own are ``messages`` (a list
-    of ``{"role", "content"}``, roles ``system``/``user``/``assistant``), ``prompt`` + ``completion``, or
+    of ``{"role", "content"}``, roles ``system``/``user``/``assistant``/``tool``, with the optional message keys
+    and ``tools`` column of :mod:`ftcore.data.messages`; :func:`ftcore.chat_message` reads the spellings real
+    data uses), ``prompt`` + ``completion``, or
     ``text``, which ftcore alone renders, tokenizes, masks, truncates, packs and caches. A plugin that must
     tokenize itself may return ``input_ids`` + ``labels`` columns. Examples of a plugin's shape keep every
     column the plugin returns and go to the shape's :func:`encode_examples`.

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ftcore.data.templates import Span, render_completion, render_messages, with_system_prompt
+from ftcore.data.builtin_templates import CAPABLE
+from ftcore.data.templates import Span, render_completion, render_messages, renders, with_system_prompt
 from ftcore.errors import DataError
 
 IGNORE = -100
@@ -37,7 +38,7 @@ def example_text(example: dict[str, Any], shape: str, tokenizer: Any, options: E
     eos = tokenizer.eos_token or ""
     if shape == "messages":
         messages = with_system_prompt(example["messages"], options.system_prompt)
-        return render_messages(messages, tokenizer, options.template, options.train_on_inputs)
+        return render_messages(messages, tokenizer, options.template, options.train_on_inputs, example.get("tools"))
     if shape == "completion":
         return render_completion(example["prompt"], example["completion"], eos, options.train_on_inputs)
     text = example["text"]
@@ -101,6 +102,62 @@ def _fit(ids: list[int], labels: list[int], options: EncodeOptions) -> tuple[lis
 
 def _trains(labels: list[int]) -> bool:
     return any(label != IGNORE for label in labels[1:])
+
+
+#: What a conversation may use that a template might not render -> how the data says so.
+_FEATURES = {
+    "tools": "has a tool list (tools)",
+    "tool_calls": "has tool calls or tool results",
+    "reasoning": "has reasoning (reasoning_content)",
+}
+
+
+def check_chat_features(examples: Any, tokenizer: Any, options: EncodeOptions, where: Any) -> None:
+    """Refuse conversations that use what the chat template would silently leave out of the text.
+
+    A template that ignores ``tools``, tool calls or reasoning would train the model on conversations with those
+    parts missing; the first example that uses one names its place (``where(i)``) and a built-in template that
+    renders it.
+    """
+    for feature, index in features_used(examples).items():
+        if not renders(feature, tokenizer, options.template):
+            raise DataError(
+                f"{where(index)}: the conversation {_FEATURES[feature]} but the chat template does not render "
+                f"{'them' if feature != 'reasoning' else 'it'}, so the model would never see "
+                f"{'them' if feature != 'reasoning' else 'it'}; set data.chat_template: {CAPABLE[feature]} "
+                "(built in) or a template that does"
+            )
+
+
+def features_used(examples: Any) -> dict[str, int]:
+    """The first example using each of tools, tool calls/results and reasoning, read from the Arrow columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = examples.with_format("arrow")[:]
+    found: dict[str, int] = {}
+    if "tools" in table.column_names:
+        _first(found, "tools", pc.is_valid(table.column("tools")))
+    messages = table.column("messages").combine_chunks()
+    flat = pc.list_flatten(messages)
+    parents = pc.list_parent_indices(messages)
+    fields = {f.name for f in flat.type} if pa.types.is_struct(flat.type) else set()
+    if "tool_calls" in fields:
+        _first(found, "tool_calls", pc.is_valid(pc.struct_field(flat, "tool_calls")), parents)
+    if "role" in fields and "tool_calls" not in found:
+        _first(found, "tool_calls", pc.equal(pc.struct_field(flat, "role"), "tool"), parents)
+    if "reasoning_content" in fields:
+        reasoning = pc.struct_field(flat, "reasoning_content")
+        _first(found, "reasoning", pc.and_(pc.is_valid(reasoning), pc.not_equal(reasoning, "")), parents)
+    return found
+
+
+def _first(found: dict[str, int], feature: str, mask: Any, parents: Any = None) -> None:
+    import pyarrow.compute as pc
+
+    at = pc.index(pc.fill_null(mask, False), True).as_py()
+    if at >= 0:
+        found[feature] = parents[at].as_py() if parents is not None else at
 
 
 def require_fast(tokenizer: Any) -> None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
     from ftcore.data.sources import DataSource
 
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 
 class FieldProblem(Exception):
@@ -145,10 +145,9 @@ def check_canonical(example: dict[str, Any], shape: str | None = None) -> None:
         for j, message in enumerate(messages):
             if not isinstance(message, dict):
                 raise FieldProblem(f"messages[{j}]", "expected an object with role and content")
-            if message.get("role") not in ROLES:
-                raise FieldProblem(f"messages[{j}].role", f"must be one of {', '.join(ROLES)}, got {message.get('role')!r}")
-            if not isinstance(message.get("content"), str):
-                raise FieldProblem(f"messages[{j}].content", f"expected a string, got {_short(message.get('content'))}")
+            _check_message(message, f"messages[{j}]")
+        if not isinstance(example.get("tools"), (str, type(None))):
+            raise FieldProblem("tools", "expected a JSON string of tool schemas (see ftcore.data.messages.tools_json)")
     elif "prompt" in example and "completion" in example:
         for name in ("prompt", "completion"):
             if not isinstance(example[name], str):
@@ -158,6 +157,20 @@ def check_canonical(example: dict[str, Any], shape: str | None = None) -> None:
             raise FieldProblem("text", "expected a string")
     elif not ("input_ids" in example and "labels" in example):
         raise FieldProblem("(example)", "converter returned none of messages, prompt+completion, text")
+
+
+def _check_message(message: dict[str, Any], where: str) -> None:
+    """One canonical message: role, string content, and the optional keys of :mod:`ftcore.data.messages`."""
+    if message.get("role") not in ROLES:
+        raise FieldProblem(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {message.get('role')!r}")
+    if not isinstance(message.get("content"), str):
+        raise FieldProblem(f"{where}.content", f"expected a string, got {_short(message.get('content'))}")
+    for key, kind in (("reasoning_content", str), ("train", bool), ("tool_calls", list), ("name", str),
+                      ("tool_call_id", str)):
+        if message.get(key) is not None and not isinstance(message[key], kind):
+            raise FieldProblem(f"{where}.{key}", f"expected {kind.__name__}, got {_short(message[key])}")
+    if message.get("train") and message["role"] == "tool":
+        raise FieldProblem(f"{where}.train", "a tool result is never trained")
 
 
 def _check_plugin_shape(example: dict[str, Any], shape: str) -> None:

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from ftcore.data import cache
 from ftcore.data.collate import PackedCollator, PaddingCollator, pack_rows
-from ftcore.data.encode import EMPTY, IGNORE, KEPT, TRUNCATED, EncodeOptions, encode_batch, require_fast
+from ftcore.data.encode import (
+    EMPTY,
+    IGNORE,
+    KEPT,
+    TRUNCATED,
+    EncodeOptions,
+    check_chat_features,
+    encode_batch,
+    require_fast,
+)
 from ftcore.data.formats import canonical_examples, shape_of
 from ftcore.data.sources import DataSource, data_files, expand
 from ftcore.data.templates import render_chat, resolve_chat_template, with_system_prompt
@@ -294,6 +303,8 @@ def _encode_source(
             "is raw text",
             hint="use alpaca, sharegpt, messages or completion data, or a non-chat method such as lora",
         )
+    if shape == "messages":
+        check_chat_features(examples, tokenizer, options, source.where)
     num_proc = config.data.num_proc or (min(4, _cpus()) if len(examples) >= PARALLEL_FROM else None)
     encoded = examples.map(
         encode_batch,
@@ -482,7 +493,8 @@ def prompt_and_reference(example: dict[str, Any], tokenizer: Any, data_config: D
         if last is None:
             raise DataError("example has no assistant message to use as the reference")
         template = resolve_chat_template(data_config.chat_template, tokenizer)
-        return render_chat(messages[:last], tokenizer, template, generation_prompt=True), messages[last]["content"]
+        prompt = render_chat(messages[:last], tokenizer, template, generation_prompt=True, tools=example.get("tools"))
+        return prompt, messages[last]["content"]
     if shape == "completion":
         return example["prompt"], example["completion"]
     return "", example["text"]

@@ -223,7 +223,11 @@ def records_dataset(rows: list[dict[str, Any]], source: DataSource) -> Dataset:
         rows = [{key: row.get(key) for key in keys} for row in rows]
     try:
         return Dataset.from_list(rows)
-    except Exception as exc:  # arrow's schema inference: nested values of mixed types
+    except Exception:  # arrow's schema inference: nested values of mixed types (content a string or parts)
+        pass
+    try:  # such values are kept as JSON and read back as they were written
+        return Dataset.from_list(rows, on_mixed_types="use_json")
+    except Exception as exc:
         raise DataError(f"{source.path}: records do not share one structure: {exc}") from None
 
 

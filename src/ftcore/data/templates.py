@@ -1,35 +1,25 @@
 """Chat templates and rendering: canonical examples -> text plus the character spans that carry the loss.
 
-The template is the tokenizer's own ``chat_template`` (through ``apply_chat_template``), a named fallback
-(``chatml``, ``alpaca``) or a user's Jinja file. Each assistant turn's span is found by rendering the
-conversation up to that turn with and without it: the text the turn adds is exactly what the model must
-learn to produce, end-of-turn marker included, whatever the template looks like.
+The template is the tokenizer's own ``chat_template`` (through ``apply_chat_template``), one of ft's built-in
+templates (:mod:`ftcore.data.builtin_templates`) or a user's Jinja file. Each trained turn's span is found by
+rendering the conversation up to that turn with and without it: the text the turn adds is exactly what the model
+must learn to produce, end-of-turn marker included, whatever the template looks like. Tool lists, tool calls and
+reasoning are passed to the template as ``apply_chat_template`` expects them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 from pathlib import Path
 from typing import Any
 
+from ftcore.data.builtin_templates import CHATML, NAMED_TEMPLATES
 from ftcore.errors import DataError
 
-CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-ALPACA = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ message['content'] + '\n\n' }}"
-    "{% elif message['role'] == 'user' %}{{ '### Instruction:\n' + message['content'] + '\n\n' }}"
-    "{% else %}{{ '### Response:\n' + message['content'] + eos_token + '\n\n' }}{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '### Response:\n' }}{% endif %}"
-)
-
-NAMED_TEMPLATES = {"chatml": CHATML, "alpaca": ALPACA}
+#: Mark the start and end of one message's content in a probe rendering (private-use characters no text has).
+_OPEN, _MARK = "\ue000ft-start\ue001", "\ue000ft-end\ue001"
 
 Span = tuple[int, int]
 
@@ -65,54 +55,224 @@ def resolve_chat_template(choice: str | None, tokenizer: Any) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte offset {exc.start})") from None
 
 
-def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
-    """``messages`` with ``system_prompt`` in front when it has no system message of its own."""
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+def with_system_prompt(messages: list[dict[str, Any]], system_prompt: str | None) -> list[dict[str, Any]]:
+    """``messages`` (copies) with ``system_prompt`` in front when it has no system message of its own."""
+    plain = [dict(m) for m in messages]
     if system_prompt and (not plain or plain[0]["role"] != "system"):
         return [{"role": "system", "content": system_prompt}, *plain]
     return plain
 
 
-def render_chat(messages: list[dict[str, str]], tokenizer: Any, template: str, generation_prompt: bool = False) -> str:
-    """Render ``messages`` with ``template`` to text (no tokenization)."""
+def template_messages(messages: list[dict[str, Any]], text_arguments: bool = False) -> list[dict[str, Any]]:
+    """Canonical messages as chat templates expect them: unset keys and ft's ``train`` flag left out, tool call
+    arguments as objects (as JSON text with ``text_arguments``), and the reasoning under both names templates read
+    (``reasoning_content``, ``thinking``)."""
+    out = []
+    for message in messages:
+        shown = {k: v for k, v in message.items() if v is not None and k != "train"}
+        if shown.get("tool_calls"):
+            shown["tool_calls"] = [_call_for_template(call, text_arguments) for call in shown["tool_calls"]]
+        else:
+            shown.pop("tool_calls", None)
+        if shown.get("reasoning_content"):
+            shown["thinking"] = shown["reasoning_content"]
+        out.append(shown)
+    return out
+
+
+def _call_for_template(call: dict[str, Any], text_arguments: bool) -> dict[str, Any]:
+    call = {k: v for k, v in call.items() if v is not None}
+    function = dict(call.get("function") or {})
+    if isinstance(function.get("arguments"), str) and not text_arguments:
+        # A third-party format's free-form (non-JSON) arguments are rendered as written.
+        with contextlib.suppress(json.JSONDecodeError):
+            function["arguments"] = json.loads(function["arguments"])
+    return {**call, "function": function}
+
+
+def tool_list(tools: str | list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """An example's ``tools`` (a JSON string, as canonical examples hold it, or a list) as a list, or ``None``."""
+    if isinstance(tools, str):
+        tools = json.loads(tools) if tools else None
+    return tools or None
+
+
+def render_chat(
+    messages: list[dict[str, Any]],
+    tokenizer: Any,
+    template: str,
+    generation_prompt: bool = False,
+    tools: str | list[dict[str, Any]] | None = None,
+) -> str:
+    """Render ``messages`` (and the conversation's ``tools``) with ``template`` to text (no tokenization).
+
+    Tool call arguments go to the template as objects, as transformers documents; a template that fails on them
+    is given them as JSON text instead (DeepSeek-V3's concatenates them to a string).
+    """
+    tools = tool_list(tools)
     try:
-        return tokenizer.apply_chat_template(
-            messages, chat_template=template, tokenize=False, add_generation_prompt=generation_prompt
-        )
+        return _apply(template_messages(messages), tokenizer, template, generation_prompt, tools)
     except Exception as exc:  # Jinja errors, or a template that rejects this conversation (role order)
-        raise DataError(f"chat template failed on a conversation: {type(exc).__name__}: {exc}") from None
+        failure = exc
+    if any(m.get("tool_calls") for m in messages):
+        with contextlib.suppress(Exception):
+            return _apply(template_messages(messages, text_arguments=True), tokenizer, template, generation_prompt, tools)
+    raise DataError(f"chat template failed on a conversation: {type(failure).__name__}: {failure}") from None
+
+
+def _apply(messages: list[dict[str, Any]], tokenizer: Any, template: str, generation_prompt: bool, tools: Any) -> str:
+    return tokenizer.apply_chat_template(messages, tools=tools, chat_template=template, tokenize=False,
+                                         add_generation_prompt=generation_prompt)
+
+
+def trains(message: dict[str, Any]) -> bool:
+    """Whether a message carries the loss: its ``train`` flag, else whether it is the assistant's."""
+    flag = message.get("train")
+    return flag if flag is not None else message["role"] == "assistant"
 
 
 def render_messages(
-    messages: list[dict[str, str]], tokenizer: Any, template: str, train_on_inputs: bool
+    messages: list[dict[str, Any]],
+    tokenizer: Any,
+    template: str,
+    train_on_inputs: bool,
+    tools: str | list[dict[str, Any]] | None = None,
 ) -> tuple[str, list[Span]]:
     """The full conversation text and the character spans that carry the loss.
 
-    Every assistant turn is trained; with ``train_on_inputs`` everything is. A template for which a prefix of
-    the conversation does not render as a prefix of the whole (some templates rewrite earlier turns) falls back
-    to locating each assistant message's content in the text.
+    The trained messages are the assistant's unless a message's ``train`` flag says otherwise; with
+    ``train_on_inputs`` everything is. A message's span is what it adds to the conversation before it (for the
+    assistant, from after the generation prompt through its end-of-turn marker). A template that rewrites earlier
+    turns once the conversation goes on (Qwen3-style templates drop the reasoning of earlier answers) is handled
+    by locating the turn as the whole conversation renders it, so the trained tokens are the ones the model sees.
     """
-    text = render_chat(messages, tokenizer, template)
+    text = render_chat(messages, tokenizer, template, tools=tools)
     if train_on_inputs:
         return text, [(0, len(text))]
-    spans: list[Span] = []
-    for k, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = render_chat(messages[:k], tokenizer, template, generation_prompt=True) if k else ""
-        through = render_chat(messages[: k + 1], tokenizer, template)
-        if text.startswith(through) and through.startswith(before) and len(through) > len(before):
-            spans.append((len(before), len(through)))
-        else:
-            spans.append(_find_content(text, message["content"], spans[-1][1] if spans else 0))
-    return text, spans
+    return text, [_turn_span(k, text, messages, tokenizer, template, tools)
+                  for k, message in enumerate(messages) if trains(message)]
 
 
-def _find_content(text: str, content: str, start: int) -> Span:
-    at = text.find(content, start)
-    if at < 0:
-        raise DataError("chat template does not reproduce an assistant message verbatim; cannot mask the loss")
-    return at, at + len(content)
+Chat = tuple[list[dict[str, Any]], Any, str, Any]  # messages, tokenizer, template, tools
+
+
+def _turn_span(k: int, text: str, *chat: Any) -> Span:
+    """Where message ``k`` is in ``text``, the rendering of the whole conversation: from after what comes before
+    it (for the assistant, after the generation prompt) through what it adds, end of turn included. A turn the
+    template renders differently once later messages follow is trained from its content on (not the emptied or
+    dropped reasoning markers before it) through its end of turn, as it appears in ``text``."""
+    start = _start(k, text, chat)
+    through = _render(chat, k + 1)
+    if text.startswith(through) and len(through) > start:
+        return start, len(through)
+    first, end = _rewritten(k, text, start, chat)
+    return max(start, first), end
+
+
+def _render(chat: Chat, upto: int, generation_prompt: bool = False, messages: list[dict[str, Any]] | None = None) -> str:
+    messages_, tokenizer, template, tools = chat
+    return render_chat((messages or messages_)[:upto], tokenizer, template, generation_prompt, tools)
+
+
+def _start(k: int, text: str, chat: Chat) -> int:
+    if k == 0:
+        return 0
+    assistant = chat[0][k]["role"] == "assistant"
+    before = _render(chat, k, generation_prompt=assistant)
+    if text.startswith(before):
+        return len(before)
+    # Earlier turns render differently once this one follows, or the generation prompt opens more than a
+    # finished turn shows (an empty think block): start where the previous message ends, after as much of the
+    # generation prompt as the text has there.
+    plain = _render(chat, k) if assistant else before
+    if not before.startswith(plain):
+        raise _unlocatable(chat, k)
+    through = _render(chat, k)
+    previous = len(through) if text.startswith(through) else _rewritten(k - 1, text, 0, chat)[1]
+    return previous + _matched(before[len(plain) :], text, previous, chat[1])
+
+
+def _rewritten(k: int, text: str, start: int, chat: Chat) -> tuple[int, int]:
+    """Where the content of message ``k`` starts in ``text`` and where the message ends, for a message the template
+    renders differently once later messages follow.
+
+    What the template writes after the content (tool calls, end of turn) is read from the message rendered last,
+    where nothing rewrites it. The content is marked at both ends and the whole conversation rendered again: the
+    marks show where the content is in ``text``, and the message runs on over as much of that tail as follows it
+    there (a template may close a conversation differently from a turn: an end-of-sequence token, ``<|return|>``
+    for ``<|end|>``). A message without content (only tool calls) is matched instead by the longest run of its
+    last-rendered form that ``text`` has where it starts (a template that drops the reasoning before the calls).
+    """
+    messages, tokenizer = chat[0], chat[1]
+    found = None
+    if messages[k]["content"]:
+        marked = [*messages[:k], {**messages[k], "content": _OPEN + messages[k]["content"] + _MARK},
+                  *messages[k + 1 :]]
+        whole = _render(chat, len(marked), messages=marked)
+        alone = _render(chat, k + 1, messages=marked)
+        if (whole.count(_OPEN) == whole.count(_MARK) == 1 and _MARK in alone and whole.find(_OPEN) >= start
+                and whole.replace(_OPEN, "").replace(_MARK, "") == text):
+            at = whole.index(_MARK) - len(_OPEN)
+            found = whole.index(_OPEN), at + _matched(alone[alone.index(_MARK) + len(_MARK) :], text, at, tokenizer)
+    else:
+        through = _render(chat, k + 1)
+        live = through[len(os.path.commonprefix([_render(chat, k), through])) :]
+        runs = [_matched(live[i:], text, start, tokenizer) for i in range(len(live)) if live[i] == text[start : start + 1]]
+        found = (start, start + max(runs)) if runs and max(runs) else None
+    if found is None:
+        raise _unlocatable(chat, k)
+    return found
+
+
+def _matched(piece: str, text: str, at: int, tokenizer: Any) -> int:
+    """How many leading characters of ``piece`` ``text`` has from ``at`` on, in whole tokens of ``piece`` (so a
+    partly matching special token, ``<|return|>`` against ``<|end|>``, is not counted)."""
+    n = 0
+    for a, b in zip(piece, text[at : at + len(piece)], strict=False):
+        if a != b:
+            break
+        n += 1
+    if n == len(piece):
+        return n
+    offsets = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return max((end for _, end in offsets if end <= n), default=0)
+
+
+def _unlocatable(chat: Chat, k: int) -> DataError:
+    return DataError(f"the chat template renders message {k} ({chat[0][k]['role']}) differently once later messages "
+                     "follow, in a way ft cannot locate in the whole conversation, so it cannot mask the loss "
+                     "exactly; use another data.chat_template (ft's chatml-think handles rewritten reasoning)")
+
+
+#: Probe conversations for what a template renders: feature -> (messages, tools, strings that must appear).
+_PROBE_CALL = {"type": "function", "function": {"name": "ft_probe_call", "arguments": '{"ft_probe_arg": 1}'}}
+_PROBES: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]] | None, tuple[str, ...]]] = {
+    "tools": ([{"role": "user", "content": "?"}, {"role": "assistant", "content": "!"}],
+              [{"type": "function", "function": {"name": "ft_probe_tool", "description": "probe",
+                                                 "parameters": {"type": "object", "properties": {}}}}],
+              ("ft_probe_tool",)),
+    "tool_calls": ([{"role": "user", "content": "?"}, {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]},
+                    {"role": "tool", "content": "ft_probe_result", "name": "ft_probe_call"},
+                    {"role": "assistant", "content": "!"}], None, ("ft_probe_call", "ft_probe_arg", "ft_probe_result")),
+    "reasoning": ([{"role": "user", "content": "?"},
+                   {"role": "assistant", "content": "!", "reasoning_content": "ft_probe_thought"}], None,
+                  ("ft_probe_thought",)),
+}
+_RENDERS: dict[tuple[str, str], bool] = {}
+
+
+def renders(feature: str, tokenizer: Any, template: str) -> bool:
+    """Whether ``template`` shows ``feature`` (``tools``, ``tool_calls`` with tool results, ``reasoning``) to the
+    model: a probe conversation using it must come out with the probe's names in the text."""
+    key = (feature, template)
+    if key not in _RENDERS:
+        messages, tools, needed = _PROBES[feature]
+        try:
+            text = render_chat(messages, tokenizer, template, tools=tools)
+        except DataError:  # a template that refuses tool roles or calls cannot render them either
+            text = ""
+        _RENDERS[key] = all(name in text for name in needed)
+    return _RENDERS[key]
 
 
 def render_completion(prompt: str, completion: str, eos: str, train_on_inputs: bool) -> tuple[str, list[Span]]:

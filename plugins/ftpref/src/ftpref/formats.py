@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ftcore import FieldProblem, get_list
+from ftcore import FieldProblem, get_list, text_content
 
 ROLES = {"system", "user", "assistant"}
 #: ShareGPT speakers (LLaMA-Factory) -> roles.
@@ -33,9 +33,8 @@ def _message(value: Any, where: str) -> dict[str, str]:
         role, content, key = value.get("role"), value.get("content"), "content"
         if role not in ROLES:
             raise FieldProblem(f"{where}.role", f"must be one of system, user, assistant, got {role!r}")
-    if not isinstance(content, str):
-        raise FieldProblem(f"{where}.{key}", f"expected a string, got {type(content).__name__}")
-    return {"role": role, "content": content}
+    # Content parts (OpenAI's or LLaMA-Factory v1's) are joined; image or audio parts are refused.
+    return {"role": role, "content": text_content(content, f"{where}.{key}")}
 
 
 def _messages(record: dict[str, Any], name: str) -> list[dict[str, str]]:
