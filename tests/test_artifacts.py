@@ -58,7 +58,8 @@ def assert_png(path: Path) -> None:
 def test_the_run_carries_the_template_it_trained_with(case: str, tmp_path: Path, tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
-    from ftcore.data.templates import ALPACA, CHATML, render_chat
+    from ftcore.data.builtin_templates import ALPACA, CHATML
+    from ftcore.data.templates import render_chat
     from ftcore.generate import prompt_ids
     from ftcore.models import load_for_inference
 

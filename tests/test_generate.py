@@ -82,7 +82,7 @@ def test_replies_stop_at_eos_and_the_templates_end_of_turn(tiny_tokenizer_dir: P
     """One stop rule for every command: end-of-sequence plus the token that closes an assistant turn."""
     from transformers import AutoTokenizer
 
-    from ftcore.data.templates import ALPACA
+    from ftcore.data.builtin_templates import ALPACA
     from ftcore.generation import end_of_turn_id, stop_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
