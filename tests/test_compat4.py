@@ -23,16 +23,26 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def test_portable_config_keeps_what_5_reads_and_adds_what_4_reads() -> None:
     from ftcore.portable import portable_config, portable_tokenizer_config
 
-    config = {"model_type": "llama", "dtype": "bfloat16", "rope_parameters": {"rope_type": "default", "rope_theta": 1e5},
-              "text_config": {"model_type": "llama", "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5,
-                                                                          "factor": 8.0}}}
+    config = {
+        "model_type": "llama",
+        "dtype": "bfloat16",
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e5},
+        "text_config": {
+            "model_type": "llama",
+            "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0},
+        },
+    }
     out = portable_config(config)
-    assert out["rope_theta"] == 1e5 and "rope_scaling" not in out and out["rope_parameters"] == config["rope_parameters"]
+    assert (
+        out["rope_theta"] == 1e5 and "rope_scaling" not in out and out["rope_parameters"] == config["rope_parameters"]
+    )
     assert out["torch_dtype"] == "bfloat16" and out["dtype"] == "bfloat16"
     assert out["text_config"]["rope_theta"] == 5e5
     assert out["text_config"]["rope_scaling"] == {"rope_type": "llama3", "factor": 8.0}
 
-    tokenizer = portable_tokenizer_config({"tokenizer_class": "TokenizersBackend", "extra_special_tokens": ["<a>", "<b>"]})
+    tokenizer = portable_tokenizer_config(
+        {"tokenizer_class": "TokenizersBackend", "extra_special_tokens": ["<a>", "<b>"]}
+    )
     assert tokenizer == {"tokenizer_class": "PreTrainedTokenizerFast", "additional_special_tokens": ["<a>", "<b>"]}
     named = {"tokenizer_class": "GPT2Tokenizer", "extra_special_tokens": {"image_token": "<img>"}}
     assert portable_tokenizer_config(named) == named  # classes and mappings 4.x knows stay as they are

@@ -99,6 +99,47 @@ def test_a_wrong_conversion_fails_the_parity_check(
     assert not report["passed"] and report["relative_diff"] > 0.01
 
 
+def test_full_qwen2_run_with_tied_embeddings_and_biases(tmp_path: Path, tiny_tokenizer_dir: Path) -> None:
+    """A full fine-tune's weights are exported as saved; Qwen2's q/k/v biases and tied embeddings survive."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from ftcore.export import export_run
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        pad_token_id=tokenizer.pad_token_id,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():  # biases start at zero: make them matter, so a lost bias shows in the logits
+        for name, param in model.named_parameters():
+            if name.endswith("bias"):
+                param.normal_(0, 0.5)
+    run = tmp_path / "qwen2-run"
+    model.save_pretrained(run)
+    tokenizer.save_pretrained(run)
+    (run / "ft_config.yaml").write_text(yaml.safe_dump({"model": "tiny-qwen2", "method": "full"}))
+    (run / "ft_run.json").write_text(json.dumps({"status": "complete", "method": "full", "output": "model"}))
+
+    result = export_run(run)
+    assert result.parity.passed and result.parity.greedy_identical == 3, result.parity.line()
+    meta, types = read_gguf(result.path)
+    assert meta["general.architecture"] == "qwen2" and meta["qwen2.rope.freq_base"] == 1e6
+    assert types["blk.0.attn_q.bias"] == "F32" and "output.weight" not in types
+
+
 def test_unsupported_architecture_type_and_format(tmp_path: Path) -> None:
     from transformers import GPT2Config
 
@@ -117,6 +158,33 @@ def test_unsupported_architecture_type_and_format(tmp_path: Path) -> None:
     with pytest.raises(FtError, match=r"^--format 'onnx' is not supported; supported: gguf$"):
         export_run(run, fmt="onnx")
     assert not (run / "export").exists()
+
+
+def test_sentencepiece_style_tokenizer_is_refused_before_loading_weights(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+    from ftcore.errors import FtError
+    from ftcore.export import export_run
+
+    raw = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    raw.train_from_iterator(
+        ["a small corpus of words", "more words here"],
+        trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False),
+    )
+    run = tmp_path / "spm-run"
+    PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="</s>").save_pretrained(run)
+    LlamaConfig(
+        vocab_size=60, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    ).save_pretrained(run)
+    (run / "ft_config.yaml").write_text(yaml.safe_dump({"model": "spm", "method": "full"}))
+    (run / "ft_run.json").write_text(json.dumps({"status": "complete", "method": "full", "output": "model"}))
+    # no weights in the run directory: the refusal comes before anything would load them
+    with pytest.raises(
+        FtError, match=r"^GGUF export supports byte-level BPE tokenizers .*; this tokenizer is BPE with byte fallback$"
+    ):
+        export_run(run)
 
 
 def test_modelfile_template_with_a_default_system_prompt(tiny_tokenizer_dir: Path) -> None:

@@ -103,7 +103,7 @@ def export_run(
     Raises FtError for an unsupported format, type or architecture, an existing file without ``overwrite``,
     and an f16 export whose parity check fails.
     """
-    from ftcore.gguf_export import check_supported
+    from ftcore.gguf_export import check_supported, check_tokenizer
     from ftcore.parity import DEFAULT_PROMPTS
     from ftcore.rundir import load_run
 
@@ -112,6 +112,7 @@ def export_run(
     check_request(fmt, gguf_type, paths, overwrite)
     model_type, rope = model_type_of(run)
     check_supported(model_type, gguf_type, rope)
+    check_tokenizer(_tokenizer(run))
     reference, stop_ids = _reference(run, list(prompts or DEFAULT_PROMPTS), max_new_tokens)
     path, modelfile, parity_file = paths
     _write(run, path, modelfile, gguf_type)
@@ -141,6 +142,12 @@ def _reference(run: RunInfo, prompts: list[str], max_new_tokens: int) -> tuple[A
     return reference, stop_ids
 
 
+def _tokenizer(run: RunInfo) -> Any:
+    from ftcore.models import LoadOptions, load_tokenizer_from
+
+    return load_tokenizer_from(str(run.path), LoadOptions(trust_remote_code=bool(run.config.get("trust_remote_code"))))
+
+
 def _export_model(run: RunInfo) -> Any:
     """The weights to export, float32 on CPU: adapter folded in by the method's plugin, or the full fine-tune."""
     from ftcore.merge import merged_model
@@ -157,11 +164,8 @@ def _write(run: RunInfo, path: Path, modelfile: Path, gguf_type: str) -> None:
     """Write the GGUF (staged, then renamed) and its Modelfile."""
     from ftcore.gguf_export import write_gguf
     from ftcore.modelfile import write_modelfile
-    from ftcore.models import LoadOptions, load_tokenizer_from
 
-    tokenizer = load_tokenizer_from(
-        str(run.path), LoadOptions(trust_remote_code=bool(run.config.get("trust_remote_code")))
-    )
+    tokenizer = _tokenizer(run)
     model = _export_model(run)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -46,7 +46,7 @@ _QWEN2_SPLIT = (
 _PRE_TOKENIZERS = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
 
 # GGUF token types (llama.cpp's llama_token_type)
-_NORMAL, _CONTROL, _USER_DEFINED = 1, 3, 4
+_NORMAL, _CONTROL, _USER_DEFINED, _UNUSED = 1, 3, 4, 5
 
 
 def check_supported(model_type: str, gguf_type: str, rope: dict[str, Any] | None = None) -> Architecture:
@@ -160,15 +160,23 @@ def _stored(array: Any, gguf_type: str) -> tuple[Any, Any]:
 # ----------------------------------------------------------------------------- tokenizer
 
 
-def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int) -> None:
-    """Vocabulary, merges, token types, special ids and chat template of a byte-level BPE tokenizer."""
+def check_tokenizer(tokenizer: Any) -> dict[str, Any]:
+    """The tokenizer's ``tokenizer.json`` content; an FtError unless it is byte-level BPE (what ``gpt2`` GGUFs hold)."""
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
     if model.get("type") != "BPE" or model.get("byte_fallback") or not _is_byte_level(spec):
+        kind = f"{model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}"
         raise FtError(
             "GGUF export supports byte-level BPE tokenizers (GPT-2 style: SmolLM2, Llama 3, Qwen2); "
-            f"this tokenizer is {model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}"
+            f"this tokenizer is {kind}"
         )
+    return spec
+
+
+def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int) -> None:
+    """Vocabulary, merges, token types, special ids and chat template of a byte-level BPE tokenizer."""
+    spec = check_tokenizer(tokenizer)
+    model = spec["model"]
     vocab = tokenizer.get_vocab()
     if len(vocab) > vocab_rows:
         raise FtError(f"the tokenizer has {len(vocab)} tokens but the model's embedding only {vocab_rows} rows")
@@ -176,12 +184,12 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int) -> None:
     added = tokenizer.added_tokens_decoder
     tokens, types = [], []
     for index in range(vocab_rows):
-        token = by_id.get(index, f"[PAD{index}]")  # embedding rows past the vocabulary get placeholder tokens
+        token = by_id.get(index, f"[PAD{index}]")  # embedding rows past the vocabulary: unused placeholders
         tokens.append(token)
         if index in added:
             types.append(_CONTROL if added[index].special else _USER_DEFINED)
         else:
-            types.append(_USER_DEFINED if index not in by_id else _NORMAL)
+            types.append(_NORMAL if index in by_id else _UNUSED)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre_tokenizer_name(spec))

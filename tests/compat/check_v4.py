@@ -56,8 +56,17 @@ def read_values(merged: Path) -> dict[str, Any]:
     model = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
     return {
         "rope_theta": rope_theta(config),
-        "config": {key: getattr(config, key, None) for key in ("model_type", "vocab_size", "hidden_size",
-                                                               "num_key_value_heads", "rms_norm_eps", "eos_token_id")},
+        "config": {
+            key: getattr(config, key, None)
+            for key in (
+                "model_type",
+                "vocab_size",
+                "hidden_size",
+                "num_key_value_heads",
+                "rms_norm_eps",
+                "eos_token_id",
+            )
+        },
         "tokenizer": tokenizer_values(AutoTokenizer.from_pretrained(merged)),
         "logits": logits_of(model),
     }
@@ -78,8 +87,11 @@ def check(directory: Path) -> list[str]:
 
     expected = json.loads((directory / "expected.json").read_text(encoding="utf-8"))
     got = read_values(directory / "merged")
-    problems = [f"merged: {key} is {got[key]!r}, expected {expected[key]!r}"
-                for key in ("rope_theta", "config", "tokenizer") if got[key] != expected[key]]
+    problems = [
+        f"merged: {key} is {got[key]!r}, expected {expected[key]!r}"
+        for key in ("rope_theta", "config", "tokenizer")
+        if got[key] != expected[key]
+    ]
     diff, _ = max_diff(got["logits"], expected["logits"])
     if diff > 1e-5:
         problems.append(f"merged: logits differ by {diff:.2e}")

@@ -18,7 +18,7 @@ TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from check_v4 import IDS, TEXTS, CHAT, read_values  # noqa: E402
+from check_v4 import CHAT, IDS, TEXTS, read_values  # noqa: E402
 
 ROPE_THETA = 100000.0
 
@@ -37,8 +37,10 @@ def build(out: Path) -> dict:
     config.rope_parameters = {"rope_type": "default", "rope_theta": ROPE_THETA}
     config.save_pretrained(base)
     run = make_adapter_run(out / "run", base)
-    for args in (["merge", str(run), "-o", str(out / "merged"), "--overwrite"],
-                 ["export", str(run), "-o", str(out / "export" / "model.gguf"), "--overwrite"]):
+    for args in (
+        ["merge", str(run), "-o", str(out / "merged"), "--overwrite"],
+        ["export", str(run), "-o", str(out / "export" / "model.gguf"), "--overwrite"],
+    ):
         result = CliRunner().invoke(cli, args)
         if result.exit_code != 0:
             raise SystemExit(f"ft {args[0]} failed: {result.output}{result.exception}")
@@ -52,4 +54,6 @@ def build(out: Path) -> dict:
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "compat4-fixture").resolve()
     build(target)
-    print(f"compat4 fixture written to {target} (ids {len(IDS)}x{len(IDS[0])}, {len(TEXTS)} texts, {len(CHAT)} messages)")
+    print(
+        f"compat4 fixture written to {target} (ids {len(IDS)}x{len(IDS[0])}, {len(TEXTS)} texts, {len(CHAT)} messages)"
+    )
