@@ -126,5 +126,5 @@ def compat4(session: nox.Session) -> None:
 @nox.session
 def compat4_check(session: nox.Session) -> None:
     """Load compat4's fixture with transformers 4.x (no ft installed) and compare with what ft saved."""
-    session.install(TORCH, TRANSFORMERS_4, "gguf", "safetensors")
+    session.install(TORCH, TRANSFORMERS_4, "accelerate", "gguf", "safetensors")
     session.run("python", "tests/compat/check_v4.py", *(session.posargs or [str(COMPAT_FIXTURE)]), env=test_env())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -58,7 +59,7 @@ def export_gguf(run_dir: Path, data: Path) -> str:
     command = [sys.executable, "-m", "ftcore", "export", str(run_dir), "--format", "gguf", "--overwrite"]
     for record in records:
         command += ["--prompt", f"{record['instruction']}\n\n{record['input']}"]
-    print("$ ft " + " ".join(command[3:]), flush=True)
+    print("$ ft " + shlex.join(command[3:]), flush=True)
     done = subprocess.run(command, check=True, env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ},
                           stdout=subprocess.PIPE, text=True)
     print(done.stdout, end="", flush=True)

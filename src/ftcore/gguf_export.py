@@ -203,6 +203,10 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int) -> None:
         ("pad", writer.add_pad_token_id),
     ):
         token_id = getattr(tokenizer, f"{token}_token_id", None)
+        if token == "bos" and token_id is None:
+            # No BOS (SmolLM2, Qwen2): name eos, as GPT-2 and llama.cpp's Qwen2 files do; add_bos_token stays
+            # false, so nothing is prepended. transformers 4.x cannot load a llama-architecture file without one.
+            token_id = tokenizer.eos_token_id
         if token_id is not None:
             add(token_id)
     writer.add_add_bos_token(adds_bos(tokenizer))

@@ -11,6 +11,7 @@ template, logits), the values :mod:`check_v4` compares against.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def build(out: Path) -> dict:
     from ftcore.cli import cli
     from ftcore.testing.fixtures import build_tiny_llama
 
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / "expected.json").is_file():
+            raise SystemExit(f"{out} is not empty and not a compat4 fixture; choose another directory")
+        shutil.rmtree(out)  # an earlier fixture of this script
     base = build_tiny_llama(out / "base")
     config = AutoConfig.from_pretrained(base)
     config.rope_parameters = {"rope_type": "default", "rope_theta": ROPE_THETA}
