@@ -199,8 +199,10 @@ def test_modelfile_template_with_a_default_system_prompt(tiny_tokenizer_dir: Pat
         "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
     )
+    tokenizer.bos_token = "<|im_start|>"  # as SmolLM2 names it; never prepended, so the template keeps it
     turns = measure_turns(tokenizer)
     assert turns is not None and turns.default_system == "You are helpful."
+    assert turns.system == ("<|im_start|>system\n", "<|im_end|>\n")
     chat = [{"role": "user", "content": "hi"}]
     assert render_go(turns, chat) == tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     assert 'SYSTEM """You are helpful."""' in modelfile_text("m.gguf", tokenizer)

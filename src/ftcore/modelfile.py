@@ -87,10 +87,13 @@ def measure_turns(tokenizer: Any) -> Turns | None:
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+    from ftcore.gguf_export import adds_bos
+
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
     bos = tokenizer.bos_token
-    # llama.cpp adds BOS itself (add_bos_token), so the Go template must not write it
-    return text[len(bos) :] if bos and text.startswith(bos) else text
+    # A tokenizer that prepends BOS has llama.cpp prepend it too (add_bos_token), so the Go template must not
+    # write it again; SmolLM2's "BOS" is <|im_start|> but never prepended, so its text stays.
+    return text[len(bos) :] if bos and adds_bos(tokenizer) and text.startswith(bos) else text
 
 
 def _measure(tokenizer: Any) -> Turns | None:
