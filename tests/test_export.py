@@ -248,4 +248,7 @@ def test_smollm2_demo_run_exports_with_parity(tmp_path: Path) -> None:
     print(result.parity.line())
     assert result.parity.passed and result.parity.greedy_identical + result.parity.greedy_near_ties == 1
     assert result.parity.relative_diff < 0.01
-    assert 'SYSTEM """' in result.modelfile.read_text()  # SmolLM2's template writes a default system prompt
+    modelfile = result.modelfile.read_text()
+    assert 'SYSTEM """' in modelfile  # SmolLM2's template writes a default system prompt
+    # SmolLM2 names <|im_start|> its BOS but never prepends it: the turns still begin with it
+    assert '{{ if eq .Role "system" }}<|im_start|>system\n' in modelfile
