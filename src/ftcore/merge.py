@@ -5,7 +5,8 @@ same 4-bit weights it was trained against), in float32 unless the method asks fo
 plugin then folds the adapter in (``merge_adapter``: ftqlora dequantizes its 4-bit layers first, LoRA folds
 DoRA's magnitude too) and returns a plain transformers model, cast to the output dtype at the end. The result is
 safetensors (sharded above ``max_shard_size``), ``config.json``, ``generation_config.json`` and the run's
-tokenizer: loadable with plain ``transformers``, no ft or method plugin needed.
+tokenizer: loadable with plain ``transformers`` (4.x as well as 5, see :mod:`ftcore.portable`), no ft or method
+plugin needed.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def merge_run(run_dir: str | Path, output: str | Path, *, dtype: str | None = No
     The files are written to a sibling staging directory and moved into ``output`` when complete.
     """
     from ftcore.models import run_method
+    from ftcore.portable import make_portable
 
     # A wrong run directory, or a method whose plugin is missing, fails before anything heavy is imported.
     run_method(adapter_dir_of(run_dir))
@@ -135,6 +137,7 @@ def merge_run(run_dir: str | Path, output: str | Path, *, dtype: str | None = No
         model.save_pretrained(str(staging), max_shard_size=max_shard_size)
         trust = bool(run.config.get("trust_remote_code"))
         AutoTokenizer.from_pretrained(str(run.path), trust_remote_code=trust).save_pretrained(str(staging))
+        make_portable(staging)  # readable by transformers 4.x too
         output.mkdir(parents=True, exist_ok=True)
         for item in staging.iterdir():
             target = output / item.name

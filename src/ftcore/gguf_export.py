@@ -1,0 +1,242 @@
+"""Write a transformers causal LM and its tokenizer as one GGUF file, with the ``gguf`` package's writer.
+
+Follows llama.cpp's conventions, which is what llama.cpp, Ollama and transformers' GGUF loader read:
+tensor names from ``gguf.get_tensor_name_map``, Llama's q/k rows reordered the way llama.cpp's converter
+does (transformers' loader undoes it), norms kept in float32, a ``gpt2`` (byte-level BPE) vocabulary with
+merges, token types and special token ids, and the chat template. Only what transformers can read back is
+supported, since every export is checked by loading it back (:mod:`ftcore.parity`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftcore.errors import FtError
+
+#: ``--type`` values and the GGML storage of 2-D weights they mean (1-D tensors stay float32).
+GGUF_TYPES = ("f16", "q8_0")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How one transformers ``model_type`` is written: llama.cpp's architecture name, and whether q/k rows are permuted."""
+
+    gguf_name: str
+    permute_qk: bool
+
+
+#: transformers ``model_type`` → how it is written; the ones transformers' GGUF loader reads back the same.
+ARCHITECTURES = {
+    "llama": Architecture("llama", permute_qk=True),
+    "qwen2": Architecture("qwen2", permute_qk=False),
+}
+
+# The pre-tokenizer split regexes llama.cpp names (tokenizer.ggml.pre); a plain byte-level one is "default".
+_LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_PRE_TOKENIZERS = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
+
+# GGUF token types (llama.cpp's llama_token_type)
+_NORMAL, _CONTROL, _USER_DEFINED, _UNUSED = 1, 3, 4, 5
+
+
+def check_supported(model_type: str, gguf_type: str, rope: dict[str, Any] | None = None) -> Architecture:
+    """The :class:`Architecture` for ``model_type``; an FtError listing what is supported otherwise."""
+    if gguf_type not in GGUF_TYPES:
+        raise FtError(f"--type {gguf_type!r} is not supported; supported: {', '.join(GGUF_TYPES)}")
+    if model_type not in ARCHITECTURES:
+        raise FtError(
+            f"GGUF export does not support architecture {model_type!r}; supported: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    rope_type = (rope or {}).get("rope_type", "default")
+    if rope_type != "default":
+        raise FtError(
+            f"GGUF export does not support rope scaling {rope_type!r} (model_type {model_type!r}); "
+            "supported: models without rope scaling"
+        )
+    return ARCHITECTURES[model_type]
+
+
+def rope_theta(config: Any) -> float:
+    """The RoPE base frequency, from transformers 5's ``rope_parameters`` or 4.x's ``rope_theta``."""
+    params = getattr(config, "rope_parameters", None) or {}
+    return float(params.get("rope_theta") or getattr(config, "rope_theta", None) or 10000.0)
+
+
+def write_gguf(model: Any, tokenizer: Any, path: Path, gguf_type: str, name: str) -> int:
+    """Write ``model`` (float weights) and ``tokenizer`` to ``path`` as GGUF; returns the number of tensors."""
+    import gguf
+
+    config = model.config
+    arch = check_supported(config.model_type, gguf_type, getattr(config, "rope_parameters", None))
+    writer = gguf.GGUFWriter(str(path), arch.gguf_name)
+    try:
+        _write_hyperparameters(writer, config, name, gguf_type)
+        _write_tokenizer(writer, tokenizer, len(model.get_input_embeddings().weight))
+        count = 0
+        for gguf_name, array, raw_dtype in _tensors(model, arch, gguf_type):
+            writer.add_tensor(gguf_name, array, raw_dtype=raw_dtype)
+            count += 1
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    return count
+
+
+def _write_hyperparameters(writer: Any, config: Any, name: str, gguf_type: str) -> None:
+    import gguf
+
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    writer.add_name(name)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(getattr(config, "num_key_value_heads", None) or heads)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(rope_theta(config))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type]
+    writer.add_file_type(file_type)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+
+# ----------------------------------------------------------------------------- tensors
+
+
+def _tensors(model: Any, arch: Architecture, gguf_type: str) -> Iterator[tuple[str, Any, Any]]:
+    """``(gguf name, array, raw dtype or None)`` per weight, under a progress bar."""
+    import gguf
+    from tqdm.auto import tqdm
+
+    config = model.config
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.gguf_name.upper()], config.num_hidden_layers)
+    state = model.state_dict()
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    items = [(k, v) for k, v in state.items() if not (tied and k == "lm_head.weight") and "rotary_emb" not in k]
+    for hf_name, tensor in tqdm(items, desc=f"writing GGUF ({gguf_type})", unit="tensor", leave=False):
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise FtError(f"GGUF export: no GGUF name for tensor {hf_name!r} of a {config.model_type} model")
+        array = tensor.detach().float().cpu().numpy()
+        if arch.permute_qk and hf_name.endswith(("q_proj.weight", "k_proj.weight")):
+            heads = config.num_attention_heads if "q_proj" in hf_name else config.num_key_value_heads
+            array = permute_rows(array, heads)
+        yield gguf_name, *_stored(array, gguf_type)
+
+
+def permute_rows(weight: Any, heads: int) -> Any:
+    """Reorder q/k rows the way llama.cpp's converter does for Llama (rotary halves interleaved per head)."""
+    rows = weight.shape[0]
+    return weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def _stored(array: Any, gguf_type: str) -> tuple[Any, Any]:
+    """The array as written: norms and biases float32, matrices float16 or Q8_0 (rows of a multiple of 32)."""
+    import gguf
+    import numpy as np
+
+    if array.ndim < 2:
+        return array.astype(np.float32), None
+    if gguf_type == "q8_0" and array.shape[-1] % gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q8_0][0] == 0:
+        return gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0), gguf.GGMLQuantizationType.Q8_0
+    return array.astype(np.float16), None
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+def check_tokenizer(tokenizer: Any) -> dict[str, Any]:
+    """The tokenizer's ``tokenizer.json`` content; an FtError unless it is byte-level BPE (what ``gpt2`` GGUFs hold)."""
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = spec.get("model", {})
+    if model.get("type") != "BPE" or model.get("byte_fallback") or not _is_byte_level(spec):
+        kind = f"{model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}"
+        raise FtError(
+            "GGUF export supports byte-level BPE tokenizers (GPT-2 style: SmolLM2, Llama 3, Qwen2); "
+            f"this tokenizer is {kind}"
+        )
+    return spec
+
+
+def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int) -> None:
+    """Vocabulary, merges, token types, special ids and chat template of a byte-level BPE tokenizer."""
+    spec = check_tokenizer(tokenizer)
+    model = spec["model"]
+    vocab = tokenizer.get_vocab()
+    if len(vocab) > vocab_rows:
+        raise FtError(f"the tokenizer has {len(vocab)} tokens but the model's embedding only {vocab_rows} rows")
+    by_id = {index: token for token, index in vocab.items()}
+    added = tokenizer.added_tokens_decoder
+    tokens, types = [], []
+    for index in range(vocab_rows):
+        token = by_id.get(index, f"[PAD{index}]")  # embedding rows past the vocabulary: unused placeholders
+        tokens.append(token)
+        if index in added:
+            types.append(_CONTROL if added[index].special else _USER_DEFINED)
+        else:
+            types.append(_NORMAL if index in by_id else _UNUSED)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre_tokenizer_name(spec))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    for token, add in (
+        ("bos", writer.add_bos_token_id),
+        ("eos", writer.add_eos_token_id),
+        ("unk", writer.add_unk_token_id),
+        ("pad", writer.add_pad_token_id),
+    ):
+        token_id = getattr(tokenizer, f"{token}_token_id", None)
+        if token == "bos" and token_id is None:
+            # No BOS (SmolLM2, Qwen2): name eos, as GPT-2 and llama.cpp's Qwen2 files do; add_bos_token stays
+            # false, so nothing is prepended. transformers 4.x cannot load a llama-architecture file without one.
+            token_id = tokenizer.eos_token_id
+        if token_id is not None:
+            add(token_id)
+    writer.add_add_bos_token(adds_bos(tokenizer))
+    if tokenizer.chat_template:
+        writer.add_chat_template(tokenizer.chat_template)
+
+
+def adds_bos(tokenizer: Any) -> bool:
+    """Whether encoding text puts the BOS token first (what llama.cpp's ``add_bos_token`` means)."""
+    bos = tokenizer.bos_token_id
+    return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+
+
+def _is_byte_level(spec: dict[str, Any]) -> bool:
+    def parts(node: dict[str, Any] | None) -> list[dict[str, Any]]:
+        if not node:
+            return []
+        return node.get("pretokenizers", [node]) if node.get("type") == "Sequence" else [node]
+
+    return any(p.get("type") == "ByteLevel" for p in parts(spec.get("pre_tokenizer")))
+
+
+def pre_tokenizer_name(spec: dict[str, Any]) -> str:
+    """llama.cpp's name for the tokenizer's split rule: ``llama-bpe``, ``qwen2``, ``smollm`` or ``default`` (GPT-2's)."""
+    node = spec.get("pre_tokenizer") or {}
+    parts = node.get("pretokenizers", [node]) if node.get("type") == "Sequence" else [node]
+    for part in parts:
+        pattern = (part.get("pattern") or {}).get("Regex") if part.get("type") == "Split" else None
+        if pattern in _PRE_TOKENIZERS:
+            return _PRE_TOKENIZERS[pattern]
+    if any(p.get("type") == "Digits" and p.get("individual_digits") for p in parts):
+        return "smollm"
+    return "default"

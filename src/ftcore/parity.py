@@ -1,0 +1,193 @@
+"""Does an exported model answer like the run it came from? Logits and greedy generations, compared.
+
+The reference outputs are computed first, from the run as ``ft generate`` serves it (base + adapter, or the
+full fine-tune's weights), in float32; the export is then loaded back the way a third party would
+(transformers' GGUF loader) and run on the same token ids. A greedy generation that parts from the
+reference is excused only where the reference itself hesitated: at the first differing token, the
+reference's logit margin between its choice and the export's is within twice the measured logit error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Prompts used when the caller gives none: short, and unlike any one task.
+DEFAULT_PROMPTS = (
+    "What is the capital of France?",
+    "Write one sentence about the sea.",
+    "Reverse the words: red green blue",
+)
+#: f16 weights: logits may differ by this fraction of the largest reference logit.
+F16_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The run's outputs on the prompts: token ids (run tokenizer), text tokenized, logits, greedy continuations."""
+
+    texts: list[str]
+    ids: list[list[int]]
+    logits: list[Any]
+    generations: list[list[int]]
+    scores: list[Any]
+    chat_template: str | None
+
+
+@dataclass
+class Parity:
+    """How closely an export matches its run; ``passed`` is judged only where ``enforced``."""
+
+    gguf_type: str
+    prompts: int
+    max_abs_diff: float
+    relative_diff: float
+    top1_agreement: float
+    greedy_identical: int
+    greedy_near_ties: int
+    tokenizer_identical: int
+    chat_template_identical: bool
+    tolerance: float | None
+    enforced: bool
+    passed: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """One line for the terminal and the demo."""
+        if self.enforced:
+            verdict = "passed" if self.passed else "FAILED"
+        else:  # quantized weights are expected to differ; only tokenizer and template problems fail
+            verdict = "FAILED" if self.problems else "reported (not enforced for quantized types)"
+        tolerance = f" (tolerance {self.tolerance:.0%})" if self.tolerance is not None else ""
+        ties = f", {self.greedy_near_ties} parted at a near-tie" if self.greedy_near_ties else ""
+        return (
+            f"parity ({self.gguf_type}): logits max |diff| {self.max_abs_diff:.2e} "
+            f"({self.relative_diff:.2%} of max |logit|){tolerance}, top-1 agreement {self.top1_agreement:.1%}, "
+            f"greedy {self.greedy_identical}/{self.prompts} identical{ties}, tokenizer "
+            f"{self.tokenizer_identical}/{self.prompts} identical, chat template "
+            f"{'identical' if self.chat_template_identical else 'DIFFERENT'}: {verdict}"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prompt_texts(tokenizer: Any, prompts: list[str] | tuple[str, ...]) -> list[str]:
+    """Each prompt as the model sees it: rendered with the chat template (generation prompt added) when there is one."""
+    if not tokenizer.chat_template:
+        return list(prompts)
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+
+
+def reference_outputs(
+    model: Any, tokenizer: Any, prompts: list[str] | tuple[str, ...], max_new_tokens: int, stop_ids: list[int]
+) -> Reference:
+    """The run's logits and greedy continuations on ``prompts`` (computed before the export is loaded)."""
+    texts = prompt_texts(tokenizer, prompts)
+    ids = [tokenizer(text)["input_ids"] for text in texts]
+    logits, generations, scores = [], [], []
+    for row in ids:
+        out_logits, tokens, step_scores = _run(model, row, max_new_tokens, stop_ids)
+        logits.append(out_logits)
+        generations.append(tokens)
+        scores.append(step_scores)
+    return Reference(texts, ids, logits, generations, scores, tokenizer.chat_template)
+
+
+def compare(
+    reference: Reference, model: Any, tokenizer: Any, gguf_type: str, max_new_tokens: int, stop_ids: list[int]
+) -> Parity:
+    """Run the export on the reference's token ids and measure how far it is from the reference."""
+    max_diff = max_logit = 0.0
+    agree = positions = 0
+    runs = []
+    for row, ref_logits in zip(reference.ids, reference.logits, strict=True):
+        out_logits, tokens, _ = _run(model, row, max_new_tokens, stop_ids)
+        max_diff = max(max_diff, float((out_logits - ref_logits).abs().max()))
+        max_logit = max(max_logit, float(ref_logits.abs().max()))
+        agree += int((out_logits.argmax(-1) == ref_logits.argmax(-1)).sum())
+        positions += ref_logits.shape[0]
+        runs.append(tokens)
+    identical = ties = 0
+    for ref_tokens, ref_scores, tokens in zip(reference.generations, reference.scores, runs, strict=True):
+        if tokens == ref_tokens:
+            identical += 1
+        elif _near_tie(ref_tokens, ref_scores, tokens, max_diff):
+            ties += 1
+    same_ids = sum(
+        tokenizer(text)["input_ids"] == ids for text, ids in zip(reference.texts, reference.ids, strict=True)
+    )
+    enforced = gguf_type == "f16"
+    parity = Parity(
+        gguf_type,
+        len(reference.ids),
+        max_diff,
+        max_diff / max(max_logit, 1e-12),
+        agree / max(positions, 1),
+        identical,
+        ties,
+        same_ids,
+        tokenizer.chat_template == reference.chat_template,
+        F16_TOLERANCE if enforced else None,
+        enforced,
+    )
+    parity.problems = _problems(parity)
+    parity.passed = not parity.problems
+    return parity
+
+
+def _problems(parity: Parity) -> list[str]:
+    """What fails the check: tokenizer or template differences always, numbers only where enforced."""
+    problems = []
+    if parity.tokenizer_identical < parity.prompts:
+        problems.append(
+            f"the exported tokenizer encodes {parity.prompts - parity.tokenizer_identical} prompt(s) differently"
+        )
+    if not parity.chat_template_identical:
+        problems.append("the exported chat template differs from the run's")
+    if parity.enforced:
+        if parity.relative_diff > (parity.tolerance or 0.0):
+            problems.append(
+                f"logits differ by {parity.relative_diff:.2%} of max |logit| (tolerance {parity.tolerance:.0%})"
+            )
+        parted = parity.prompts - parity.greedy_identical - parity.greedy_near_ties
+        if parted:
+            problems.append(f"{parted} greedy generation(s) part from the run's where the run did not hesitate")
+    return problems
+
+
+def _near_tie(ref_tokens: list[int], ref_scores: list[Any], tokens: list[int], max_diff: float) -> bool:
+    """True when the first differing token was within logit noise of the reference's choice."""
+    for step, (mine, theirs) in enumerate(zip(ref_tokens, tokens, strict=False)):
+        if mine != theirs:
+            scores = ref_scores[step]
+            return float(scores[mine] - scores[theirs]) <= 2 * max_diff
+    return False  # one is a prefix of the other: a stop token was chosen differently, and decisively
+
+
+def _run(model: Any, ids: list[int], max_new_tokens: int, stop_ids: list[int]) -> tuple[Any, list[int], list[Any]]:
+    """``(prompt logits, greedy new tokens, per-step logits)`` of ``model`` on one prompt, float32 on CPU."""
+    import torch
+
+    input_ids = torch.tensor([ids], device=model.device)
+    with torch.no_grad():
+        logits = model(input_ids).logits[0].float().cpu()
+        out = model.generate(
+            input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            eos_token_id=stop_ids or None,
+            pad_token_id=(stop_ids or [0])[0],
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    tokens = out.sequences[0, len(ids) :].tolist()
+    step_logits = [step[0].float().cpu() for step in out.logits]
+    return logits, tokens, step_logits
