@@ -37,6 +37,12 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 
+def base_config_rope(model_dir: Path) -> float:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model_dir).rope_parameters["rope_theta"]
+
+
 def logits(model, ids):
     import torch
 
@@ -78,6 +84,10 @@ def test_method_trains_saves_and_reloads(method: str, tmp_path: Path, tiny_model
     assert manifest["versions"]["torch"] == metadata.version("torch")
     assert manifest["data"]["fingerprint"]
     assert 0 < manifest["trainable_params"] <= manifest["total_params"]
+    # Readable by transformers 4.x too (ftcore.portable): a class 4.x knows, and the RoPE base where 4.x reads it.
+    assert json.loads((output / "tokenizer_config.json").read_text())["tokenizer_class"] != "TokenizersBackend"
+    if kind == "model":
+        assert json.loads((output / "config.json").read_text())["rope_theta"] == base_config_rope(tiny_model_dir)
 
     ids = probe_ids()
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -521,6 +521,10 @@ def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str
     # The tokenizer carries the template the chats were rendered with, whatever it had of its own.
     run.tokenizer.chat_template = template_to_save(run.config.data.chat_template, run.tokenizer)
     run.tokenizer.save_pretrained(str(staging))
+    # A full fine-tune is a standalone model, and the tokenizer goes with every run: transformers 4.x reads both too.
+    from ftcore.portable import make_portable
+
+    make_portable(staging)
     (staging / rundir.CONFIG).write_text(config_to_yaml(run.config), encoding="utf-8")
     rundir.write_metrics(staging / rundir.METRICS, trainer.state.log_history)
     _write_loss_curve(run, trainer.state.log_history)
