@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Bump when the pipeline's output for the same inputs changes, so old cache entries are not reused.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 def cache_root(cache_dir: str | None) -> Path:

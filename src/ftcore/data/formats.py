@@ -245,6 +245,9 @@ def canonical_examples(source: DataSource, data: DataConfig, config: FtConfig | 
         spec = registry.format(source.format)
     except PluginError as exc:
         raise PluginError(f"data.format: {exc}") from None
+    from ftcore.data.sources import check_columns
+
+    check_columns(source, spec)
     examples = registry.call("load_dataset", "format", source.format, source=source, data=data, config=config)
     if examples is None:
         info = registry.owner("format", source.format)
