@@ -66,9 +66,16 @@ def prepare_once(data: Path, gguf: Path, cache: Path, num_proc: int | None) -> t
         settings["num_proc"] = num_proc
     config = build_config({"model": str(gguf), "method": "instruction", "data": settings})
     tokenizer = load_tokenizer(config)
-    start = time.perf_counter()
+    cpu, start = _cpu_seconds(), time.perf_counter()
     prepared = prepare_data(config, tokenizer)
+    prepared.stats["cpu_seconds"] = _cpu_seconds() - cpu
     return time.perf_counter() - start, prepared.stats
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the tokenizing workers)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def main() -> None:
@@ -86,13 +93,16 @@ def main() -> None:
         write_alpaca(data, args.examples)
     gguf = smollm2_gguf()
     load = os.getloadavg()
-    firsts, stats = [], {}
+    firsts, cpu, stats = [], [], {}
     for _ in range(args.runs):
         cache = work / "cache"
         shutil.rmtree(cache, ignore_errors=True)
         seconds, stats = prepare_once(data, gguf, cache, args.num_proc)
         firsts.append(seconds)
-        print(f"first preparation: {seconds:.2f} s = {args.examples / seconds:,.0f} examples/s", flush=True)
+        cpu.append(stats["cpu_seconds"])
+        print(f"first preparation: {seconds:.2f} s = {args.examples / seconds:,.0f} examples/s; "
+              f"{stats['cpu_seconds']:.1f} CPU s = {args.examples / stats['cpu_seconds']:,.0f} examples per CPU second",
+              flush=True)
     again, cached = prepare_once(data, gguf, work / "cache", args.num_proc)
     print(f"cached: {again:.2f} s (cache hit: {cached.get('cache_hit')})")
     best = min(firsts)
@@ -102,7 +112,8 @@ def main() -> None:
           f"(median {lengths['p50']} per example)")
     print(f"- first preparation: best {best:.2f} s = **{args.examples / best:,.0f} examples/s** "
           f"(runs: {', '.join(f'{s:.2f}' for s in firsts)}; median {statistics.median(firsts):.2f} s); "
-          f"cache hit: {again:.2f} s")
+          f"cache hit: {again:.2f} s; CPU time of the best run {cpu[firsts.index(best)]:.1f} s "
+          f"(**{args.examples / min(cpu):,.0f} examples per CPU second** at best)")
     print(f"- machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores; "
           f"load average at start {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}, at end "
           + "/".join(f"{x:.1f}" for x in os.getloadavg()))

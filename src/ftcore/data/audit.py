@@ -91,25 +91,27 @@ class Auditor:
         self.truncated_count = 0
 
     def add_source(self, source: DataSource, shape: str, split: str, table: pa.Table | None, examples: int) -> None:
-        """Record one source: its tokenized ``table`` (with the audit columns), or ``None`` for a plugin's shape."""
+        """Record one source: a table of its examples' audit columns (:func:`audit_batch`), with the token
+        columns when tokenized (``status``, ``full_length``, ``input_ids``, ``labels``); ``None`` for a
+        plugin's shape, which ftcore does not tokenize."""
         info: dict[str, Any] = {"split": split, "path": source.path, "format": source.format, "shape": shape,
                                 "examples": examples}
+        self.sources.append(info)
         self._preference_check(source, shape)
         if table is None:
-            info["kept"] = examples
-            self.sources.append(info)
             return
-        status = table.column("status").to_pylist()
-        full = table.column("full_length").to_pylist()
-        kept = [i for i, s in enumerate(status) if s in ("kept", TRUNCATED)]
-        tokens, trained = _token_counts(table, kept)
-        info.update(kept=len(kept), tokens=tokens, trained_tokens=trained,
-                    trained_share=round(trained / tokens, 4) if tokens else 0.0,
-                    lengths=lengths_brief([n for n, s in zip(full, status, strict=True) if s != EMPTY]))
-        self.sources.append(info)
-        self._examples(source, shape, status, table)
+        if "status" in table.column_names:
+            status = table.column("status").to_pylist()
+            full = table.column("full_length").to_pylist()
+            kept = [i for i, s in enumerate(status) if s in ("kept", TRUNCATED)]
+            tokens, trained = _token_counts(table, kept)
+            info.update(kept=len(kept), tokens=tokens, trained_tokens=trained,
+                        trained_share=round(trained / tokens, 4) if tokens else 0.0,
+                        lengths=lengths_brief([n for n, s in zip(full, status, strict=True) if s != EMPTY]))
+            self._statuses(source, shape, status)
+        self._examples(source, table)
 
-    def _examples(self, source: DataSource, shape: str, status: list[str], table: pa.Table) -> None:
+    def _statuses(self, source: DataSource, shape: str, status: list[str]) -> None:
         for i, s in enumerate(status):
             if s in (NOTHING_TRAINED, TRUNCATED_AWAY, EMPTY):
                 self.nothing_trained.setdefault(s, []).append(source.where(i))
@@ -117,6 +119,8 @@ class Auditor:
                 self.truncated_count += 1
                 if len(self.truncated) < SHOWN:
                     self.truncated.append(source.where(i))
+
+    def _examples(self, source: DataSource, table: pa.Table) -> None:
         for i, name in enumerate(table.column("placeholder").to_pylist()):
             if name:
                 self.placeholder_count += 1
@@ -155,7 +159,7 @@ class Auditor:
         """The audit of a prepared dataset: per source, overall, and the warnings."""
         from ftcore.data.sources import skipped_message
 
-        total = sum(stats["dropped"].values()) + stats["kept"]
+        total = sum(stats["dropped"].values()) + stats["kept"] if "kept" in stats else stats["examples"]
         self._finish_warnings(stats["max_seq_len"], max(total, 1))
         for directory, files in skipped:
             self.warn("skipped_files", skipped_message(directory, files))
@@ -170,21 +174,21 @@ class Auditor:
 
     def _finish_warnings(self, max_seq_len: int, total: int) -> None:
         for reason, where in self.nothing_trained.items():
-            self.warn("nothing_trained", f"{len(where)} example{_s(where)} ({_share(len(where), total)}) dropped: "
+            self.warn("nothing_trained", f"{_n(len(where))} ({_share(len(where), total)}) dropped: "
                       f"{reason}" + (f" ({max_seq_len})" if reason == TRUNCATED_AWAY else "") + f", e.g. {_eg(where)}")
         if self.placeholder_count:
-            self.warn("placeholders", f"{self.placeholder_count} example{_s(self.placeholder_count)} contain unresolved "
-                      f"template placeholders, e.g. {_eg(self.placeholders)}; fill them in before training")
+            self.warn("placeholders", f"{_n(self.placeholder_count)} {_v(self.placeholder_count, 'contains', 'contain')} "
+                      f"unresolved template placeholders, e.g. {_eg(self.placeholders)}; fill them in before training")
         if self.duplicate_count:
             shown = "; ".join(f"{a} repeats {b}" for a, b in self.duplicates)
-            self.warn("duplicates", f"{self.duplicate_count} example{_s(self.duplicate_count)} "
-                      f"({_share(self.duplicate_count, total)}) duplicate earlier ones, e.g. {shown}")
+            self.warn("duplicates", f"{_n(self.duplicate_count)} "
+                      f"({_share(self.duplicate_count, total)}) {_v(self.duplicate_count, 'repeats', 'repeat')} earlier ones, e.g. {shown}")
         if self.empty_count:
-            self.warn("empty_answers", f"{self.empty_count} example{_s(self.empty_count)} have an empty answer (the "
+            self.warn("empty_answers", f"{_n(self.empty_count)} {_v(self.empty_count, 'has', 'have')} an empty answer (the "
                       f"model learns to say nothing), e.g. {_eg(self.empty)}")
         if self.truncated_count:
-            self.warn("truncated_answers", f"{self.truncated_count} example{_s(self.truncated_count)} "
-                      f"({_share(self.truncated_count, total)}) are longer than max_seq_len ({max_seq_len}) and lose the "
+            self.warn("truncated_answers", f"{_n(self.truncated_count)} "
+                      f"({_share(self.truncated_count, total)}) {_v(self.truncated_count, 'is', 'are')} longer than max_seq_len ({max_seq_len}) and lose the "
                       f"end of their answer, e.g. {_eg(self.truncated)}; raise data.max_seq_len or set "
                       "data.overflow: drop")
 
@@ -199,8 +203,12 @@ def _token_counts(table: pa.Table, kept: list[int]) -> tuple[int, int]:
     return tokens, int(pc.sum(pc.not_equal(labels, IGNORE)).as_py() or 0)
 
 
-def _s(n: int | list[Any]) -> str:
-    return "" if (n if isinstance(n, int) else len(n)) == 1 else "s"
+def _n(n: int) -> str:
+    return f"{n} example" + ("" if n == 1 else "s")
+
+
+def _v(n: int, one: str, several: str) -> str:
+    return one if n == 1 else several
 
 
 def _share(n: int, total: int) -> str:

@@ -252,10 +252,12 @@ def _build(
         "train": train_stats,
         "eval": eval_stats,
     }
-    skipped = [(Path(e if isinstance(e, str) else e.path), files) for e in train_entries + eval_entries
-               if (files := skipped_files(e))]
-    stats["audit"] = auditor.finish(stats, full_lengths, skipped)
+    stats["audit"] = auditor.finish(stats, full_lengths, _skipped(train_entries + eval_entries))
     return PreparedData(train, evaluation, make_collator(data, tokenizer, shape), stats, shape=shape)
+
+
+def _skipped(all_entries: list[Any]) -> list[tuple[Path, list[str]]]:
+    return [(Path(e if isinstance(e, str) else e.path), files) for e in all_entries if (files := skipped_files(e))]
 
 
 def _read_split(
@@ -487,6 +489,27 @@ def preview_data(config: FtConfig, tokenizer: Any) -> PreparedData:
     """The run's data as :func:`prepare_data` gives it, but unpacked and unshuffled, for looking at examples."""
     data = config.data.model_copy(update={"packing": False, "shuffle": False})
     return prepare_data(config.model_copy(update={"data": data}), tokenizer)
+
+
+def inspect_records(config: FtConfig, count: int = 2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The run's data without a tokenizer: its first ``count`` canonical examples and the audit of its records
+    (formats, shapes, placeholders, duplicates, empty answers, preference columns; no token counts)."""
+    data = config.data
+    auditor, shown, total = Auditor(), [], 0
+    all_entries = entries(data.train) + entries(data.eval)
+    for i, entry in enumerate(all_entries):
+        split = "train" if i < len(entries(data.train)) else "eval"
+        for source in _read_entry(entry, data, _entry_key(data, i)):
+            examples, shape = canonical_examples(source, data, config)
+            if data.max_samples is not None and len(examples) > data.max_samples:
+                examples = examples.select(range(data.max_samples))
+            check_method_shape(config.method, shape, f"{source.path} (format {source.format})")
+            table = encode_table(examples, functools.partial(audit_batch, shape=shape), 1, f"checking {source.path}")
+            auditor.add_source(source, shape, split, table, len(examples))
+            total += len(examples)
+            shown += [examples[j] for j in range(min(count - len(shown), len(examples)))]
+    stats = {"examples": total, "max_seq_len": data.max_seq_len, "dropped": {}}
+    return shown, auditor.finish(stats, [], _skipped(all_entries))
 
 
 # ----------------------------------------------------------------------------- evaluation helpers

@@ -339,7 +339,7 @@ def check_columns(source: DataSource, spec: Any) -> None:
     if not fields:
         return
     allowed = set(fields) if source.own_columns else set(fields) | _known_fields()
-    for name, column in source.columns.items():
+    for name in source.columns:
         if name not in allowed:
             hint = did_you_mean(name, fields) or did_you_mean(name, allowed)
             raise DataError(f"{source.columns_key}: unknown field {name!r}{hint}; format {spec.name!r} reads "

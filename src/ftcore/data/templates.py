@@ -100,7 +100,8 @@ def render_messages(
         if message["role"] != "assistant":
             continue
         before = render_chat(messages[:k], tokenizer, template, generation_prompt=True) if k else ""
-        through = render_chat(messages[: k + 1], tokenizer, template)
+        # The whole conversation is already rendered: the last turn needs no render of its own.
+        through = text if k == len(messages) - 1 else render_chat(messages[: k + 1], tokenizer, template)
         if text.startswith(through) and through.startswith(before) and len(through) > len(before):
             spans.append((len(before), len(through)))
         else:
