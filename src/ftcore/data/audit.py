@@ -188,8 +188,8 @@ class Auditor:
                       f"model learns to say nothing), e.g. {_eg(self.empty)}")
         if self.truncated_count:
             self.warn("truncated_answers", f"{_n(self.truncated_count)} "
-                      f"({_share(self.truncated_count, total)}) {_v(self.truncated_count, 'is', 'are')} longer than max_seq_len ({max_seq_len}) and lose the "
-                      f"end of their answer, e.g. {_eg(self.truncated)}; raise data.max_seq_len or set "
+                      f"({_share(self.truncated_count, total)}) {_v(self.truncated_count, 'is', 'are')} longer than max_seq_len ({max_seq_len}) and "
+                      f"{_v(self.truncated_count, 'loses the end of its', 'lose the end of their')} answer, e.g. {_eg(self.truncated)}; raise data.max_seq_len or set "
                       "data.overflow: drop")
 
 
