@@ -138,7 +138,7 @@ def test_preview_without_a_model_checks_records(tmp_path):
     result = CliRunner().invoke(cli, ["data", "preview", str(kto)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "(no --model: records are checked, not tokenized; method kto)"
-    assert f"{kto}: format unpaired, shape unpaired_preference; 1 examples" in result.stdout
+    assert f"{kto}: format unpaired, shape unpaired_preference; 1 example" in result.stdout
 
     result = run_ft("data", "preview")
     assert result.returncode == 2

@@ -224,7 +224,7 @@ def _eg(where: list[str]) -> str:
 
 def source_line(info: dict[str, Any]) -> str:
     """One line per source: path, format, shape, examples kept, trained share, token lengths."""
-    line = f"{info['path']}: format {info['format']}, shape {info['shape']}; {info['examples']} examples"
+    line = f"{info['path']}: format {info['format']}, shape {info['shape']}; {_n(info['examples'])}"
     if info.get("kept") is not None and info["kept"] != info["examples"]:
         line += f", {info['kept']} kept"
     if info.get("tokens") is not None:
