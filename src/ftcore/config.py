@@ -116,7 +116,7 @@ class DataConfig(Strict):
     group_by_length: bool = Field(False, description="Batch examples of similar length together (less padding).")
     shuffle: bool = Field(True, description="Shuffle the training examples (seeded).")
     cache_dir: str | None = Field(None, description="Tokenized-data cache; default: ~/.cache/ft/data or $FT_CACHE_DIR.")
-    num_proc: int | None = Field(None, ge=1, description="Processes that tokenize; default: one per CPU core (up to 4) from 4,000 examples, else 1.")
+    num_proc: int | None = Field(None, ge=1, description="Processes that tokenize; default: from 4,000 examples one per idle CPU core (up to 4), else 1.")
     max_samples: int | None = Field(None, ge=1, description="Read at most this many examples from each source (quick trials, debugging).")
 
 

@@ -86,15 +86,20 @@ def cpus() -> int:
 
 
 def tokenize_processes(num_proc: int | None, examples: int) -> int:
-    """``data.num_proc`` when set; else one per core (up to 4) from :data:`PARALLEL_FROM` examples, else 1.
+    """``data.num_proc`` when set; else, from :data:`PARALLEL_FROM` examples, one per idle core (up to 4), else 1.
 
-    Worker processes are forked; where the platform cannot fork (Windows, macOS' default), one process is used.
+    Cores other processes keep busy (the load average, less this process) are not counted: on a machine
+    already running more than it has cores, extra workers only slow everything down. Worker processes are
+    forked; where the platform cannot fork (Windows, macOS' default), one process is used.
     """
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
     if num_proc is not None:
         return num_proc
-    return min(4, cpus()) if examples >= PARALLEL_FROM else 1
+    if examples < PARALLEL_FROM:
+        return 1
+    busy = max(0.0, os.getloadavg()[0] - 1) if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(4, cpus(), round(cpus() - busy)))
 
 
 # The job of the forked workers: set in the parent just before forking, inherited by every worker.
