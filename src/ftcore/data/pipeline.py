@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 #: Reading a Hub dataset or local files of this size or more is announced (it takes a moment).
 LARGE_BYTES = 1 << 20
 
+
 @dataclass
 class PreparedData:
     """What training needs from the data: datasets, the collator, and what happened on the way.
