@@ -190,3 +190,17 @@ def test_audit_is_logged_by_ft_train_and_kept_in_the_manifest(tiny_model_dir, tm
     assert f"data: {seed}: format alpaca, shape messages; 6 examples" in "\n".join(logged)
     assert any(line.startswith("data: warning: 1 example (10.0%) repeats") for line in logged)
     assert (result.run_dir / "adapter_model.safetensors").is_file()
+
+
+def test_preference_columns_warn_unless_mapped_on_purpose(tokenizer, tmp_path):
+    kto = write_jsonl(tmp_path / "kto.jsonl", [{"prompt": "2+2=", "completion": " 4", "label": False}])
+    codes = [w["code"] for w in prepare(str(kto), tmp_path / "a", tokenizer).stats["audit"]["warnings"]]
+    assert codes == ["preference_data"]
+    # A class label (a string) is no KTO label; chosen answers mapped as completions are SFT on purpose.
+    classes = write_jsonl(tmp_path / "classes.jsonl", [{"prompt": "Great film!", "completion": " positive",
+                                                        "label": "positive"}])
+    assert prepare(str(classes), tmp_path / "b", tokenizer).stats["audit"]["warnings"] == []
+    chosen = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "2+2=", "chosen": " 4", "rejected": " 5"}])
+    sft = prepare(str(chosen), tmp_path / "c", tokenizer, format="completion", columns={"completion": "chosen"})
+    assert sft.stats["audit"]["warnings"] == []
+    assert rows_of(sft) == [expected(tokenizer, [("2+2=", False), (" 4" + EOT, True)])]

@@ -141,9 +141,12 @@ class Auditor:
     def _preference_check(self, source: DataSource, shape: str) -> None:
         if shape not in CORE_SHAPES or source.records is None:
             return
+        # Mapping one of these columns (``completion: chosen``: SFT on the chosen answers) is a choice, not a slip.
+        if set(source.columns.values()) & {*PREFERENCE_COLUMNS, *KTO_COLUMNS}:
+            return
         present = set(source.records.column_names)
         pairs = [c for c in PREFERENCE_COLUMNS if c in present]
-        labels = [c for c in KTO_COLUMNS if c in present]
+        labels = [c for c in KTO_COLUMNS if c in present and _is_bool(source.records, c)]
         if pairs or labels:
             kind = "preference pairs" if pairs else "unpaired preference (KTO) data"
             self.warn("preference_data",
@@ -191,6 +194,11 @@ class Auditor:
                       f"({_share(self.truncated_count, total)}) {_v(self.truncated_count, 'is', 'are')} longer than max_seq_len ({max_seq_len}) and "
                       f"{_v(self.truncated_count, 'loses the end of its', 'lose the end of their')} answer, e.g. {_eg(self.truncated)}; raise data.max_seq_len or set "
                       "data.overflow: drop")
+
+
+def _is_bool(records: Any, column: str) -> bool:
+    """Whether a records column holds booleans (a KTO label), not class names or numbers."""
+    return str(getattr(records.features.get(column), "dtype", "")) == "bool"
 
 
 def _token_counts(table: pa.Table, kept: list[int]) -> tuple[int, int]:
