@@ -140,9 +140,12 @@ def test_csv_ragged_row(tmp_path, tokenizer):
 
 def test_missing_file_and_unknown_type(tmp_path, tokenizer):
     assert error_of(tmp_path / "nope.jsonl", tmp_path, tokenizer) == f"{tmp_path / 'nope.jsonl'}: file not found"
-    odd = tmp_path / "data.txt"
+    odd = tmp_path / "data.md"
     odd.write_text("hello")
-    assert "unsupported file type '.txt'" in error_of(odd, tmp_path, tokenizer)
+    assert "unsupported file type '.md'" in error_of(odd, tmp_path, tokenizer)
+    packed = tmp_path / "data.parquet.gz"
+    packed.write_bytes(b"")
+    assert "unsupported file type '.parquet.gz'" in error_of(packed, tmp_path, tokenizer)
 
 
 def test_hub_id_offline_is_one_line(tmp_path, tokenizer):

@@ -19,10 +19,11 @@ SHAPES = {
 }
 
 FORMATS = {
-    "text": FormatSpec("text", "raw text for continued pre-training (column: text)", columns=("text",), shape="text"),
+    "text": FormatSpec("text", "raw text for continued pre-training (column: text)", columns=("text",), shape="text",
+                       fields=("text",)),
     "completion": FormatSpec(
         "completion", "prompt and completion; loss on the completion (columns: prompt, completion)",
-        columns=("prompt", "completion"), shape="completion",
+        columns=("prompt", "completion"), shape="completion", fields=("prompt", "completion"),
     ),
 }
 

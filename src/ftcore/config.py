@@ -85,9 +85,11 @@ class Strict(BaseModel):
 class DataFile(Strict):
     """One data source: a local file or directory, or a Hub dataset, with a mixing weight."""
 
-    path: str = Field(description="Local .jsonl/.json/.csv/.parquet file or directory, or a Hub dataset id.")
+    path: str = Field(description="Local .jsonl/.json/.csv/.parquet/.txt file (optionally .gz/.bz2/.xz) or directory, or a Hub dataset id.")
     weight: float = Field(1.0, gt=0, description="Multiplies this source's examples when mixing: 2 repeats it twice, 0.5 keeps a seeded half.")
     format: str | None = Field(None, description="Format of this source; default: data.format or detected.")
+    columns: dict[str, str] | None = Field(None, description="This source's own field mapping (replaces data.columns for it), e.g. {prompt: question, completion: answer}; values may be nested paths such as instances[0].input.")
+    text_split: Literal["line", "blank_line", "file"] | None = Field(None, description="How this source's .txt files become examples; default: data.text_split.")
     split: str = Field("train", description="Split to read from a Hub dataset.")
     name: str | None = Field(None, description="Configuration name of a Hub dataset.")
 
@@ -102,7 +104,8 @@ class DataConfig(Strict):
     eval: DataSources | None = Field(None, description="Evaluation data; default: a split of train by eval_ratio.")
     eval_ratio: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out for evaluation.")
     format: str | None = Field(None, description="Dataset format (text, completion, alpaca, sharegpt, messages, ...); detected from the columns when omitted.")
-    columns: dict[str, str] = Field(default_factory=dict, description="Map the format's field names to your columns, e.g. {instruction: question}.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Map the format's field names to your columns, e.g. {instruction: question}; a column may be a nested path (meta.question, instances[0].input). A source in a list may give its own columns.")
+    text_split: Literal["line", "blank_line", "file"] = Field("line", description="How .txt files become text examples: one per non-blank line, one per block separated by blank lines, or one per file.")
     chat_template: str | None = Field(None, description="'tokenizer' (its own), a built-in template (chatml, alpaca, chatml-tools, chatml-think) or a Jinja file; default: the tokenizer's, else chatml.")
     system_prompt: str | None = Field(None, description="System message added to chat examples that have none.")
     train_on_inputs: bool = Field(False, description="Also compute the loss on prompt/user tokens.")
@@ -113,7 +116,7 @@ class DataConfig(Strict):
     group_by_length: bool = Field(False, description="Batch examples of similar length together (less padding).")
     shuffle: bool = Field(True, description="Shuffle the training examples (seeded).")
     cache_dir: str | None = Field(None, description="Tokenized-data cache; default: ~/.cache/ft/data or $FT_CACHE_DIR.")
-    num_proc: int | None = Field(None, ge=1, description="Processes for tokenization of large datasets.")
+    num_proc: int | None = Field(None, ge=1, description="Processes that tokenize; default: from 4,000 examples one per idle CPU core (up to 4), else 1.")
     max_samples: int | None = Field(None, ge=1, description="Read at most this many examples from each source (quick trials, debugging).")
 
     @field_validator("train", "eval")

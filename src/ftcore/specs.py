@@ -130,6 +130,9 @@ class FormatSpec:
         plugins of API version 1 give) means one of ftcore's shapes, recognised from the columns.
     :param excludes: columns whose presence rules the format out of auto-detection (a ``messages`` file
         that also has ``chosen``/``rejected`` columns is preference data, not chat data). Default none.
+    :param fields: every field the format reads, required and optional (alpaca: instruction, input, output,
+        system), so that a misspelled ``data.columns`` key is an error with a did-you-mean. Default none:
+        ``columns`` keys are not checked for this format.
     """
 
     name: str
@@ -138,6 +141,7 @@ class FormatSpec:
     packing: bool = True
     shape: str | None = None
     excludes: tuple[str, ...] = field(default_factory=tuple)
+    fields: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         check_name("format", self.name)

@@ -266,6 +266,10 @@ def _prepare_data(config: FtConfig, tokenizer: Any) -> Any:
     with distributed.local_main_process_first():
         data = prepare_data(config, tokenizer)
     distributed.log_rank("data %s", "loaded from cache" if data.stats.get("cache_hit") else "tokenized")
+    if distributed.rank() == 0:
+        from ftcore.data.audit import log_audit
+
+        log_audit(data.stats.get("audit"))
     distributed.check_data_fits(config, len(data.train))
     return data
 

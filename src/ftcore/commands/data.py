@@ -13,51 +13,33 @@ def data() -> None:
 
 
 @data.command(epilog=examples(
-    "ft data preview --config cfg.yaml",
-    "ft data preview --config cfg.yaml -n 5 --set data.max_seq_len=256 --no-color",
+    "ft data preview train.jsonl --model HuggingFaceTB/SmolLM2-135M-Instruct",
+    "ft data preview train.jsonl                  # no tokenizer: formats, shapes and record checks only",
+    "ft data preview --config run.yaml -n 4 --no-color",
+    "ft data preview a.jsonl b.jsonl --column prompt=question --json",
 ))
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="Run config (YAML).")
+@click.argument("files", nargs=-1, metavar="[FILE]...")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Run config (YAML); FILEs, when given, replace its data.train.")
+@click.option("--model", default=None, help="Model (directory, .gguf file or Hub id) whose tokenizer to use; "
+              "without it and without --config, records are checked but not tokenized.")
+@click.option("--method", default=None, help="Training method (default: the config's, else one that trains on "
+              "the data's shape: lora for chat, completion and text data).")
+@click.option("--format", "data_format", default=None, help="Dataset format (default: detected per file).")
+@click.option("--column", "columns", multiple=True, metavar="FIELD=COLUMN",
+              help="Map a format field to your column (or nested path), e.g. --column prompt=question.")
 @click.option("-n", "count", default=2, show_default=True, type=click.IntRange(0), help="Examples to show.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. data.max_seq_len=256.")
-@click.option("--color/--no-color", default=None,
-              help="Colour trained tokens (default: when stdout is a terminal and NO_COLOR is unset).")
-def preview(config_path: str, count: int, overrides: tuple[str, ...], color: bool | None) -> None:
-    """Show tokenized examples (trained tokens green, or in [[ ]] without colour) and the length distribution."""
-    from ftcore.config import load_config
-    from ftcore.data.pipeline import preview_data
-    from ftcore.data.preview import length_report, render_example
-    from ftcore.models import load_tokenizer
+@click.option("--color/--no-color", default=None, help="Colour trained tokens (default: when stdout is a terminal and NO_COLOR is unset).")
+@click.option("--json", "as_json", is_flag=True, help="Print the audit, statistics and examples as one JSON object.")
+def preview(files: tuple[str, ...], config_path: str | None, model: str | None, method: str | None,
+            data_format: str | None, columns: tuple[str, ...], count: int, overrides: tuple[str, ...],
+            color: bool | None, as_json: bool) -> None:
+    """Show tokenized examples (trained tokens green, or in [[ ]] without colour), each source's format and
+    shape, the share of tokens trained, length statistics, and warnings about the data.
+    """
+    from ftcore.data.preview import preview_config, show_preview
 
-    cfg = load_config(config_path, overrides)
-    tokenizer = load_tokenizer(cfg)
-    prepared = preview_data(cfg, tokenizer)
+    cfg, tokenize = preview_config(config_path, files, model, method, data_format, columns, overrides)
     color = use_color(click.get_text_stream("stdout"), color)
-    if prepared.collator is None:
-        _show_plugin_rows(prepared, count)
-        return
-    for i in range(min(count, len(prepared.train))):
-        row = prepared.train[i]
-        click.echo(f"--- example {i + 1} ({len(row['input_ids'])} tokens, "
-                   f"{sum(label != -100 for label in row['labels'])} trained)")
-        click.echo(render_example(row["input_ids"], row["labels"], tokenizer, color), color=color)
-    stats = prepared.stats
-    dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
-    click.echo(f"--- {stats['examples']} examples read: {stats['kept']} kept ({stats['truncated']} of them truncated "
-               f"to {stats['max_seq_len']} tokens), dropped: {dropped}")
-    full = {**stats["train"], "examples": stats["examples"], "lengths": stats["full_lengths"]}
-    click.echo("before truncation: " + length_report(full, totals=False))
-    click.echo("train: " + length_report(stats["train"]))
-    if stats.get("eval"):
-        click.echo("eval: " + length_report(stats["eval"]))
-
-
-def _show_plugin_rows(prepared, count: int) -> None:
-    """Rows of a plugin's shape as its encode_examples left them (ftcore cannot tell trained tokens there)."""
-    import json
-
-    for i in range(min(count, len(prepared.train))):
-        click.echo(f"--- example {i + 1} (shape {prepared.shape})")
-        click.echo(json.dumps(prepared.train[i], ensure_ascii=False, default=str)[:2000])
-    click.echo(f"--- {prepared.stats['examples']} examples of shape {prepared.shape!r}; "
-               f"train {prepared.stats['train']['examples']}"
-               + (f", eval {prepared.stats['eval']['examples']}" if prepared.stats.get("eval") else ""))
+    show_preview(cfg, tokenize, count, color, as_json, click.echo)

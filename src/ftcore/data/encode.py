@@ -7,6 +7,8 @@ the mask is exact whatever the template and however the tokenizer merges charact
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,11 +48,21 @@ def example_text(example: dict[str, Any], shape: str, tokenizer: Any, options: E
 
 
 def labels_from_spans(input_ids: list[int], offsets: list[tuple[int, int]], spans: list[Span]) -> list[int]:
-    """Each token id where the token overlaps a trained span, else ``-100``."""
-    labels = []
-    for token, (start, end) in zip(input_ids, offsets, strict=True):
-        trained = any(start < s_end and end > s_start for s_start, s_end in spans if end > start)
-        labels.append(token if trained else IGNORE)
+    """Each token id where the token overlaps a trained span, else ``-100`` (tokens of no characters never train)."""
+    labels = [IGNORE] * len(input_ids)
+    if len(offsets) != len(input_ids):
+        raise ValueError("input_ids and offsets differ in length")
+    # Tokens of characters come in text order (special tokens a post-processor adds have empty (0, 0) offsets):
+    # each span covers one run of them, found by bisection instead of testing every token against every span.
+    reach = list(itertools.accumulate((end for _, end in offsets), max))
+    for s_start, s_end in spans:
+        for k in range(bisect.bisect_right(reach, s_start), len(offsets)):
+            start, end = offsets[k]
+            if end > start:
+                if start >= s_end:
+                    break
+                if end > s_start:
+                    labels[k] = input_ids[k]
     return labels
 
 

@@ -6,16 +6,20 @@ reported first, as one :class:`ftcore.DataError` line.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcore.data import cache
+from ftcore.data.audit import AUDIT_COLUMNS, Auditor, audit_batch
 from ftcore.data.collate import PackedCollator, PaddingCollator, pack_rows
 from ftcore.data.encode import (
     EMPTY,
@@ -28,7 +32,8 @@ from ftcore.data.encode import (
     require_fast,
 )
 from ftcore.data.formats import canonical_examples, shape_of
-from ftcore.data.sources import DataSource, data_files, expand
+from ftcore.data.progress import encode_table, tokenize_processes
+from ftcore.data.sources import DataSource, data_files, expand, skipped_files
 from ftcore.data.templates import render_chat, resolve_chat_template, with_system_prompt
 from ftcore.errors import DataError, PluginError
 from ftcore.specs import CORE_SHAPES
@@ -40,8 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Above this many examples, tokenization uses several processes unless data.num_proc says otherwise.
-PARALLEL_FROM = 20_000
+#: Reading a Hub dataset or local files of this size or more is announced (it takes a moment).
+LARGE_BYTES = 1 << 20
 
 
 @dataclass
@@ -53,7 +58,7 @@ class PreparedData:
     :param eval: the evaluation rows, likewise, or ``None``.
     :param collator: the ``data_collator`` for ``transformers.Trainer`` (``None`` for a plugin's shape).
     :param stats: counts for the log and the run manifest (kept, truncated, dropped by reason, tokens,
-        lengths, ``cache_hit``, ``shape``).
+        lengths, ``cache_hit``, ``shape``, and the data ``audit``: see :mod:`ftcore.data.audit`).
     :param fingerprint: the cache key of these datasets (inputs, tokenizer, template, settings).
     :param shape: the shape of the examples (``messages``, ``completion``, ``text``, ``tokens``, a plugin's).
     """
@@ -156,7 +161,7 @@ def _fingerprint_parts(
     for i, entry in enumerate(all_entries):
         files = data_files(entry)
         if files is None:  # a Hub dataset: read it now (datasets caches it) and use its own fingerprint
-            read_cache[i] = expand(entry, data.columns, data.format)
+            read_cache[i] = expand(entry, data.columns, data.format, data.text_split, _entry_key(data, i))
             inputs.append([getattr(s.records, "_fingerprint", s.path) for s in read_cache[i]])
         else:
             inputs.append([cache.file_digest(p) for p in files])
@@ -177,6 +182,13 @@ def _fingerprint_parts(
         "data_plugins": sorted(f"{info.dist}=={info.version}:{cache.plugin_code_digest(info.plugin)}"
                                for info in readers.values()),
     }
+
+
+def _entry_key(data: DataConfig, i: int) -> str:
+    """Where the ``i``-th entry of train + eval sits in the config: ``data.train``, ``data.eval[1]``."""
+    n_train = len(entries(data.train))
+    split, index, value = ("train", i, data.train) if i < n_train else ("eval", i - n_train, data.eval)
+    return f"data.{split}" if isinstance(value, str) else f"data.{split}[{index}]"
 
 
 def _chat_method(method: str) -> bool:
@@ -221,7 +233,8 @@ def _build(
     sources_info: list[dict[str, Any]] = []
     full_lengths: list[int] = []
     shapes: list[tuple[str, str]] = []
-    read = (config, tokenizer, options, read_cache, counts, sources_info, full_lengths, shapes)
+    auditor = Auditor()
+    read = (config, tokenizer, options, read_cache, counts, sources_info, full_lengths, shapes, auditor)
     train = _read_split("train", train_entries, 0, *read)
     evaluation = None
     if eval_entries:
@@ -249,7 +262,12 @@ def _build(
         "train": train_stats,
         "eval": eval_stats,
     }
+    stats["audit"] = auditor.finish(stats, full_lengths, _skipped(train_entries + eval_entries))
     return PreparedData(train, evaluation, make_collator(data, tokenizer, shape), stats, shape=shape)
+
+
+def _skipped(all_entries: list[Any]) -> list[tuple[Path, list[str]]]:
+    return [(Path(e if isinstance(e, str) else e.path), files) for e in all_entries if (files := skipped_files(e))]
 
 
 def _read_split(
@@ -264,14 +282,15 @@ def _read_split(
     sources_info: list[dict[str, Any]],
     full_lengths: list[int],
     shapes: list[tuple[str, str]],
+    auditor: Auditor,
 ) -> Dataset:
     from datasets import concatenate_datasets
 
     data = config.data
     parts, split_counts = [], Counter()
     for i, entry in enumerate(split_entries):
-        for source in read_cache.get(offset + i) or expand(entry, data.columns, data.format):
-            encoded, source_counts, lengths = _encode_source(source, config, tokenizer, options, shapes)
+        for source in read_cache.get(offset + i) or _read_entry(entry, data, _entry_key(data, offset + i)):
+            encoded, source_counts, lengths = _encode_source(source, config, tokenizer, options, shapes, auditor, split)
             full_lengths += lengths
             split_counts.update(source_counts)
             sources_info.append({
@@ -287,16 +306,35 @@ def _read_split(
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
+def _read_entry(entry: Any, data: DataConfig, key: str) -> list[DataSource]:
+    """Read one configured entry, saying so at once (a large file takes a while before tokenizing starts)."""
+    path = entry if isinstance(entry, str) else entry.path
+    files = data_files(entry)
+    large = files is None or sum(f.stat().st_size for f in files) >= LARGE_BYTES
+    if large:
+        log.info("data: reading %s", path)
+    start = time.monotonic()
+    sources = expand(entry, data.columns, data.format, data.text_split, key)
+    if large:
+        records = sum(len(s.records) for s in sources if s.records is not None)
+        log.info("data: read %d records from %s in %.1f s", records, path, time.monotonic() - start)
+    return sources
+
+
 def _encode_source(
-    source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions, shapes: list[tuple[str, str]]
+    source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions, shapes: list[tuple[str, str]],
+    auditor: Auditor | None = None, split: str = "train",
 ) -> tuple[Dataset, Counter[str], list[int]]:
+    auditor = auditor or Auditor()
     examples, shape = canonical_examples(source, config.data, config)
     if config.data.max_samples is not None and len(examples) > config.data.max_samples:
         examples = examples.select(range(config.data.max_samples))
     check_method_shape(config.method, shape, f"{source.path} (format {source.format})")
     _check_same_kind(shapes, shape, source.path)
     if not tokenized_shape(shape):
-        return _encode_plugin_shape(examples, shape, source, config, tokenizer, options)
+        encoded, counts, lengths = _encode_plugin_shape(examples, shape, source, config, tokenizer, options)
+        auditor.add_source(source, shape, split, None, len(examples))
+        return encoded, counts, lengths
     if shape == "text" and _chat_method(config.method):
         raise DataError(
             f"{source.path}: method {config.method!r} trains on instruction data, but format {source.format!r} "
@@ -305,21 +343,27 @@ def _encode_source(
         )
     if shape == "messages":
         check_chat_features(examples, tokenizer, options, source.where)
-    num_proc = config.data.num_proc or (min(4, _cpus()) if len(examples) >= PARALLEL_FROM else None)
-    encoded = examples.map(
-        encode_batch,
-        batched=True,
-        batch_size=256,
-        remove_columns=examples.column_names,
-        fn_kwargs={"tokenizer": tokenizer, "shape": shape, "options": options},
-        num_proc=num_proc if num_proc and num_proc > 1 else None,
-        desc=f"tokenizing {source.path}",
-        new_fingerprint=cache.fingerprint({"source": source.path, "n": len(examples), "o": options.__dict__}),
-    )
-    source_counts = Counter(encoded["status"])
-    lengths = [n for n, status in zip(encoded["full_length"], encoded["status"], strict=True) if status != EMPTY]
-    kept = encoded.filter(lambda status: status in (KEPT, TRUNCATED), input_columns="status")
-    return kept.remove_columns(["status", "full_length"]), source_counts, lengths
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    function = functools.partial(encode_and_audit, tokenizer=tokenizer, shape=shape, options=options)
+    processes = tokenize_processes(config.data.num_proc, len(examples))
+    table = encode_table(examples, function, processes, f"tokenizing {source.path}")
+    auditor.add_source(source, shape, split, table, len(examples))
+    statuses = table.column("status")
+    source_counts = Counter(statuses.to_pylist())
+    lengths = pc.filter(table.column("full_length"), pc.not_equal(statuses, EMPTY)).to_pylist()
+    kept = table.filter(pc.is_in(statuses, pa.array([KEPT, TRUNCATED])))
+    kept = kept.drop_columns(["status", "full_length", *AUDIT_COLUMNS])
+    return Dataset(InMemoryTable(kept)), source_counts, lengths
+
+
+def encode_and_audit(batch: dict[str, list[Any]], tokenizer: Any, shape: str, options: EncodeOptions) -> dict[str, list[Any]]:
+    """A batch of canonical examples -> token rows (:func:`~ftcore.data.encode.encode_batch`) plus the
+    audit's columns (:func:`~ftcore.data.audit.audit_batch`)."""
+    return {**encode_batch(batch, tokenizer, shape, options), **audit_batch(batch, shape)}
 
 
 def _check_same_kind(shapes: list[tuple[str, str]], shape: str, path: str) -> None:
@@ -345,12 +389,6 @@ def _encode_plugin_shape(
         info = registry.owner("shape", shape)
         raise PluginError(f"shape {shape!r} is registered by {info.label} but its encode_examples returned None")
     return encoded, Counter({KEPT: len(encoded)}), []
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _reasons(counts: Counter[str], max_seq_len: int) -> str:
@@ -465,6 +503,27 @@ def preview_data(config: FtConfig, tokenizer: Any) -> PreparedData:
     return prepare_data(config.model_copy(update={"data": data}), tokenizer)
 
 
+def inspect_records(config: FtConfig, count: int = 2) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The run's data without a tokenizer: its first ``count`` canonical examples and the audit of its records
+    (formats, shapes, placeholders, duplicates, empty answers, preference columns; no token counts)."""
+    data = config.data
+    auditor, shown, total = Auditor(), [], 0
+    all_entries = entries(data.train) + entries(data.eval)
+    for i, entry in enumerate(all_entries):
+        split = "train" if i < len(entries(data.train)) else "eval"
+        for source in _read_entry(entry, data, _entry_key(data, i)):
+            examples, shape = canonical_examples(source, data, config)
+            if data.max_samples is not None and len(examples) > data.max_samples:
+                examples = examples.select(range(data.max_samples))
+            check_method_shape(config.method, shape, f"{source.path} (format {source.format})")
+            table = encode_table(examples, functools.partial(audit_batch, shape=shape), 1, f"checking {source.path}")
+            auditor.add_source(source, shape, split, table, len(examples))
+            total += len(examples)
+            shown += [examples[j] for j in range(min(count - len(shown), len(examples)))]
+    stats = {"examples": total, "max_seq_len": data.max_seq_len, "dropped": {}}
+    return shown, auditor.finish(stats, [], _skipped(all_entries))
+
+
 # ----------------------------------------------------------------------------- evaluation helpers
 
 
@@ -472,7 +531,8 @@ def load_examples(path: str | DataFile, data_config: DataConfig) -> Dataset:
     """Canonical examples (``messages`` | ``prompt`` + ``completion`` | ``text``) of one file, directory or Hub id."""
     from datasets import concatenate_datasets
 
-    parts = [canonical_examples(source, data_config)[0] for source in expand(path, data_config.columns, data_config.format)]
+    sources = expand(path, data_config.columns, data_config.format, data_config.text_split)
+    parts = [canonical_examples(source, data_config)[0] for source in sources]
     try:
         return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     except ValueError as exc:

@@ -45,3 +45,152 @@ def length_report(split: dict[str, Any], width: int = 40, totals: bool = True) -
         bar = "#" * round(width * count / top)
         lines.append(f"  {low:>6}-{high:<6} {count:>7} {bar}")
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- ft data preview
+
+#: Methods a config-less preview prefers for ftcore's shapes (the first installed one that fits).
+PREFERRED_METHODS = ("lora", "instruction", "full")
+
+
+def preview_config(config_path: str | None, files: tuple[str, ...], model: str | None, method: str | None,
+                   data_format: str | None, columns: tuple[str, ...], overrides: tuple[str, ...]) -> tuple[Any, bool]:
+    """The config ``ft data preview`` works on, and whether there is a tokenizer to tokenize with.
+
+    With ``--config`` that file (FILEs replace its ``data.train``); without, a config over FILEs whose method
+    is ``--method`` or one that trains on the data's shape. Without a config or ``--model`` there is no
+    tokenizer: the records are checked, not tokenized.
+    """
+    from ftcore.config import apply_overrides, build_config, read_yaml
+    from ftcore.errors import UsageError
+
+    if not config_path and not files:
+        raise UsageError("ft data preview: give a data FILE (or several), or --config", hint="ft data preview train.jsonl --model MODEL")
+    raw = read_yaml(config_path) if config_path else {"model": model or "(none)", "data": {}}
+    raw = apply_overrides(raw, list(overrides))
+    data = raw.setdefault("data", {})
+    if not isinstance(data, dict):
+        raise UsageError("data: expected a mapping")
+    if files:
+        data["train"] = list(files) if len(files) > 1 else files[0]
+    if data_format:
+        data["format"] = data_format
+    if columns:
+        data["columns"] = {**data.get("columns", {}), **_columns(columns)}
+    if model:
+        raw["model"] = model
+    if method:
+        raw["method"] = method
+    config = build_config(raw, source=config_path)
+    if not config_path and not method:
+        config = config.model_copy(update={"method": pick_method(config)})
+    return config, bool(config_path or model)
+
+
+def _columns(pairs: tuple[str, ...]) -> dict[str, str]:
+    from ftcore.errors import UsageError
+
+    mapping = {}
+    for pair in pairs:
+        name, sep, column = pair.partition("=")
+        if not sep or not name or not column:
+            raise UsageError(f"--column {pair!r}: expected FIELD=COLUMN, e.g. prompt=question")
+        mapping[name.strip()] = column.strip()
+    return mapping
+
+
+def pick_method(config: Any) -> str:
+    """A method that trains on the shape of the first source's format (detected without method preferences)."""
+    from ftcore.data.formats import detect_format
+    from ftcore.data.pipeline import entries
+    from ftcore.data.sources import expand
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    data = config.data
+    first = entries(data.train)[0]
+    fmt = (getattr(first, "format", None) if not isinstance(first, str) else None) or data.format
+    if fmt is None:
+        fmt = detect_format(expand(first, data.columns, data.format, data.text_split)[0])
+    spec = registry.formats.get(fmt)
+    shape = spec[0].shape if spec else None
+    fitting = [name for name, (m, _) in registry.methods.items() if shape is None or m.trains_on(shape)]
+    ranked = [m for m in PREFERRED_METHODS if m in fitting] + sorted(m for m in fitting if m not in PREFERRED_METHODS)
+    return ranked[0] if ranked else config.method
+
+
+def show_preview(config: Any, tokenize: bool, count: int, color: bool, as_json: bool, echo: Any) -> None:
+    """Print what ``ft data preview`` shows: examples, then the audit, then the length distribution."""
+    from ftcore.data.audit import report_lines
+
+    if not tokenize:
+        from ftcore.data.pipeline import inspect_records
+
+        examples, audit = inspect_records(config, count)
+        if as_json:
+            echo(_json({"method": config.method, "tokenized": False, "audit": audit, "examples": examples}))
+            return
+        echo(f"(no --model: records are checked, not tokenized; method {config.method})")
+        for i, example in enumerate(examples):
+            echo(f"--- example {i + 1}")
+            echo(_json(example, indent=None)[:2000])
+        echo("--- sources")
+        for line in report_lines(audit):
+            echo(line)
+        return
+    from ftcore.data.pipeline import preview_data
+    from ftcore.models import load_tokenizer
+
+    tokenizer = load_tokenizer(config)
+    prepared = preview_data(config, tokenizer)
+    stats = prepared.stats
+    if as_json:
+        echo(_json({"method": config.method, "tokenized": prepared.collator is not None, "audit": stats.get("audit"),
+                    "stats": {k: v for k, v in stats.items() if k != "audit"},
+                    "examples": [_json_row(prepared, i, tokenizer) for i in range(min(count, len(prepared.train)))]}))
+        return
+    if prepared.collator is None:
+        _show_plugin_rows(prepared, count, echo)
+    else:
+        for i in range(min(count, len(prepared.train))):
+            row = prepared.train[i]
+            echo(f"--- example {i + 1} ({len(row['input_ids'])} tokens, "
+                 f"{sum(label != IGNORE for label in row['labels'])} trained)")
+            echo(render_example(row["input_ids"], row["labels"], tokenizer, color), color=color)
+    echo("--- sources")
+    for line in report_lines(stats.get("audit")):
+        echo(line)
+    if prepared.collator is None:
+        return
+    dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
+    echo(f"--- {stats['examples']} examples read: {stats['kept']} kept ({stats['truncated']} of them truncated "
+         f"to {stats['max_seq_len']} tokens), dropped: {dropped}")
+    full = {**stats["train"], "examples": stats["examples"], "lengths": stats["full_lengths"]}
+    echo("before truncation: " + length_report(full, totals=False))
+    echo("train: " + length_report(stats["train"]))
+    if stats.get("eval"):
+        echo("eval: " + length_report(stats["eval"]))
+
+
+def _show_plugin_rows(prepared: Any, count: int, echo: Any) -> None:
+    """Rows of a plugin's shape as its encode_examples left them (ftcore cannot tell trained tokens there)."""
+    for i in range(min(count, len(prepared.train))):
+        echo(f"--- example {i + 1} (shape {prepared.shape})")
+        echo(_json(prepared.train[i], indent=None)[:2000])
+    echo(f"--- {prepared.stats['examples']} examples of shape {prepared.shape!r}; "
+         f"train {prepared.stats['train']['examples']}"
+         + (f", eval {prepared.stats['eval']['examples']}" if prepared.stats.get("eval") else ""))
+
+
+def _json_row(prepared: Any, i: int, tokenizer: Any) -> dict[str, Any]:
+    row = prepared.train[i]
+    if prepared.collator is None:
+        return row
+    return {"input_ids": row["input_ids"], "labels": row["labels"],
+            "text": render_example(row["input_ids"], row["labels"], tokenizer, color=False)}
+
+
+def _json(value: Any, indent: int | None = 2) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, indent=indent, default=str)

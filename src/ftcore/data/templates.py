@@ -162,7 +162,8 @@ def _turn_span(k: int, text: str, *chat: Any) -> Span:
     template renders differently once later messages follow is trained from its content on (not the emptied or
     dropped reasoning markers before it) through its end of turn, as it appears in ``text``."""
     start = _start(k, text, chat)
-    through = _render(chat, k + 1)
+    # The whole conversation is already rendered: the last message needs no render of its own.
+    through = text if k == len(chat[0]) - 1 else _render(chat, k + 1)
     if text.startswith(through) and len(through) > start:
         return start, len(through)
     first, end = _rewritten(k, text, start, chat)

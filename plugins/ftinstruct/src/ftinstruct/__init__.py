@@ -26,14 +26,15 @@ FORMATS = {
     "alpaca": FormatSpec(
         "alpaca", "instruction, optional input and system, output (Stanford Alpaca)",
         columns=("instruction", "output"), shape="messages", excludes=PREFERENCE_COLUMNS,
+        fields=("instruction", "input", "output", "system"),
     ),
     "sharegpt": FormatSpec(
         "sharegpt", "conversations of {from, value} turns: human, gpt, system", columns=("conversations",),
-        shape="messages", excludes=PREFERENCE_COLUMNS,
+        shape="messages", excludes=PREFERENCE_COLUMNS, fields=("conversations", "tools", "system"),
     ),
     "messages": FormatSpec(
         "messages", "OpenAI chat: messages of {role, content}, multi-turn", columns=("messages",),
-        shape="messages", excludes=PREFERENCE_COLUMNS,
+        shape="messages", excludes=PREFERENCE_COLUMNS, fields=("messages", "tools"),
     ),
 }
 
