@@ -151,6 +151,7 @@ def test_worker_processes_give_the_same_rows_and_report_progress(tokenizer, tmp_
     assert rows_of(one) == rows_of(two)
     assert rows_of(one)[599] == expected(tokenizer, [("Count 599:", False), (" 599 600." + EOT, True)])
     # Not a terminal: a line at the start, while it runs, and at the end.
+    caplog.clear()  # only the progress lines below (an earlier test may have left ft's logger at INFO)
     with caplog.at_level(logging.INFO, logger="ftcore"), Progress(3000, "tokenizing x", every=0) as progress:
         progress.update(1000)
     lines = [r.getMessage() for r in caplog.records]
