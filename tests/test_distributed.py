@@ -383,3 +383,27 @@ def test_rank_that_cannot_see_the_output_fails_every_rank(tmp_path: Path, monkey
     with pytest.raises(ConfigError, match=r"output_dir: rank 1 on node-b cannot see .*\.run\.tmp-partial, which "
                                           r"rank 0 created; output_dir must be on storage that every machine shares"):
         distributed.check_shared_output(staging)
+
+
+def test_sharded_weights_are_saved_in_the_dtype_they_loaded_in(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """FSDP keeps trainable weights in float32; the saved model goes back to the dtype it loaded in (bfloat16 here)."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ftcore.distributed import cast_saved_weights
+
+    saved = tmp_path / "saved"
+    shutil.copytree(tiny_model_dir, saved)
+    (saved / "adapter_model.safetensors").write_bytes((saved / "model.safetensors").read_bytes())
+    fp32 = AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32)
+    assert cast_saved_weights(saved, None) == "float32"  # no dtype asked: reported, left alone
+    assert cast_saved_weights(saved, "bfloat16") == "bfloat16"
+    model = AutoModelForCausalLM.from_pretrained(saved, dtype="auto")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert json.loads((saved / "config.json").read_text())["dtype"] == "bfloat16"
+    for name, param in model.named_parameters():
+        assert torch.equal(param, dict(fp32.named_parameters())[name].to(torch.bfloat16)), name
+    assert (saved / "adapter_model.safetensors").read_bytes() == (tiny_model_dir / "model.safetensors").read_bytes()
+    assert cast_saved_weights(saved, "bfloat16") == "bfloat16"  # already there: nothing rewritten

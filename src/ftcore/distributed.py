@@ -293,16 +293,61 @@ def shards_model(config: FtConfig) -> bool:
     return config.training.fsdp is not None or bool(config.training.deepspeed)
 
 
-def save_sharded_model(trainer: Any, directory: Path) -> None:
-    """Gather the full weights from all ranks and write them (rank 0) as ``save_pretrained`` would.
+def save_sharded_model(trainer: Any, directory: Path, dtype: str | None = None) -> str | None:
+    """Gather the full weights from all ranks and write them (rank 0) as ``save_pretrained`` would; return the
+    floating dtype the files hold.
 
     Call on every rank. ``Trainer.save_model`` knows how to gather FSDP and ZeRO-3 parameters; the pickled
-    training arguments it adds are not part of a run directory.
+    training arguments it adds are not part of a run directory. FSDP with mixed precision keeps trainable
+    parameters in float32 whatever they loaded in, so the gathered weights of a bfloat16 model would be saved
+    in float32: with ``dtype`` (the dtype the weights loaded in) they are cast back, and a line says so.
     """
     log_rank("gathering the weights (fsdp: %s, deepspeed: %s)", trainer.is_fsdp_enabled, trainer.is_deepspeed_enabled)
     trainer.save_model(str(directory))
-    if rank() == 0:
-        (directory / "training_args.bin").unlink(missing_ok=True)
+    if rank() != 0:
+        return None
+    (directory / "training_args.bin").unlink(missing_ok=True)
+    return cast_saved_weights(directory, dtype)
+
+
+def cast_saved_weights(directory: Path, dtype: str | None) -> str | None:
+    """Cast the floating tensors of the model's ``*.safetensors`` files in ``directory`` to ``dtype`` (and
+    ``config.json``'s dtype); return the dtype the files now hold. Nothing changes when they already are in
+    ``dtype`` or it is None; an adapter's files are left as they are (adapters train and stay in float32)."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    files = [path for path in sorted(directory.glob("*.safetensors")) if not path.name.startswith("adapter")]
+    held = None
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (safe_open has keys(), not iteration)
+                sliced = handle.get_slice(key)
+                held = {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(sliced.get_dtype(), held)
+                if held:
+                    break
+        if held:
+            break
+    if dtype is None or held is None or held == dtype:
+        return held
+    target = getattr(torch, dtype)
+    for path in files:
+        tensors = load_file(str(path))
+        save_file({k: v.to(target) if v.is_floating_point() else v for k, v in tensors.items()}, str(path),
+                  metadata={"format": "pt"})
+    config_path = directory / "config.json"
+    if config_path.is_file():
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        for key in ("dtype", "torch_dtype"):
+            if key in config:
+                config[key] = dtype
+        config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    log.warning("the sharded model trained its weights in %s (FSDP keeps trainable weights in float32); saved in %s, "
+                "the dtype they loaded in", held, dtype)
+    return dtype
 
 
 def deepspeed_argument(value: str | dict[str, Any] | None) -> dict[str, Any] | None:

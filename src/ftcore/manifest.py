@@ -48,6 +48,8 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "trainable_params": trainable,
         # Set when the run added tokens: loading its adapter first grows the base's embeddings to this size.
         "vocab_size": len(run.tokenizer) if run.added_token_ids else None,
+        "load_dtype": run.load_dtype,
+        "saved_dtype": run.saved_dtype,
         "added_token_ids": run.added_token_ids or None,
         "total_params": total,
         "wall_time_s": round(time.time() - run.started, 2),

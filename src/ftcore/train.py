@@ -58,6 +58,9 @@ class _Run:
     #: ``{key: [old, new]}`` of a resumed run whose config or data changed (allowed ones only).
     config_changes: dict[str, list[Any]] = field(default_factory=dict)
     allow_config_change: bool = False
+    #: The floating dtype the base's weights loaded in, and the one a sharded (FSDP, ZeRO-3) model was saved in.
+    load_dtype: str | None = None
+    saved_dtype: str | None = None
     #: Ids of the tokens this run added to the vocabulary (``added_tokens``, new ``special_tokens``).
     added_token_ids: list[int] = field(default_factory=list)
     #: Where the base model came from (:func:`ftcore.provenance.base_provenance`), found once at the end.
@@ -137,8 +140,8 @@ def _train(run: _Run, terminate: TerminateGuard) -> TrainResult:
         run.train_metrics = metrics
         eval_loss = _final_eval(trainer, run)
         if distributed.shards_model(config):
-            # Sharded weights are gathered by every rank together; rank 0 writes them.
-            distributed.save_sharded_model(trainer, plan.staging)
+            # Sharded weights are gathered by every rank together; rank 0 writes them, in the dtype they loaded in.
+            run.saved_dtype = distributed.save_sharded_model(trainer, plan.staging, run.load_dtype)
         if not is_main_process():
             return TrainResult(plan.output, {})
         manifest = _write_outputs(run, trainer, eval_loss)
@@ -244,6 +247,7 @@ def _prepare(run: _Run) -> None:
     # Seed before the adapter is initialised, so the same seed gives the same run.
     set_seed(config.seed)
     base = load_model(config, extra)
+    run.load_dtype = _float_dtype(base)
     if config.added_tokens or config.special_tokens.model_dump(exclude_none=True):
         run.added_token_ids = fit_embeddings(base, run.tokenizer)
         if run.added_token_ids:
@@ -257,6 +261,14 @@ def _prepare(run: _Run) -> None:
                               options=run.options)
     if run.model is None:
         raise PluginError(f"method {config.method!r}: its plugin did not prepare the model (setup_peft returned None)")
+
+
+def _float_dtype(model: Any) -> str | None:
+    """The dtype of ``model``'s first floating-point parameter (``"bfloat16"``...), or None."""
+    for param in model.parameters():
+        if param.is_floating_point():
+            return str(param.dtype).removeprefix("torch.")
+    return None
 
 
 def _prepare_data(config: FtConfig, tokenizer: Any) -> Any:
