@@ -411,10 +411,26 @@ def _build_trainer(run: _Run) -> Any:
             raise PluginError(f"method {method!r} trains on {data.shape!r} data, which transformers.Trainer cannot "
                               "take as it is, but its plugin's make_trainer returned no trainer")
         trainer = Trainer(processing_class=run.tokenizer, **common)
+        _use_loss_kernel(run)
     # disable_tqdm makes Trainer print raw log dicts; the progress callback shows them instead.
     if hasattr(trainer, "remove_callback"):
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def _use_loss_kernel(run: _Run) -> None:
+    """Compute ``transformers.Trainer``'s loss without the full logits (``training.kernels``; see ftcore.loss).
+
+    Only for ft's own trainer (a plugin's trainer may read the logits) and unsharded models (ZeRO-3 and FSDP
+    gather the head's weight only inside its own forward).
+    """
+    from ftcore import loss
+
+    if distributed.shards_model(run.config):
+        return
+    kernel = loss.choose_kernel(run.config.training.kernels, _cuda())
+    if loss.install(run.model, kernel):
+        log.info("training loss: %s cross-entropy over labelled positions (no full logits)", kernel)
 
 
 def _early_stopping(t: Any) -> Any:
@@ -499,8 +515,10 @@ def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str
     staging = run.plan.staging
     if not distributed.shards_model(run.config):
         from ftcore.attention import restore_sdpa
+        from ftcore.loss import uninstall as uninstall_loss
 
         restore_sdpa(trainer.model)
+        uninstall_loss(trainer.model)
         trainer.model.save_pretrained(str(staging))
     # peft writes a placeholder model card; the upload command writes a real one.
     (staging / "README.md").unlink(missing_ok=True)
