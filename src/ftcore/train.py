@@ -361,19 +361,31 @@ def _cuda() -> bool:
 
 
 def _precision(precision: str) -> dict[str, Any]:
-    """Mixed-precision flags: auto means bf16 on GPUs that support it, fp16 on older GPUs, else fp32."""
+    """Mixed-precision flags: auto means bf16 on GPUs that support it, fp16 on older GPUs, bf16 autocast on CPUs
+    with bf16 instructions (AVX512_BF16 or AMX), else fp32 (where bf16 would be emulated, and slower)."""
     import torch
 
     cuda = torch.cuda.is_available()
     if precision == "auto":
         if not cuda:
-            return {}
+            return {"bf16": True, "use_cpu": True} if cpu_has_bf16() else {}
         return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
     if precision == "fp16" and not cuda:
         raise ConfigError("training.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
     if precision == "bf16":
         return {"bf16": True, "use_cpu": not cuda}
     return {"fp16": True} if precision == "fp16" else {}
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512_BF16 or AMX), so bf16 autocast is faster than fp32."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(getattr(torch.cpu, name)() for name in checks if hasattr(torch.cpu, name))
+    except RuntimeError:
+        return False
 
 
 def _fsdp(settings: dict[str, Any] | None, model: Any = None) -> dict[str, Any]:
