@@ -143,7 +143,8 @@ def test_kernel_choice_and_liger_errors(monkeypatch):
     assert loss.choose_kernel("auto", cuda=False) == "chunked"
     assert loss.choose_kernel("auto", cuda=True) == "chunked"
     monkeypatch.setattr(loss, "liger_installed", lambda: True)
-    assert loss.choose_kernel("auto", cuda=True) == "liger"
+    assert loss.choose_kernel("auto", cuda=True) == "chunked"  # liger only when named
+    assert loss.choose_kernel("liger", cuda=True) == "liger"
     assert loss.choose_kernel("auto", cuda=False) == "chunked"
     with pytest.raises(ConfigError, match="training.kernels: liger runs on CUDA GPUs only"):
         loss.choose_kernel("liger", cuda=False)

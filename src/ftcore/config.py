@@ -144,7 +144,7 @@ class TrainingConfig(Strict):
     max_grad_norm: float = Field(1.0, ge=0)
     optimizer: str = Field("adamw_torch", description="transformers optimizer name (adamw_torch, adamw_8bit, ...).")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Mixed precision: auto picks bf16 on GPUs that support it (fp16 on older ones) and on CPUs with bf16 instructions (AVX512_BF16 or AMX), else fp32.")
-    kernels: Literal["auto", "chunked", "liger", "none"] = Field("auto", description="How the training loss is computed: chunked computes the LM head and cross-entropy over labelled positions only, a chunk at a time (no full logits; plain PyTorch); liger uses Liger-Kernel's fused linear cross-entropy (CUDA, pip install liger-kernel); none keeps the model's own forward; auto: liger on CUDA when installed, else chunked. Architectures ft does not know keep their own loss.")
+    kernels: Literal["auto", "chunked", "liger", "none"] = Field("auto", description="How the training loss is computed: chunked computes the LM head and cross-entropy over labelled positions only, a chunk at a time (no full logits; plain PyTorch); liger uses Liger-Kernel's fused linear cross-entropy (CUDA, pip install liger-kernel); none keeps the model's own forward; auto: chunked (liger only when named). Architectures ft does not know keep their own loss.")
     logging_steps: int = Field(10, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps (default: at the end).")
     save_steps: int = Field(500, ge=1, description="Checkpoint every N steps.")

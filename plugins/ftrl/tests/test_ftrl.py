@@ -215,3 +215,28 @@ def test_grpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path
     for key in ("reward", "loss"):
         assert rewards_logged(tmp_path / "run", key) == pytest.approx(rewards_logged(tmp_path / "reference", key),
                                                                       abs=1e-4), key
+
+
+@pytest.mark.slow
+def test_grpo_in_two_processes(tiny_model_dir, tmp_path):
+    """``ft train --nproc 2``: each rank samples its share of the groups, rewards are gathered, one adapter is saved."""
+    import os
+    import subprocess
+    import sys
+
+    data = write_prompts(tmp_path / "prompts.jsonl", repeats=2)
+    env = {**os.environ, "FT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    config = tmp_path / "grpo.yaml"
+    config.write_text(
+        f"model: {tiny_model_dir}\nmethod: grpo\n"
+        "method_options: {r: 8, alpha: 16, num_generations: 4, max_completion_length: 6, "
+        "rewards: [{name: length, target: 4}]}\n"
+        f"output_dir: {tmp_path / 'run'}\ndata: {{train: {data}, max_seq_len: 32}}\n"
+        "training: {max_steps: 2, logging_steps: 1, learning_rate: 0.03, batch_size: 4}\n")
+    done = subprocess.run([sys.executable, "-m", "ftcore", "train", "--config", str(config), "--nproc", "2"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rank 1/2" in done.stderr
+    rewards = rewards_logged(tmp_path / "run")
+    assert len(rewards) == 2 and all(0.0 <= r <= 1.0 for r in rewards)
+    assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
