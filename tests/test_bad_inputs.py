@@ -250,7 +250,7 @@ def test_tokenizer_without_chat_template_when_one_is_needed(case: Case) -> None:
     chats = case.file("chats.jsonl", json.dumps({"messages": [{"role": "user", "content": "hi"},
                                                               {"role": "assistant", "content": "hello"}]}) + "\n")
     line = case.train("--set", "data.chat_template=tokenizer", config=case.config(chats, model=plain))
-    assert line == "error: data.chat_template: the tokenizer has no chat template (use one of chatml, alpaca or a Jinja file)"
+    assert line == "error: data.chat_template: the tokenizer has no chat template (use one of chatml, alpaca, chatml-tools, chatml-think or a Jinja file)"
 
 
 # ----------------------------------------------------------------------------- output location
