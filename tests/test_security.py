@@ -172,21 +172,23 @@ def test_hub_token_never_leaks(tmp_path: Path, tiny_model_dir: Path) -> None:
     data = write_reversal_text(tmp_path / "train.jsonl", n=8)
     run = tmp_path / "run"
     config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, run, max_steps=2, save_steps=1))
+    # The base is a local copy: the upload names the Hub model it stands for (ft never publishes a local path).
+    base = ("--base-model", "org/tiny-llama")
     env = {"HF_TOKEN": FAKE_TOKEN, "HF_HOME": str(tmp_path / "hf-home"), "FT_CACHE_DIR": str(tmp_path / "cache")}
     outputs = [ft("-v", "train", "-c", str(config), env=env, cwd=tmp_path)]
     assert outputs[0].returncode == 0, outputs[0].stderr
-    outputs.append(ft("-v", "upload", str(run), "--repo-id", "alice/leak-test", "--dry-run", env=env, cwd=tmp_path))
+    outputs.append(ft("-v", "upload", str(run), "--repo-id", "alice/leak-test", *base, "--dry-run", env=env, cwd=tmp_path))
     assert outputs[-1].returncode == 0, outputs[-1].stderr
     with HubEmulator({FAKE_TOKEN: "alice"}) as hub:
         online = {**env, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url}
-        outputs.append(ft("-v", "upload", str(run), "--repo-id", "alice/leak-test", env=online, cwd=tmp_path))
+        outputs.append(ft("-v", "upload", str(run), "--repo-id", "alice/leak-test", *base, env=online, cwd=tmp_path))
         assert outputs[-1].returncode == 0, outputs[-1].stderr
-        outputs.append(ft("-v", "upload", str(run), "--repo-id", "bob/not-yours", env=online, cwd=tmp_path))
+        outputs.append(ft("-v", "upload", str(run), "--repo-id", "bob/not-yours", *base, env=online, cwd=tmp_path))
         assert outputs[-1].returncode == 1 and "error:" in outputs[-1].stderr
         published = hub.repos["alice/leak-test"].files
     # The failure path too: a Hub that cannot be reached.
     closed = {**env, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
-    outputs.append(ft("upload", str(run), "--repo-id", "alice/leak-test", env=closed, cwd=tmp_path))
+    outputs.append(ft("upload", str(run), "--repo-id", "alice/leak-test", *base, env=closed, cwd=tmp_path))
     assert outputs[-1].returncode == 1 and outputs[-1].stderr.startswith("error:")
 
     for result in outputs:
