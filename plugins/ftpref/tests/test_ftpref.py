@@ -260,12 +260,10 @@ def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_pa
 def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path):
     """A DPO run killed with SIGKILL after a checkpoint continues with --resume to the same losses."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
-    from ftcore.rundir import checkpoint_complete
+    from ftcore.testing.suites import kill_at_checkpoint_then_resume
 
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs())
     env = {**os.environ, "FT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -279,25 +277,11 @@ def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path)
             "lr_scheduler: linear}\n")
         return path
 
-    def ft(*args: str, **kwargs: Any) -> Any:
-        return subprocess.Popen([sys.executable, "-m", "ftcore", *args], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, **kwargs)
-
-    assert ft("train", "--config", str(config("reference"))).wait(timeout=600) == 0
-    expected = logged_losses(tmp_path / "reference")
-
-    process = ft("train", "--config", str(config("run")))
-    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-3"
-    deadline = time.time() + 600
-    while not checkpoint_complete(checkpoint):
-        assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, "no checkpoint-3"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    resumed = ft("train", "--config", str(config("run")), "--resume")
-    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
-    assert logged_losses(tmp_path / "run") == pytest.approx(expected, abs=1e-4)
+    reference = subprocess.run([sys.executable, "-m", "ftcore", "train", "--config", str(config("reference"))],
+                               env=env, capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    kill_at_checkpoint_then_resume(config("run"), "checkpoint-3", env)
+    assert logged_losses(tmp_path / "run") == pytest.approx(logged_losses(tmp_path / "reference"), abs=1e-4)
     assert not list((tmp_path / "run").rglob("ref")), "a reference adapter was saved"
 
 

@@ -174,12 +174,10 @@ def test_grpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path
     """A GRPO run killed with SIGKILL after a checkpoint continues with --resume to the same rewards and losses:
     sampling restarts from the checkpoint's random state."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
-    from ftcore.rundir import checkpoint_complete
+    from ftcore.testing.suites import kill_at_checkpoint_then_resume
 
     data = write_prompts(tmp_path / "prompts.jsonl", repeats=4)
     env = {**os.environ, "FT_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -195,23 +193,10 @@ def test_grpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path
             "lr_scheduler: constant}\n")
         return path
 
-    def ft(*args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "ftcore", *args], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-
-    reference = ft("train", "--config", str(config("reference")))
-    assert reference.wait(timeout=600) == 0, reference.stdout.read()
-    process = ft("train", "--config", str(config("run")))
-    checkpoint = tmp_path / ".run.tmp-partial" / "checkpoints" / "checkpoint-2"
-    deadline = time.time() + 600
-    while not checkpoint_complete(checkpoint):
-        assert process.poll() is None, process.stdout.read()
-        assert time.time() < deadline, "no checkpoint-2"
-        time.sleep(0.01)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    resumed = ft("train", "--config", str(config("run")), "--resume")
-    assert resumed.wait(timeout=600) == 0, resumed.stdout.read()
+    reference = subprocess.run([sys.executable, "-m", "ftcore", "train", "--config", str(config("reference"))],
+                               env=env, capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    kill_at_checkpoint_then_resume(config("run"), "checkpoint-2", env)
     for key in ("reward", "loss"):
         assert rewards_logged(tmp_path / "run", key) == pytest.approx(rewards_logged(tmp_path / "reference", key),
                                                                       abs=1e-4), key

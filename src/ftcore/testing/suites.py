@@ -41,6 +41,37 @@ def logged_losses(run_dir: Path) -> list[float]:
     return [entry["loss"] for entry in map(json.loads, lines) if "loss" in entry]
 
 
+def kill_at_checkpoint_then_resume(config: Path, checkpoint: str, env: dict[str, str], timeout: float = 600) -> None:
+    """``ft train --config CONFIG`` in a subprocess, SIGKILLed as soon as ``checkpoint`` (``"checkpoint-3"``) of its
+    staging directory is complete, then ``ft train --config CONFIG --resume`` to the end (which must succeed).
+
+    The run's ``output_dir`` must be ``config``'s directory joined with the config's stem (``runs/x.yaml`` writes
+    ``runs/x``), so the staging directory is found without reading the config.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ftcore.rundir import checkpoint_complete
+
+    def ft(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "ftcore", "train", "--config", str(config), *args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    process = ft()
+    staged = config.parent / f".{config.stem}.tmp-partial" / "checkpoints" / checkpoint
+    deadline = time.time() + timeout
+    while not checkpoint_complete(staged):
+        assert process.poll() is None, process.stdout.read()
+        assert time.time() < deadline, f"no {checkpoint} within {timeout} s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed = ft("--resume")
+    assert resumed.wait(timeout=timeout) == 0, resumed.stdout.read()
+
+
 class MethodContract:
     """Checks every training method must pass on ftcore's tiny Llama.
 
