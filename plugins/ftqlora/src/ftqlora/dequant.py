@@ -42,13 +42,7 @@ def _dequantized_int8(layer: Any) -> Any:
     scales = getattr(weight, "SCB", None)
     if scales is None:
         scales = layer.state.SCB
-    data = weight.data.to(torch.float32) * scales.to(torch.float32).unsqueeze(1) / 127.0
-    linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
-                             device=data.device, dtype=torch.float32)
-    linear.weight.data = data
-    if layer.bias is not None:
-        linear.bias.data = layer.bias.data.to(torch.float32)
-    return linear
+    return _plain_linear(layer, weight.data.to(torch.float32) * scales.to(torch.float32).unsqueeze(1) / 127.0)
 
 
 def _dequantized(layer: Any) -> Any:
@@ -60,7 +54,13 @@ def _dequantized(layer: Any) -> Any:
     data, state = layer.weight.data, layer.weight.quant_state
     if getattr(state, "packing_format_for_cpu", False):
         data, state = _convert_weight_packed_for_cpu_inverse(data, state)
-    weight = bnb.functional.dequantize_4bit(data, state).to(torch.float32)
+    return _plain_linear(layer, bnb.functional.dequantize_4bit(data, state).to(torch.float32))
+
+
+def _plain_linear(layer: Any, weight: Any) -> Any:
+    """A float32 ``nn.Linear`` of ``layer``'s shape holding ``weight`` (dequantized) and ``layer``'s bias."""
+    import torch
+
     linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
                              device=weight.device, dtype=torch.float32)
     linear.weight.data = weight
