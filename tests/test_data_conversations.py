@@ -280,3 +280,62 @@ def test_llamafactory_v1_reasoning_and_tool_call_parts_become_canonical_fields()
         "role": "assistant", "content": "Checking.", "reasoning_content": "Look it up.", "train": True,
         "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}],
     }
+
+
+@pytest.mark.parametrize("name", ["qwen3", "nemotron_3_nano", "phi3", "chatml-tools", "chatml-think"])
+def test_the_fast_renderer_gives_what_apply_chat_template_gives(name, tokenizer):
+    """Data preparation renders with the compiled template directly; it must agree with transformers' own call
+    on every conversation (tools, tool calls, reasoning, generation prompt), or not be used."""
+    pytest.importorskip("trl")
+    from importlib.resources import files
+
+    from ftcore.data.builtin_templates import NAMED_TEMPLATES
+    from ftcore.data.templates import _fast_renderer, render_chat, template_messages
+
+    template = NAMED_TEMPLATES.get(name) or (files("trl") / "chat_templates" / f"{name}.jinja").read_text("utf-8")
+    assert _fast_renderer(tokenizer, template) is not None
+    call = {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather {{city}}?"},
+                    {"role": "assistant", "content": "", "reasoning_content": "look", "tool_calls": [call]},
+                    {"role": "tool", "content": "21", "name": "get_weather"},
+                    {"role": "assistant", "content": "21 C.", "thinking": "report"}]
+    tools = [{"type": "function", "function": WEATHER}]
+    for upto in range(2, len(conversation) + 1):
+        for prompt in (False, True):
+            messages = conversation[:upto]
+            want = tokenizer.apply_chat_template(template_messages(messages), tools=tools, chat_template=template,
+                                                 tokenize=False, add_generation_prompt=prompt)
+            assert render_chat(messages, tokenizer, template, prompt, json.dumps(tools)) == want
+
+
+def test_a_tokenizer_that_renders_its_own_way_keeps_apply_chat_template(tiny_tokenizer_dir):
+    """A tokenizer class whose apply_chat_template does more than the template fails the fast renderer's probes."""
+    from transformers import AutoTokenizer
+
+    from ftcore.data.builtin_templates import CHATML
+    from ftcore.data.templates import _fast_renderer, render_messages
+
+    base = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+
+    class Stamped(type(base)):
+        def apply_chat_template(self, *args, **kwargs):
+            return "[stamped]" + super().apply_chat_template(*args, **kwargs)
+
+    stamped = Stamped.from_pretrained(tiny_tokenizer_dir)
+    assert _fast_renderer(stamped, CHATML) is None
+    assert _fast_renderer(base, CHATML) is not None
+    text, spans = render_messages([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo."}],
+                                  stamped, CHATML, False)
+    assert text.startswith("[stamped]<|im_start|>user\nHi")
+    assert [text[a:b] for a, b in spans] == ["Yo.<|im_end|>\n"]
+
+
+def test_token_ids_and_offsets_match_the_tokenizer_call(tokenizer):
+    from ftcore.data.encode import token_ids_and_offsets
+
+    texts = ["<|im_start|>user\nHi there<|im_end|>\n", "plain words, and  spaces ", "", "é ünïcode ✓"]
+    for special in (False, True):
+        got = token_ids_and_offsets(tokenizer, texts, add_special_tokens=special)
+        want = tokenizer(texts, add_special_tokens=special, return_offsets_mapping=True)
+        assert [ids for ids, _ in got] == want["input_ids"]
+        assert [[tuple(o) for o in offsets] for _, offsets in got] == [[tuple(o) for o in row] for row in want["offset_mapping"]]

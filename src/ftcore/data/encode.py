@@ -49,9 +49,13 @@ def example_text(example: dict[str, Any], shape: str, tokenizer: Any, options: E
 
 def labels_from_spans(input_ids: list[int], offsets: list[tuple[int, int]], spans: list[Span]) -> list[int]:
     """Each token id where the token overlaps a trained span, else ``-100`` (tokens of no characters never train)."""
-    labels = [IGNORE] * len(input_ids)
     if len(offsets) != len(input_ids):
         raise ValueError("input_ids and offsets differ in length")
+    if len(spans) == 1:  # most examples (one answer): one pass, no sorting assumptions
+        (s_start, s_end), = spans
+        return [token if end > start and end > s_start and start < s_end else IGNORE
+                for token, (start, end) in zip(input_ids, offsets, strict=True)]
+    labels = [IGNORE] * len(input_ids)
     # Tokens of characters come in text order (special tokens a post-processor adds have empty (0, 0) offsets):
     # each span covers one run of them, found by bisection instead of testing every token against every span.
     reach = list(itertools.accumulate((end for _, end in offsets), max))
@@ -73,17 +77,33 @@ def encode_batch(batch: dict[str, list[Any]], tokenizer: Any, shape: str, option
         return _finish(rows, options)
     size = len(next(iter(batch.values())))
     rendered = [example_text({k: v[i] for k, v in batch.items()}, shape, tokenizer, options) for i in range(size)]
-    encoded = tokenizer(
-        [text for text, _ in rendered],
-        add_special_tokens=shape != "messages",  # a chat template writes its own BOS
-        return_offsets_mapping=True,
-        return_attention_mask=False,
-    )
-    rows = [
-        (ids, labels_from_spans(ids, offsets, spans))
-        for ids, offsets, (_, spans) in zip(encoded["input_ids"], encoded["offset_mapping"], rendered, strict=True)
-    ]
+    # A chat template writes its own BOS.
+    encoded = token_ids_and_offsets(tokenizer, [text for text, _ in rendered], add_special_tokens=shape != "messages")
+    rows = [(ids, labels_from_spans(ids, offsets, spans)) for (ids, offsets), (_, spans) in zip(encoded, rendered, strict=True)]
     return _finish(rows, options)
+
+
+def token_ids_and_offsets(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> list[tuple[list[int], list[Any]]]:
+    """Token ids and character offsets of each text, as ``tokenizer(texts, return_offsets_mapping=True)`` gives them.
+
+    The Rust tokenizer's own batch is read directly (transformers' conversion of every encoding to its dict of
+    lists costs as much as a third of the tokenizing): one ordinary call on the first text first sets the Rust
+    tokenizer's state as transformers does (no truncation or padding, special tokens as configured) and must
+    agree with it; a tokenizer where it does not is answered by the ordinary call for the whole batch.
+    """
+    if not texts:
+        return []
+    first = tokenizer(texts[:1], add_special_tokens=add_special_tokens, return_offsets_mapping=True,
+                      return_attention_mask=False)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        encodings = backend.encode_batch(texts, add_special_tokens=add_special_tokens)
+        rows = [(e.ids, e.offsets) for e in encodings]
+        if rows[0] == (first["input_ids"][0], [tuple(o) for o in first["offset_mapping"][0]]):
+            return rows
+    encoded = tokenizer(texts, add_special_tokens=add_special_tokens, return_offsets_mapping=True,
+                        return_attention_mask=False)
+    return list(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True))
 
 
 def _finish(rows: list[tuple[list[int], list[int]]], options: EncodeOptions) -> dict[str, list[Any]]:

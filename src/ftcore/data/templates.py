@@ -10,6 +10,7 @@ reasoning are passed to the template as ``apply_chat_template`` expects them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from pathlib import Path
@@ -121,8 +122,73 @@ def render_chat(
 
 
 def _apply(messages: list[dict[str, Any]], tokenizer: Any, template: str, generation_prompt: bool, tools: Any) -> str:
+    fast = _fast_renderer(tokenizer, template)
+    if fast is not None:
+        return fast(messages, tools, generation_prompt)
+    return _reference(messages, tokenizer, template, generation_prompt, tools)
+
+
+def _reference(messages: list[dict[str, Any]], tokenizer: Any, template: str, generation_prompt: bool, tools: Any) -> str:
     return tokenizer.apply_chat_template(messages, tools=tools, chat_template=template, tokenize=False,
                                          add_generation_prompt=generation_prompt)
+
+
+#: (id(tokenizer), template) -> (tokenizer, the fast renderer or None). The tokenizer is kept so its id is not reused.
+_FAST: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+
+def _fast_renderer(tokenizer: Any, template: str) -> Any:
+    """The compiled template's own ``render``, for a tokenizer and template where it gives exactly what
+    ``apply_chat_template`` gives, else ``None``.
+
+    ``apply_chat_template`` spends about twice the rendering's own time rebuilding and checking its inputs, for
+    rich objects that ft's canonical messages (plain JSON values) never hold; preparing a large dataset renders
+    every conversation twice. The compiled template is transformers' own (same sandbox, same filters), given the
+    same variables; before it is used it must render every probe conversation (plain turns, a system prompt,
+    tools, tool calls, reasoning; with and without the generation prompt) exactly as ``apply_chat_template``
+    does, or fail where it fails.
+    """
+    key = (id(tokenizer), template)
+    if key not in _FAST:
+        _FAST[key] = (tokenizer, _checked_renderer(tokenizer, template))
+    return _FAST[key][1]
+
+
+def _checked_renderer(tokenizer: Any, template: str) -> Any:
+    try:
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        compiled = _compile_jinja_template(template)
+    except Exception:  # another transformers, or a template that does not compile: apply_chat_template says why
+        return None
+
+    def render(messages: list[dict[str, Any]], tools: Any, generation_prompt: bool) -> str:
+        return compiled.render(messages=[_aliased(m) for m in messages], tools=tools, documents=None,
+                               add_generation_prompt=generation_prompt, **tokenizer.special_tokens_map)
+
+    plain = [{"role": "user", "content": "Hi {{ there }}"}, {"role": "assistant", "content": "Hello."},
+             {"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Yes."}]
+    probes = [(plain, None), ([{"role": "system", "content": "Be brief."}, *plain], None),
+              *((template_messages(m), t) for m, t, _ in _PROBES.values())]
+    for messages, tools in probes:
+        for generation_prompt in (False, True):
+            for upto in range(1, len(messages) + 1):
+                outcomes = []
+                for way in (render, functools.partial(_reference, tokenizer=tokenizer, template=template)):
+                    try:
+                        outcomes.append(way(messages[:upto], tools=tools, generation_prompt=generation_prompt))
+                    except Exception:
+                        outcomes.append(None)
+                if outcomes[0] != outcomes[1]:
+                    return None
+    return render
+
+
+def _aliased(message: dict[str, Any]) -> dict[str, Any]:
+    """A message with its reasoning under every name templates read, as ``apply_chat_template`` passes it."""
+    reasoning = next((message[k] for k in ("reasoning_content", "thinking", "reasoning") if message.get(k) is not None),
+                     None)
+    return message if reasoning is None else {"thinking": reasoning, **message, "reasoning_content": reasoning}
 
 
 def trains(message: dict[str, Any]) -> bool:
