@@ -159,16 +159,23 @@ def check_canonical(example: dict[str, Any], shape: str | None = None) -> None:
         raise FieldProblem("(example)", "converter returned none of messages, prompt+completion, text")
 
 
+#: The optional keys of a canonical message and their types.
+_OPTIONAL_KINDS: dict[str, type] = {"reasoning_content": str, "train": bool, "tool_calls": list, "name": str,
+                                    "tool_call_id": str}
+
+
 def _check_message(message: dict[str, Any], where: str) -> None:
     """One canonical message: role, string content, and the optional keys of :mod:`ftcore.data.messages`."""
     if message.get("role") not in ROLES:
         raise FieldProblem(f"{where}.role", f"must be one of {', '.join(ROLES)}, got {message.get('role')!r}")
     if not isinstance(message.get("content"), str):
         raise FieldProblem(f"{where}.content", f"expected a string, got {_short(message.get('content'))}")
-    for key, kind in (("reasoning_content", str), ("train", bool), ("tool_calls", list), ("name", str),
-                      ("tool_call_id", str)):
-        if message.get(key) is not None and not isinstance(message[key], kind):
-            raise FieldProblem(f"{where}.{key}", f"expected {kind.__name__}, got {_short(message[key])}")
+    if len(message) == 2:  # role and content only (most converted records): nothing else to check
+        return
+    for key, value in message.items():
+        kind = _OPTIONAL_KINDS.get(key)
+        if kind is not None and value is not None and not isinstance(value, kind):
+            raise FieldProblem(f"{where}.{key}", f"expected {kind.__name__}, got {_short(value)}")
     if message.get("train") and message["role"] == "tool":
         raise FieldProblem(f"{where}.train", "a tool result is never trained")
 
