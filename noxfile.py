@@ -72,7 +72,11 @@ def tests(session: nox.Session) -> None:
     # Plugins that are not ft's own (an example, and the contract's test plugins), installed as a third party's.
     for pyproject in sorted([*ROOT.glob("examples/plugins/*/pyproject.toml"), *ROOT.glob("tests/plugins/*/pyproject.toml")]):
         session.install("-e", str(pyproject.parent))
-    session.run("pytest", *(session.posargs or ["-q"]), env=test_env())
+    # One worker per core (at most 4: each SmolLM2 test holds several GB), each torch on one thread so the
+    # workers do not spin against each other; any arguments replace these.
+    default = ["-q", "-n", "auto", "--maxprocesses", "4", "--durations", "20"]
+    threads = {} if session.posargs else {"OMP_NUM_THREADS": "1"}
+    session.run("pytest", *(session.posargs or default), env={**test_env(), **threads})
 
 
 @nox.session
