@@ -25,18 +25,26 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: ``training.micro_batch_tokens: auto`` on any machine: the token budget of one pass.
+#: ``training.micro_batch_tokens: auto`` on a CPU: the token budget of one pass. A CPU's matrix units are busy
+#: from a few hundred rows, so passes of 256 tokens cost little speed, and the memory is that of one or two
+#: examples (see docs/performance.md for the measurements).
 AUTO_TOKENS = 256
+#: The default setting (``training.micro_batch_tokens``).
+DEFAULT = "auto"
 #: The smallest budget accepted: fewer tokens per pass only adds overhead.
 MIN_TOKENS = 16
 
 
-def budget_for(setting: int | str | None) -> int | None:
-    """The token budget of one pass for ``training.micro_batch_tokens`` (None: whole micro-batches)."""
+def budget_for(setting: int | str | None, cuda: bool = False) -> int | None:
+    """The token budget of one pass for ``training.micro_batch_tokens`` (None: whole micro-batches).
+
+    ``auto`` is :data:`AUTO_TOKENS` on a CPU and whole micro-batches on a GPU, where throughput keeps growing with
+    the tokens of a pass and the budget's cost has not been measured yet.
+    """
     if setting is None:
         return None
     if setting == "auto":
-        return AUTO_TOKENS
+        return None if cuda else AUTO_TOKENS
     return int(setting)
 
 

@@ -135,7 +135,7 @@ def memory_warning(config: FtConfig, spec: MethodSpec, options: Any) -> str | No
     setup = est.setup_for(spec, options, micro_batch=t.batch_size, seq_len=config.data.max_seq_len,
                           checkpointing=t.gradient_checkpointing, dtype=dtype, precision=precision, optimizer=t.optimizer,
                           loss="logits" if t.kernels == "none" or sharded else "chunked",
-                          pass_tokens=None if sharded else passes.budget_for(t.micro_batch_tokens))
+                          pass_tokens=None if sharded else passes.budget_for(t.micro_batch_tokens, hardware.device == "cuda"))
     needed = est.estimate(shape, setup, hardware.device).total
     if needed <= hardware.available:
         return None

@@ -461,7 +461,7 @@ def _host_trainer(run: _Run, common: dict[str, Any]) -> Any:
     """ft's own trainer, running micro-batches in passes of ``training.micro_batch_tokens``."""
     from ftcore import passes
 
-    budget = passes.budget_for(run.config.training.micro_batch_tokens)
+    budget = passes.budget_for(run.config.training.micro_batch_tokens, _cuda())
     if budget is not None:
         if distributed.shards_model(run.config):
             log.info("training.micro_batch_tokens: DeepSpeed and FSDP take whole micro-batches (no token budget)")
