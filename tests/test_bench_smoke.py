@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_quick_benchmark_writes_results(tmp_path):
     output = tmp_path / "RESULTS.md"
+    # An earlier results file: its history (what follows the generated section) must survive the run.
+    output.write_text("# ft benchmark results\n\n## Round 2 notes\n\nkept as they are\n", encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--work", str(tmp_path / "work"), "--output", str(output)],
@@ -25,11 +27,19 @@ def test_quick_benchmark_writes_results(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     text = output.read_text(encoding="utf-8")
-    for heading in ("## Training throughput", "## Same loss curve on identical batches", "## Start-up",
-                    "## Data preparation", "## Targets"):
-        assert heading in text
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if re.match(r"\| (hf|ft)_\w+ \|", line)}
+    generated, history = text.split("<!-- end of what benchmarks/run.py writes -->")
+    assert history.strip() == "## Round 2 notes\n\nkept as they are" and text.count("# ft benchmark results") == 1
+    for heading in ("### Issue 20's targets", "### Training throughput and memory", "### Same loss curve on identical batches",
+                    "### Start-up", "### Data preparation"):
+        assert heading in generated
+    assert "- Machine: " in generated and "fp32 matmul peak measured in this run: **" in generated
+    assert "Load average at start **" in generated
+    rows = {line.split("|")[2].strip(): line for line in generated.splitlines() if re.match(r"\| [^|]+ \| (hf|ft)_\w+ \|", line)}
     assert set(rows) == {"hf_mb1", "ft_mb1"}
+    targets = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in generated.splitlines()
+               if line.startswith("| ") and line.count("|") == 4}
+    assert targets["identical settings: same per-step losses (≤ 1e-4, fp32)"] == "yes"
+    assert targets["`ft --help` does not import torch"] == "yes"
 
     found = json.loads(output.with_suffix(".json").read_text(encoding="utf-8"))
     assert found["settings"]["quick"] is True

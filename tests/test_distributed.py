@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,10 +52,10 @@ def run_job(argv: list[str], env: dict[str, str], cwd: Path) -> str:
     return output
 
 
-def job_setup(tmp: Path, model: Path) -> Path:
+def job_setup(tmp: Path, model: Path, **training: object) -> Path:
     """Data and config for a 2-process run into ``tmp/run``; returns the config path."""
     data = write_reversal_text(tmp / "train.jsonl")
-    return write_config(tmp / "c.yaml", run_config(model, data, tmp / "run", **SETTINGS))
+    return write_config(tmp / "c.yaml", run_config(model, data, tmp / "run", **SETTINGS, **training))
 
 
 def check_run(tmp: Path, output: str, fresh_cache: bool = True) -> dict:
@@ -116,10 +117,13 @@ def test_torchrun_two_processes_train_one_run(torchrun_run: tuple[Path, str], ti
 @pytest.mark.slow
 def test_accelerate_two_processes_train_one_run(torchrun_run: tuple[Path, str], tmp_path: Path,
                                                 tiny_model_dir: Path) -> None:
-    config = job_setup(tmp_path, tiny_model_dir)
+    # Passes of at most 24 tokens: each micro-batch runs in slices, gradients synchronised after the last one only.
+    config = job_setup(tmp_path, tiny_model_dir, micro_batch_tokens=24)
     output = run_job(accelerate("train", "-c", str(config)), job_env(tmp_path / "cache"), tmp_path)
     check_run(tmp_path, output)
-    # Same data-parallel engine, same seed: the same losses as under torchrun.
+    passes = re.search(r"training.micro_batch_tokens 24: 24 micro-batches ran in (\d+) passes", output)
+    assert passes and int(passes.group(1)) > 24, output[-3000:]
+    # Same data-parallel engine, same seed, same gradients: the same losses as under torchrun (whole micro-batches).
     assert logged_losses(tmp_path / "run") == pytest.approx(logged_losses(torchrun_run[0] / "run"), abs=1e-5)
     assert_adapter_reloads(tmp_path / "run", tiny_model_dir)
 

@@ -75,6 +75,26 @@ def test_recommendation_fits_and_is_the_fastest_that_does(tinyllama_config_dir: 
     assert estimate(shape, Setup("qlora", 1, 512, True, base_bits=4)).terms["weights"] < plain.terms["weights"] / 4
 
 
+def test_estimate_follows_the_loss_kernel_and_the_token_budget(tinyllama_config_dir: Path) -> None:
+    from ftcore.estimate import Setup, estimate, model_shape
+
+    shape = model_shape(str(tinyllama_config_dir))  # llama: the chunked loss applies; vocabulary 32,000
+    full = estimate(shape, Setup("lora", 8, 512, False, loss="logits"))
+    chunked = estimate(shape, Setup("lora", 8, 512, False))
+    assert full.terms["loss head"] == 4 * (8 * 512) * 32000 * 4
+    # One chunk of 8M // 32,000 = 262 rows of float32 logits, and its gradient.
+    assert chunked.terms["loss head"] == 2 * 262 * 32000 * 4
+    per_token = 22 * (16 * 2048 + 5 * 5632) * 4
+    assert chunked.terms["activations"] == 8 * 512 * per_token
+    # A budget of 256 tokens: a pass holds at most one 512-token example (longer than the budget, it runs alone).
+    budget = estimate(shape, Setup("lora", 8, 512, False, pass_tokens=256))
+    assert budget.terms["activations"] == 512 * per_token
+    assert estimate(shape, Setup("lora", 8, 64, False, pass_tokens=256)).terms["activations"] == 256 * per_token
+    # An architecture the chunked loss does not support keeps the full logits in the estimate.
+    other = replace(shape, model_type="gemma2")
+    assert estimate(other, Setup("lora", 8, 512, False)).terms["loss head"] == full.terms["loss head"]
+
+
 def test_cannot_fit_says_so_with_numbers(tinyllama_config_dir: Path) -> None:
     from click.testing import CliRunner
 

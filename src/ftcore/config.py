@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftcore.errors import ConfigError
+from ftcore.passes import DEFAULT as DEFAULT_PASS_TOKENS
+from ftcore.passes import MIN_TOKENS as MIN_PASS_TOKENS
 from ftcore.suggest import did_you_mean
 
 #: ``report_to`` name -> (module whose presence means installed, pip package to install).
@@ -127,6 +129,16 @@ class DataConfig(Strict):
         return value
 
 
+MICRO_BATCH_TOKENS = (
+    "Run each micro-batch's forward and backward in passes of whole examples of at most this many tokens (an "
+    "example longer than that runs alone): peak memory follows this budget instead of batch_size, with the same "
+    "loss and gradients. null: the whole micro-batch in one pass. auto: 256 tokens on a CPU (there ft's default "
+    "micro-batch of 8 then peaks below a hand-written micro-batch-1 loop), whole micro-batches on a GPU. Used by "
+    "ft's own trainer (not by plugin "
+    "trainers such as TRL's DPO/GRPO/KTO), in one process or DDP; DeepSpeed and FSDP runs take whole micro-batches."
+)
+
+
 class TrainingConfig(Strict):
     """How the optimizer runs; maps onto transformers.TrainingArguments."""
 
@@ -138,6 +150,7 @@ class TrainingConfig(Strict):
     warmup_steps: int = Field(0, ge=0, description="Warm-up steps (overrides warmup_ratio when > 0).")
     batch_size: int = Field(8, ge=1, description="Micro-batch size per device (with data.padding_free, examples are flattened, not padded).")
     gradient_accumulation: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
+    micro_batch_tokens: int | Literal["auto"] | None = Field(DEFAULT_PASS_TOKENS, description=MICRO_BATCH_TOKENS)
     eval_batch_size: int | None = Field(None, ge=1, description="Evaluation batch size (default: batch_size).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     weight_decay: float = Field(0.0, ge=0)
@@ -222,6 +235,17 @@ class TrainingConfig(Strict):
         if value == "liger" and not _installed("liger_kernel"):
             raise ValueError("liger needs Liger-Kernel, which is not installed; pip install liger-kernel, "
                              "or use chunked (plain PyTorch, no extra package)")
+        return value
+
+    @field_validator("micro_batch_tokens", mode="before")
+    @classmethod
+    def _token_budget(cls, value: Any) -> Any:
+        if value is None or value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a number of tokens, auto or null (got {value!r})")
+        if value < MIN_PASS_TOKENS:
+            raise ValueError(f"must be at least {MIN_PASS_TOKENS} tokens, or auto or null (got {value})")
         return value
 
     @field_validator("max_steps")

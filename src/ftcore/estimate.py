@@ -25,12 +25,17 @@ gradients      full: ``P * w``; adapters: ``T * 4`` (adapters are kept in float3
 optimizer      AdamW keeps two moments per trainable parameter in its dtype: full ``2 * P * w``,
                adapters ``2 * T * 4`` (``adamw_8bit``: 2 bytes instead of ``2 * w``)
 adapter        ``T * 4``
-activations    without checkpointing: ``b * s * L * A * c`` with ``A = 16 h + 5 i`` elements saved per
+activations    without checkpointing: ``n * L * A * c`` with ``A = 16 h + 5 i`` elements saved per
                token per decoder layer (norm inputs/outputs, q/k/v before and after RoPE, GQA-expanded
-               k/v, attention output, MLP gate/up/activation/product, adapter inputs), plus the loss head
-               ``4 * b * s * V * 4`` (logits, their log-softmax, and two gradients of that size, all
-               float32). With gradient checkpointing only each layer's input is kept,
-               ``b * s * L * h * c``, plus one layer recomputed at a time, ``b * s * A * c``.
+               k/v, attention output, MLP gate/up/activation/product, adapter inputs), where ``n`` is
+               the tokens of one forward and backward pass: ``b * s``, or with a token budget ``N``
+               (``training.micro_batch_tokens``) ``min(b * s, max(N, s))``. With gradient checkpointing
+               only each layer's input is kept, ``n * L * h * c``, plus one layer recomputed at a time,
+               ``n * A * c``.
+loss head      with the full logits ``4 * n * V * 4`` (logits, their log-softmax, and two gradients of that
+               size, all float32); with ft's chunked loss (``training.kernels``, the default on the
+               architectures it supports) one chunk of logits and its gradient, ``2 * k * V * 4`` with
+               ``k = min(n, max(64, 8M / V))`` rows (``ftcore.loss.CHUNK_ELEMENTS``).
 reference      methods that run a reference model each step without gradients (DPO, KTO on an adapter:
                ``MethodSpec.reference_pass``): its float32 log-probabilities, ``b * s * V * 4``
 generation     methods that sample completions from the model each step (GRPO: ``MethodSpec.generates``): the
@@ -127,6 +132,10 @@ class Setup:
     :param sequences: sequences each example becomes in a forward pass (2 for preference pairs).
     :param reference: whether each step also runs the reference model without gradients (DPO, KTO).
     :param generation: whether each step samples completions from the model first (GRPO).
+    :param loss: ``chunked`` when the loss is computed a chunk of logits at a time (``training.kernels``, ft's own
+        trainer on a supported architecture), ``logits`` when the full logits are built.
+    :param pass_tokens: the token budget of one forward and backward pass (``training.micro_batch_tokens``), or
+        ``None`` for whole micro-batches.
     """
 
     method: str
@@ -141,6 +150,8 @@ class Setup:
     sequences: int = 1
     reference: bool = False
     generation: bool = False
+    loss: str = "chunked"
+    pass_tokens: int | None = None
 
     @property
     def full(self) -> bool:
@@ -168,13 +179,18 @@ def trains_adapter(spec: MethodSpec, options: Any = None) -> bool:
 
 def setup_for(spec: MethodSpec, options: Any = None, *, micro_batch: int, seq_len: int, checkpointing: bool,
               dtype: str = "float32", precision: str = "fp32", optimizer: str = "adamw_torch",
-              rank: int | None = None) -> Setup:
+              rank: int | None = None, loss: str = "chunked", pass_tokens: int | None = None) -> Setup:
     """The :class:`Setup` of method ``spec``: its adapter rank (``rank``, else its options', else 16), its base's bits.
 
-    A quantized base keeps its other parameters in float32, so its setup's ``dtype`` is float32.
+    A quantized base keeps its other parameters in float32, so its setup's ``dtype`` is float32. The chunked
+    loss and the token budget belong to ft's own trainer: a method that trains on several sequences per example,
+    runs a reference model or generates (a plugin's trainer: DPO, KTO, GRPO) gets the full logits and whole
+    micro-batches.
     """
-    passes = {"sequences": spec.sequences_for(options), "reference": spec.reference_for(options),
-              "generation": spec.generates_for(options)}
+    passes: dict[str, Any] = {"sequences": spec.sequences_for(options), "reference": spec.reference_for(options),
+                              "generation": spec.generates_for(options)}
+    own_trainer = passes["sequences"] == 1 and not passes["reference"] and not passes["generation"]
+    passes.update(loss=loss if own_trainer else "logits", pass_tokens=pass_tokens if own_trainer else None)
     if not trains_adapter(spec, options):
         return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, None, optimizer, **passes)
     if rank is None:
@@ -265,14 +281,14 @@ def activation_elements_per_token(shape: ModelShape) -> int:
 def estimate(shape: ModelShape, setup: Setup, device: str = "cpu") -> Estimate:
     """Peak memory of ``setup`` on ``shape``, term by term (the formula in the module docstring)."""
     c = 2 if setup.precision in ("bf16", "fp16") else 4
-    tokens = setup.micro_batch * setup.seq_len * setup.sequences
+    tokens = pass_tokens(setup)
     terms = _full_terms(shape, setup) if setup.full else _adapter_terms(shape, setup)
     per_layer = activation_elements_per_token(shape)
     if setup.checkpointing:
         terms["activations"] = tokens * (shape.layers * shape.hidden + per_layer) * c
     else:
         terms["activations"] = tokens * shape.layers * per_layer * c
-    terms["loss head"] = 4 * tokens * shape.vocab * 4
+    terms["loss head"] = loss_head_bytes(shape, setup, tokens)
     if setup.reference:  # the reference's forward keeps no activations, only its float32 log-probabilities
         terms["reference"] = tokens * shape.vocab * 4
     if setup.generation:  # sampling holds every layer's keys and values, plus one step's float32 logits per sequence
@@ -280,6 +296,27 @@ def estimate(shape: ModelShape, setup: Setup, device: str = "cpu") -> Estimate:
         terms["generation"] = tokens * shape.layers * 2 * shape.hidden * c + sequences * shape.vocab * 4
     terms["runtime"] = CUDA_RUNTIME_BYTES if device == "cuda" else CPU_RUNTIME_BYTES
     return Estimate(setup, terms)
+
+
+def pass_tokens(setup: Setup) -> int:
+    """Tokens of the largest forward and backward pass: the micro-batch, or at most the token budget (an example
+    longer than the budget runs alone, so a pass may hold one whole sequence)."""
+    tokens = setup.micro_batch * setup.seq_len * setup.sequences
+    if setup.pass_tokens is None:
+        return tokens
+    return min(tokens, max(setup.pass_tokens, setup.seq_len))
+
+
+def loss_head_bytes(shape: ModelShape, setup: Setup, tokens: int) -> int:
+    """The loss head's float32 logits of a pass: all of them and three more tensors of that size (log-softmax and
+    two gradients), or with the chunked loss one chunk of logits and its gradient (:data:`ftcore.loss.CHUNK_ELEMENTS`).
+    """
+    from ftcore import loss
+
+    if setup.loss == "chunked" and shape.model_type in loss.SUPPORTED:
+        rows = min(tokens, max(loss.MIN_ROWS, loss.CHUNK_ELEMENTS // max(shape.vocab, 1)))
+        return 2 * rows * shape.vocab * 4
+    return 4 * tokens * shape.vocab * 4
 
 
 def _state_bytes(setup: Setup, default: int) -> int:

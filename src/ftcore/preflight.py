@@ -129,8 +129,13 @@ def memory_warning(config: FtConfig, spec: MethodSpec, options: Any) -> str | No
     t = config.training
     dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if hardware.device == "cuda" else "float32")
     precision = t.precision if t.precision != "auto" else ("bf16" if hardware.bf16 else "fp32")
+    from ftcore import passes
+
+    sharded = t.fsdp is not None or bool(t.deepspeed)  # ft's chunked loss and token budget stay off there
     setup = est.setup_for(spec, options, micro_batch=t.batch_size, seq_len=config.data.max_seq_len,
-                          checkpointing=t.gradient_checkpointing, dtype=dtype, precision=precision, optimizer=t.optimizer)
+                          checkpointing=t.gradient_checkpointing, dtype=dtype, precision=precision, optimizer=t.optimizer,
+                          loss="logits" if t.kernels == "none" or sharded else "chunked",
+                          pass_tokens=None if sharded else passes.budget_for(t.micro_batch_tokens, hardware.device == "cuda"))
     needed = est.estimate(shape, setup, hardware.device).total
     if needed <= hardware.available:
         return None

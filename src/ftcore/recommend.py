@@ -50,10 +50,20 @@ def default_dtype(hardware: Hardware) -> tuple[str, str]:
     return ("bfloat16", "bf16") if hardware.device == "cuda" and hardware.bf16 else ("float32", "fp32")
 
 
-def _candidates(spec: MethodSpec, seq_len: int, dtype: str, precision: str, rank: int) -> list[Setup]:
-    """Setups from fastest to leanest: large micro-batches first, checkpointing only when needed."""
-    return [setup_for(spec, micro_batch=b, seq_len=seq_len, checkpointing=ckpt, dtype=dtype, precision=precision, rank=rank)
+def _candidates(spec: MethodSpec, seq_len: int, dtype: str, precision: str, rank: int,
+                pass_tokens: int | None = None) -> list[Setup]:
+    """Setups from fastest to leanest: large micro-batches first, checkpointing only when needed; each with ft's
+    default token budget per pass (the written config leaves ``training.micro_batch_tokens`` at its default)."""
+    return [setup_for(spec, micro_batch=b, seq_len=seq_len, checkpointing=ckpt, dtype=dtype, precision=precision, rank=rank,
+                      pass_tokens=pass_tokens)
             for ckpt in (False, True) for b in (8, 4, 2, 1)]
+
+
+def default_pass_tokens(hardware: Hardware) -> int | None:
+    """The token budget of one pass that ft's default ``training.micro_batch_tokens`` gives on ``hardware``."""
+    from ftcore import passes
+
+    return passes.budget_for(passes.DEFAULT, hardware.device == "cuda")
 
 
 def recommend(shape: ModelShape, hardware: Hardware, *, methods: Sequence[MethodSpec] | None = None, seq_len: int = 512,
@@ -70,7 +80,8 @@ def recommend(shape: ModelShape, hardware: Hardware, *, methods: Sequence[Method
     chosen = None
     smallest: dict[str, Estimate] = {}
     for spec in methods:
-        estimates = [estimate(shape, s, hardware.device) for s in _candidates(spec, seq_len, chosen_dtype, precision, rank)]
+        setups = _candidates(spec, seq_len, chosen_dtype, precision, rank, default_pass_tokens(hardware))
+        estimates = [estimate(shape, s, hardware.device) for s in setups]
         smallest[spec.name] = min(estimates, key=lambda e: e.total)
         fitting = [e for e in estimates if e.total <= budget]
         if fitting and chosen is None:

@@ -164,6 +164,7 @@ def _run_trainer(run: _Run, terminate: TerminateGuard) -> tuple[Any, TrainingGua
     terminate.phase = "training"
     with TrainingGuard(trainer, run.config) as guard:
         metrics = _train_or_restore(trainer, run)
+    _log_passes(trainer)
     return trainer, guard, metrics
 
 
@@ -419,8 +420,9 @@ def _fsdp(settings: dict[str, Any] | None, model: Any = None) -> dict[str, Any]:
 
 
 def _build_trainer(run: _Run) -> Any:
-    """The plugin's trainer when its ``make_trainer`` answers, else ``transformers.Trainer``."""
-    from transformers import PrinterCallback, Trainer
+    """The plugin's trainer when its ``make_trainer`` answers, else ft's own (``transformers.Trainer`` with
+    token-budgeted passes, :mod:`ftcore.passes`)."""
+    from transformers import PrinterCallback
 
     from ftcore.plugins import get_registry
 
@@ -447,12 +449,34 @@ def _build_trainer(run: _Run) -> Any:
         if data.collator is None:
             raise PluginError(f"method {method!r} trains on {data.shape!r} data, which transformers.Trainer cannot "
                               "take as it is, but its plugin's make_trainer returned no trainer")
-        trainer = Trainer(processing_class=run.tokenizer, **common)
+        trainer = _host_trainer(run, common)
         _use_loss_kernel(run)
     # disable_tqdm makes Trainer print raw log dicts; the progress callback shows them instead.
     if hasattr(trainer, "remove_callback"):
         trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def _host_trainer(run: _Run, common: dict[str, Any]) -> Any:
+    """ft's own trainer, running micro-batches in passes of ``training.micro_batch_tokens``."""
+    from ftcore import passes
+
+    budget = passes.budget_for(run.config.training.micro_batch_tokens, _cuda())
+    if budget is not None:
+        if distributed.shards_model(run.config):
+            log.info("training.micro_batch_tokens: DeepSpeed and FSDP take whole micro-batches (no token budget)")
+            budget = None
+        else:
+            log.info("training.micro_batch_tokens: each micro-batch runs in passes of at most %d tokens", budget)
+    return passes.trainer_class()(processing_class=run.tokenizer, micro_batch_tokens=budget, **common)
+
+
+def _log_passes(trainer: Any) -> None:
+    """How many forward+backward passes the micro-batches took (ft's own trainer with a token budget)."""
+    budget = getattr(trainer, "micro_batch_tokens", None)
+    if budget is not None and trainer.micro_batches:
+        log.info("training.micro_batch_tokens %d: %d micro-batches ran in %d passes (%.1f per micro-batch)",
+                 budget, trainer.micro_batches, trainer.passes, trainer.passes / trainer.micro_batches)
 
 
 def _use_loss_kernel(run: _Run) -> None:

@@ -1,0 +1,176 @@
+"""Token-budgeted passes: each micro-batch's forward and backward run in slices of whole examples.
+
+ft's default micro-batch flattens 8 examples into one padding-free row, which is fast (few large
+matmuls, no padding) but holds the activations of all 8 examples at once. With
+``training.micro_batch_tokens`` the host's trainer runs the micro-batch in slices of at most that many
+tokens instead (an example longer than the budget runs alone), calling ``Trainer.training_step`` once
+per slice. The gradients are the same: the trainer hands every slice the token count of the whole
+optimizer step (``num_items_in_batch``), so each slice's loss is its share of the step's per-token sum
+and the slices' gradients add up to the unsliced ones. Memory then follows the budget, not the
+micro-batch.
+
+A slice is a run of whole examples: in a flattened row they end where ``position_ids`` restart at 0;
+in a padded batch they are rows, and a slice drops the right-padding columns none of its rows need.
+A micro-batch runs unsliced when the trainer passes no token count (the per-slice means would not add
+up), under DeepSpeed or FSDP (their own accumulation and sharded gradients), or when its tensors are not
+of a shape ft knows how to split.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from contextlib import nullcontext
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: ``training.micro_batch_tokens: auto`` on a CPU: the token budget of one pass. A CPU's matrix units are busy
+#: from a few hundred rows, so passes of 256 tokens cost little speed, and the memory is that of one or two
+#: examples (see docs/performance.md for the measurements).
+AUTO_TOKENS = 256
+#: The default setting (``training.micro_batch_tokens``).
+DEFAULT = "auto"
+#: The smallest budget accepted: fewer tokens per pass only adds overhead.
+MIN_TOKENS = 16
+
+
+def budget_for(setting: int | str | None, cuda: bool = False) -> int | None:
+    """The token budget of one pass for ``training.micro_batch_tokens`` (None: whole micro-batches).
+
+    ``auto`` is :data:`AUTO_TOKENS` on a CPU and whole micro-batches on a GPU, where throughput keeps growing with
+    the tokens of a pass and the budget's cost has not been measured yet.
+    """
+    if setting is None:
+        return None
+    if setting == "auto":
+        return None if cuda else AUTO_TOKENS
+    return int(setting)
+
+
+def split_batch(inputs: dict[str, Any], budget: int) -> list[dict[str, Any]] | None:
+    """``inputs`` cut into slices of whole examples of at most ``budget`` tokens; None when it stays whole.
+
+    A flattened row (one row with ``position_ids``, no ``attention_mask``) is cut at its position resets; a
+    batch of rows is cut between rows. None when one slice would hold everything, or when a tensor of the
+    batch is not ``[rows, length]`` like ``input_ids``.
+    """
+    ids = inputs.get("input_ids")
+    if ids is None or ids.dim() != 2 or not _all_row_shaped(inputs, tuple(ids.shape)):
+        return None
+    positions = inputs.get("position_ids")
+    if ids.shape[0] == 1 and positions is not None and inputs.get("attention_mask") is None:
+        spans = _group(_segment_lengths(positions[0]), budget)
+        if len(spans) < 2:
+            return None
+        return [_columns(inputs, a, b) for a, b in spans]
+    mask = inputs.get("attention_mask")
+    lengths = _real_lengths(mask) if mask is not None else [int(ids.shape[1])] * int(ids.shape[0])
+    groups = _row_groups(lengths, budget)
+    if len(groups) < 2:
+        return None
+    return [_rows(inputs, a, b, width) for a, b, width in groups]
+
+
+def _all_row_shaped(inputs: dict[str, Any], shape: tuple[int, ...]) -> bool:
+    return all(tuple(value.shape) == shape for value in inputs.values() if hasattr(value, "shape"))
+
+
+def _segment_lengths(positions: Any) -> list[int]:
+    """Lengths of the examples of a flattened row (tokens before the first reset count as one)."""
+    starts = (positions == 0).nonzero().flatten().tolist()
+    total = int(positions.shape[-1])
+    if not starts or starts[0] != 0:
+        starts = [0, *starts]
+    return [b - a for a, b in zip(starts, [*starts[1:], total], strict=True)]
+
+
+def _group(lengths: list[int], budget: int) -> list[tuple[int, int]]:
+    """Column spans of consecutive examples, each span at most ``budget`` tokens unless one example is longer."""
+    spans: list[tuple[int, int]] = []
+    start = end = 0
+    for length in lengths:
+        if end > start and end - start + length > budget:
+            spans.append((start, end))
+            start = end
+        end += length
+    if end > start:
+        spans.append((start, end))
+    return spans
+
+
+def _real_lengths(mask: Any) -> list[int]:
+    """Columns each row needs: up to its last attended position (right padding after it can be dropped)."""
+    width = int(mask.shape[1])
+    last = width - mask.flip(1).int().argmax(1)
+    return [int(n) if bool(row.any()) else 1 for n, row in zip(last.tolist(), mask, strict=True)]
+
+
+def _row_groups(lengths: list[int], budget: int) -> list[tuple[int, int, int]]:
+    """``(first row, end row, width)`` of consecutive rows whose padded size (rows × width) fits ``budget``."""
+    groups: list[tuple[int, int, int]] = []
+    start, width = 0, 0
+    for row, length in enumerate(lengths):
+        wider = max(width, length)
+        if row > start and (row - start + 1) * wider > budget:
+            groups.append((start, row, width))
+            start, wider = row, length
+        width = wider
+    groups.append((start, len(lengths), width))
+    return groups
+
+
+def _columns(inputs: dict[str, Any], a: int, b: int) -> dict[str, Any]:
+    return {key: value[:, a:b] if hasattr(value, "shape") else value for key, value in inputs.items()}
+
+
+def _rows(inputs: dict[str, Any], a: int, b: int, width: int) -> dict[str, Any]:
+    return {key: value[a:b, :width] if hasattr(value, "shape") else value for key, value in inputs.items()}
+
+
+@functools.cache
+def trainer_class() -> type:
+    """``transformers.Trainer`` with token-budgeted passes (built on first use: importing transformers is slow)."""
+    from transformers import Trainer
+
+    class FtTrainer(Trainer):
+        """The host's trainer: ``Trainer`` that runs each micro-batch in passes of at most ``micro_batch_tokens``."""
+
+        def __init__(self, *args: Any, micro_batch_tokens: int | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.micro_batch_tokens = micro_batch_tokens
+            #: Micro-batches trained and the forward+backward passes they took.
+            self.micro_batches = self.passes = 0
+
+        def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+            slices = self._slices(inputs, num_items_in_batch)
+            self.micro_batches += 1
+            if slices is None:
+                self.passes += 1
+                return super().training_step(model, inputs, num_items_in_batch)
+            total = None
+            for index, part in enumerate(slices):
+                # Gradients are reduced across processes once per micro-batch, after its last slice (under DDP;
+                # the trainer itself already skips the reduction for all but the last micro-batch of a step).
+                last = index == len(slices) - 1
+                with nullcontext() if last else self.accelerator.no_sync(model):
+                    loss = super().training_step(model, part, num_items_in_batch)
+                total = loss if total is None else total + loss
+            self.passes += len(slices)
+            return total
+
+        def _slices(self, inputs: dict[str, Any], num_items_in_batch: Any) -> list[dict[str, Any]] | None:
+            if self.micro_batch_tokens is None or num_items_in_batch is None or not self._loss_sums_over_step():
+                return None
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled:
+                return None
+            return split_batch(inputs, self.micro_batch_tokens)
+
+        def _loss_sums_over_step(self) -> bool:
+            # Trainer.training_step's own test: the loss was divided by the step's token count, not averaged.
+            scaled = self.loss_is_scaled_for_ga
+            if scaled is None:
+                scaled = self.model_accepts_loss_kwargs or self.compute_loss_func is not None
+            return bool(scaled)
+
+    return FtTrainer

@@ -1,0 +1,174 @@
+"""Token-budgeted passes (``training.micro_batch_tokens``, ftcore.passes): a micro-batch run in slices of whole
+examples gives the unsliced step's loss and gradients, for flattened and padded batches, LoRA and full."""
+
+from __future__ import annotations
+
+import pytest
+from test_train_support import logged_losses, run_config, single_thread  # noqa: F401
+
+torch = pytest.importorskip("torch")
+
+# Lengths 7, 3, 9, 5: budgets below cut between examples, never inside one.
+EXAMPLES = [
+    {"input_ids": [5, 9, 14, 30, 7, 41, 42], "labels": [-100, -100, -100, 30, 7, 41, 42]},
+    {"input_ids": [11, 3, 8], "labels": [-100, 3, 8]},
+    {"input_ids": [21, 22, 23, 24, 25, 26, 27, 28, 29], "labels": [-100, -100, -100, -100, 25, 26, 27, 28, 29]},
+    {"input_ids": [31, 32, 33, 34, 35], "labels": [-100, -100, 33, 34, 35]},
+]
+
+
+def test_flattened_row_is_cut_at_example_starts():
+    from ftcore.data.collate import PackedCollator
+    from ftcore.passes import split_batch
+
+    batch = PackedCollator()(EXAMPLES)
+    parts = split_batch(batch, 12)
+    # 7+3 fit in 12; 9 alone (9+5 > 12); 5 alone.
+    assert [p["input_ids"][0].tolist() for p in parts] == [
+        [5, 9, 14, 30, 7, 41, 42, 11, 3, 8], [21, 22, 23, 24, 25, 26, 27, 28, 29], [31, 32, 33, 34, 35]]
+    assert parts[0]["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 6, 0, 1, 2]
+    assert parts[0]["labels"][0].tolist() == [-100, -100, -100, 30, 7, 41, 42, -100, 3, 8]
+    assert all(p["use_cache"] is False for p in parts)
+    # An example longer than the budget runs alone; a budget that holds everything leaves the batch whole.
+    assert [p["input_ids"].shape[1] for p in split_batch(batch, 4)] == [7, 3, 9, 5]
+    assert split_batch(batch, 24) is None
+
+
+def test_padded_batch_is_cut_between_rows_without_unneeded_padding():
+    from ftcore.data.collate import PaddingCollator
+    from ftcore.passes import split_batch
+
+    batch = PaddingCollator(pad_token_id=0)(EXAMPLES)  # 4 rows of 9
+    parts = split_batch(batch, 14)
+    # Rows 0+1 take 2x7 = 14; row 2 is 9 wide (2x9 > 14 with row 3), row 3 keeps only its 5 columns.
+    assert [tuple(p["input_ids"].shape) for p in parts] == [(2, 7), (1, 9), (1, 5)]
+    assert parts[0]["input_ids"].tolist() == [[5, 9, 14, 30, 7, 41, 42], [11, 3, 8, 0, 0, 0, 0]]
+    assert parts[0]["attention_mask"].tolist() == [[1] * 7, [1, 1, 1, 0, 0, 0, 0]]
+    assert parts[2]["labels"].tolist() == [[-100, -100, 33, 34, 35]]
+    # A tensor that is not [rows, length] (ft does not know how to split it) keeps the batch whole.
+    assert split_batch({**batch, "extra": torch.zeros(4)}, 14) is None
+
+
+def _model(tiny_model_dir, method):
+    from transformers import AutoModelForCausalLM
+
+    from ftcore.attention import use_segment_attention
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
+    use_segment_attention(model)
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+        for name, param in model.named_parameters():  # LoRA B starts at zero: give it values so A gets gradients
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.02)
+    return model.train()
+
+
+def _step(model, batch, budget, tmp_path, num_items):
+    """One ``training_step`` of ft's trainer; the loss it returns, its gradients and the passes it took."""
+    from transformers import TrainingArguments
+
+    from ftcore.passes import trainer_class
+
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, disable_tqdm=True)
+    trainer = trainer_class()(model=model, args=args, micro_batch_tokens=budget)
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, read when there is no token count
+    model.zero_grad()
+    loss = trainer.training_step(model, dict(batch), num_items)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+    return loss.item(), grads, trainer.passes
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize(("method", "layout", "kernel"), [
+    ("lora", "flat", "chunked"), ("lora", "padded", "chunked"), ("full", "flat", "none"), ("full", "padded", "none")])
+def test_sliced_step_has_the_unsliced_gradients(method, layout, kernel, tiny_model_dir, tmp_path):
+    from ftcore import loss
+    from ftcore.data.collate import PackedCollator, PaddingCollator
+
+    model = _model(tiny_model_dir, method)
+    loss.install(model, kernel)
+    batch = PackedCollator()(EXAMPLES) if layout == "flat" else PaddingCollator(pad_token_id=0)(EXAMPLES)
+    # The trainer counts the labelled tokens of the whole optimizer step (here: this batch and another like it).
+    num_items = torch.tensor(2 * 15)
+    whole = _step(model, batch, None, tmp_path, num_items)
+    sliced = _step(model, batch, 12 if layout == "flat" else 14, tmp_path, num_items)  # 3 slices each
+    assert whole[2] == 1 and sliced[2] == 3
+    assert sliced[0] == pytest.approx(whole[0], abs=1e-6)
+    assert sliced[1].keys() == whole[1].keys() and whole[1]
+    for name, grad in whole[1].items():
+        torch.testing.assert_close(sliced[1][name], grad, atol=1e-5, rtol=1e-5, msg=name)
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_no_token_count_runs_whole(tiny_model_dir, tmp_path):
+    from ftcore.data.collate import PackedCollator
+
+    # Without the step's token count each slice's loss would be its own mean: the micro-batch stays whole.
+    assert _step(_model(tiny_model_dir, "full"), PackedCollator()(EXAMPLES), 12, tmp_path, None)[2] == 1
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_ft_train_with_a_token_budget_same_losses(tmp_path, tiny_model_dir, caplog):
+    import json
+    import logging
+
+    from ftcore.config import build_config
+    from ftcore.train import run_training
+
+    data = tmp_path / "pairs.jsonl"
+    words = ["red", "blue", "cat", "dog", "sun", "sea", "tree", "rock"]
+    with data.open("w", encoding="utf-8") as handle:
+        for i in range(24):
+            picked = [words[(i * 3 + k * 5) % len(words)] for k in range(2 + i % 4)]
+            handle.write(json.dumps({"prompt": "Reverse: " + " ".join(picked) + " ->",
+                                     "completion": " " + " ".join(reversed(picked))}) + "\n")
+    losses = {}
+    for budget in (None, 24):
+        raw = run_config(tiny_model_dir, data, tmp_path / str(budget), "lora", max_steps=6, logging_steps=1,
+                         gradient_accumulation=2, micro_batch_tokens=budget)
+        with caplog.at_level(logging.INFO, logger="ftcore.train"):
+            run_training(build_config(raw))
+        losses[budget] = logged_losses(tmp_path / str(budget))
+    assert len(losses[24]) == 6 and losses[24][-1] < losses[24][0]
+    assert losses[24] == pytest.approx(losses[None], abs=1e-5)
+    passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("training.micro_batch_tokens 24:")]
+    assert len(passes) == 1 and passes[0].startswith("training.micro_batch_tokens 24: 12 micro-batches ran in ")
+    assert int(passes[0].split(" ran in ")[1].split()[0]) > 12
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (0, "training.micro_batch_tokens: must be at least 16 tokens, or auto or null (got 0)"),
+    (-8, "training.micro_batch_tokens: must be at least 16 tokens, or auto or null (got -8)"),
+    ("lots", "training.micro_batch_tokens: must be a number of tokens, auto or null (got 'lots')"),
+    (True, "training.micro_batch_tokens: must be a number of tokens, auto or null (got True)"),
+])
+def test_bad_budgets_are_one_line_errors(tmp_path, value, message):
+    from ftcore.config import load_config
+    from ftcore.errors import ConfigError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model: m\nmethod: lora\ndata: {{train: d.jsonl}}\ntraining:\n  micro_batch_tokens: {json_value(value)}\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in str(caught.value) and "\n" not in str(caught.value).strip()
+
+
+def json_value(value):
+    import json
+
+    return json.dumps(value)
+
+
+def test_budgets_accepted():
+    from ftcore.config import FtConfig
+    from ftcore.passes import AUTO_TOKENS, budget_for
+
+    base = {"model": "m", "method": "lora", "data": {"train": "d.jsonl"}}
+    for value in (16, 4096, "auto", None):
+        setting = FtConfig.model_validate({**base, "training": {"micro_batch_tokens": value}}).training.micro_batch_tokens
+        assert setting == value
+    assert budget_for("auto") == AUTO_TOKENS and budget_for(None) is None and budget_for(300) == 300
