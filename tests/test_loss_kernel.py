@@ -4,7 +4,7 @@ model's own forward, for LoRA and full fine-tuning, masked prompts, padded and f
 from __future__ import annotations
 
 import pytest
-from test_train_support import logged_losses, run_config, single_thread  # noqa: F401
+from test_train_support import logged_losses, run_config, single_thread, write_reversal_pairs  # noqa: F401
 
 torch = pytest.importorskip("torch")
 
@@ -159,19 +159,12 @@ def test_kernel_choice_and_liger_errors(monkeypatch):
 
 @pytest.mark.usefixtures("single_thread")
 def test_ft_train_same_losses_with_and_without_full_logits(tmp_path, tiny_model_dir, caplog):
-    import json
     import logging
 
     from ftcore.config import build_config
     from ftcore.train import run_training
 
-    data = tmp_path / "pairs.jsonl"
-    words = ["red", "blue", "cat", "dog", "sun", "sea", "tree", "rock"]
-    with data.open("w", encoding="utf-8") as handle:
-        for i in range(24):
-            picked = [words[(i * 3 + k * 5) % len(words)] for k in range(2 + i % 4)]
-            handle.write(json.dumps({"prompt": "Reverse: " + " ".join(picked) + " ->",
-                                     "completion": " " + " ".join(reversed(picked))}) + "\n")
+    data = write_reversal_pairs(tmp_path / "pairs.jsonl")
     losses = {}
     for kernel in ("none", "chunked"):
         raw = run_config(tiny_model_dir, data, tmp_path / kernel, "lora", max_steps=3, logging_steps=1,

@@ -24,6 +24,17 @@ def write_reversal_text(path: Path, n: int = 64, seed: int = 0) -> Path:
     return path
 
 
+def write_reversal_pairs(path: Path, n: int = 24) -> Path:
+    """``n`` prompt/completion records of a word-reversal task (2-5 words each), as JSON lines."""
+    words = ["red", "blue", "cat", "dog", "sun", "sea", "tree", "rock"]
+    with path.open("w", encoding="utf-8") as handle:
+        for i in range(n):
+            picked = [words[(i * 3 + k * 5) % len(words)] for k in range(2 + i % 4)]
+            handle.write(json.dumps({"prompt": "Reverse: " + " ".join(picked) + " ->",
+                                     "completion": " " + " ".join(reversed(picked))}) + "\n")
+    return path
+
+
 def run_config(model: Path | str, data: Path, output_dir: Path, method: str = "lora", **training: Any) -> dict[str, Any]:
     """A small run config as a mapping: 30 steps of batch 4, logging every 5 steps."""
     options = {
