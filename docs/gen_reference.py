@@ -44,6 +44,15 @@ def own_distributions() -> set[str]:
     return names
 
 
+def own_plugin_entry_points() -> list[str]:
+    """The ``ftcore`` entry-point names of the plugin distributions in ``plugins/*``."""
+    names = []
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        with pyproject.open("rb") as handle:
+            names += list(tomllib.load(handle)["project"].get("entry-points", {}).get("ftcore", {}))
+    return names
+
+
 def type_label(annotation: Any) -> str:
     """A short, readable name for a field's type: ``int``, ``str or null``, ``"truncate", "drop"``."""
     origin = typing.get_origin(annotation)
@@ -468,7 +477,16 @@ def pages() -> dict[str, str]:
     from ftcore.plugins import reset_plugin_manager
 
     reset_plugin_manager()
-    return {"config.md": config_page(), "cli.md": cli_page(), "hooks.md": hooks_page()}
+    generated = {"config.md": config_page(), "hooks.md": hooks_page()}
+    # The CLI page shows ft's own commands and those of ft's own plugins, whatever else is installed here.
+    os.environ["FT_PLUGINS"] = ",".join(own_plugin_entry_points())
+    reset_plugin_manager()
+    try:
+        generated["cli.md"] = cli_page()
+    finally:
+        os.environ.pop("FT_PLUGINS")
+        reset_plugin_manager()
+    return {name: generated[name] for name in ("config.md", "cli.md", "hooks.md")}
 
 
 def write_pages(output_dir: Path) -> list[Path]:

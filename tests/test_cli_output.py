@@ -98,7 +98,7 @@ def _commands(group: click.Group, ctx: click.Context, prefix: list[str]):
 def test_every_command_help_has_examples():
     ctx = click.Context(cli)
     paths = list(_commands(cli, ctx, []))
-    assert {path[0] for path, _command in paths} == set(COMMANDS) and isinstance(cli, LazyGroup)
+    assert {path[0] for path, _command in paths} >= set(COMMANDS) and isinstance(cli, LazyGroup)  # and plugins' commands
     missing = []
     for path, command in paths:
         if isinstance(command, click.Group):

@@ -49,6 +49,7 @@ _LAZY = {
     "text_content": "ftcore.data.messages",
     "render_chat": "ftcore.data.templates",
     "with_system_prompt": "ftcore.data.templates",
+    "help_examples": "ftcore.commands.output",
 }
 
 
@@ -66,7 +67,7 @@ def __getattr__(name: str) -> Any:
 #: module; an older ftcore then reports it as failed to load ("needs plugin API N") instead of
 #: silently never calling the hook. Declaring ``ftcore>=<release>`` in the plugin's dependencies
 #: makes pip enforce the same.
-PLUGIN_API_VERSION = 2
+PLUGIN_API_VERSION = 3
 
 PROJECT_NAME = "ftcore"
 
@@ -100,6 +101,7 @@ __all__ = [
     "chat_message",
     "get_list",
     "get_str",
+    "help_examples",
     "hookimpl",
     "map_records",
     "added_token_ids",

@@ -14,48 +14,61 @@ import traceback
 
 import click
 
+from ftcore.commands import COMMANDS
 from ftcore.errors import FtError
 from ftcore.redact import redact
 
-#: name -> "module:attribute" of every subcommand, in the order ``ft --help`` lists them.
-COMMANDS = {
-    "train": "ftcore.commands.train:train",
-    "evaluate": "ftcore.commands.evaluate:evaluate",
-    "benchmark": "ftcore.commands.benchmark:benchmark",
-    "generate": "ftcore.commands.generate:generate",
-    "chat": "ftcore.commands.generate:chat",
-    "merge": "ftcore.commands.merge:merge",
-    "export": "ftcore.commands.export:export",
-    "upload": "ftcore.commands.upload:upload",
-    "recommend": "ftcore.commands.recommend:recommend",
-    "data": "ftcore.commands.data:data",
-    "config": "ftcore.commands.config:config",
-    "plugins": "ftcore.commands.plugins:plugins",
-    "plugin": "ftcore.commands.plugins:plugin",
-    "env": "ftcore.commands.env:env",
-}
+#: Commands of ft's own plugin distributions: when one is missing, ``ft NAME`` says which distribution adds it.
+PLUGIN_COMMANDS = {"export": "ftexport", "upload": "fthub"}
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use (click's documented pattern)."""
+    """A click group whose subcommands are imported on first use (click's documented pattern), followed by
+    the commands plugins add through the ``register_commands`` hook."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMANDS)
+        return [*COMMANDS, *sorted(_plugin_commands())]
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         name = click.utils.make_str(args[0])
-        if name not in COMMANDS and not name.startswith("-"):
-            from ftcore.suggest import did_you_mean
-
-            ctx.fail(f"no such command {name!r}{did_you_mean(name, COMMANDS)}; `ft --help` lists them")
+        if name not in COMMANDS and not name.startswith("-") and name not in _plugin_commands():
+            ctx.fail(_unknown_command(name))
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
         if target is None:
-            return None
+            found = _plugin_commands().get(cmd_name)
+            return found[0] if found else None
         module_name, attr = target.split(":")
         return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own = [(name, self.get_command(ctx, name)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, command.get_short_help_str(70)) for name, command in own if not command.hidden])
+        added = _plugin_commands()
+        if added:
+            with formatter.section("Commands from plugins"):
+                formatter.write_dl([(name, f"{command.get_short_help_str(60)} [{info.dist}]")
+                                    for name, (command, info) in sorted(added.items())])
+
+
+def _plugin_commands() -> dict[str, tuple[click.Command, object]]:
+    from ftcore.plugins import get_registry
+
+    return get_registry().commands(reserved=frozenset(COMMANDS))
+
+
+def _unknown_command(name: str) -> str:
+    """One line for ``ft NAME`` that nothing provides: the distribution that adds it, or a did-you-mean."""
+    from ftcore.suggest import did_you_mean
+
+    dist = PLUGIN_COMMANDS.get(name)
+    if dist:
+        return (f"`ft {name}` is added by the {dist} plugin distribution, which is not installed: "
+                f"pip install {dist} (or ./plugins/{dist} from ft's repository)")
+    return f"no such command {name!r}{did_you_mean(name, [*COMMANDS, *_plugin_commands()])}; `ft --help` lists them"
 
 
 def _versions() -> str:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
+    import click
+
     from ftcore.config import DataConfig, FtConfig
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.sources import DataSource
@@ -88,6 +90,57 @@ def register_rewards() -> Sequence[RewardSpec]:
     options (``rewards: [{name: answer_match, weight: 1.0}]``) and asks for them through :func:`compute_reward`.
 
     :returns: a sequence of :class:`ftcore.RewardSpec`; names must be unique across all plugins.
+    """
+
+
+# -------------------------------------------------------------------------
+# Commands and run events (plugin API 3): product features that are not the
+# host's job (export, publishing, importers) add their command here.
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to ``ft`` (plugin API 3), as ``llm`` and ``tox`` plugins do.
+
+    Called once per plugin, the first time a command that is not one of ftcore's own is looked up or
+    ``ft --help`` lists the commands. ``cli`` is a click group of the plugin's own: add commands to it with
+    ``@cli.command()`` or ``cli.add_command(...)``; each becomes ``ft NAME``. Keep this cheap: the command
+    module imports click only and the command body imports torch and the rest. A name that ftcore or another
+    plugin already has is refused with a warning naming both; ftcore's own commands cannot be replaced.
+
+    :param cli: a click group whose commands ``ft`` adds under the same names.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def run_started(config: FtConfig, run_dir: Path) -> None:
+    """A training run has begun (plugin API 3): called on every plugin, on the main process only.
+
+    Called once the run's staging directory exists and before the model trains (also when a run resumes).
+    Files written into ``run_dir`` become part of the run when it finishes, and vanish with it if it fails.
+    An exception here stops the run with one line naming the plugin.
+
+    :param config: the validated run config.
+    :param run_dir: the run's staging directory (renamed to ``config.output_dir`` when the run finishes).
+    :returns: nothing.
+    """
+
+
+@hookspec
+def run_finished(config: FtConfig, run_dir: Path, manifest: dict[str, Any]) -> None:
+    """A training run has written its outputs (plugin API 3): called on every plugin, on the main process only.
+
+    Called after the weights, tokenizer, config, metrics and manifest are in ``run_dir`` and before the
+    directory is moved to ``config.output_dir`` in one step, so an artifact a plugin writes here (a report,
+    a converted file, a fix-up of a library's file) lands with the run, atomically. An exception here fails
+    the run with one line naming the plugin, and nothing is left at the output path.
+
+    :param config: the validated run config.
+    :param run_dir: the run's staging directory, complete.
+    :param manifest: the run's manifest as written to ``manifest.json``.
+    :returns: nothing.
     """
 
 

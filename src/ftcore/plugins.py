@@ -22,7 +22,7 @@ from typing import Any
 import pluggy
 
 from ftcore import hookspecs
-from ftcore.errors import PluginError
+from ftcore.errors import FtError, PluginError
 from ftcore.specs import FormatSpec, MethodSpec, MetricSpec, RewardSpec, ShapeSpec
 from ftcore.suggest import did_you_mean
 
@@ -58,6 +58,7 @@ class PluginInfo:
     shapes: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     rewards: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
     plugin: Any = field(default=None, repr=False, compare=False)
@@ -77,6 +78,7 @@ class PluginInfo:
             "shapes": self.shapes,
             "metrics": self.metrics,
             "rewards": self.rewards,
+            "commands": self.commands,
             "hooks": self.hooks,
             "error": self.error,
         }
@@ -96,6 +98,8 @@ class Registry:
     rewards: dict[str, tuple[RewardSpec, PluginInfo]] = field(default_factory=dict)
     #: ``(kind, name)`` -> every plugin that registered it, for names registered more than once.
     clashes: dict[tuple[str, str], list[PluginInfo]] = field(default_factory=dict)
+    #: ``ft`` subcommands added by plugins (``register_commands``), collected on first use.
+    _commands: dict[str, tuple[Any, PluginInfo]] | None = field(default=None, repr=False)
 
     @property
     def hook(self) -> Any:
@@ -134,10 +138,59 @@ class Registry:
         return self.table(kind)[name][1]
 
     def call(self, hook: str, kind: str, name: str, /, **kwargs: Any) -> Any:
-        """Call work hook ``hook`` on the plugin that registered ``name`` of ``kind``, and on no other."""
-        owner = self.owner(kind, name).plugin
-        others = [plugin for plugin in self.pm.get_plugins() if plugin is not owner]
-        return self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+        """Call work hook ``hook`` on the plugin that registered ``name`` of ``kind``, and on no other.
+
+        A plugin's own bug (any exception that is not an :class:`FtError`, or ``sys.exit``) becomes a
+        :class:`PluginError` naming the plugin and the hook; an ``FtError`` it raises on purpose passes as is.
+        """
+        owner = self.owner(kind, name)
+        return self._call_on(owner, hook, kwargs)
+
+    def broadcast(self, hook: str, /, **kwargs: Any) -> list[Any]:
+        """Call ``hook`` on every plugin that implements it, one at a time, each failure named as in :meth:`call`."""
+        implementers = {impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()}
+        return [self._call_on(info, hook, kwargs) for info in self.plugins if info.name in implementers]
+
+    def commands(self, reserved: set[str] | frozenset[str] = frozenset()) -> dict[str, tuple[Any, PluginInfo]]:
+        """``{name: (click command, plugin)}`` of every command plugins add through ``register_commands``.
+
+        Each plugin fills a click group of its own; a plugin that fails there, or a name in ``reserved``
+        (ftcore's own commands) or already taken by another plugin, is skipped with a warning naming it.
+        """
+        if self._commands is None:
+            self._commands = {}
+            for info in self.plugins:
+                self._add_commands(info, set(reserved))
+        return self._commands
+
+    def _add_commands(self, info: PluginInfo, reserved: set[str]) -> None:
+        import click
+
+        group = click.Group(name=info.name)
+        implementers = {impl.plugin_name for impl in self.pm.hook.register_commands.get_hookimpls()}
+        if info.name not in implementers:
+            return
+        try:
+            self._call_on(info, "register_commands", {"cli": group})
+        except PluginError as exc:
+            log.warning("%s", exc)
+            return
+        for name, command in group.commands.items():
+            taken = "ftcore" if name in reserved else self._commands[name][1].label if name in self._commands else None
+            if taken:
+                log.warning("%s adds command %r, which %s already has; ignored", info.label, name, taken)
+                continue
+            self._commands[name] = (command, info)
+            info.commands.append(name)
+
+    def _call_on(self, info: PluginInfo, hook: str, kwargs: dict[str, Any]) -> Any:
+        others = [plugin for plugin in self.pm.get_plugins() if plugin is not info.plugin]
+        try:
+            return self.pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+        except FtError:
+            raise
+        except (Exception, SystemExit) as exc:
+            raise PluginError(f"{info.label} failed in {hook}: {_describe_error(exc)}") from exc
 
     def _lookup(self, kind: str, name: str) -> Any:
         table = self.table(kind)

@@ -24,6 +24,7 @@ from ftcore.errors import ConfigError, PluginError, RunDirError
 from ftcore.guard import TerminateGuard, TrainingGuard, check_resume_matches
 from ftcore.manifest import build_manifest
 from ftcore.models import count_parameters
+from ftcore.plugins import get_registry
 from ftcore.runlock import RunLock
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ def _train(run: _Run, terminate: TerminateGuard) -> TrainResult:
         rundir.begin(plan)
         if not plan.resume_from:
             rundir.record_start(plan, config_to_yaml(config), getattr(run.data, "fingerprint", None))
+        get_registry().broadcast("run_started", config=config, run_dir=plan.staging)
     # No rank trains (or loads an adopted checkpoint) before rank 0 has the staging directory ready.
     distributed.wait_for_everyone()
     try:
@@ -145,6 +147,7 @@ def _train(run: _Run, terminate: TerminateGuard) -> TrainResult:
         if not is_main_process():
             return TrainResult(plan.output, {})
         manifest = _write_outputs(run, trainer, eval_loss)
+        get_registry().broadcast("run_finished", config=config, run_dir=plan.staging, manifest=manifest)
         return TrainResult(rundir.commit(plan), manifest)
     except BaseException:
         if is_main_process():
@@ -232,7 +235,6 @@ def is_main_process() -> bool:
 def _prepare(run: _Run) -> None:
     """Load the tokenizer, prepare the data, load the model (with the method's load kwargs), attach the method."""
     from ftcore.models import fit_embeddings, load_model, load_tokenizer
-    from ftcore.plugins import get_registry
 
     registry = get_registry()
     config = run.config
@@ -424,7 +426,6 @@ def _build_trainer(run: _Run) -> Any:
     token-budgeted passes, :mod:`ftcore.passes`)."""
     from transformers import PrinterCallback
 
-    from ftcore.plugins import get_registry
 
     data = run.data
     args = training_arguments(run.config, run.plan.checkpoints, data.eval is not None, model=run.model)

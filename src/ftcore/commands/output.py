@@ -55,3 +55,7 @@ def use_color(stream: TextIO, asked: bool | None = None) -> bool:
 def examples(*lines: str) -> str:
     """An ``Examples:`` epilog for a command's ``--help``, kept as written (click's ``\\b`` marker)."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) + "\n"
+
+
+#: The public name plugins use for their own commands' epilogs (``from ftcore import help_examples``).
+help_examples = examples

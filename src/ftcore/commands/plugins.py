@@ -6,12 +6,13 @@ import json
 
 import click
 
+from ftcore.commands import COMMANDS
 from ftcore.commands.output import examples
 
 
 def _describe(info) -> str:
     provides = []
-    for kind in ("methods", "formats", "shapes", "metrics", "rewards"):
+    for kind in ("methods", "formats", "shapes", "metrics", "rewards", "commands"):
         names = getattr(info, kind)
         if names:
             provides.append(f"{kind}: {', '.join(names)}")
@@ -26,6 +27,7 @@ def plugins(as_json: bool, show_hooks: bool) -> None:
     from ftcore.plugins import clash_message, get_registry
 
     registry = get_registry()
+    registry.commands(reserved=frozenset(COMMANDS))
     if as_json:
         payload = {
             "plugins": [info.as_dict() for info in registry.plugins],
