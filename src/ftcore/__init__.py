@@ -21,7 +21,18 @@ from ftcore.errors import (
     TrainingError,
     UsageError,
 )
-from ftcore.specs import CORE_SHAPES, FormatSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec
+from ftcore.specs import (
+    CORE_SHAPES,
+    FormatSpec,
+    ImportedConfig,
+    ImporterSpec,
+    ImportRow,
+    MethodSpec,
+    MetricResult,
+    MetricSpec,
+    RewardSpec,
+    ShapeSpec,
+)
 
 if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
@@ -30,6 +41,7 @@ if TYPE_CHECKING:
     from ftcore.data.messages import chat_message, text_content
     from ftcore.data.sources import DataSource
     from ftcore.data.templates import render_chat, with_system_prompt
+    from ftcore.keys import check_trainer_args
 
 __version__ = "0.1.0"
 
@@ -50,6 +62,7 @@ _LAZY = {
     "render_chat": "ftcore.data.templates",
     "with_system_prompt": "ftcore.data.templates",
     "help_examples": "ftcore.commands.output",
+    "check_trainer_args": "ftcore.keys",
 }
 
 
@@ -87,6 +100,9 @@ __all__ = [
     "FtConfig",
     "FtError",
     "HubError",
+    "ImportRow",
+    "ImportedConfig",
+    "ImporterSpec",
     "MethodSpec",
     "MetricResult",
     "MetricSpec",
@@ -105,6 +121,7 @@ __all__ = [
     "hookimpl",
     "map_records",
     "added_token_ids",
+    "check_trainer_args",
     "render_chat",
     "text_content",
     "with_system_prompt",

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.sources import DataSource
-    from ftcore.specs import FormatSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec
+    from ftcore.specs import FormatSpec, ImporterSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec
 
 hookspec = pluggy.HookspecMarker("ftcore")
 
@@ -92,6 +92,19 @@ def register_rewards() -> Sequence[RewardSpec]:
     :returns: a sequence of :class:`ftcore.RewardSpec`; names must be unique across all plugins.
     """
 
+
+@hookspec
+def register_config_importers() -> Sequence[ImporterSpec]:
+    """Declare the tools whose configs ``ft config import`` converts into ft configs (plugin API 3).
+
+    Called for every plugin when the host builds its registry. ``ft config import FILE [--from NAME]`` reads FILE
+    (YAML, or the importer's own ``parse`` for other text), picks the importer named by ``--from`` or the one whose
+    ``signature`` keys FILE uses most, calls its ``convert`` and prints one row per source key; the host checks
+    the result with ft's validation and writes it. An importer must never turn a kind of training ft cannot run
+    into another: it reports such a key as a ``blocking`` row, and the host then writes nothing and exits non-zero.
+
+    :returns: a sequence of :class:`ftcore.ImporterSpec`; names must be unique across all plugins.
+    """
 
 # -------------------------------------------------------------------------
 # Commands and run events (plugin API 3): product features that are not the

@@ -23,7 +23,7 @@ import pluggy
 
 from ftcore import hookspecs
 from ftcore.errors import FtError, PluginError
-from ftcore.specs import FormatSpec, MethodSpec, MetricSpec, RewardSpec, ShapeSpec
+from ftcore.specs import FormatSpec, ImporterSpec, MethodSpec, MetricSpec, RewardSpec, ShapeSpec
 from ftcore.suggest import did_you_mean
 
 log = logging.getLogger(__name__)
@@ -37,12 +37,13 @@ _KINDS = {
     "shape": "register_shapes",
     "metric": "register_metrics",
     "reward": "register_rewards",
+    "importer": "register_config_importers",
 }
 _SPEC_TYPES = {"method": MethodSpec, "format": FormatSpec, "shape": ShapeSpec, "metric": MetricSpec,
-               "reward": RewardSpec}
+               "reward": RewardSpec, "importer": ImporterSpec}
 #: The distribution to suggest when no plugin provides any name of a kind.
 _SUGGESTED = {"method": "ftlora", "format": "ftinstruct", "shape": "ftinstruct", "metric": "ftmetrics",
-              "reward": "ftrl"}
+              "reward": "ftrl", "importer": "ftimport"}
 
 
 @dataclass
@@ -58,6 +59,7 @@ class PluginInfo:
     shapes: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     rewards: list[str] = field(default_factory=list)
+    importers: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
@@ -78,6 +80,7 @@ class PluginInfo:
             "shapes": self.shapes,
             "metrics": self.metrics,
             "rewards": self.rewards,
+            "importers": self.importers,
             "commands": self.commands,
             "hooks": self.hooks,
             "error": self.error,
@@ -96,6 +99,7 @@ class Registry:
     shapes: dict[str, tuple[ShapeSpec, PluginInfo]] = field(default_factory=dict)
     metrics: dict[str, tuple[MetricSpec, PluginInfo]] = field(default_factory=dict)
     rewards: dict[str, tuple[RewardSpec, PluginInfo]] = field(default_factory=dict)
+    importers: dict[str, tuple[ImporterSpec, PluginInfo]] = field(default_factory=dict)
     #: ``(kind, name)`` -> every plugin that registered it, for names registered more than once.
     clashes: dict[tuple[str, str], list[PluginInfo]] = field(default_factory=dict)
     #: ``ft`` subcommands added by plugins (``register_commands``), collected on first use.
@@ -107,9 +111,10 @@ class Registry:
         return self.pm.hook
 
     def table(self, kind: str) -> dict[str, tuple[Any, PluginInfo]]:
-        """``{name: (spec, plugin)}`` of one kind: ``method``, ``format``, ``shape``, ``metric`` or ``reward``."""
+        """``{name: (spec, plugin)}`` of one kind: ``method``, ``format``, ``shape``, ``metric``, ``reward`` or
+        ``importer``."""
         tables = {"method": self.methods, "format": self.formats, "shape": self.shapes, "metric": self.metrics,
-                  "reward": self.rewards}
+                  "reward": self.rewards, "importer": self.importers}
         return tables[kind]
 
     def method(self, name: str) -> MethodSpec:
@@ -131,6 +136,10 @@ class Registry:
     def reward(self, name: str) -> RewardSpec:
         """Return the spec of reward ``name`` or raise a PluginError listing the installed ones."""
         return self._lookup("reward", name)
+
+    def importer(self, name: str) -> ImporterSpec:
+        """Return the spec of config importer ``name`` or raise a PluginError listing the installed ones."""
+        return self._lookup("importer", name)
 
     def owner(self, kind: str, name: str) -> PluginInfo:
         """The plugin that registered ``name``; a PluginError when none did, or two did."""

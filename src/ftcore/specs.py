@@ -1,4 +1,4 @@
-"""What a plugin registers: methods, dataset formats, data shapes, metrics and rewards, as small frozen records.
+"""What a plugin registers: methods, dataset formats, data shapes, metrics, rewards and config importers, as small frozen records.
 
 A plugin returns these from the registration hooks (``register_methods``, ``register_dataset_formats``,
 ``register_shapes``, ``register_metrics``); the host checks names, remembers which plugin provided each
@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from pydantic import BaseModel
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,63}$")
@@ -233,3 +236,65 @@ class RewardSpec:
 
     def __post_init__(self) -> None:
         check_name("reward", self.name)
+
+
+#: What became of one source key in ``ft config import``: carried over, of no effect in ft, not offered, a training
+#: kind ft cannot run (nothing is written), or carried over with a safety warning.
+IMPORT_STATUSES = ("mapped", "ignored", "unsupported", "blocking", "warning")
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One row of ``ft config import``'s table.
+
+    :param key: the source key (``datasets[0].type`` for a key inside a list entry).
+    :param status: one of :data:`IMPORT_STATUSES`. ``blocking`` means the source asks for a kind of training ft
+        cannot run: ft writes no config. ``warning`` means the key was carried over but weakens safety
+        (``trust_remote_code``).
+    :param target: the ft key it became (empty when none).
+    :param note: why, or what to do instead; required for ``unsupported``, ``blocking`` and ``warning``.
+    """
+
+    key: str
+    status: str
+    target: str = ""
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in IMPORT_STATUSES:
+            raise ValueError(f"import row {self.key!r}: status {self.status!r} is not one of {IMPORT_STATUSES}")
+
+
+@dataclass
+class ImportedConfig:
+    """What an importer returns: the ft config as a mapping (``method``, ``data``, ``training``...) and one
+    :class:`ImportRow` per source key, in the source's order."""
+
+    config: dict[str, Any]
+    rows: list[ImportRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImporterSpec:
+    """A tool whose configs ``ft config import`` converts (``axolotl``, say); registered by
+    :func:`~ftcore.hookspecs.register_config_importers`.
+
+    :param name: what users write after ``--from``.
+    :param summary: one line for ``ft plugins`` and ``--help``.
+    :param convert: ``convert(source, base_dir) -> ImportedConfig``: the source config as a mapping and the folder
+        of the source file (for files it names relative to itself). It raises :class:`ftcore.ConfigError` for a
+        source it cannot read at all; anything else it raises is reported as the plugin's bug.
+    :param signature: keys only this tool writes; detection without ``--from`` picks the importer whose signature
+        shares the most keys with the source.
+    :param parse: ``parse(text) -> mapping | None`` for a form of the tool's config that is not a YAML mapping
+        (TRL's ``trl dpo --key value`` command line); ``None`` when the text is not one. Default: YAML only.
+    """
+
+    name: str
+    summary: str
+    convert: Callable[[dict[str, Any], Path], ImportedConfig]
+    signature: frozenset[str] = frozenset()
+    parse: Callable[[str], dict[str, Any] | None] | None = None
+
+    def __post_init__(self) -> None:
+        check_name("importer", self.name)

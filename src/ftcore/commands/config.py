@@ -27,6 +27,10 @@ def validate(path: str, overrides: tuple[str, ...], method: str | None) -> None:
 
     cfg = load_config(path, overrides, method=method)
     spec, _ = validate_run_config(cfg)
+    if isinstance(cfg.training.deepspeed, str):
+        from ftcore.distributed import load_deepspeed
+
+        load_deepspeed(cfg.training.deepspeed)  # the file ft train reads, checked the same way
     click.echo(f"{path}: valid (method {spec.name}, model {cfg.model})")
 
 
@@ -50,29 +54,37 @@ def schema(method: str | None) -> None:
     click.echo(json.dumps(spec.options.model_json_schema(), indent=2))
 
 
-@config.command(name="import", epilog="""\b
-Examples:
-  ft config import axolotl.yml -o ft.yaml
-  ft config import llama3_lora_sft.yaml --from llamafactory
-""")
+@config.command(name="import", epilog=examples(
+    "ft config import axolotl.yml -o ft.yaml",
+    "ft config import llama3_lora_sft.yaml --from llamafactory",
+    "ft config import dpo.yaml -o ft.yaml --overwrite",
+))
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--from", "peer", type=click.Choice(["axolotl", "llamafactory", "trl"]), default=None,
-              help="The tool that wrote PATH (default: detected from its keys).")
+@click.option("--from", "tool", default=None, metavar="TOOL",
+              help="The tool that wrote PATH, an installed importer (ft plugins lists them; default: detected).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the ft config here (default: print it to stdout, the key table to stderr).")
-def import_(path: str, peer: str | None, output: str | None) -> None:
-    """Convert an Axolotl, LLaMA-Factory or TRL config into an ft config, with a table of what became of each key."""
+@click.option("--overwrite", is_flag=True, help="Replace the -o file when it exists.")
+def import_(path: str, tool: str | None, output: str | None, overwrite: bool) -> None:
+    """Convert another tool's config (Axolotl, LLaMA-Factory, TRL with the ftimport plugin) into an ft config,
+    with a table of what became of each key. A kind of training ft cannot run is refused: nothing is written."""
     from pathlib import Path
 
-    from ftcore.peers import as_yaml, import_file, problems, table
+    from ftcore.config_import import as_yaml, check_target, import_config, problems, table, write_output
+    from ftcore.errors import ConfigError
 
-    conv = import_file(path, peer)
-    text = as_yaml(conv, Path(path).name, output or "ft.yaml")
-    click.echo(table(conv), err=output is None)
-    for line in problems(conv):
+    if output is not None:
+        check_target(output, overwrite)
+    name, imported = import_config(path, tool)
+    click.echo(table(imported.rows), err=output is None)
+    blocking = [row for row in imported.rows if row.status == "blocking"]
+    if blocking:
+        raise ConfigError(f"{path}: {blocking[0].key}: {blocking[0].note}; no config written")
+    for line in problems(imported.config):
         click.echo(f"note: the imported config still needs a fix: {line}", err=True)
+    text = as_yaml(imported.config, name, Path(path).name, output or "ft.yaml")
     if output is None:
         click.echo(text, nl=False)
     else:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output} ({conv.peer} config imported)")
+        write_output(output, text)
+        click.echo(f"wrote {output} ({name} config imported)")

@@ -12,7 +12,7 @@ from ftcore.commands.output import examples
 
 def _describe(info) -> str:
     provides = []
-    for kind in ("methods", "formats", "shapes", "metrics", "rewards", "commands"):
+    for kind in ("methods", "formats", "shapes", "metrics", "rewards", "importers", "commands"):
         names = getattr(info, kind)
         if names:
             provides.append(f"{kind}: {', '.join(names)}")
