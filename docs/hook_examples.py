@@ -3,7 +3,7 @@
 ``ftdpolora`` would provide the data shape ``answer_pair`` (a prompt with a chosen and a rejected answer), the
 format ``pairs`` that reads it, the method ``dpo-lora`` (DPO with TRL's trainer on a LoRA adapter, built on the
 ``ftlora`` distribution, which it declares as a dependency), the metric ``length_ratio`` and the reward
-``brevity`` (for methods that learn from rewards, such as ftrl's ``grpo``).
+``brevity`` (for methods that learn from rewards, such as ftrl's ``grpo``), and a config importer ``pairtool``.
 
 ``docs/gen_reference.py`` copies the code below into the reference, each implementation under its hook, after
 registering this module with a plugin manager that holds ftcore's hookspecs: an implementation that names an
@@ -19,9 +19,21 @@ from typing import Any, Literal
 from ftlora import LoraOptions
 from pydantic import Field
 
-from ftcore import ConfigError, FormatSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec, hookimpl
+from ftcore import (
+    ConfigError,
+    FormatSpec,
+    ImportedConfig,
+    ImporterSpec,
+    ImportRow,
+    MethodSpec,
+    MetricResult,
+    MetricSpec,
+    RewardSpec,
+    ShapeSpec,
+    hookimpl,
+)
 
-FTCORE_PLUGIN_API = 2  # uses register_shapes, encode_examples, load_adapter, merge_adapter: plugin API 2
+FTCORE_PLUGIN_API = 3  # uses register_config_importers (plugin API 3); register_shapes, encode_examples... (API 2)
 METHOD = "dpo-lora"
 
 
@@ -159,6 +171,18 @@ def compute_metric(name: str, predictions: list[str], references: list[str]) -> 
 @hookimpl
 def register_rewards() -> list[RewardSpec]:
     return [RewardSpec("brevity", "1 for a completion of at most 20 words, less for longer ones")]
+
+
+@hookimpl
+def register_config_importers() -> list[ImporterSpec]:
+    def convert(source: dict[str, Any], base_dir: Path) -> ImportedConfig:
+        """A made-up tool's ``{base: MODEL, pairs: FILE}`` as a dpo-lora run, one row per source key."""
+        config = {"model": source.get("base"), "method": METHOD, "data": {"train": source.get("pairs"), "format": "pairs"}}
+        rows = [ImportRow(key, "mapped", {"base": "model", "pairs": "data.train"}[key]) if key in ("base", "pairs")
+                else ImportRow(key, "unsupported", note="not a pairtool key dpo-lora knows") for key in source]
+        return ImportedConfig(config, rows)
+
+    return [ImporterSpec("pairtool", "pairtool's YAML (base, pairs) as a dpo-lora run", convert, frozenset({"pairs"}))]
 
 
 @hookimpl
