@@ -174,6 +174,12 @@ def test_llamafactory_stages() -> None:
     for loss, method in (("orpo", "orpo"), ("simpo", "simpo"), ("ipo", "dpo")):
         raw, _ = load(write_tmp({"model_name_or_path": "m", "stage": "dpo", "pref_loss": loss}))
         assert raw["method"] == method
+    folder = write_tmp({"model_name_or_path": "m", "stage": "pt", "dataset": "c4_demo", "dataset_dir": "data"}).parent
+    write(folder / "data" / "dataset_info.json", json.dumps({"c4_demo": {"file_name": "c4_demo.jsonl",
+                                                                         "columns": {"prompt": "body"}}}))
+    pt, rows = load(folder / "cfg.yaml")
+    assert pt["method"] == "lora" and pt["data"]["train"][0]["format"] == "text"
+    assert pt["data"]["columns"] == {"text": "body"} and pt["data"]["train"][0]["path"].endswith("data/c4_demo.jsonl")
     simpo, rows = load(write_tmp({"model_name_or_path": "m", "stage": "dpo", "pref_loss": "simpo"}))
     assert simpo["method_options"]["beta"] == 0.1 and "2.0" in rows["(pref_beta default)"][2]
 
@@ -303,6 +309,7 @@ def test_a_third_party_importer_registers_through_the_hook(tmp_path: Path) -> No
 
 
 def test_validate_refuses_a_missing_deepspeed_file_as_train_does(tmp_path: Path) -> None:
+    needs("ftfull")
     config = write(tmp_path / "ft.yaml", "model: m\nmethod: full\ndata: {train: d.jsonl}\n"
                                          "training: {deepspeed: ds_missing.json}\n")
     result = run_ft("config", "validate", str(config), cwd=tmp_path)

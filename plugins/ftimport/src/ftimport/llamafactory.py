@@ -156,6 +156,11 @@ def _llamafactory_source(conv: Conversion, name: str, entry: dict[str, Any]) -> 
     tags = entry.get("tags") or {}
     if conv.method != conv.base:
         return _preference_source(conv, path, entry)
+    if str(conv.source.get("stage")).lower() == "pt":  # pre-training reads raw text from the prompt column
+        column = (entry.get("columns") or {}).get("prompt", "text")
+        if column != "text":
+            conv.raw.setdefault("data", {}).setdefault("columns", {})["text"] = column
+        return {"path": path, "format": "text"}
     fmt = "sharegpt" if entry.get("formatting") == "sharegpt" else "alpaca"
     if fmt == "sharegpt" and tags.get("role_tag") == "role":
         fmt = "messages"
