@@ -266,6 +266,13 @@ def test_bad_inputs_and_targets_are_one_line(tmp_path: Path, case: str) -> None:
     assert "unexpected" not in result.stderr and not out.exists()
 
 
+def test_values_of_the_wrong_kind_are_rows_not_crashes(tmp_path: Path) -> None:
+    raw, rows = load(write_tmp({"base_model": "m", "learning_rate": "fast", "datasets": 3, 7: "x",
+                                "micro_batch_size": 2}))
+    assert rows["learning_rate"][0] == "unsupported" and "cannot read 'fast'" in rows["learning_rate"][2]
+    assert rows["7"][0] == "unsupported" and raw["training"]["batch_size"] == 2
+
+
 def test_huge_config_table_stays_readable(tmp_path: Path) -> None:
     source = {"base_model": "m", "adapter": "lora", "micro_batch_size": 1,
               **{f"made_up_key_{i}": i for i in range(5000)}}
@@ -304,6 +311,8 @@ def test_a_third_party_importer_registers_through_the_hook(tmp_path: Path) -> No
         assert info.error is None and info.importers == ["unsloth"]
         name, result = import_config(write(tmp_path / "u.yaml", "checkpoint: m\nfile: d.jsonl\n"))
         assert name == "unsloth" and result.config["model"] == "m" and len(result.rows) == 2
+        with pytest.raises(PluginError, match=r"plugin 'unsloth-importer' .*failed in importer 'unsloth': KeyError"):
+            import_config(write(tmp_path / "bad.yaml", "checkpoint: m\n"))
     finally:
         unregister_plugin("unsloth-importer")
 

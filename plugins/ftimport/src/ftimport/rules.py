@@ -345,13 +345,15 @@ def convert(tool: Tool, source: dict[str, Any], base_dir: Path | str = ".") -> C
     conv = Conversion(tool.name, source, Path(base_dir), base=tool.base(source))
     conv.raw["method"] = tool.method(source) or conv.base
     for key, value in source.items():
+        key = str(key)
         rule = tool.rules.get(key)
         if value is None:
             conv.record(key, IGNORED, "", "empty")
-        elif rule is not None:
-            rule(conv, key, value)
-        else:
-            fallback(conv, key, value)
+            continue
+        try:
+            (rule or fallback)(conv, key, value)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:  # a value of the wrong kind
+            conv.record(key, UNSUPPORTED, "", f"cannot read {str(value)[:60]!r}: {type(exc).__name__}: {exc}")
     if tool.finish is not None:
         tool.finish(conv)
     if conv.method not in BASES:
