@@ -390,7 +390,7 @@ def kind_data(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["axolotl_dpo.yml", "axolotl_kto.yml", "axolotl_grpo.yml", "llamafactory_dpo.yaml",
-                                  "llamafactory_kto.yaml", "trl_dpo_cli.sh"])
+                                  "llamafactory_kto.yaml", "trl_dpo_cli.sh", "trl_kto.yaml", "trl_grpo.yaml"])
 def test_preference_and_rl_imports_train(name: str, tmp_path: Path, tiny_model_dir: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     needs("ftlora", "ftpref", "ftrl")
@@ -398,10 +398,13 @@ def test_preference_and_rl_imports_train(name: str, tmp_path: Path, tiny_model_d
     monkeypatch.syspath_prepend(str(tmp_path))
     kind_data(tmp_path)
     raw, _ = load(name)
-    if name.startswith("trl"):  # a Hub dataset in TRL's config: the same pairs from a file
+    if name.startswith("trl"):  # a Hub dataset in TRL's config: the same kind of rows from a file
         write_rows(tmp_path / "pairs.jsonl", [{"prompt": f"Opposite of {a}?", "chosen": b, "rejected": a}
                                               for a, b in WORDS])
-        raw["data"] = {**raw["data"], "train": "pairs.jsonl"}
+        write_rows(tmp_path / "math.jsonl", [{"prompt": f"What is {i} + {i}?", "solution": str(2 * i)}
+                                             for i in range(8)])
+        files = {"dpo": "pairs.jsonl", "kto": "data/kto.jsonl", "grpo": "math.jsonl"}
+        raw["data"] = {**raw["data"], "train": files[raw["method"]]}
     options = raw["method_options"]
     if raw["method"] == "grpo":
         options.update(num_generations=2, max_completion_length=4)
