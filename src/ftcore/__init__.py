@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from ftcore.data.messages import chat_message, text_content
     from ftcore.data.sources import DataSource
     from ftcore.data.templates import render_chat, with_system_prompt
+    from ftcore.merge import merge_run
+    from ftcore.provenance import is_hub_id
+    from ftcore.rundir import RunInfo, load_run
 
 __version__ = "0.1.0"
 
@@ -50,6 +53,10 @@ _LAZY = {
     "render_chat": "ftcore.data.templates",
     "with_system_prompt": "ftcore.data.templates",
     "help_examples": "ftcore.commands.output",
+    "load_run": "ftcore.rundir",
+    "RunInfo": "ftcore.rundir",
+    "is_hub_id": "ftcore.provenance",
+    "merge_run": "ftcore.merge",
 }
 
 
@@ -94,6 +101,7 @@ __all__ = [
     "PluginError",
     "RewardSpec",
     "RunDirError",
+    "RunInfo",
     "ShapeSpec",
     "TrainingError",
     "UsageError",
@@ -103,6 +111,9 @@ __all__ = [
     "get_str",
     "help_examples",
     "hookimpl",
+    "is_hub_id",
+    "load_run",
+    "merge_run",
     "map_records",
     "added_token_ids",
     "render_chat",
