@@ -24,10 +24,10 @@ def _size(n: int) -> str:
 
 def show_plan(plan: UploadPlan, verb: str, private: bool = False) -> None:
     """Print the files ``plan`` sends (with sizes) and the GGUF exports it leaves out."""
-    total = sum(size for _, size in plan.files if size > 0)
-    click.echo(f"{verb} {len(plan.files)} files ({_size(total)}) to {plan.repo_id}{' (private)' if private else ''}:")
+    click.echo(f"{verb} {len(plan.files)} files to {plan.repo_id}{' (private)' if private else ''}:")
     for name, size in plan.files:
         click.echo(f"  {name:<40} {_size(size)}")
+    click.echo(f"  {'(total)':<40} {_size(sum(size for _, size in plan.files if size > 0))}")
     if plan.left_out:
         click.echo(f"Left out ({len(plan.left_out)} GGUF export files; --include-gguf sends them):")
         for name, size in plan.left_out:

@@ -227,7 +227,8 @@ def is_machine_path(value: str) -> bool:
 
 def portable_record(value: Any, run_dir: Path) -> Any:
     """``value`` (a parsed JSON/YAML record) with every path of this machine replaced: the run directory by its
-    name, a path inside it by its path relative to it, any other by its file name."""
+    name, a path inside it by its path relative to it, any other by its file name; inside a longer text, the run
+    directory by its name and the home directory by ``~``."""
     if isinstance(value, dict):
         return {key: portable_record(item, run_dir) for key, item in value.items()}
     if isinstance(value, list):
@@ -239,7 +240,9 @@ def portable_record(value: Any, run_dir: Path) -> Any:
         if path == run_dir:
             return run_dir.name
         return path.relative_to(run_dir).as_posix() if path.is_relative_to(run_dir) else path.name
-    return value.replace(str(run_dir), run_dir.name) if str(run_dir) in value else value
+    value = value.replace(str(run_dir), run_dir.name)
+    home = str(Path.home())
+    return value.replace(home + os.sep, "~" + os.sep) if len(Path(home).parts) > 1 else value
 
 
 def _adapter_config(source: Path, target: Path, base_id: str) -> None:
@@ -312,11 +315,11 @@ def _offline_guard() -> None:
         raise HubError("HF_HUB_OFFLINE is set, so the Hub cannot be reached; unset it to upload")
 
 
-def _unreachable() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean the Hub was not reached (no answer, a dropped connection, a timeout)."""
-    import httpx
-
-    return (OSError, httpx.TransportError)
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means the Hub was not reached (no answer, a dropped connection, a timeout): an
+    ``OSError``, or the ``TransportError`` of the HTTP client huggingface_hub uses (httpx, or httpx2 in 2.x)."""
+    return isinstance(exc, OSError) or any(
+        cls.__name__ == "TransportError" and cls.__module__.startswith("httpx") for cls in type(exc).__mro__)
 
 
 def whoami(api: Any) -> str:
@@ -331,7 +334,9 @@ def whoami(api: Any) -> str:
             raise HubError(f"the Hugging Face token was rejected by {api.endpoint} (invalid or expired); "
                            "set a valid HF_TOKEN or run `hf auth login --force`") from None
         raise HubError(f"checking the token at {api.endpoint} failed (HTTP {status})") from None
-    except _unreachable() as exc:
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
         raise HubError(f"cannot reach the Hub at {api.endpoint} ({type(exc).__name__}); check the network "
                        "(and HF_ENDPOINT if set), then retry") from None
 
@@ -349,7 +354,9 @@ def _hub_call(what: str, repo_id: str, call: Any) -> Any:
         raise HubError(f"{what} {repo_id} failed: HTTP {status} {detail}".rstrip() + hint) from None
     except ValueError as exc:  # huggingface_hub reports an invalid README metadata block this way
         raise HubError(f"{what} {repo_id} failed: {exc}") from None
-    except _unreachable() as exc:
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
         raise HubError(f"{what} {repo_id} failed: the Hub could not be reached ({type(exc).__name__})") from None
 
 
