@@ -171,7 +171,8 @@ def test_hub_token_never_leaks(tmp_path: Path, tiny_model_dir: Path) -> None:
     upload and its failures the same way)."""
     data = write_reversal_text(tmp_path / "train.jsonl", n=8)
     run = tmp_path / "run"
-    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, run, max_steps=2, save_steps=1))
+    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, run, max_steps=2, save_steps=1,
+                                                          logging_steps=1))
     env = {"HF_TOKEN": FAKE_TOKEN, "HF_HOME": str(tmp_path / "hf-home"), "FT_CACHE_DIR": str(tmp_path / "cache")}
     result = ft("-v", "train", "-c", str(config), env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
