@@ -187,7 +187,7 @@ def stage(run_dir: str | Path, repo_id: str, folder: str | Path, merged: bool = 
         if path.parent == run_dir and path.name in _NAMES_BASE:
             _NAMES_BASE[path.name](path, target, base_id)
         elif path.name.endswith(_RECORD_SUFFIXES) and path.name not in _NOT_RECORDS:
-            _copy_record(path, target)
+            shutil.copy2(path, target)  # copied, not linked: it is rewritten below and the run's copy must stay
         else:
             _link_or_copy(path, target)
     for path in folder.rglob("*"):  # the merge's files and the rewritten ones alike
@@ -196,11 +196,6 @@ def stage(run_dir: str | Path, repo_id: str, folder: str | Path, merged: bool = 
     (folder / "README.md").write_text(card, encoding="utf-8")
     files = sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
     return UploadPlan(repo_id=repo_id, folder=folder, files=files, card=card, left_out=left_out)
-
-
-def _copy_record(source: Path, target: Path) -> None:
-    """A record is copied, not linked: it is rewritten in place afterwards and the run's own copy must stay."""
-    shutil.copy2(source, target)
 
 
 def _rewrite_record(path: Path, run_dir: Path) -> None:
