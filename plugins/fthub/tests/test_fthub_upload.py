@@ -101,33 +101,33 @@ def test_upload_sends_run_and_card_in_one_commit(run_dir: Path, tmp_path: Path) 
     assert not any(TOKEN.encode() in p.read_bytes() for p in run_dir.rglob("*") if p.is_file())
 
 
-def test_stored_login_token_is_used(run_dir: Path, tmp_path: Path) -> None:
+def test_stored_login_token_is_used(full_run: Path, tmp_path: Path) -> None:
     (tmp_path / "token").write_text(TOKEN)  # where `hf auth login` stores it under HF_HOME
     with HubEmulator({TOKEN: "bob"}) as hub:
-        result = ft(["upload", str(run_dir), "--repo-id", "bob/tiny"], hub, tmp_path, token=None)
+        result = ft(["upload", str(full_run), "--repo-id", "bob/tiny"], hub, tmp_path, token=None)
         assert result.returncode == 0, result.stderr
         assert not hub.repos["bob/tiny"].private
         assert TOKEN not in result.stdout + result.stderr
 
 
-def test_invalid_token_fails_before_anything_is_uploaded(run_dir: Path, tmp_path: Path) -> None:
+def test_invalid_token_fails_before_anything_is_uploaded(full_run: Path, tmp_path: Path) -> None:
     with HubEmulator({"hf_other": "alice"}) as hub:
-        result = ft(["upload", str(run_dir), "--repo-id", "alice/tiny-lora"], hub, tmp_path)
+        result = ft(["upload", str(full_run), "--repo-id", "alice/tiny-lora"], hub, tmp_path)
         assert result.returncode == 1
         assert [r.path for r in hub.requests] == ["/api/whoami-v2"] and not hub.repos
     assert "token was rejected" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert TOKEN not in result.stdout + result.stderr
 
 
-def test_missing_token_is_a_clear_error(run_dir: Path, tmp_path: Path) -> None:
+def test_missing_token_is_a_clear_error(full_run: Path, tmp_path: Path) -> None:
     with HubEmulator({TOKEN: "alice"}) as hub:
-        result = ft(["upload", str(run_dir), "--repo-id", "alice/x"], hub, tmp_path, token=None)
+        result = ft(["upload", str(full_run), "--repo-id", "alice/x"], hub, tmp_path, token=None)
         assert not hub.requests
     assert result.returncode == 1 and "no Hugging Face token" in result.stderr and "HF_TOKEN" in result.stderr
 
 
 @pytest.mark.parametrize("repo_id", ["no-namespace", "alice/bad--name", "alice/../etc", "a/b/c", "alice/x.git", "alice/sp ace"])
-def test_invalid_repo_id_is_rejected_before_any_request(run_dir: Path, tmp_path: Path, repo_id: str) -> None:
+def test_invalid_repo_id_is_rejected_before_any_request(repo_id: str) -> None:
     from fthub.upload import check_repo_id
 
     from ftcore import UsageError
@@ -136,16 +136,16 @@ def test_invalid_repo_id_is_rejected_before_any_request(run_dir: Path, tmp_path:
         check_repo_id(repo_id)
 
 
-def test_invalid_repo_id_cli_makes_no_request(run_dir: Path, tmp_path: Path) -> None:
+def test_invalid_repo_id_cli_makes_no_request(full_run: Path, tmp_path: Path) -> None:
     with HubEmulator({TOKEN: "alice"}) as hub:
-        result = ft(["upload", str(run_dir), "--repo-id", "alice/bad--name"], hub, tmp_path)
+        result = ft(["upload", str(full_run), "--repo-id", "alice/bad--name"], hub, tmp_path)
         assert not hub.requests
     assert result.returncode == 2 and "invalid repo id 'alice/bad--name'" in result.stderr
 
 
-def test_wrong_namespace_is_a_hub_error(run_dir: Path, tmp_path: Path) -> None:
+def test_wrong_namespace_is_a_hub_error(full_run: Path, tmp_path: Path) -> None:
     with HubEmulator({TOKEN: "alice"}) as hub:
-        result = ft(["upload", str(run_dir), "--repo-id", "someorg/tiny"], hub, tmp_path)
+        result = ft(["upload", str(full_run), "--repo-id", "someorg/tiny"], hub, tmp_path)
         assert "someorg/tiny" not in hub.repos
     assert result.returncode == 1 and "HTTP 403" in result.stderr and "write access" in result.stderr
     assert TOKEN not in result.stdout + result.stderr
@@ -197,13 +197,13 @@ def test_merged_upload_sends_a_standalone_model(run_dir: Path, tmp_path: Path) -
     assert model(torch.tensor([[5, 6, 7]])).logits.shape[-1] == model.config.vocab_size
 
 
-def test_symlink_out_of_the_run_dir_is_not_published(run_dir: Path, tmp_path: Path) -> None:
+def test_symlink_out_of_the_run_dir_is_not_published(full_run: Path, tmp_path: Path) -> None:
     import shutil
 
     from fthub.upload import stage
 
     copy = tmp_path / "run-with-link"
-    shutil.copytree(run_dir, copy)
+    shutil.copytree(full_run, copy)
     secret = tmp_path / "secret.txt"
     secret.write_text("private key material")
     (copy / "notes.txt").symlink_to(secret)
