@@ -149,6 +149,9 @@ def test_wrong_namespace_is_a_hub_error(full_run: Path, tmp_path: Path) -> None:
         assert "someorg/tiny" not in hub.repos
     assert result.returncode == 1 and "HTTP 403" in result.stderr and "write access" in result.stderr
     assert TOKEN not in result.stdout + result.stderr
+    # The list was shown before the first request that writes (the one refused here).
+    assert result.stdout.startswith("Uploading ") and " files to someorg/tiny:" in result.stdout
+    assert "  model.safetensors" in result.stdout and "Uploaded" not in result.stdout
 
 
 def test_dry_run_lists_files_and_card_without_requests(run_dir: Path, tmp_path: Path) -> None:
