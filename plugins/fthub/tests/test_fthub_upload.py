@@ -450,3 +450,11 @@ def test_hub_token_never_leaks(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert [str(p) for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink() and fake.encode() in p.read_bytes()] == []
     assert "adapter_model.safetensors" in published and "ft_run.json" in published
     assert [name for name, content in published.items() if fake.encode() in content or str(tmp_path).encode() in content] == []
+
+
+def test_upload_help_imports_nothing_heavy(tmp_path: Path) -> None:
+    """``ft --help`` imports fthub's command module: it must not load torch, transformers or huggingface_hub."""
+    code = ("import sys\nfrom ftcore.cli import main\ntry:\n    main(['upload', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY=' + ','.join(m for m in ('torch', 'transformers', 'peft', 'huggingface_hub') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "--include-gguf" in out.stdout and out.stdout.splitlines()[-1] == "HEAVY=", out.stdout + out.stderr
