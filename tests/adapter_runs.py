@@ -1,4 +1,4 @@
-"""Run directories for the tests that read runs (merge, upload, generate, evaluate, benchmark).
+"""Run directories for the tests that read runs (merge, generate, evaluate, benchmark).
 
 :func:`make_adapter_run` builds one by hand: a real adapter saved with plain ``peft`` on the tiny model,
 its tokenizer, an ``ft_config.yaml`` and an ``ft_run.json`` manifest laid out as docs/architecture.md

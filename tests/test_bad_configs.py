@@ -153,7 +153,6 @@ USAGE = [
     ("merge of a folder that is not a run", ["merge", "{tmp}", "-o", "{tmp}/merged"], ["ft_run.json"]),
     ("merge of a missing folder", ["merge", "{tmp}/nope", "-o", "{tmp}/merged"], ["nope"]),
     ("benchmark of a missing run", ["benchmark", "--tuned", "{tmp}/nope"], ["nope"]),
-    ("upload without --repo-id", ["upload", "{tmp}"], ["--repo-id"]),
     ("recommend of an unknown method", ["recommend", "--model", "x/y", "--method", "lorra"], ["lorra", "lora"]),
     ("recommend with a negative margin", ["recommend", "--model", "x/y", "--margin", "-1"], ["--margin"]),
     ("plugin with a bad name", ["plugin", "new", "Bad Name!"], ["Bad Name!"]),

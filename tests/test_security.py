@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hub_server import HubEmulator
 from test_train_support import run_config, write_config, write_reversal_text
 
 from ftcore import preflight
@@ -168,37 +167,19 @@ def test_yaml_python_tags_are_refused(tmp_path: Path) -> None:
 
 
 def test_hub_token_never_leaks(tmp_path: Path, tiny_model_dir: Path) -> None:
-    """A recognisable fake token in HF_TOKEN appears in no output and no file of a run, an upload or a failure."""
+    """A recognisable fake token in HF_TOKEN appears in no output and no file of a run (fthub's tests check an
+    upload and its failures the same way)."""
     data = write_reversal_text(tmp_path / "train.jsonl", n=8)
     run = tmp_path / "run"
-    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, run, max_steps=2, save_steps=1))
-    # The base is a local copy: the upload names the Hub model it stands for (ft never publishes a local path).
-    base = ("--base-model", "org/tiny-llama")
+    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, run, max_steps=2, save_steps=1,
+                                                          logging_steps=1))
     env = {"HF_TOKEN": FAKE_TOKEN, "HF_HOME": str(tmp_path / "hf-home"), "FT_CACHE_DIR": str(tmp_path / "cache")}
-    outputs = [ft("-v", "train", "-c", str(config), env=env, cwd=tmp_path)]
-    assert outputs[0].returncode == 0, outputs[0].stderr
-    outputs.append(ft("-v", "upload", str(run), "--repo-id", "alice/leak-test", *base, "--dry-run", env=env, cwd=tmp_path))
-    assert outputs[-1].returncode == 0, outputs[-1].stderr
-    with HubEmulator({FAKE_TOKEN: "alice"}) as hub:
-        online = {**env, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub.url}
-        outputs.append(ft("-v", "upload", str(run), "--repo-id", "alice/leak-test", *base, env=online, cwd=tmp_path))
-        assert outputs[-1].returncode == 0, outputs[-1].stderr
-        outputs.append(ft("-v", "upload", str(run), "--repo-id", "bob/not-yours", *base, env=online, cwd=tmp_path))
-        assert outputs[-1].returncode == 1 and "error:" in outputs[-1].stderr
-        published = hub.repos["alice/leak-test"].files
-    # The failure path too: a Hub that cannot be reached.
-    closed = {**env, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"}
-    outputs.append(ft("upload", str(run), "--repo-id", "alice/leak-test", *base, env=closed, cwd=tmp_path))
-    assert outputs[-1].returncode == 1 and outputs[-1].stderr.startswith("error:")
-
-    for result in outputs:
-        assert FAKE_TOKEN not in result.stdout + result.stderr
+    result = ft("-v", "train", "-c", str(config), env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert FAKE_TOKEN not in result.stdout + result.stderr
     written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()]
     assert any(p.name == "ft_run.json" for p in written) and any(p.name == "metrics.jsonl" for p in written)
-    leaking = [str(p) for p in written if FAKE_TOKEN.encode() in p.read_bytes()]
-    assert leaking == []
-    assert "adapter_model.safetensors" in published and "ft_run.json" in published
-    assert [name for name, content in published.items() if FAKE_TOKEN.encode() in content] == []
+    assert [str(p) for p in written if FAKE_TOKEN.encode() in p.read_bytes()] == []
 
 
 def test_tokens_are_redacted_from_errors_and_logs(tmp_path: Path) -> None:

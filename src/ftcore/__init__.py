@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from ftcore.data.sources import DataSource
     from ftcore.data.templates import render_chat, with_system_prompt
     from ftcore.keys import check_trainer_args
+    from ftcore.merge import merge_run
+    from ftcore.provenance import is_hub_id
+    from ftcore.rundir import RunInfo, load_run
 
 __version__ = "0.1.0"
 
@@ -63,6 +66,10 @@ _LAZY = {
     "with_system_prompt": "ftcore.data.templates",
     "help_examples": "ftcore.commands.output",
     "check_trainer_args": "ftcore.keys",
+    "load_run": "ftcore.rundir",
+    "RunInfo": "ftcore.rundir",
+    "is_hub_id": "ftcore.provenance",
+    "merge_run": "ftcore.merge",
 }
 
 
@@ -110,6 +117,7 @@ __all__ = [
     "PluginError",
     "RewardSpec",
     "RunDirError",
+    "RunInfo",
     "ShapeSpec",
     "TrainingError",
     "UsageError",
@@ -119,6 +127,9 @@ __all__ = [
     "get_str",
     "help_examples",
     "hookimpl",
+    "is_hub_id",
+    "load_run",
+    "merge_run",
     "map_records",
     "added_token_ids",
     "check_trainer_args",

@@ -9,7 +9,6 @@ COMMANDS = {
     "chat": "ftcore.commands.generate:chat",
     "merge": "ftcore.commands.merge:merge",
     "export": "ftcore.commands.export:export",
-    "upload": "ftcore.commands.upload:upload",
     "recommend": "ftcore.commands.recommend:recommend",
     "data": "ftcore.commands.data:data",
     "config": "ftcore.commands.config:config",

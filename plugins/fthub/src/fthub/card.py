@@ -4,8 +4,9 @@ Metadata goes through ``ModelCardData`` (base model, library, license, tags, dat
 scores through ``EvalResult``, so the Hub reads them as a model index: ``eval.json`` of ``ft evaluate``
 and the tuned side of ``ft benchmark``'s ``report.json``, each score with its 95% confidence interval
 when one was computed. The text says what was trained and how (method and its options, the main
-hyperparameters, the data fingerprint and counts, the training curve ``loss.png``), how to load the
-model by its Hub id, and the package versions. Nothing machine-specific is written: no local paths, no
+hyperparameters, how the run went with ``train_loss`` the run's mean and the last logged loss beside it, the
+data fingerprint (once) and counts, the training curve ``loss.png``), how to load the model by its Hub id (with
+peft's ``PeftModel`` for an adapter), and the package versions. Nothing machine-specific is written: no local paths, no
 caches, no tracker settings.
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ftcore.rundir import RunInfo
+    from ftcore import RunInfo
 
 #: Where ``ft evaluate`` and ``ft benchmark`` leave their results inside a run directory.
 EVAL_FILES = ("eval/eval.json", "eval.json")
@@ -49,7 +50,7 @@ def read_eval(run_dir: Path) -> dict[str, Any] | None:
 
 def _dataset_label(data: Any) -> str:
     """A Hub dataset id as is; a local file by its name only (its path is this machine's business)."""
-    from ftcore.provenance import is_hub_id
+    from ftcore import is_hub_id
 
     text = str(data or "data")
     return text if is_hub_id(text) and not Path(text).suffix else Path(text).name
@@ -111,13 +112,11 @@ def _table(rows: list[tuple[str, Any]], head: tuple[str, str] = ("setting", "val
 
 
 def _chat_template_label(choice: Any) -> str:
-    from ftcore.data.templates import NAMED_TEMPLATES
-
+    """A built-in template by its name (chatml, alpaca...), a Jinja file by its file name only."""
     if choice is None:
         return "the base tokenizer's (ChatML when it has none)"
-    if choice == "tokenizer" or choice in NAMED_TEMPLATES:
-        return str(choice)
-    return f"a Jinja file ({Path(str(choice)).name})"
+    path = Path(str(choice))
+    return f"a Jinja file ({path.name})" if path.suffix or len(path.parts) > 1 else str(choice)
 
 
 def training_section(run: RunInfo) -> str:
@@ -130,14 +129,22 @@ def training_section(run: RunInfo) -> str:
              for k in _DATA_KEYS if k in data or k == "chat_template"]
     rows += [(f"training.{k}", training[k]) for k in _TRAINING_KEYS if training.get(k) is not None]
     rows.append(("seed", config.get("seed")))
-    outcome = [(k, manifest[k]) for k in ("global_step", "epoch", "tokens_seen", "train_loss", "eval_loss",
-                                           "trainable_params", "total_params", "train_runtime_s") if manifest.get(k) is not None]
+    outcome = [(k, v) for k, v in outcome_rows(manifest) if v is not None]
     text = _table(rows)
     if outcome:
         text += "\n" + _table([(k, round(v, 4) if isinstance(v, float) else v) for k, v in outcome], ("result", "value"))
     if (run.path / "loss.png").is_file():
         text += "\n![training curve: loss per step](loss.png)\n"
     return text
+
+
+def outcome_rows(manifest: dict[str, Any]) -> list[tuple[str, Any]]:
+    """How the run went, as the card's result table shows it: ``train_loss`` is the run's mean
+    (``train_loss_mean``), with the last logged value on the row beside it."""
+    rows = [(k, manifest.get(k)) for k in ("global_step", "epoch", "tokens_seen")]
+    rows += [("train_loss", manifest.get("train_loss_mean")), ("train_loss_last_logged", manifest.get("train_loss"))]
+    rows += [(k, manifest.get(k)) for k in ("eval_loss", "trainable_params", "total_params", "train_runtime_s")]
+    return rows
 
 
 def data_section(run: RunInfo) -> str:
@@ -152,7 +159,7 @@ def data_section(run: RunInfo) -> str:
     stats = data.get("stats") if isinstance(data.get("stats"), dict) else run.manifest.get("data_stats")
     if isinstance(stats, dict):
         lines += [f"- {key}: {value}" for key, value in stats.items()
-                  if not isinstance(value, (dict, list)) and key not in ("cache_hit", "shape_source")]
+                  if not isinstance(value, (dict, list)) and key not in ("cache_hit", "shape_source", "fingerprint")]
     return "\n".join(lines) + "\n"
 
 
@@ -221,7 +228,7 @@ def card_data(run: RunInfo, repo_id: str, base_id: str, *, merged: bool, adapter
     """The card's ``ModelCardData``: base model, library, license, tags, datasets and the model index."""
     from huggingface_hub import ModelCardData
 
-    from ftcore.provenance import is_hub_id
+    from ftcore import is_hub_id
 
     method = run.manifest.get("method") or run.config.get("method")
     tags = ["ft", "fine-tuned", *([method] if method else []), *(["merged"] if merged else []),
