@@ -50,12 +50,13 @@ def test_a_plugin_command_error_is_one_line(tmp_path):
     assert result.stderr.strip() == f"error: {tmp_path}: no notes.txt (was ftrunnotes installed when this run trained?)"
 
 
-def test_a_missing_plugin_command_names_its_distribution():
-    result = run_ft("export", "runs/x", env={"FT_PLUGINS": "-ftexport"})
+@pytest.mark.parametrize(("command", "dist"), [("export", "ftexport"), ("upload", "fthub")])
+def test_a_missing_plugin_command_names_its_distribution_in_one_line(command, dist):
+    result = run_ft(command, "runs/x", env={"FT_PLUGINS": f"-{dist}"})
     assert result.returncode == 2
-    assert "`ft export` is added by the ftexport plugin distribution, which is not installed: pip install ftexport" \
-        in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: `ft {command}` is added by the {dist} plugin distribution, which is not installed: "
+        f"pip install {dist} (or ./plugins/{dist} from ft's repository)"]
 
 
 def test_an_unknown_command_gets_a_did_you_mean():

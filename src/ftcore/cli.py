@@ -15,7 +15,7 @@ import traceback
 import click
 
 from ftcore.commands import COMMANDS
-from ftcore.errors import FtError
+from ftcore.errors import FtError, UsageError
 from ftcore.redact import redact
 
 #: Commands of ft's own plugin distributions: when one is missing, ``ft NAME`` says which distribution adds it.
@@ -32,7 +32,7 @@ class LazyGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         name = click.utils.make_str(args[0])
         if name not in COMMANDS and not name.startswith("-") and name not in _plugin_commands():
-            ctx.fail(_unknown_command(name))
+            raise UsageError(_unknown_command(name))
         return super().resolve_command(ctx, args)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
