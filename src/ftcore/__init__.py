@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from ftcore.data.messages import chat_message, text_content
     from ftcore.data.sources import DataSource
     from ftcore.data.templates import render_chat, with_system_prompt
+    from ftcore.generation import stop_token_ids
+    from ftcore.merge import merged_model
+    from ftcore.models import load_for_inference
+    from ftcore.rundir import RunInfo, load_run
 
 __version__ = "0.1.0"
 
@@ -50,6 +54,11 @@ _LAZY = {
     "render_chat": "ftcore.data.templates",
     "with_system_prompt": "ftcore.data.templates",
     "help_examples": "ftcore.commands.output",
+    "load_run": "ftcore.rundir",
+    "RunInfo": "ftcore.rundir",
+    "load_for_inference": "ftcore.models",
+    "merged_model": "ftcore.merge",
+    "stop_token_ids": "ftcore.generation",
 }
 
 
@@ -93,6 +102,7 @@ __all__ = [
     "ModelError",
     "PluginError",
     "RewardSpec",
+    "RunInfo",
     "RunDirError",
     "ShapeSpec",
     "TrainingError",
@@ -103,9 +113,13 @@ __all__ = [
     "get_str",
     "help_examples",
     "hookimpl",
+    "load_for_inference",
+    "load_run",
     "map_records",
+    "merged_model",
     "added_token_ids",
     "render_chat",
+    "stop_token_ids",
     "text_content",
     "with_system_prompt",
 ]
