@@ -271,6 +271,38 @@ def test_output_location_is_checked_before_loading(weightless_run: Path, tmp_pat
     assert existing.read_text() == "keep me"
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 96 KiB tmpfs (root only, where mounting is allowed): room for the probe, not for a GGUF."""
+    import os
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and permission to mount a tmpfs")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, tiny_model_dir: Path, full_run,
+                                                    small_disk: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ftcore import FtError
+    from ftexport.export import export_run
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    run = full_run(model, AutoTokenizer.from_pretrained(tiny_model_dir), tmp_path / "run")
+    with pytest.raises(FtError, match=r"^no space left on the device of .*/small/out/run-f16.gguf \(0 MiB free\); "
+                                      r"nothing was kept"):
+        export_run(run, output=small_disk / "out", prompts=["Hi"], max_new_tokens=2)
+    assert list(small_disk.iterdir()) == []  # not even the folder it made
+
+
 def test_a_missing_gguf_package_is_one_line(weightless_run: Path) -> None:
     done = ft("export", str(weightless_run), "-o", str(weightless_run / "m.gguf"), prelude="import sys; sys.modules['gguf'] = None")
     assert done.returncode != 0

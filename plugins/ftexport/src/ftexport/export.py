@@ -178,9 +178,9 @@ def export_run(
         parity = _check(path, reference, gguf_type, max_new_tokens, stop_ids, arch.unreadable(config))
         _write_text(parity_file, json.dumps({"file": path.name, "run": run.path.name, **parity.as_json()}, indent=2)
                     + "\n")
-    except BaseException:  # an unverified export is not kept
-        path.unlink(missing_ok=True)
-        modelfile.unlink(missing_ok=True)
+    except BaseException:  # an unverified export is not kept (nor an older report beside it)
+        for written in paths:
+            written.unlink(missing_ok=True)
         raise
     if parity.problems:
         path.unlink(missing_ok=True)
@@ -234,13 +234,19 @@ def _write(run: RunInfo, tokenizer: Any, path: Path, modelfile: Path, gguf_type:
     pre, carried = base_gguf_metadata(run)
     model = _export_model(run)
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_gguf(model, tokenizer, staging, gguf_type, run.path.name, pre=pre, carried=carried)
         os.replace(staging, path)
-        _write_text(modelfile, modelfile_text(path.name, tokenizer, getattr(model, "generation_config", None)))
+        modelfile.write_text(modelfile_text(path.name, tokenizer, getattr(model, "generation_config", None)),
+                             encoding="utf-8")
     except OSError as exc:
+        staging.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
+        modelfile.unlink(missing_ok=True)
+        for directory in created:  # the folders this export made, innermost first (empty again now)
+            directory.rmdir()
         raise _write_error(path, exc) from exc
     finally:
         staging.unlink(missing_ok=True)
@@ -257,9 +263,11 @@ def _write_text(path: Path, text: str) -> None:
 
 def _write_error(path: Path, exc: OSError) -> FtError:
     """One line for a failed write: the path, and for a full disk the space left."""
-    if exc.errno == errno.ENOSPC:
-        free = shutil.disk_usage(next(p for p in path.parents if p.exists())).free / 2**20
-        return FtError(f"no space left on the device of {path} ({free:.0f} MiB free); nothing was kept, "
+    free = shutil.disk_usage(next(p for p in path.parents if p.exists())).free
+    # numpy's tofile reports a short write without an errno ("N requested and M written"): with the device
+    # all but full, that is the disk filling up too
+    if exc.errno == errno.ENOSPC or (exc.errno is None and free < 2**20):
+        return FtError(f"no space left on the device of {path} ({free / 2**20:.0f} MiB free); nothing was kept, "
                        "free some space or choose another --output")
     return FtError(f"cannot write {path}: {exc.strerror or exc}; nothing was kept")
 
