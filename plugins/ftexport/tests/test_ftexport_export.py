@@ -290,10 +290,10 @@ def small_disk(tmp_path: Path):
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path, tiny_model_dir: Path, full_run,
                                                     small_disk: Path) -> None:
     import torch
+    from ftexport.export import export_run
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ftcore import FtError
-    from ftexport.export import export_run
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     run = full_run(model, AutoTokenizer.from_pretrained(tiny_model_dir), tmp_path / "run")
