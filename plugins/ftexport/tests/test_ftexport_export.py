@@ -181,6 +181,21 @@ def test_what_transformers_cannot_read_back_is_named() -> None:
     assert ARCHITECTURES["llama"].unreadable({}) is None
 
 
+def test_what_llama_cpp_cannot_express_is_refused() -> None:
+    from ftcore import FtError
+    from ftexport.architectures import check_supported
+
+    with pytest.raises(FtError, match=r"^GGUF export of 'qwen3_moe' needs norm_topk_prob: True \(llama.cpp assumes "
+                                      r"it\); this model has False$"):
+        check_supported("qwen3_moe", "f16", {"norm_topk_prob": False})
+    scaled = {"rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                                  "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6}}}
+    with pytest.raises(FtError, match=r"^GGUF export does not support rope scaling 'linear' \(model_type 'gemma3_text'\)"):
+        check_supported("gemma3_text", "f16", scaled)
+    assert check_supported("gemma3_text", "f16", {**scaled, "rope_parameters": {
+        "full_attention": {"rope_type": "default", "rope_theta": 1e6}}}).gguf_name == "gemma3"
+
+
 def test_unsupported_architecture_type_and_format(tmp_path: Path) -> None:
     from ftexport.export import export_run
     from transformers import GPT2Config
