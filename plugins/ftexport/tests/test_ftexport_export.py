@@ -182,8 +182,9 @@ def test_what_transformers_cannot_read_back_is_named() -> None:
 
 
 def test_what_llama_cpp_cannot_express_is_refused() -> None:
-    from ftcore import FtError
     from ftexport.architectures import check_supported
+
+    from ftcore import FtError
 
     with pytest.raises(FtError, match=r"^GGUF export of 'qwen3_moe' needs norm_topk_prob: True \(llama.cpp assumes "
                                       r"it\); this model has False$"):
