@@ -38,6 +38,7 @@ def test_f16_export_loads_back_and_matches_the_run(adapter_run: Path, tiny_model
     assert meta["llama.attention.head_count"] == 4 and meta["llama.attention.head_count_kv"] == 2
     assert meta["tokenizer.ggml.model"] == "gpt2" and meta["tokenizer.chat_template"] == tokenizer.chat_template
     assert meta["tokenizer.ggml.pre"] == "gpt-2"  # plain ByteLevel splitting, as llama.cpp's converter names it
+    assert meta["tokenizer.ggml.add_bos_token"] is False and meta["tokenizer.ggml.add_eos_token"] is False
     assert len(meta["tokenizer.ggml.tokens"]) == len(tokenizer)
     assert meta["tokenizer.ggml.eos_token_id"] == tokenizer.eos_token_id
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")

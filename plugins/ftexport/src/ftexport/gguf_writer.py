@@ -204,6 +204,7 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int, pre: str | No
         if token_id is not None:
             add(token_id)
     writer.add_add_bos_token(adds_bos(tokenizer))
+    writer.add_add_eos_token(_adds_eos(tokenizer))
     if tokenizer.chat_template:
         writer.add_chat_template(tokenizer.chat_template)
 
@@ -212,6 +213,12 @@ def adds_bos(tokenizer: Any) -> bool:
     """Whether encoding text puts the BOS token first (what llama.cpp's ``add_bos_token`` means)."""
     bos = tokenizer.bos_token_id
     return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+
+
+def _adds_eos(tokenizer: Any) -> bool:
+    """Whether encoding text puts the EOS token last (llama.cpp's ``add_eos_token``)."""
+    eos = tokenizer.eos_token_id
+    return eos is not None and tokenizer("a")["input_ids"][-1:] == [eos]
 
 
 def _is_byte_level(spec: dict[str, Any]) -> bool:
