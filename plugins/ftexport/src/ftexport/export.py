@@ -235,16 +235,19 @@ def _write(run: RunInfo, tokenizer: Any, path: Path, modelfile: Path, gguf_type:
     model = _export_model(run)
     staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     created = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    replaced = False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_gguf(model, tokenizer, staging, gguf_type, run.path.name, pre=pre, carried=carried)
         os.replace(staging, path)
+        replaced = True
         modelfile.write_text(modelfile_text(path.name, tokenizer, getattr(model, "generation_config", None)),
                              encoding="utf-8")
     except OSError as exc:
         staging.unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
-        modelfile.unlink(missing_ok=True)
+        if replaced:  # the new GGUF without its Modelfile; an older pair (--overwrite) is left alone otherwise
+            path.unlink(missing_ok=True)
+            modelfile.unlink(missing_ok=True)
         for directory in created:  # the folders this export made, innermost first (empty again now)
             directory.rmdir()
         raise _write_error(path, exc) from exc
