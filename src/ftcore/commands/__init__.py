@@ -8,7 +8,6 @@ COMMANDS = {
     "generate": "ftcore.commands.generate:generate",
     "chat": "ftcore.commands.generate:chat",
     "merge": "ftcore.commands.merge:merge",
-    "export": "ftcore.commands.export:export",
     "recommend": "ftcore.commands.recommend:recommend",
     "data": "ftcore.commands.data:data",
     "config": "ftcore.commands.config:config",

@@ -1,8 +1,8 @@
 """An Ollama ``Modelfile`` for an exported GGUF: FROM, a TEMPLATE equal to the chat template, stops, parameters.
 
 Ollama's templates are Go templates, not Jinja, so the chat template is not translated but measured: it is
-rendered with marker strings in place of each role's content, which yields the text around a system, user
-and assistant turn, the generation prompt and any default system prompt. The Go template built from those
+rendered with marker strings in place of each role's content, which yields the text around a system, user,
+assistant and tool turn (a tool result, where the template writes one), the generation prompt and any default system prompt. The Go template built from those
 pieces is then rendered (by a small simulation here) on several conversations and must equal the Jinja
 rendering of each; when it does not (a template with logic Ollama's cannot express), the Modelfile has no
 TEMPLATE and says so, and Ollama falls back to the chat template stored in the GGUF.
@@ -11,7 +11,6 @@ TEMPLATE and says so, and Ollama falls back to the chat template stored in the G
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 _S, _U, _A, _V, _B = "ftmarkSYS", "ftmarkUSER", "ftmarkASSISTANT", "ftmarkSECOND", "ftmarkREPLY"
@@ -26,6 +25,7 @@ class Turns:
     assistant: tuple[str, str]
     generation_prompt: str
     default_system: str | None
+    tool: tuple[str, str] | None = None
 
 
 def modelfile_text(gguf_name: str, tokenizer: Any, generation_config: Any = None) -> str:
@@ -87,7 +87,7 @@ def measure_turns(tokenizer: Any) -> Turns | None:
 
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-    from ftcore.gguf_export import adds_bos
+    from ftexport.gguf_writer import adds_bos
 
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
     bos = tokenizer.bos_token
@@ -123,7 +123,17 @@ def _measure(tokenizer: Any) -> Turns | None:
         if system is None or not (lead.startswith(system[0]) and lead.endswith(system[1])):
             return None
         default = lead[len(system[0]) : len(lead) - len(system[1])]
-    return Turns(system, user, assistant, prompt[len(one) :], default)
+    return Turns(system, user, assistant, prompt[len(one) :], default, _measure_tool(tokenizer, with_reply))
+
+
+def _measure_tool(tokenizer: Any, with_reply: str) -> tuple[str, str] | None:
+    """The text around a tool result after an assistant turn; None when the template writes none."""
+    chat = [{"role": "user", "content": _U}, {"role": "assistant", "content": _A}, {"role": "tool", "content": _V}]
+    try:
+        text = _render(tokenizer, chat, False)
+    except Exception:  # templates that refuse a tool message
+        return None
+    return _split(text[len(with_reply) :], _V) if text.startswith(with_reply) else None
 
 
 def _split(text: str, marker: str) -> tuple[str, str] | None:
@@ -132,7 +142,8 @@ def _split(text: str, marker: str) -> tuple[str, str] | None:
 
 
 def _pieces(turns: Turns) -> list[str]:
-    return [*(turns.system or ()), *turns.user, *turns.assistant, turns.generation_prompt, turns.default_system or ""]
+    return [*(turns.system or ()), *turns.user, *turns.assistant, *(turns.tool or ()), turns.generation_prompt,
+            turns.default_system or ""]
 
 
 def go_template(turns: Turns) -> str:
@@ -140,6 +151,8 @@ def go_template(turns: Turns) -> str:
     branches = [("user", turns.user), ("assistant", turns.assistant)]
     if turns.system is not None:
         branches.insert(0, ("system", turns.system))
+    if turns.tool is not None:
+        branches.append(("tool", turns.tool))
     body = "".join(
         f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{role}" }}}}{pre}{{{{ .Content }}}}{post}'
         for i, (role, (pre, post)) in enumerate(branches)
@@ -151,7 +164,8 @@ def render_go(turns: Turns, messages: list[dict[str, str]]) -> str:
     """What Ollama renders with :func:`go_template` (its default system message included) for ``messages``."""
     if turns.default_system is not None and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": turns.default_system}, *messages]
-    wraps = {"user": turns.user, "assistant": turns.assistant, "system": turns.system or ("", "")}
+    wraps = {"user": turns.user, "assistant": turns.assistant, "system": turns.system or ("", ""),
+             "tool": turns.tool or ("", "")}
     body = "".join(wraps[m["role"]][0] + m["content"] + wraps[m["role"]][1] for m in messages)
     return body + turns.generation_prompt
 
@@ -166,10 +180,7 @@ def _checks(turns: Turns) -> list[tuple[list[dict[str, str]], bool]]:
     chats = [talk[:1], talk]
     if turns.system is not None:
         chats.append([{"role": "system", "content": "Be brief."}, *talk])
+    if turns.tool is not None:
+        chats.append([*talk[:2], {"role": "tool", "content": '{"colours": ["red", "blue"]}'}])
     return [(chat, True) for chat in chats]
 
-
-def write_modelfile(path: Path, gguf_path: Path, tokenizer: Any, generation_config: Any = None) -> Path:
-    """Write the Modelfile for ``gguf_path`` to ``path`` (same directory) and return it."""
-    path.write_text(modelfile_text(gguf_path.name, tokenizer, generation_config), encoding="utf-8")
-    return path

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from ftcore.commands.output import examples
+from ftcore import help_examples
 
 
-@click.command(epilog=examples(
+@click.command(epilog=help_examples(
     "ft export runs/lora                              # f16 GGUF + Modelfile in runs/lora/export/",
     "ft export runs/lora --type q8_0 -o model.gguf",
     'ft export runs/lora --prompt "Hello" --prompt "Reverse: a b c"   # parity on your prompts',
@@ -34,7 +34,7 @@ from ftcore.commands.output import examples
     "prompts",
     multiple=True,
     metavar="TEXT",
-    help="A prompt for the parity check (repeatable; default: three fixed prompts).",
+    help="A prompt for the parity check (repeatable; default: four fixed prompts).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing GGUF, Modelfile and parity report.")
 def export(
@@ -44,9 +44,10 @@ def export(
     Ollama Modelfile, then load it back and compare its logits and greedy answers with the run's.
 
     An f16 export that disagrees with the run beyond the tolerance is removed and the command fails;
-    for q8_0 the agreement is reported. Supports Llama-family (SmolLM2, Llama) and Qwen2 models.
+    for q8_0 the agreement is reported. Architectures: Llama, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE,
+    Gemma 2, Gemma 3 (text), Phi-3, with a byte-level BPE tokenizer.
     """
-    from ftcore.export import export_run
+    from ftexport.export import export_run
 
     result = export_run(
         run_dir, fmt=fmt, gguf_type=gguf_type, output=output, overwrite=overwrite, prompts=list(prompts) or None

@@ -1,41 +1,23 @@
 """Write a transformers causal LM and its tokenizer as one GGUF file, with the ``gguf`` package's writer.
 
-Follows llama.cpp's conventions, which is what llama.cpp, Ollama and transformers' GGUF loader read:
-tensor names from ``gguf.get_tensor_name_map``, Llama's q/k rows reordered the way llama.cpp's converter
-does (transformers' loader undoes it), norms kept in float32, a ``gpt2`` (byte-level BPE) vocabulary with
-merges, token types and special token ids, and the chat template. Only what transformers can read back is
-supported, since every export is checked by loading it back (:mod:`ftcore.parity`).
+Follows llama.cpp's conventions (``convert_hf_to_gguf.py``), which is what llama.cpp, Ollama and
+transformers' GGUF loader read: tensor names from ``gguf.get_tensor_name_map``, the per-architecture
+differences of :mod:`ftexport.architectures` (q/k row order, Gemma's ``1 + w`` norms, stacked experts),
+norms kept in float32, a ``gpt2`` (byte-level BPE) vocabulary with merges, token types, special token ids,
+the pre-tokenizer name llama.cpp tokenizes by, the chat template, and the provenance keys of a GGUF base.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftcore.errors import FtError
+from ftcore import FtError
+from ftexport.architectures import Architecture, check_supported, rope_dimensions, rope_theta
 
-#: ``--type`` values and the GGML storage of 2-D weights they mean (1-D tensors stay float32).
-GGUF_TYPES = ("f16", "q8_0")
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """How one transformers ``model_type`` is written: llama.cpp's architecture name, and whether q/k rows are permuted."""
-
-    gguf_name: str
-    permute_qk: bool
-
-
-#: transformers ``model_type`` → how it is written; the ones transformers' GGUF loader reads back the same.
-ARCHITECTURES = {
-    "llama": Architecture("llama", permute_qk=True),
-    "qwen2": Architecture("qwen2", permute_qk=False),
-}
-
-# The pre-tokenizer split regexes llama.cpp names (tokenizer.ggml.pre); a plain byte-level one is "default".
+# The pre-tokenizer split regexes llama.cpp names (tokenizer.ggml.pre); plain ByteLevel splitting is "gpt-2".
 _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -49,39 +31,23 @@ _PRE_TOKENIZERS = {_LLAMA3_SPLIT: "llama-bpe", _QWEN2_SPLIT: "qwen2"}
 _NORMAL, _CONTROL, _USER_DEFINED, _UNUSED = 1, 3, 4, 5
 
 
-def check_supported(model_type: str, gguf_type: str, rope: dict[str, Any] | None = None) -> Architecture:
-    """The :class:`Architecture` for ``model_type``; an FtError listing what is supported otherwise."""
-    if gguf_type not in GGUF_TYPES:
-        raise FtError(f"--type {gguf_type!r} is not supported; supported: {', '.join(GGUF_TYPES)}")
-    if model_type not in ARCHITECTURES:
-        raise FtError(
-            f"GGUF export does not support architecture {model_type!r}; supported: {', '.join(sorted(ARCHITECTURES))}"
-        )
-    rope_type = (rope or {}).get("rope_type", "default")
-    if rope_type != "default":
-        raise FtError(
-            f"GGUF export does not support rope scaling {rope_type!r} (model_type {model_type!r}); "
-            "supported: models without rope scaling"
-        )
-    return ARCHITECTURES[model_type]
+def write_gguf(model: Any, tokenizer: Any, path: Path, gguf_type: str, name: str, *, pre: str | None = None,
+               carried: list[tuple[str, Any, Any]] = ()) -> int:
+    """Write ``model`` (float weights) and ``tokenizer`` to ``path`` as GGUF; returns the number of tensors.
 
-
-def rope_theta(config: Any) -> float:
-    """The RoPE base frequency, from transformers 5's ``rope_parameters`` or 4.x's ``rope_theta``."""
-    params = getattr(config, "rope_parameters", None) or {}
-    return float(params.get("rope_theta") or getattr(config, "rope_theta", None) or 10000.0)
-
-
-def write_gguf(model: Any, tokenizer: Any, path: Path, gguf_type: str, name: str) -> int:
-    """Write ``model`` (float weights) and ``tokenizer`` to ``path`` as GGUF; returns the number of tensors."""
+    ``pre``: the pre-tokenizer name to write (a GGUF base's own), else the one the tokenizer's split rule
+    has; ``carried``: ``(key, value, GGUFValueType)`` metadata of a GGUF base to keep (license, sources).
+    """
     import gguf
 
     config = model.config
-    arch = check_supported(config.model_type, gguf_type, getattr(config, "rope_parameters", None))
+    arch = check_supported(config.model_type, gguf_type, config.to_dict())
     writer = gguf.GGUFWriter(str(path), arch.gguf_name)
     try:
-        _write_hyperparameters(writer, config, name, gguf_type)
-        _write_tokenizer(writer, tokenizer, len(model.get_input_embeddings().weight))
+        _write_hyperparameters(writer, config, arch, name, gguf_type)
+        for key, value, value_type in carried:
+            _add_carried(writer, key, value, value_type)
+        _write_tokenizer(writer, tokenizer, len(model.get_input_embeddings().weight), pre)
         count = 0
         for gguf_name, array, raw_dtype in _tensors(model, arch, gguf_type):
             writer.add_tensor(gguf_name, array, raw_dtype=raw_dtype)
@@ -94,11 +60,19 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, gguf_type: str, name: str
     return count
 
 
-def _write_hyperparameters(writer: Any, config: Any, name: str, gguf_type: str) -> None:
+def _add_carried(writer: Any, key: str, value: Any, value_type: Any) -> None:
+    import gguf
+
+    if value_type == gguf.GGUFValueType.ARRAY:
+        writer.add_array(key, value)
+    else:
+        writer.add_key_value(key, value, value_type)
+
+
+def _write_hyperparameters(writer: Any, config: Any, arch: Architecture, name: str, gguf_type: str) -> None:
     import gguf
 
     heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     writer.add_name(name)
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
@@ -106,10 +80,16 @@ def _write_hyperparameters(writer: Any, config: Any, name: str, gguf_type: str) 
     writer.add_feed_forward_length(config.intermediate_size)
     writer.add_head_count(heads)
     writer.add_head_count_kv(getattr(config, "num_key_value_heads", None) or heads)
-    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_dimension_count(rope_dimensions(config))
     writer.add_rope_freq_base(rope_theta(config))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_vocab_size(config.vocab_size)
+    for key, value in arch.keys(config).items():
+        full = f"{arch.gguf_name}.{key}"
+        if isinstance(value, float):
+            writer.add_float32(full, value)
+        elif value is not None:
+            writer.add_uint32(full, int(value))
     file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type]
     writer.add_file_type(file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -129,14 +109,28 @@ def _tensors(model: Any, arch: Architecture, gguf_type: str) -> Iterator[tuple[s
     tied = bool(getattr(config, "tie_word_embeddings", False))
     items = [(k, v) for k, v in state.items() if not (tied and k == "lm_head.weight") and "rotary_emb" not in k]
     for hf_name, tensor in tqdm(items, desc=f"writing GGUF ({gguf_type})", unit="tensor", leave=False):
-        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
-        if gguf_name is None:
-            raise FtError(f"GGUF export: no GGUF name for tensor {hf_name!r} of a {config.model_type} model")
         array = tensor.detach().float().cpu().numpy()
-        if arch.permute_qk and hf_name.endswith(("q_proj.weight", "k_proj.weight")):
-            heads = config.num_attention_heads if "q_proj" in hf_name else config.num_key_value_heads
-            array = permute_rows(array, heads)
-        yield gguf_name, *_stored(array, gguf_type)
+        for gguf_name, part in _parts(hf_name, array, names, arch, config):
+            yield gguf_name, *_stored(part, gguf_type)
+
+
+def _parts(hf_name: str, array: Any, names: Any, arch: Architecture, config: Any) -> list[tuple[str, Any]]:
+    """The GGUF tensor(s) one transformers parameter becomes, named and laid out as llama.cpp reads them."""
+    if arch.experts and hf_name.endswith("experts.gate_up_proj"):  # [experts, 2 * ffn, hidden]: gate rows first
+        gate, up = array[:, : array.shape[1] // 2], array[:, array.shape[1] // 2 :]
+        block = hf_name.split(".")[2]
+        return [(f"blk.{block}.ffn_gate_exps.weight", gate), (f"blk.{block}.ffn_up_exps.weight", up)]
+    if arch.experts and hf_name.endswith("experts.down_proj"):
+        return [(f"blk.{hf_name.split('.')[2]}.ffn_down_exps.weight", array)]
+    gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+    if gguf_name is None:
+        raise FtError(f"GGUF export: no GGUF name for tensor {hf_name!r} of a {config.model_type} model")
+    if arch.permute_qk and hf_name.endswith(("q_proj.weight", "k_proj.weight")):
+        heads = config.num_attention_heads if "q_proj" in hf_name else config.num_key_value_heads
+        array = permute_rows(array, heads)
+    if arch.norm_offset and hf_name.endswith("norm.weight"):
+        array = array + arch.norm_offset
+    return [(gguf_name, array)]
 
 
 def permute_rows(weight: Any, heads: int) -> Any:
@@ -173,7 +167,7 @@ def check_tokenizer(tokenizer: Any) -> dict[str, Any]:
     return spec
 
 
-def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int) -> None:
+def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int, pre: str | None) -> None:
     """Vocabulary, merges, token types, special ids and chat template of a byte-level BPE tokenizer."""
     spec = check_tokenizer(tokenizer)
     model = spec["model"]
@@ -192,7 +186,7 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int) -> None:
             types.append(_NORMAL if index in by_id else _UNUSED)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre_tokenizer_name(spec))
+    writer.add_tokenizer_pre(pre or pre_tokenizer_name(spec))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
@@ -210,6 +204,7 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int) -> None:
         if token_id is not None:
             add(token_id)
     writer.add_add_bos_token(adds_bos(tokenizer))
+    writer.add_add_eos_token(_adds_eos(tokenizer))
     if tokenizer.chat_template:
         writer.add_chat_template(tokenizer.chat_template)
 
@@ -218,6 +213,12 @@ def adds_bos(tokenizer: Any) -> bool:
     """Whether encoding text puts the BOS token first (what llama.cpp's ``add_bos_token`` means)."""
     bos = tokenizer.bos_token_id
     return bos is not None and tokenizer("a")["input_ids"][:1] == [bos]
+
+
+def _adds_eos(tokenizer: Any) -> bool:
+    """Whether encoding text puts the EOS token last (llama.cpp's ``add_eos_token``)."""
+    eos = tokenizer.eos_token_id
+    return eos is not None and tokenizer("a")["input_ids"][-1:] == [eos]
 
 
 def _is_byte_level(spec: dict[str, Any]) -> bool:
@@ -230,7 +231,9 @@ def _is_byte_level(spec: dict[str, Any]) -> bool:
 
 
 def pre_tokenizer_name(spec: dict[str, Any]) -> str:
-    """llama.cpp's name for the tokenizer's split rule: ``llama-bpe``, ``qwen2``, ``smollm`` or ``default`` (GPT-2's)."""
+    """llama.cpp's name for the tokenizer's split rule: ``llama-bpe``, ``qwen2``, ``smollm``, or ``gpt-2`` for plain
+    byte-level splitting (GPT-2's regex), which llama.cpp's converter writes for it. Never ``default``: llama.cpp's
+    default splits punctuation runs first, so contractions would tokenize unlike training."""
     node = spec.get("pre_tokenizer") or {}
     parts = node.get("pretokenizers", [node]) if node.get("type") == "Sequence" else [node]
     for part in parts:
@@ -239,4 +242,4 @@ def pre_tokenizer_name(spec: dict[str, Any]) -> str:
             return _PRE_TOKENIZERS[pattern]
     if any(p.get("type") == "Digits" and p.get("individual_digits") for p in parts):
         return "smollm"
-    return "default"
+    return "gpt-2"
