@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -138,7 +139,7 @@ def test_trainer_validated_options_fail_at_config_validate(capsys, env, tiny_mod
     config = write_config(env / "c.yaml", raw)
     for argv in (["config", "validate", str(config)], ["train", "-c", str(config), "-o", str(env / "out" / "run")]):
         line = one_line(*ft(capsys, *argv), expected_status=2)
-        assert line.startswith(f"error: invalid config: {config}: method_options.") and expected in line, line
+        assert line.startswith("error: invalid config: ") and ": method_options." in line and expected in line, line
     nothing_left(env / "out")
 
 
@@ -155,7 +156,7 @@ def test_loss_type_choices_are_the_installed_trl_ones() -> None:
         field = next(f for f in dataclasses.fields(config_class) if f.name == "loss_type")
         documented = field.metadata["help"].split("Possible values are" if config_class is DPOConfig else
                                                   "Supported values are")[1].split(". ")[0]
-        named = {name.strip("`'\" ") for name in documented.replace(" and ", ",").split(",")} - {""}
+        named = set(re.findall(r"'([a-z_]+)'", documented))
         assert named == set(typing.get_args(literal)), (config_class.__name__, named)
 
 
@@ -177,7 +178,7 @@ def fake_adapter_run(root: Path, model: Path) -> Path:
     run = root / "adapter-run"
     run.mkdir()
     (run / "ft_run.json").write_text(json.dumps({"method": "lora", "output": "adapter", "base_model": str(model)}))
-    (run / "ft_config.yaml").write_text(f"model: {model}\nmethod: lora\n")
+    (run / "ft_config.yaml").write_text(f"model: {model}\nmethod: lora\ndata: {{train: train.jsonl}}\n")
     return run
 
 
@@ -311,11 +312,11 @@ def test_resume_refuses_an_optimizer_file_with_a_pickle_payload(capsys, env, tin
         pickle.dump({"state": Payload(str(marker))}, handle)
     before = sorted(p.name for p in checkpoint.iterdir())
     line = one_line(*ft(capsys, "train", "-c", str(config), "--resume"))
-    assert line.startswith(f"error: --resume: a state file of {checkpoint}") or \
-        line.startswith("error: --resume: a state file of ") and "checkpoint-1" in line, line
+    assert line.startswith(f"error: --resume: a state file of {checkpoint} (optimizer.pt, "), line
     assert "holds pickled objects beyond tensors, which ft refuses to load" in line
     assert "weights_only" not in capsys.readouterr().err + line and not marker.exists()
-    # The finished run is where it was, with its checkpoint as it was.
+    # The finished run is back where it was, with its checkpoint as it was.
+    assert sorted(p.name for p in (env / "out").iterdir()) == ["run"]
     assert (env / "out" / "run" / "ft_run.json").is_file() and sorted(p.name for p in checkpoint.iterdir()) == before
 
 

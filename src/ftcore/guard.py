@@ -68,8 +68,11 @@ def unsafe_checkpoint(exc: BaseException, plan: RunPlan) -> ModelError | None:
 
     if plan.resume_from is None or not (isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc)):
         return None
-    files = ", ".join(sorted(p.name for p in plan.resume_from.iterdir() if p.suffix in (".pt", ".pth", ".bin")))
-    return ModelError(f"--resume: a state file of {plan.resume_from} ({files}) holds pickled objects beyond tensors, "
+    checkpoint = plan.resume_from
+    if plan.adopt and not checkpoint.exists():  # the run was given back to its place when the resume failed
+        checkpoint = plan.output / checkpoint.relative_to(plan.staging)
+    files = ", ".join(sorted(p.name for p in checkpoint.glob("*") if p.suffix in (".pt", ".pth", ".bin")))
+    return ModelError(f"--resume: a state file of {checkpoint} ({files}) holds pickled objects beyond tensors, "
                       "which ft refuses to load (it could run code); resume from a checkpoint this run wrote itself, "
                       "or start again without --resume")
 

@@ -326,10 +326,20 @@ def commit(plan: RunPlan) -> Path:
 
 def abandon(plan: RunPlan) -> None:
     """After a failure: drop the staging directory unless it holds checkpoints worth resuming."""
-    if plan.adopt or not plan.staging.is_dir() or not is_ft_staging(plan.staging):
+    if plan.adopt:
+        _give_back(plan)
+        return
+    if not plan.staging.is_dir() or not is_ft_staging(plan.staging):
         return
     if latest_checkpoint(plan.checkpoints) is None:
         shutil.rmtree(plan.staging, ignore_errors=True)
+
+
+def _give_back(plan: RunPlan) -> None:
+    """A resumed run that failed before saving a new checkpoint goes back where it was, as it was."""
+    if plan.staging.is_dir() and not plan.output.exists() and latest_checkpoint(plan.checkpoints) == plan.resume_from:
+        (plan.staging / STAGING_MARKER).unlink(missing_ok=True)
+        plan.staging.rename(plan.output)
 
 
 def write_json(path: Path, data: Any) -> None:
