@@ -14,10 +14,8 @@ import os
 import pickle
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -236,7 +234,7 @@ def test_a_python_reward_that_misbehaves_is_named(capsys, env, tiny_model_dir, f
     line = one_line(*ft(capsys, "train", "-c", str(config)))
     assert line.startswith(f"error: reward 'python' (function test_bad_surfaces:{function}, plugin ftrl) {said}"), line
     if function == "exiting_reward":
-        assert "SystemExit(3) (the plugin called sys.exit)" in line
+        assert "SystemExit(3) (the reward called sys.exit)" in line
     nothing_left(env / "out")
 
 
@@ -274,7 +272,7 @@ def test_a_reward_plugin_that_misbehaves_is_named(capsys, env, tiny_model_dir, f
     line = one_line(*ft(capsys, "train", "-c", str(config)))
     assert line.startswith(f"error: {said}"), line
     if reward == "quits":
-        assert "SystemExit(5) (the plugin called sys.exit)" in line
+        assert "SystemExit(5) (the reward called sys.exit)" in line
     nothing_left(env / "out")
 
 
@@ -358,12 +356,11 @@ def run_ft(*argv: str, env: dict[str, str] | None = None, timeout: int = 600) ->
                           timeout=timeout)
 
 
-@pytest.mark.parametrize("what", ["model", "dataset"])
-def test_an_unreachable_hub_is_one_line(tmp_path, tiny_model_dir, what):
+def test_an_unreachable_hub_is_one_line(tmp_path):
+    """A Hub id with the endpoint out of reach (huggingface_hub retries for about 20 s before giving up)."""
     (tmp_path / "out").mkdir()
-    model = "ft-tests/no-such-model" if what == "model" else str(tiny_model_dir)
-    data = "ft-tests/no-such-dataset" if what == "dataset" else str(write_reversal_text(tmp_path / "t.jsonl", n=8))
-    raw = {"model": model, "data": {"train": data}, "output_dir": str(tmp_path / "out" / "run"),
+    data = str(write_reversal_text(tmp_path / "t.jsonl", n=8))
+    raw = {"model": "ft-tests/no-such-model", "data": {"train": data}, "output_dir": str(tmp_path / "out" / "run"),
            "training": {"max_steps": 1}}
     config = write_config(tmp_path / "c.yaml", raw)
     env = {"HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0",
@@ -371,29 +368,5 @@ def test_an_unreachable_hub_is_one_line(tmp_path, tiny_model_dir, what):
            "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2"}
     result = run_ft("train", "-c", str(config), env=env, timeout=300)
     line = one_line(result.returncode, result.stderr)
-    assert "http://127.0.0.1:9" in line or "cannot reach" in line or "couldn't connect" in line.lower(), line
+    assert "ft-tests/no-such-model" in line and "http://127.0.0.1:9" in line, line
     nothing_left(tmp_path / "out")
-
-
-def test_sigterm_before_training_leaves_nothing_and_the_next_run_works(tmp_path, tiny_model_dir):
-    (tmp_path / "out").mkdir()
-    config = lora_config(tmp_path, tiny_model_dir, max_steps=1)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FT_CACHE_DIR": str(tmp_path / "cache")}
-    process = subprocess.Popen([sys.executable, "-m", "ftcore", "-q", "train", "-c", str(config)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # As soon as the run holds its lock (it is preparing: nothing is trained yet), stop it.
-    lock = tmp_path / "out" / ".run.ft-lock"
-    deadline = time.monotonic() + 120
-    while not lock.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=300)
-    line = one_line(process.returncode, stderr, expected_status=process.returncode or 1)
-    assert "interrupted by SIGTERM" in line or process.returncode == 0, line
-    if process.returncode != 0:
-        nothing_left(tmp_path / "out")
-    # The next ft train just works.
-    result = run_ft("train", "-c", str(config), *(["--overwrite"] if process.returncode == 0 else []),
-                    env={"FT_CACHE_DIR": str(tmp_path / "cache")})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["run"]

@@ -30,13 +30,22 @@ def reward_function(entry: Any) -> Any:
             scores = get_registry().call("compute_reward", "reward", entry.name, name=entry.name, prompts=prompts,
                                          completions=texts, examples=examples, options=entry.options)
         except Exception as exc:
-            cause = exc if isinstance(exc, FtError) else f"{type(exc).__name__}: {exc}"
             raise TrainingError(f"{reward_label(entry)} failed on the completion of prompt {str(prompts[0])[:80]!r}: "
-                                f"{cause}") from exc
+                                f"{_cause(exc)}") from exc
         return checked_scores(reward_label(entry), scores, len(texts))
 
     reward.__name__ = entry.name
     return reward
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong inside the reward (the registry wraps a plugin's own error in a PluginError naming it)."""
+    from ftcore import PluginError
+
+    inner = exc.__cause__ if isinstance(exc, PluginError) and exc.__cause__ is not None else exc
+    if isinstance(inner, SystemExit):
+        return f"SystemExit({inner.code!r}) (the reward called sys.exit)"
+    return str(inner) if isinstance(inner, FtError) else f"{type(inner).__name__}: {inner}"
 
 
 def reward_label(entry: Any) -> str:

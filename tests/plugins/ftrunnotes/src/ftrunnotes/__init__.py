@@ -36,4 +36,5 @@ def run_started(config: Any, run_dir: Path) -> None:
 @hookimpl
 def run_finished(run_dir: Path, manifest: dict[str, Any]) -> None:
     with (run_dir / NOTES).open("a", encoding="utf-8") as handle:
-        handle.write(f"finished: steps={manifest['global_step']} loss={manifest['train_loss']:.4f}\n")
+        loss = manifest.get("train_loss")  # None when no step was logged (a resume with nothing left to train)
+        handle.write(f"finished: steps={manifest['global_step']} loss={'none' if loss is None else f'{loss:.4f}'}\n")
