@@ -357,6 +357,7 @@ def run_ft(*argv: str, env: dict[str, str] | None = None, timeout: int = 600) ->
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_an_unreachable_hub_is_one_line(tmp_path):
     """A Hub id with the endpoint out of reach (huggingface_hub retries for about 20 s before giving up)."""
     (tmp_path / "out").mkdir()

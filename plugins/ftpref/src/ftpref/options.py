@@ -35,8 +35,8 @@ class PreferenceOptions(BaseChoiceOptions):
 class DpoOptions(PreferenceOptions):
     """DPO: ``beta`` keeps the policy near the reference (higher: closer)."""
 
-    loss_type: DpoLoss = Field("sigmoid", description="TRL's DPO loss: sigmoid (DPO), hinge, ipo, robust, "
-                               "bco_pair, sppo_hard, aot, apo_zero, apo_down, discopop, sigmoid_norm, ...")
+    loss_type: DpoLoss = Field("sigmoid", description="TRL's DPO loss (sigmoid: DPO itself; robust uses "
+                               "label_smoothing).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed share of flipped labels (robust DPO).")
 
     @property
