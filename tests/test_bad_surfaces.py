@@ -205,7 +205,7 @@ def test_evaluate_output_checked_before_loading(capsys, env, tiny_model_dir):
 def test_an_empty_staging_directory_is_not_an_unfinished_run(capsys, env, tiny_model_dir):
     """What a run stopped before its first checkpoint may leave: --resume has nothing to continue, and a new
     run is not told to --resume it (it replaces it)."""
-    from ftcore.rundir import plan_run
+    from ftcore.rundir import begin, plan_run
 
     staging = env / "out" / ".run.tmp-partial"
     staging.mkdir()
@@ -213,8 +213,11 @@ def test_an_empty_staging_directory_is_not_an_unfinished_run(capsys, env, tiny_m
     config = lora_config(env, tiny_model_dir)
     line = one_line(*ft(capsys, "train", "-c", str(config), "--resume"))
     assert line.startswith("error: nothing to resume: no checkpoint in"), line
+    (staging / "ft_config.yaml").write_text("model: old\n")  # what the stopped run had recorded
     plan = plan_run(env / "out" / "run")
     assert plan.resume_from is None and not plan.overwrite
+    begin(plan)  # what ft train does next: a new staging directory, nothing of the stopped run's
+    assert sorted(p.name for p in staging.iterdir()) == [".ft-staging"]
 
 
 # ----------------------------------------------------------------------------- GRPO rewards
