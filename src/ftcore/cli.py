@@ -15,7 +15,7 @@ import traceback
 import click
 
 from ftcore.commands import COMMANDS
-from ftcore.errors import FtError, UsageError
+from ftcore.errors import FtError, UsageError, unreachable_hub
 from ftcore.redact import redact
 
 #: Commands of ft's own plugin distributions: when one is missing, ``ft NAME`` says which distribution adds it.
@@ -191,6 +191,10 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug in ft or a plugin: still one line unless debugging
         if _debugging(args):
             raise
+        unreachable = unreachable_hub(exc)
+        if unreachable is not None:  # the network, not a bug
+            click.echo(redact(f"error: {unreachable}"), err=True)
+            sys.exit(unreachable.exit_code)
         click.echo(redact(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"), err=True)
         sys.exit(1)
     sys.exit(0)

@@ -369,8 +369,18 @@ def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = 
                 # A validator may report several problems, one per line.
                 lines.extend(f"{key}: {part}" for part in message.splitlines())
             else:
-                lines.append(f"{key}: {message} (got {item.get('input')!r})")
+                lines.append(f"{key}: {message} (got {item.get('input')!r}){_literal_hint(item)}")
     return list(dict.fromkeys(lines))
+
+
+def _literal_hint(item: dict[str, Any]) -> str:
+    """Did-you-mean for a value outside a ``Literal``'s choices (a misspelt loss type, say)."""
+    import re
+
+    if item["type"] != "literal_error" or not isinstance(item.get("input"), str):
+        return ""
+    choices = re.findall(r"'([^']*)'", str((item.get("ctx") or {}).get("expected", "")))
+    return did_you_mean(item["input"], choices)
 
 
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:

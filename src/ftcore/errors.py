@@ -67,3 +67,28 @@ class HubError(FtError):
 
 class TrainingError(FtError):
     """Training stopped: NaN loss, interruption, an impossible batch layout."""
+
+
+#: Exceptions of the HTTP libraries under huggingface_hub and datasets that mean the server could not be reached.
+_NETWORK_ERRORS = {
+    "httpx": ("ConnectError", "ConnectTimeout", "ReadTimeout", "NetworkError", "RemoteProtocolError"),
+    "requests": ("ConnectionError", "ConnectTimeout", "ReadTimeout"),
+    "urllib3": ("MaxRetryError", "NewConnectionError"),
+}
+
+
+def unreachable_hub(exc: BaseException) -> HubError | None:
+    """A one-line :class:`HubError` when ``exc`` (or what caused it) is a failed connection to a Hub endpoint while
+    loading a model, tokenizer or dataset; None for anything else."""
+    import os
+
+    seen = 0
+    while exc is not None and seen < 10:
+        root = type(exc).__module__.split(".")[0]
+        if any(cls.__name__ in _NETWORK_ERRORS.get(root, ()) for cls in type(exc).__mro__):
+            endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+            return HubError(f"cannot reach the Hugging Face Hub at {endpoint} ({type(exc).__name__}: "
+                            f"{str(exc)[:200] or 'no answer'}); check the network and HF_ENDPOINT, or set "
+                            "HF_HUB_OFFLINE=1 to use only the models and datasets already in the cache")
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None

@@ -373,6 +373,10 @@ def evaluate_model(
     _check_options_target(options, resolved)
     if not Path(data).exists():
         raise DataError(f"--data: file not found: {data}")
+    if output_dir is not None:
+        from ftcore.preflight import check_output_dir
+
+        check_output_dir(Path(output_dir), "--output")
     data_config = data_config or data_config_for(model_or_run_dir, data)
     canonical = load_records(data, data_config, limit)
     _check_metric_shapes(resolved, canonical)

@@ -58,6 +58,25 @@ def check_resume_matches(checkpoint: Path, model: Any, method: str | None = None
                 )
 
 
+def unsafe_checkpoint(exc: BaseException, plan: RunPlan) -> ModelError | None:
+    """One line for a resumed checkpoint whose pickled state (``optimizer.pt``, ``scheduler.pt``, ``rng_state.pth``)
+    holds more than tensors, which torch's safe loader refused; None for any other error.
+
+    torch's own message advises its unsafe loader (``weights_only=False``), which ft never passes on.
+    """
+    import pickle
+
+    if plan.resume_from is None or not (isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc)):
+        return None
+    checkpoint = plan.resume_from
+    if plan.adopt and not checkpoint.exists():  # the run was given back to its place when the resume failed
+        checkpoint = plan.output / checkpoint.relative_to(plan.staging)
+    files = ", ".join(sorted(p.name for p in checkpoint.glob("*") if p.suffix in (".pt", ".pth", ".bin")))
+    return ModelError(f"--resume: a state file of {checkpoint} ({files}) holds pickled objects beyond tensors, "
+                      "which ft refuses to load (it could run code); resume from a checkpoint this run wrote itself, "
+                      "or start again without --resume")
+
+
 def _expected_shapes(model: Any, method: str | None) -> dict[str, list[int]]:
     """``{name: shape}`` as the method's checkpoint files name them (its plugin's answer, else the state dict)."""
     shapes = None

@@ -414,6 +414,7 @@ def compute_reward(
     :param completions: the generated texts.
     :param examples: for each completion, the other columns of its example (a reference ``answer``, say).
     :param options: the reward's options, validated by its :attr:`RewardSpec.options` model (or ``None``).
-    :returns: one float per completion (``None`` for "no opinion" is not allowed), or ``None`` when ``name`` is
-        not yours.
+    :returns: one finite float per completion (``None`` for "no opinion" is not allowed; NaN, inf, a string or
+        the wrong count stops the run with one line naming the reward and its plugin), or ``None`` when ``name``
+        is not yours.
     """

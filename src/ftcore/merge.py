@@ -108,8 +108,9 @@ def output_dtype(run: Any, dtype: str | None) -> Any:
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    if output.exists() and not output.is_dir():
-        raise FtError(f"--output {output} is a file; give a directory")
+    from ftcore.preflight import check_output_dir
+
+    check_output_dir(output, "--output")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise FtError(f"--output {output} exists and is not empty; choose another directory or pass --overwrite")
 

@@ -164,3 +164,57 @@ def preflight(config: FtConfig, spec: MethodSpec | None, options: Any, plan: Run
             log.warning("%s", message)
             warnings.append(message)
     return warnings
+
+
+# ----------------------------------------------------------------------------- a full disk
+
+#: What torch's checkpoint writer (``torch.save``'s zip container) says when a write comes up short; it carries
+#: no errno, so the text is what there is to recognise.
+_TORCH_SHORT_WRITE = ("unexpected pos", "file write failed", "failed writing file")
+
+
+def disk_full_path(exc: BaseException, plan: RunPlan) -> Path | None:
+    """The path a run was writing when ``exc`` says the disk is full (or the quota is spent); None for any other error.
+
+    A full disk shows as ``ENOSPC``/``EDQUOT``, as its message inside another library's error (safetensors), or as
+    torch's short-write message while saving a checkpoint; the path is the one named, else the checkpoint left
+    half-written, else the staging directory.
+    """
+    import errno
+
+    message = str(exc)
+    full = (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in message
+            or "Disk quota exceeded" in message
+            or ("inline_container" in message and any(text in message for text in _TORCH_SHORT_WRITE)))
+    if not full:
+        return None
+    named = getattr(exc, "filename", None)
+    return Path(named) if named else _half_written(plan) or plan.staging
+
+
+def _half_written(plan: RunPlan) -> Path | None:
+    """The newest checkpoint directory whose save did not finish, if any."""
+    from ftcore.rundir import checkpoint_complete
+
+    if not plan.checkpoints.is_dir():
+        return None
+    unfinished = [p for p in plan.checkpoints.glob("checkpoint-*") if p.is_dir() and not checkpoint_complete(p)]
+    return max(unfinished, key=lambda p: p.stat().st_mtime) if unfinished else None
+
+
+def check_output_dir(path: Path, option: str) -> None:
+    """Raise :class:`RunDirError` when directory ``path`` cannot be made or written: a file is at it or where one of
+    its parents must be, or its nearest existing directory is not writable. Checked before anything heavy loads."""
+    from ftcore.rundir import check_no_file_above
+
+    path = path.expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{option} {path} is a file; give a directory")
+    check_no_file_above(path, option, option)
+    where = nearest_existing(path)
+    try:
+        with tempfile.TemporaryFile(dir=where):
+            pass
+    except OSError as exc:
+        raise RunDirError(f"{option} {path} cannot be written: {where}: {exc.strerror or type(exc).__name__}; "
+                          f"choose another {option}") from None

@@ -169,7 +169,19 @@ def output_location(output_dir: str | Path) -> Path:
                           "choose a new directory such as ./runs/NAME")
     if output.exists() and not output.is_dir():
         raise RunDirError(f"output directory {output} is a file; choose another --output-dir")
+    check_no_file_above(output, "output directory", "--output-dir")
     return output
+
+
+def check_no_file_above(path: Path, what: str, option: str) -> None:
+    """RunDirError when a regular file sits where one of ``path``'s parent directories must be (no directory can
+    be made under a file)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(f"{what} {path} cannot be created: {parent} is a file, not a directory; "
+                                  f"choose another {option}")
+            return
 
 
 def plan_run(output_dir: str | Path, *, overwrite: bool = False, resume: bool | str | None = None) -> RunPlan:
@@ -196,9 +208,16 @@ def _unfinished_step(staging: Path) -> str:
     return f" (checkpoint at step {checkpoint.name.split('-')[1]})" if checkpoint else ""
 
 
+def _nothing_to_resume(staging: Path) -> bool:
+    """True for ft's own staging directory of a run stopped before its first checkpoint: a new run replaces it."""
+    return staging.is_dir() and is_ft_staging(staging) and latest_checkpoint(staging / CHECKPOINTS) is None
+
+
 def _check_fresh(output: Path, staging: Path) -> None:
+    # A staging directory with nothing to continue is not in the way: begin() replaces it (--resume refuses it).
+    unfinished = staging.exists() and not _nothing_to_resume(staging)
     finished = is_run_dir(output)
-    if finished and staging.exists():
+    if finished and unfinished:
         raise RunDirError(
             f"{output} holds a finished run and {staging.name} an unfinished one{_unfinished_step(staging)} that was "
             "started to replace it: --resume continues the unfinished run and replaces the finished one when it "
@@ -212,7 +231,7 @@ def _check_fresh(output: Path, staging: Path) -> None:
         )
     if output.is_dir() and any(output.iterdir()):
         raise RunDirError(f"{output} exists, is not empty and is not an ft run; choose another --output-dir")
-    if staging.exists():
+    if unfinished:
         raise RunDirError(
             f"{output} has an unfinished run in {staging.name}{_unfinished_step(staging)}; --resume continues it, "
             "--overwrite discards it and starts over"
@@ -273,6 +292,8 @@ def begin(plan: RunPlan) -> None:
     if plan.overwrite and plan.staging.exists():
         _check_replaceable(plan.output, plan.staging)
         shutil.rmtree(plan.staging)
+    elif not plan.resume_from and _nothing_to_resume(plan.staging):
+        shutil.rmtree(plan.staging)  # a run stopped before its first checkpoint left nothing to continue
     if plan.adopt:
         if plan.staging.exists():
             raise RunDirError(f"cannot resume {plan.output}: {plan.staging.name} is in the way; remove it first")
@@ -305,10 +326,20 @@ def commit(plan: RunPlan) -> Path:
 
 def abandon(plan: RunPlan) -> None:
     """After a failure: drop the staging directory unless it holds checkpoints worth resuming."""
-    if plan.adopt or not plan.staging.is_dir() or not is_ft_staging(plan.staging):
+    if plan.adopt:
+        _give_back(plan)
+        return
+    if not plan.staging.is_dir() or not is_ft_staging(plan.staging):
         return
     if latest_checkpoint(plan.checkpoints) is None:
         shutil.rmtree(plan.staging, ignore_errors=True)
+
+
+def _give_back(plan: RunPlan) -> None:
+    """A resumed run that failed before saving a new checkpoint goes back where it was, as it was."""
+    if plan.staging.is_dir() and not plan.output.exists() and latest_checkpoint(plan.checkpoints) == plan.resume_from:
+        (plan.staging / STAGING_MARKER).unlink(missing_ok=True)
+        plan.staging.rename(plan.output)
 
 
 def write_json(path: Path, data: Any) -> None:

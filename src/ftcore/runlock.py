@@ -110,9 +110,10 @@ class RunLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
         except OSError as exc:
+            # The lock exists only when its directory does; a file where a parent must be is a path error.
+            if isinstance(exc, FileExistsError) and self.path.parent.is_dir():
+                return False
             from ftcore.preflight import nearest_existing
 
             raise RunDirError(f"output directory {self.output} cannot be written: {nearest_existing(self.path.parent)}: "

@@ -7,7 +7,6 @@ fails in a second, before torch loads. Only rank 0 writes the run directory.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ftcore import distributed, preflight, resumecheck, rundir, trackers
 from ftcore.config import config_to_yaml
 from ftcore.errors import ConfigError, PluginError, RunDirError
-from ftcore.guard import TerminateGuard, TrainingGuard, check_resume_matches
+from ftcore.guard import TerminateGuard, TrainingGuard, check_resume_matches, unsafe_checkpoint
 from ftcore.manifest import build_manifest
 from ftcore.models import count_parameters
 from ftcore.plugins import get_registry
@@ -92,17 +91,17 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
         try:
             return _train(run, terminate)
         except Exception as exc:
-            full = _disk_full(exc, plan)
-            if full is None:
+            known = _disk_full(exc, plan) or unsafe_checkpoint(exc, plan)
+            if known is None:
                 raise
-            raise full from exc
+            raise known from exc
 
 
 def _disk_full(exc: BaseException, plan: rundir.RunPlan) -> RunDirError | None:
     """One line for a full disk: the path, the space left there and what running again will do; else None."""
-    if not (getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)):
+    path = preflight.disk_full_path(exc, plan)
+    if path is None:
         return None
-    path = Path(getattr(exc, "filename", None) or plan.staging)
     free = shutil.disk_usage(preflight.nearest_existing(path)).free / 2**30
     checkpoint = rundir.latest_checkpoint(plan.checkpoints)
     then = (f"free some space, then run the same ft train command with --resume to continue from {checkpoint}"

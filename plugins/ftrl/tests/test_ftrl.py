@@ -144,8 +144,9 @@ def test_a_reward_that_raises_is_named_with_the_example(tiny_model_dir, tmp_path
     with pytest.raises(TrainingError) as error:
         run_training(config)
     message = str(error.value)
-    assert "reward 'python' failed on the completion of prompt" in message and "Count:" in message
-    assert "this reward is broken" in message and not (tmp_path / "run").exists()
+    assert message.startswith("reward 'python' (function test_ftrl:failing_reward, plugin ftrl) failed on the "
+                              "completion of prompt 'Count:")
+    assert message.endswith(": ValueError: this reward is broken") and not (tmp_path / "run").exists()
 
 
 def test_memory_estimate_counts_generation(fresh_plugins):

@@ -3,8 +3,15 @@ weight), the LoRA/QLoRA settings, and each method's own loss settings."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from ftqlora.choice import BaseChoiceOptions
 from pydantic import Field
+
+#: The DPO losses TRL's ``DPOTrainer`` computes (checked against the installed TRL by the tests), so that a
+#: misspelt one fails at ``ft config validate`` rather than after the model loads.
+DpoLoss = Literal["sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"]
 
 
 class PreferenceOptions(BaseChoiceOptions):
@@ -28,8 +35,8 @@ class PreferenceOptions(BaseChoiceOptions):
 class DpoOptions(PreferenceOptions):
     """DPO: ``beta`` keeps the policy near the reference (higher: closer)."""
 
-    loss_type: str = Field("sigmoid", description="TRL's DPO loss: sigmoid (DPO), hinge, ipo, robust, bco_pair, "
-                           "sppo_hard, aot, apo_zero, apo_down, discopop, sigmoid_norm, ...")
+    loss_type: DpoLoss = Field("sigmoid", description="TRL's DPO loss (sigmoid: DPO itself; robust uses "
+                               "label_smoothing).")
     label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed share of flipped labels (robust DPO).")
 
     @property

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ftcore import ConfigError
+from ftcore import ConfigError, DataError
 
 
 def _trl(method: str) -> tuple[Any, Any]:
@@ -76,8 +76,20 @@ def build_trainer(method: str, model: Any, tokenizer: Any, args: Any, train_data
         "gradient_checkpointing": config.training.gradient_checkpointing,
         "dataset_num_proc": None,
     }
-    return trainer_class(
+    trainer = trainer_class(
         model=model, args=trainer_arguments(config_class, args, settings), train_dataset=train_dataset,
         eval_dataset=eval_dataset, processing_class=tokenizer, callbacks=callbacks,
         peft_config=adapter_config(model, options),
     )
+    _check_kept(trainer, config.data.max_seq_len)
+    return trainer
+
+
+def _check_kept(trainer: Any, max_seq_len: int) -> None:
+    """A DataError when TRL dropped every example of a split: it drops those whose prompt alone fills
+    ``max_length`` (nothing of the answer would be left to learn from), and an empty split would fail later in
+    the sampler (``num_samples=0``)."""
+    for split, dataset in (("train", trainer.train_dataset), ("eval", trainer.eval_dataset)):
+        if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
+            raise DataError(f"{split} data: every prompt is at least data.max_seq_len ({max_seq_len}) tokens long, so "
+                            "no answer token would be left to learn from; raise data.max_seq_len or shorten the prompts")

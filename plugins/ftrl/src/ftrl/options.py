@@ -7,6 +7,9 @@ from typing import Any, Literal
 from ftqlora.choice import BaseChoiceOptions
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+#: The GRPO losses TRL's ``GRPOTrainer`` computes (checked against the installed TRL by the tests).
+GrpoLoss = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
+
 
 class RewardEntry(BaseModel):
     """One reward of the run: its registered ``name``, its ``weight`` and its own options (the other keys)."""
@@ -31,7 +34,7 @@ class GrpoOptions(BaseChoiceOptions):
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling.")
     beta: float = Field(0.0, ge=0, description="KL penalty towards the base (0: none, and no reference pass).")
-    loss_type: str = Field("dapo", description="TRL's GRPO loss: grpo, dr_grpo, dapo, bnpo, ...")
+    loss_type: GrpoLoss = Field("dapo", description="TRL's GRPO loss (how token losses are normalised).")
     num_iterations: int = Field(1, ge=1, description="Optimisation passes over each batch of completions.")
     epsilon: float = Field(0.2, gt=0, description="Clipping range of the policy ratio.")
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Normalise advantages by the group's std, the batch's, or not at all.")

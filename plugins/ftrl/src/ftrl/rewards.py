@@ -113,16 +113,14 @@ def length_target(completions: list[str], options: LengthOptions) -> list[float]
 
 def python_function(prompts: list[str], completions: list[str], examples: list[dict[str, Any]],
                     options: PythonOptions) -> list[float]:
-    """Whatever the user's function returns, checked to be one number per completion."""
+    """Whatever the user's function returns (the trainer checks it is one finite number per completion)."""
     module, _, name = options.function.partition(":")
     try:
         function = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ValueError(f"cannot import {options.function!r}: {exc}") from None
-    scores = list(function(prompts=prompts, completions=completions, examples=examples))
-    if len(scores) != len(completions):
-        raise ValueError(f"{options.function} returned {len(scores)} scores for {len(completions)} completions")
-    return [float(s) for s in scores]
+    # Checked score by score (finite numbers, one per completion) by the trainer, as every reward's are.
+    return function(prompts=prompts, completions=completions, examples=examples)
 
 
 def compute(name: str, prompts: list[str], completions: list[str], examples: list[dict[str, Any]], options: Any) -> list[float]:

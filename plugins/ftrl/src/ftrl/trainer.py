@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ftcore import ConfigError, TrainingError
+from ftcore import ConfigError, FtError, TrainingError
 
 #: Keyword arguments TRL passes to reward functions that are not columns of the examples.
 _NOT_COLUMNS = {"trainer_state", "log_extra", "log_metric", "environments", "completion_ids"}
@@ -30,14 +30,76 @@ def reward_function(entry: Any) -> Any:
             scores = get_registry().call("compute_reward", "reward", entry.name, name=entry.name, prompts=prompts,
                                          completions=texts, examples=examples, options=entry.options)
         except Exception as exc:
-            raise TrainingError(f"reward {entry.name!r} failed on the completion of prompt {str(prompts[0])[:80]!r}: "
-                                f"{type(exc).__name__}: {exc}") from exc
-        if scores is None or len(scores) != len(texts):
-            raise TrainingError(f"reward {entry.name!r} returned {scores!r} for {len(texts)} completions")
-        return [float(s) for s in scores]
+            raise TrainingError(f"{reward_label(entry)} failed on the completion of prompt {str(prompts[0])[:80]!r}: "
+                                f"{_cause(exc)}") from exc
+        return checked_scores(reward_label(entry), scores, len(texts))
 
     reward.__name__ = entry.name
     return reward
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong inside the reward (the registry wraps a plugin's own error in a PluginError naming it)."""
+    from ftcore import PluginError
+
+    inner = exc.__cause__ if isinstance(exc, PluginError) and exc.__cause__ is not None else exc
+    if isinstance(inner, SystemExit):
+        return f"SystemExit({inner.code!r}) (the reward called sys.exit)"
+    return str(inner) if isinstance(inner, FtError) else f"{type(inner).__name__}: {inner}"
+
+
+def reward_label(entry: Any) -> str:
+    """``reward 'NAME' (plugin P)``, with the function of a ``python`` reward: how errors name a reward."""
+    from ftcore.plugins import get_registry
+
+    try:
+        plugin = get_registry().owner("reward", entry.name).name
+    except Exception:  # named in the options already; never hide the real problem behind this one
+        plugin = "?"
+    function = entry.options.get("function") if entry.name == "python" else None
+    return f"reward {entry.name!r} ({f'function {function}, ' if function else ''}plugin {plugin})"
+
+
+def checked_scores(label: str, scores: Any, count: int) -> list[float]:
+    """``scores`` as floats when they are ``count`` finite real numbers; else a TrainingError naming the reward.
+
+    TRL averages, ranks and logs what a reward returns: a NaN or inf would train on (or end in TRL's own
+    traceback), a string or None fail deep inside it. Each score is checked here instead.
+    """
+    import math
+
+    try:
+        scores = list(scores)
+    except TypeError:
+        raise TrainingError(f"{label} returned {_shown(scores)}, not a list of {count} numbers (one per completion)"
+                            ) from None
+    if len(scores) != count:
+        raise TrainingError(f"{label} returned {len(scores)} scores for {count} completions; it must return one "
+                            "number per completion")
+    checked = []
+    for i, score in enumerate(scores):
+        number = _number(score)
+        if number is None or not math.isfinite(number):
+            what = "not a finite number" if number is not None else f"a {type(score).__name__}, not a number"
+            raise TrainingError(f"{label} returned {_shown(score)} for completion {i + 1} of {count} ({what}); "
+                                "a reward must return one finite number per completion")
+        checked.append(number)
+    return checked
+
+
+def _number(score: Any) -> float | None:
+    """``score`` as a float when it is a number (a Python, NumPy or 0-d tensor one), else None."""
+    if score is None or isinstance(score, (str, bytes)):
+        return None
+    try:
+        return float(score)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def grpo_arguments(args: Any, options: Any, config: Any) -> Any:
