@@ -163,8 +163,9 @@ def show_preview(config: Any, tokenize: bool, count: int, color: bool, as_json: 
     if prepared.collator is None:
         return
     dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
+    split = f", {stats['split']} split into {stats['max_seq_len']}-token chunks" if stats.get("split") else ""
     echo(f"--- {stats['examples']} examples read: {stats['kept']} kept ({stats['truncated']} of them truncated "
-         f"to {stats['max_seq_len']} tokens), dropped: {dropped}")
+         f"to {stats['max_seq_len']} tokens{split}), dropped: {dropped}")
     full = {**stats["train"], "examples": stats["examples"], "lengths": stats["full_lengths"]}
     echo("before truncation: " + length_report(full, totals=False))
     echo("train: " + length_report(stats["train"]))
