@@ -178,9 +178,11 @@ def _show_plugin_rows(prepared: Any, count: int, echo: Any) -> None:
     for i in range(min(count, len(prepared.train))):
         echo(f"--- example {i + 1} (shape {prepared.shape})")
         echo(_json(prepared.train[i], indent=None)[:2000])
-    echo(f"--- {prepared.stats['examples']} examples of shape {prepared.shape!r}; "
-         f"train {prepared.stats['train']['examples']}"
-         + (f", eval {prepared.stats['eval']['examples']}" if prepared.stats.get("eval") else ""))
+    stats = prepared.stats
+    dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
+    echo(f"--- {stats['examples']} examples of shape {prepared.shape!r}: {stats['kept']} kept ({stats['truncated']} "
+         f"of them truncated to {stats['max_seq_len']} tokens), dropped: {dropped}; train {stats['train']['examples']}"
+         + (f", eval {stats['eval']['examples']}" if stats.get("eval") else ""))
 
 
 def _json_row(prepared: Any, i: int, tokenizer: Any) -> dict[str, Any]:
