@@ -100,6 +100,33 @@ def test_gsm8k_layout_maps_with_columns(tiny_tokenizer_dir, tmp_path, fresh_plug
     assert list(chosen_prompts(prepared.train, raw=False)) == [{"prompt": rendered, "answer": "2 + 3 = 5\n#### 5"}]
 
 
+def test_prompts_longer_than_max_seq_len_are_dropped_and_named(tiny_tokenizer_dir, tmp_path, fresh_plugins):
+    from ftrl.trainer import TOO_LONG
+    from transformers import AutoTokenizer
+
+    from ftcore.config import build_config
+    from ftcore.data import prepare_data
+    from ftcore.errors import DataError
+
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"prompt": "2+2?", "answer": "4"}] * 2 + [{"prompt": "Add " + "1 + " * 40 + "1.", "answer": "41"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def prepare(data):
+        config = build_config({"model": "unused", "method": "grpo", "method_options": {"rewards": [{"name": "answer_match"}]},
+                               "data": {"train": str(data), "max_seq_len": 48, "cache_dir": str(tmp_path / "cache")}})
+        return prepare_data(config, AutoTokenizer.from_pretrained(tiny_tokenizer_dir))
+
+    prepared = prepare(path)
+    assert prepared.stats["dropped"] == {TOO_LONG: 1} and len(prepared.train) == 2
+    warnings = {w["code"]: w["message"] for w in prepared.stats["audit"]["warnings"]}
+    assert warnings["nothing_trained"].endswith(f"dropped: {TOO_LONG}, e.g. {path}:3")
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps(r) + "\n" for r in rows[2:] * 2), encoding="utf-8")
+    with pytest.raises(DataError, match=r"2 of 2 prompts are longer than data.max_seq_len \(48\) tokens"):
+        prepare(long)
+
+
 def constant_reward(prompts: list[str], completions: list[str], examples: list[dict[str, Any]]) -> list[float]:
     """A reward with nothing to learn from: every completion scores the same."""
     return [1.0] * len(completions)
