@@ -351,6 +351,9 @@ def test_overlong_pairs_are_measured_as_trl_tokenizes_and_truncates_them(tiny_mo
         assert [len(ids) for ids in theirs[f"{name}_ids"]] == ours[f"length_{name}"], name
     assert trainer.args.max_length == 48 and trainer.args.truncation_mode == "keep_start"
     assert ours["status"] == ["kept", "truncated"]
+    # The audit's tokens: each kept pair's longer sequence as TRL cuts it, of all the pairs' tokens.
+    assert source["tokens_kept"] == sum(min(48, n) for n in ours["full_length"])
+    assert source["tokens_in"] == source["tokens_kept"] + source["dropped_tokens"] > source["tokens_kept"]
 
 
 def test_pairs_mostly_without_answer_tokens_are_refused(tiny_model_dir, tmp_path, fresh_plugins):

@@ -95,6 +95,7 @@ class Auditor:
         self.truncated_count = 0
         self.reasoning_dropped: list[str] = []
         self.reasoning_dropped_count = 0
+        self.measured: list[tuple[dict[str, Any], list[int], list[str]]] = []
 
     def add_source(self, source: DataSource, shape: str, split: str, table: pa.Table | None, examples: int) -> None:
         """Record one source: a table of its examples' audit columns (:func:`audit_batch`), with the token
@@ -115,6 +116,8 @@ class Auditor:
                      for c in table.column_names if c.startswith("length_")}
             if parts:  # a plugin's shape, measured by its plugin: each part's lengths
                 info["part_lengths"] = parts
+            if "input_ids" not in table.column_names:  # token counts once max_seq_len is known (finish)
+                self.measured.append((info, full, status))
             self._statuses(source, shape, status)
         if "input_ids" in table.column_names:
             tokens, trained = _token_counts(table, kept)
@@ -192,6 +195,10 @@ class Auditor:
 
         total = sum(stats["dropped"].values()) + stats["kept"] if "kept" in stats else stats["examples"]
         self._finish_warnings(stats["max_seq_len"], max(total, 1))
+        for info, full, status in self.measured:
+            # A plugin's measured rows: the tokens of its longest sequence, cut at max_seq_len when truncated.
+            kept = sum(min(n, stats["max_seq_len"]) for n, s in zip(full, status, strict=True) if s in TRAINED_STATUSES)
+            info.update(tokens_in=sum(full), tokens_kept=kept, dropped_tokens=sum(full) - kept)
         for directory, files in skipped:
             self.warn("skipped_files", skipped_message(directory, files))
         train = stats.get("train") or {}
@@ -274,6 +281,10 @@ def source_line(info: dict[str, Any]) -> str:
         line += f"; {info['trained_tokens']} of {info['tokens']} tokens trained ({100 * info['trained_share']:.0f}%)"
         if info.get("dropped_tokens"):
             line += f", {info['dropped_tokens']} of {info['tokens_in']} tokens dropped (truncated or dropped examples)"
+    elif info.get("tokens_kept") is not None:  # a plugin's shape: the tokens of each example's longest sequence
+        line += f"; {info['tokens_kept']} of {info['tokens_in']} tokens kept"
+        if info["dropped_tokens"]:
+            line += f", {info['dropped_tokens']} dropped (truncated or dropped examples)"
     lengths = info.get("lengths")
     if lengths:
         line += f"; length min/median/p95/max {lengths['min']}/{lengths['p50']}/{lengths['p95']}/{lengths['max']} tokens"
