@@ -226,6 +226,7 @@ def test_long_txt_trains_on_every_token_in_chunks(text_split, tokenizer, tmp_pat
     assert (source["tokens_in"], source["trained_tokens"], source["dropped_tokens"]) == (tokens_in, tokens_in, 0)
     assert prepared.stats["split"] == len(whole) and prepared.stats["truncated"] == 0
     rows = rows_of(prepared)
+    assert (prepared.stats["sources"][0]["kept"], prepared.stats["sources"][0]["rows"]) == (len(whole), len(rows))
     assert all(len(ids) <= 32 for ids, _ in rows)
     # Each document is its chunks: a chunk repeats the previous one's last token as unlabelled context, so every
     # token after the document's first is predicted exactly once.

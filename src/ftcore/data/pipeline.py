@@ -299,7 +299,8 @@ def _read_split(
             split_counts.update(source_counts)
             sources_info.append({
                 "split": split, "path": source.path, "format": source.format, "weight": source.weight,
-                "examples": sum(source_counts.values()), "kept": len(encoded),
+                "examples": sum(source_counts.values()),
+                "kept": sum(n for s, n in source_counts.items() if s in TRAINED_STATUSES), "rows": len(encoded),
             })
             if len(encoded):
                 parts.append(_weighted(encoded, source.weight, config.seed))
