@@ -276,3 +276,20 @@ def test_json_file_of_one_record_object(tokenizer, tmp_path):
     prepared = prepare(str(path), tmp_path, tokenizer)
     assert rows_of(prepared) == [expected(tokenizer, [(chatml("user", "Say hello") + ASSISTANT, False),
                                                       ("Hello.<|im_end|>\n", True)])]
+
+
+def test_long_txt_trains_through_ft_train(tiny_model_dir, tmp_path):
+    """The chunks of a long document train end to end (padding-free rows), and the run's manifest keeps the audit."""
+    from ftcore.config import build_config
+    from ftcore.train import run_training
+
+    corpus = tmp_path / "long.txt"
+    corpus.write_text("\n".join(_documents(2, 120)) + "\n", encoding="utf-8")
+    config = build_config({"model": str(tiny_model_dir), "method": "lora", "output_dir": str(tmp_path / "run"),
+                           "data": {"train": str(corpus), "max_seq_len": 32, "cache_dir": str(tmp_path / "cache")},
+                           "training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1}})
+    run = run_training(config).run_dir
+    manifest = json.loads((run / "ft_run.json").read_text(encoding="utf-8"))
+    source = manifest["data"]["stats"]["audit"]["sources"][0]
+    assert source["dropped_tokens"] == 0 and source["trained_tokens"] == source["tokens_in"]
+    assert manifest["data"]["stats"]["split"] == 2
