@@ -89,7 +89,7 @@ def test_malformed_json_line(case: Case) -> None:
 def test_json_that_is_not_a_list(case: Case) -> None:
     bad = case.file("bad.json", '"just a string"\n')
     assert case.train(config=case.config(bad)) == (
-        f'error: {bad}: expected a JSON list of records or {{"data": [...]}}, got a string'
+        f'error: {bad}: expected a JSON list of records, {{"data": [...]}} or one record object, got a string'
     )
 
 

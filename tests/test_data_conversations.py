@@ -190,6 +190,21 @@ def test_a_template_that_ignores_tools_or_reasoning_names_a_builtin_one(record, 
     assert f"set data.chat_template: {suggestion} (built in)" in str(info.value)
 
 
+def test_tools_and_reasoning_together_suggest_the_template_that_renders_both(tokenizer, tmp_path):
+    last = {**OPENAI_TOOLS["messages"][-1], "reasoning_content": "The tool said 21."}
+    record = {**OPENAI_TOOLS, "messages": [*OPENAI_TOOLS["messages"][:-1], last]}
+    with pytest.raises(DataError) as info:
+        rows(tmp_path, tokenizer, [record])
+    assert "has a tool list (tools) but the chat template does not render them" in str(info.value)
+    assert ("set data.chat_template: chatml-think (built in, it also renders the reasoning this data has)"
+            in str(info.value))
+    # The suggestion is accepted: the tool call, the result and the reasoning all reach the text.
+    (tmp_path / "think").mkdir()
+    text = tokenizer.decode(rows(tmp_path / "think", tokenizer, [record], chat_template="chatml-think",
+                                 max_seq_len=2048)[0]["input_ids"])
+    assert "<tool_call>" in text and "<tool_response>" in text and "The tool said 21." in text
+
+
 def test_tool_calling_data_trains_through_ft_train(tiny_model_dir, tmp_path):
     from click.testing import CliRunner
 
@@ -339,3 +354,16 @@ def test_token_ids_and_offsets_match_the_tokenizer_call(tokenizer):
         want = tokenizer(texts, add_special_tokens=special, return_offsets_mapping=True)
         assert [ids for ids, _ in got] == want["input_ids"]
         assert [[tuple(o) for o in offsets] for _, offsets in got] == [[tuple(o) for o in row] for row in want["offset_mapping"]]
+
+
+def test_reasoning_the_template_leaves_out_is_counted(tokenizer, tmp_path):
+    from ftcore.data import prepare_data
+
+    path = write_jsonl(tmp_path / "data.jsonl", [REASONING])
+    prepared = prepare_data(make_config(str(path), tmp_path, method="instruction", chat_template="chatml-think"),
+                            tokenizer)
+    warnings = {w["code"]: w["message"] for w in prepared.stats["audit"]["warnings"]}
+    # chatml-think keeps the reasoning of the answer after the last user message only: the first one's is gone.
+    assert warnings["reasoning_dropped"].startswith("1 reasoning block of earlier answers is left out by the chat "
+                                                    f"template (it keeps only the reasoning of answers after the last "
+                                                    f"user message), so it does not train, e.g. {path}:1")

@@ -205,3 +205,91 @@ def test_preference_columns_warn_unless_mapped_on_purpose(tokenizer, tmp_path):
     sft = prepare(str(chosen), tmp_path / "c", tokenizer, format="completion", columns={"completion": "chosen"})
     assert sft.stats["audit"]["warnings"] == []
     assert rows_of(sft) == [expected(tokenizer, [("2+2=", False), (" 4" + EOT, True)])]
+
+
+def _documents(count: int, words: int) -> list[str]:
+    """``count`` distinct long documents of ``words`` words each."""
+    vocab = ["river", "stone", "light", "garden", "winter", "paper", "orange", "signal", "market", "cloud"]
+    return [" ".join(f"{vocab[(d * 7 + i) % len(vocab)]}{(d + i) % 13}" for i in range(words)) for d in range(count)]
+
+
+@pytest.mark.parametrize("text_split", ["line", "blank_line", "file"])
+def test_long_txt_trains_on_every_token_in_chunks(text_split, tokenizer, tmp_path):
+    docs = _documents(3, 120)
+    corpus = tmp_path / "long.txt"
+    corpus.write_text(("\n\n" if text_split != "line" else "\n").join(docs) + "\n", encoding="utf-8")
+    whole = ["\n\n".join(docs)] if text_split == "file" else docs
+    doc_ids = [tokenizer(d + EOT)["input_ids"] for d in whole]
+    tokens_in = sum(map(len, doc_ids))
+    prepared = prepare(str(corpus), tmp_path, tokenizer, text_split=text_split, max_seq_len=32)
+    source = prepared.stats["audit"]["sources"][0]
+    assert (source["tokens_in"], source["trained_tokens"], source["dropped_tokens"]) == (tokens_in, tokens_in, 0)
+    assert prepared.stats["split"] == len(whole) and prepared.stats["truncated"] == 0
+    rows = rows_of(prepared)
+    assert (prepared.stats["sources"][0]["kept"], prepared.stats["sources"][0]["rows"]) == (len(whole), len(rows))
+    assert all(len(ids) <= 32 for ids, _ in rows)
+    # Each document is its chunks: a chunk repeats the previous one's last token as unlabelled context, so every
+    # token after the document's first is predicted exactly once.
+    assert sum(label != -100 for _, labels in rows for label in labels) == tokens_in
+    rebuilt, at = [], 0
+    for ids in doc_ids:
+        first_ids, first_labels = rows[at]
+        assert first_labels == first_ids
+        got = list(first_ids)
+        at += 1
+        while len(got) < len(ids):
+            chunk_ids, chunk_labels = rows[at]
+            assert chunk_ids[0] == got[-1] and chunk_labels == [-100, *chunk_ids[1:]]
+            got += chunk_ids[1:]
+            at += 1
+        rebuilt.append(got)
+    assert rebuilt == doc_ids and at == len(rows)
+    # Packed, the chunks share rows but not attention; only each document's first token is not a target.
+    packed = prepare(str(corpus), tmp_path / "p", tokenizer, text_split=text_split, max_seq_len=32, packing=True)
+    assert packed.stats["train"]["trained_tokens"] == tokens_in - len(whole)
+
+
+def test_long_txt_truncated_only_when_asked_and_counted(tokenizer, tmp_path):
+    from ftcore.data.audit import report_lines
+
+    corpus = tmp_path / "long.txt"
+    corpus.write_text("\n".join(_documents(2, 120)) + "\n", encoding="utf-8")
+    tokens_in = sum(len(tokenizer(d + EOT)["input_ids"]) for d in _documents(2, 120))
+    prepared = prepare(str(corpus), tmp_path, tokenizer, max_seq_len=32, overflow="truncate")
+    source = prepared.stats["audit"]["sources"][0]
+    assert (source["tokens_in"], source["trained_tokens"], source["dropped_tokens"]) == (tokens_in, 64, tokens_in - 64)
+    lines = report_lines(prepared.stats["audit"])
+    assert f"64 of 64 tokens trained (100%), {tokens_in - 64} of {tokens_in} tokens dropped" in lines[0]
+    assert any(f"2 of 2 texts are longer than max_seq_len and lose their end ({tokens_in - 64} tokens)" in line
+               for line in lines)
+
+
+def test_split_is_for_raw_text_only(tokenizer, tmp_path):
+    data = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Say hello", "output": "Hello."}])
+    with pytest.raises(DataError, match="data.overflow: split cuts raw text"):
+        prepare(str(data), tmp_path, tokenizer, overflow="split")
+
+
+def test_json_file_of_one_record_object(tokenizer, tmp_path):
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps({"instruction": "Say hello", "output": "Hello."}, indent=2), encoding="utf-8")
+    prepared = prepare(str(path), tmp_path, tokenizer)
+    assert rows_of(prepared) == [expected(tokenizer, [(chatml("user", "Say hello") + ASSISTANT, False),
+                                                      ("Hello.<|im_end|>\n", True)])]
+
+
+def test_long_txt_trains_through_ft_train(tiny_model_dir, tmp_path):
+    """The chunks of a long document train end to end (padding-free rows), and the run's manifest keeps the audit."""
+    from ftcore.config import build_config
+    from ftcore.train import run_training
+
+    corpus = tmp_path / "long.txt"
+    corpus.write_text("\n".join(_documents(2, 120)) + "\n", encoding="utf-8")
+    config = build_config({"model": str(tiny_model_dir), "method": "lora", "output_dir": str(tmp_path / "run"),
+                           "data": {"train": str(corpus), "max_seq_len": 32, "cache_dir": str(tmp_path / "cache")},
+                           "training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1}})
+    run = run_training(config).run_dir
+    manifest = json.loads((run / "ft_run.json").read_text(encoding="utf-8"))
+    source = manifest["data"]["stats"]["audit"]["sources"][0]
+    assert source["dropped_tokens"] == 0 and source["trained_tokens"] == source["tokens_in"]
+    assert manifest["data"]["stats"]["split"] == 2

@@ -144,3 +144,26 @@ def test_preview_without_a_model_checks_records(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: ft data preview: give a data FILE (or several), or --config "
                                      "(ft data preview train.jsonl --model MODEL)")
+
+
+def test_record_checks_are_the_same_with_and_without_a_tokenizer_for_preference_pairs(tmp_path, tiny_tokenizer_dir):
+    from click.testing import CliRunner
+
+    from ftcore.cli import cli
+
+    pair = {"prompt": "Who are you?", "chosen": "I am {{name}}.", "rejected": "No idea."}
+    real = {"prompt": "Show a GitHub Actions step.", "chosen": "Use token: ${{ secrets.GITHUB_TOKEN }} in `{{ x }}`.",
+            "rejected": "Set {{ secrets.GITHUB_TOKEN }} and\n```yaml\nname: {{ name }}\n```"}
+    data = write_records(tmp_path, "pairs", [pair, real, pair], "jsonl")
+    base = ["data", "preview", str(data), "--method", "dpo", "--json", "--set", f"data.cache_dir={tmp_path / 'c'}"]
+    found = []
+    for extra in ([], ["--model", str(tiny_tokenizer_dir)]):
+        result = CliRunner().invoke(cli, [*base, *extra])
+        assert result.exit_code == 0, result.output
+        found.append({w["code"]: w["message"] for w in json.loads(result.stdout)["audit"]["warnings"]})
+    without, with_tokenizer = found
+    assert without == with_tokenizer
+    # Template syntax inside real content (GitHub Actions expressions, code) is not an unfilled placeholder.
+    assert without["placeholders"].startswith(f"2 examples contain unresolved template placeholders, e.g. {data}:1 "
+                                              "{{name}}, " + f"{data}:3 ")
+    assert without["duplicates"].startswith(f"1 example (33.3%) repeats earlier ones, e.g. {data}:3 repeats {data}:1")

@@ -112,7 +112,7 @@ class DataConfig(Strict):
     system_prompt: str | None = Field(None, description="System message added to chat examples that have none.")
     train_on_inputs: bool = Field(False, description="Also compute the loss on prompt/user tokens.")
     max_seq_len: int = Field(512, ge=8, description="Longest token sequence fed to the model.")
-    overflow: Literal["truncate", "drop"] = Field("truncate", description="What to do with longer examples.")
+    overflow: Literal["split", "truncate", "drop"] | None = Field(None, description="What to do with examples longer than max_seq_len: split into max_seq_len chunks (raw text only), truncate or drop; default: split raw text (no token lost), truncate other examples.")
     packing: bool = Field(False, description="Concatenate examples into max_seq_len rows (no cross-example attention).")
     padding_free: bool = Field(True, description="Flatten each micro-batch into one unpadded row; attention stays within each example (same loss as padding, less compute).")
     group_by_length: bool = Field(False, description="Batch examples of similar length together (less padding).")

@@ -351,7 +351,11 @@ def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: EncodeO
     split, shuffled and cached by ftcore, to the method's :func:`make_trainer`; return whatever columns
     that trainer wants (prompt/chosen/rejected text rendered with the chat template for TRL, say, or
     token ids). Rows with ``input_ids`` and ``labels`` get ftcore's length statistics; the method's trainer
-    always brings its own collator for a plugin's shape.
+    always brings its own collator for a plugin's shape. A plugin that measures its examples as its trainer will
+    tokenize them returns one row per example, in order, with ``status`` (``"kept"``, ``"truncated"``, or why the
+    example is dropped), ``full_length`` (its tokens before truncation) and ``length_<part>`` columns (``prompt``,
+    ``chosen``, ...): ftcore counts and warns about them like its own examples, reports each part's lengths,
+    drops the rows not kept or truncated and removes those columns before the trainer sees the data.
 
     Stops at the first non-None result.
 
@@ -360,7 +364,7 @@ def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: EncodeO
     :param tokenizer: the run's tokenizer.
     :param settings: the run's :class:`ftcore.EncodeOptions`: the resolved chat ``template`` (a Jinja
         string: ``data.chat_template``, else the tokenizer's, else ChatML), ``train_on_inputs``, ``system_prompt``,
-        ``max_seq_len`` and ``overflow``.
+        ``max_seq_len`` and ``overflow`` (``None``: ftcore's default, see ``EncodeOptions.overflow_for``).
     :param method: the run's method.
     :returns: a ``datasets.Dataset``, or ``None`` when ``shape`` is not yours.
     """

@@ -525,6 +525,11 @@ def progress_callback() -> Any:
     return FtProgressCallback()
 
 
+#: Logged numbers shown on the console (key in the trainer's logs -> name shown).
+CONSOLE_KEYS = {"loss": "loss", "eval_loss": "eval_loss", "reward": "reward", "rewards/accuracies": "reward_acc",
+                "rewards/margins": "margin"}
+
+
 class _ProgressMixin:
     bar: Any = None
     start_time: float = 0.0
@@ -552,8 +557,9 @@ class _ProgressMixin:
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if self.bar is None or not logs:
             return
-        # reward: the mean reward of a method that learns from rewards (GRPO), beside its loss.
-        shown = {k: logs[k] for k in ("loss", "eval_loss", "reward") if k in logs}
+        # Each method's key numbers beside its loss: GRPO's mean reward, a preference method's reward accuracy and
+        # margin (the share of pairs whose chosen answer it rewards more, and by how much).
+        shown = {name: logs[k] for k, name in CONSOLE_KEYS.items() if k in logs}
         if not shown:
             return
         shown["tok/s"] = self.tokens_per_second(state)

@@ -302,3 +302,92 @@ def test_memory_estimate_counts_pairs_and_the_reference_pass(fresh_plugins):
     assert dpo.terms["activations"] == 2 * lora.terms["activations"] and dpo.terms["reference"] > 0
     assert "reference" not in orpo.terms and "reference" not in dpo_full.terms
     assert dpo_full.setup.full and total("dpo", base="qlora").setup.base_bits == 4
+
+
+def _long_pairs() -> list[dict[str, str]]:
+    """One pair that fits, one whose chosen answer runs past 48 tokens, one whose prompt alone fills them."""
+    return [{"prompt": "Opposite of up:", "chosen": " down", "rejected": " up"},
+            {"prompt": "Opposite of hot:", "chosen": " cold" * 30, "rejected": " hot"},
+            {"prompt": "Opposite of big " + "and big " * 20 + ":", "chosen": " small", "rejected": " big"}]
+
+
+def test_overlong_pairs_are_measured_as_trl_tokenizes_and_truncates_them(tiny_model_dir, tmp_path, fresh_plugins):
+    """ft reports each pair's lengths, the pairs truncated and those left with no answer token (dropped with a
+    warning); TRL's DPO trainer then tokenizes the kept pairs to exactly those lengths and truncates the same ones."""
+    import torch
+    from ftpref.encode import NO_ANSWER, measure
+    from ftpref.options import DpoOptions
+    from ftpref.trainers import build_trainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+
+    from ftcore.config import build_config
+    from ftcore.data import prepare_data
+    from ftcore.data.audit import report_lines
+
+    data = write_jsonl(tmp_path / "long.jsonl", _long_pairs(), repeats=1)
+    config = build_config({"model": str(tiny_model_dir), "method": "dpo", "output_dir": str(tmp_path / "run"),
+                           "data": {"train": str(data), "max_seq_len": 48, "shuffle": False,
+                                    "cache_dir": str(tmp_path / "cache")}})
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prepared = prepare_data(config, tokenizer)
+    stats = prepared.stats
+    assert (stats["kept"], stats["truncated"], stats["dropped"]) == (2, 1, {NO_ANSWER: 1})
+    source = stats["audit"]["sources"][0]
+    assert set(source["part_lengths"]) == {"prompt", "chosen", "rejected"} and source["lengths"]["max"] > 48
+    warnings = {w["code"]: w["message"] for w in stats["audit"]["warnings"]}
+    assert warnings["nothing_trained"] == f"1 example (33.3%) dropped: {NO_ANSWER}, e.g. {data}:3"
+    assert warnings["truncated_answers"].startswith(f"1 example (33.3%) is longer than max_seq_len (48) and loses "
+                                                    f"the end of its answer, e.g. {data}:2")
+    assert "; prompt " in report_lines(stats["audit"])[0]
+
+    rows = prepared.train.to_dict()
+    ours = measure(rows, ("chosen", "rejected"), tokenizer, 48)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, report_to=[])
+    trainer = build_trainer("dpo", model, tokenizer, args, prepared.train, None, [], config, DpoOptions())
+    theirs = trainer.train_dataset
+    assert len(theirs) == 2  # TRL drops nothing more
+    for name in ("prompt", "chosen", "rejected"):
+        assert [len(ids) for ids in theirs[f"{name}_ids"]] == ours[f"length_{name}"], name
+    assert trainer.args.max_length == 48 and trainer.args.truncation_mode == "keep_start"
+    assert ours["status"] == ["kept", "truncated"]
+    # The audit's tokens: each kept pair's longer sequence as TRL cuts it, of all the pairs' tokens.
+    assert source["tokens_kept"] == sum(min(48, n) for n in ours["full_length"])
+    assert source["tokens_in"] == source["tokens_kept"] + source["dropped_tokens"] > source["tokens_kept"]
+
+
+def test_pairs_mostly_without_answer_tokens_are_refused(tiny_model_dir, tmp_path, fresh_plugins):
+    from transformers import AutoTokenizer
+
+    from ftcore.config import build_config
+    from ftcore.data import prepare_data
+    from ftcore.errors import DataError
+
+    data = write_jsonl(tmp_path / "long.jsonl", _long_pairs()[2:], repeats=2)
+    config = build_config({"model": str(tiny_model_dir), "method": "dpo",
+                           "data": {"train": str(data), "max_seq_len": 48, "cache_dir": str(tmp_path / "cache")}})
+    with pytest.raises(DataError, match=r"2 of 2 examples have a prompt of data.max_seq_len \(48\) tokens or more"):
+        prepare_data(config, AutoTokenizer.from_pretrained(tiny_model_dir))
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_console_lines_show_the_methods_numbers(method, tiny_model_dir, tmp_path, fresh_plugins, caplog):
+    """Each logged step shows DPO's reward accuracy and margin beside the loss; KTO trains on measured rows too."""
+    import logging
+
+    from ftcore.config import build_config
+    from ftcore.train import run_training
+
+    rows = pairs() if method == "dpo" else [{"prompt": r["prompt"], "completion": r[k], "label": k == "chosen"}
+                                            for r in pairs() for k in ("chosen", "rejected")]
+    data = write_jsonl(tmp_path / "prefs.jsonl", rows, repeats=1)
+    config = build_config({"model": str(tiny_model_dir), "method": method, "output_dir": str(tmp_path / "run"),
+                           "method_options": {"r": 4, "alpha": 8},
+                           "data": {"train": str(data), "cache_dir": str(tmp_path / "cache")},
+                           "training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1}})
+    with caplog.at_level(logging.INFO, logger="ftcore"):
+        run_training(config)
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert len(steps) == 2, steps
+    if method == "dpo":
+        assert all(" reward_acc " in line and " margin " in line for line in steps), steps

@@ -83,9 +83,82 @@ def test_gsm8k_layout_maps_with_columns(tiny_tokenizer_dir, tmp_path, fresh_plug
     config = build_config({"model": "unused", "method": "grpo", "data": {
         "train": str(path), "columns": {"prompt": "question"}, "cache_dir": str(tmp_path / "cache")},
         "method_options": {"rewards": [{"name": "answer_match"}]}})
-    prepared = prepare_data(config, AutoTokenizer.from_pretrained(tiny_tokenizer_dir))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    prepared = prepare_data(config, tokenizer)
     assert prepared.shape == "prompt" and prepared.stats["sources"][0]["format"] == "prompt"
-    assert list(prepared.train) == [{"prompt": "Tom has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\n#### 5"}]
+    # The plain question is the user's message in the model's chat template, with the generation prompt.
+    question = "Tom has 2 apples and buys 3. How many?"
+    rendered = f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+    assert list(prepared.train) == [{"prompt": rendered, "answer": "2 + 3 = 5\n#### 5", "raw_prompt": question}]
+    # Its length as TRL tokenizes it is reported.
+    length = len(tokenizer(rendered)["input_ids"])
+    source = prepared.stats["audit"]["sources"][0]
+    assert source["part_lengths"]["prompt"]["max"] == length == source["lengths"]["max"]
+    from ftrl.trainer import chosen_prompts
+
+    assert list(chosen_prompts(prepared.train, raw=True)) == [{"answer": "2 + 3 = 5\n#### 5", "prompt": question}]
+    assert list(chosen_prompts(prepared.train, raw=False)) == [{"prompt": rendered, "answer": "2 + 3 = 5\n#### 5"}]
+
+
+def test_prompts_longer_than_max_seq_len_are_dropped_and_named(tiny_tokenizer_dir, tmp_path, fresh_plugins):
+    from ftrl.trainer import TOO_LONG
+    from transformers import AutoTokenizer
+
+    from ftcore.config import build_config
+    from ftcore.data import prepare_data
+    from ftcore.errors import DataError
+
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"prompt": "2+2?", "answer": "4"}] * 2 + [{"prompt": "Add " + "1 + " * 40 + "1.", "answer": "41"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    def prepare(data):
+        config = build_config({"model": "unused", "method": "grpo", "method_options": {"rewards": [{"name": "answer_match"}]},
+                               "data": {"train": str(data), "max_seq_len": 48, "cache_dir": str(tmp_path / "cache")}})
+        return prepare_data(config, AutoTokenizer.from_pretrained(tiny_tokenizer_dir))
+
+    prepared = prepare(path)
+    assert prepared.stats["dropped"] == {TOO_LONG: 1} and len(prepared.train) == 2
+    warnings = {w["code"]: w["message"] for w in prepared.stats["audit"]["warnings"]}
+    assert warnings["nothing_trained"].endswith(f"dropped: {TOO_LONG}, e.g. {path}:3")
+    long = tmp_path / "long.jsonl"
+    long.write_text("".join(json.dumps(r) + "\n" for r in rows[2:] * 2), encoding="utf-8")
+    with pytest.raises(DataError, match=r"2 of 2 prompts are longer than data.max_seq_len \(48\) tokens"):
+        prepare(long)
+
+
+def constant_reward(prompts: list[str], completions: list[str], examples: list[dict[str, Any]]) -> list[float]:
+    """A reward with nothing to learn from: every completion scores the same."""
+    return [1.0] * len(completions)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_samples_are_kept_and_steps_without_reward_variance_are_told(raw, tiny_model_dir, tmp_path, fresh_plugins,
+                                                                   caplog):
+    import logging
+
+    from ftcore.config import build_config
+    from ftcore.train import run_training
+
+    config = build_config({
+        "model": str(tiny_model_dir), "method": "grpo", "output_dir": str(tmp_path / "run"),
+        "method_options": {"num_generations": 4, "max_completion_length": 4, "sample_every": 1, "raw_prompts": raw,
+                           "rewards": [{"name": "python", "function": "test_ftrl:constant_reward", "weight": 0.5}]},
+        "data": {"train": str(write_prompts(tmp_path / "p.jsonl", 1)), "cache_dir": str(tmp_path / "cache")},
+        "training": {"max_steps": 2, "batch_size": 4, "logging_steps": 1},
+    })
+    with caplog.at_level(logging.INFO):
+        run = run_training(config).run_dir
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("learned nothing: in each of its 1 groups every completion got the same reward (0.5)" in m
+               for m in messages) == 2, messages
+    assert any(m.startswith("grpo: 2 of 2 steps learned nothing") for m in messages), messages
+    assert any(m.startswith("step 1/2 ") and " reward 0.5" in m for m in messages), messages
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [s["step"] for s in samples] == [1] * 4 + [2] * 4
+    assert all(s["rewards"] == {"python": 1.0} and s["reward"] == 0.5 for s in samples)
+    prompt = samples[0]["prompt"]
+    assert prompt.startswith("Count:") if raw else prompt.startswith("<|im_start|>user\nCount:")
 
 
 @pytest.mark.parametrize(("completion", "reference", "extract", "score"), [

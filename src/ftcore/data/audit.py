@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore.data.encode import EMPTY, IGNORE, NOTHING_TRAINED, TRUNCATED, TRUNCATED_AWAY
+from ftcore.data.encode import EMPTY, IGNORE, TOO_LONG, TRAINED_STATUSES, TRUNCATED, TRUNCATED_AWAY
 from ftcore.specs import CORE_SHAPES
 
 if TYPE_CHECKING:
@@ -28,7 +28,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ftcore.data")
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w.]*)\s*\}\}")
+#: An unfilled placeholder: ``{{name}}`` (identity datasets ship with them). Not one with a dotted name or a
+#: ``$`` before it (``{{ secrets.GITHUB_TOKEN }}``, ``${{ matrix.os }}``: GitHub Actions, Ansible, Helm), nor one
+#: inside Markdown code (:data:`CODE`), which is real content that writes template syntax.
+PLACEHOLDER = re.compile(r"(?<!\$)\{\{\s*([A-Za-z_]\w*)\s*\}\}")
+CODE = re.compile(r"```.*?(?:```|$)|`[^`]*`", re.DOTALL)
 #: Columns of preference pairs and of unpaired (KTO) preference data.
 PREFERENCE_COLUMNS = ("chosen", "rejected")
 KTO_COLUMNS = ("label", "kto_tag")
@@ -46,7 +50,7 @@ def audit_batch(batch: dict[str, list[Any]], shape: str) -> dict[str, list[Any]]
     for row in rows:
         text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
         out["digest"].append(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1)
-        found = PLACEHOLDER.search(text) if shape != "tokens" else None
+        found = PLACEHOLDER.search(CODE.sub("", text)) if shape != "tokens" and "{{" in text else None
         out["placeholder"].append(found.group(0) if found else "")
         out["empty_answer"].append(_empty_answer(row, shape))
     return out
@@ -89,6 +93,9 @@ class Auditor:
         self.empty_count = 0
         self.truncated: list[str] = []
         self.truncated_count = 0
+        self.reasoning_dropped: list[str] = []
+        self.reasoning_dropped_count = 0
+        self.measured: list[tuple[dict[str, Any], list[int], list[str]]] = []
 
     def add_source(self, source: DataSource, shape: str, split: str, table: pa.Table | None, examples: int) -> None:
         """Record one source: a table of its examples' audit columns (:func:`audit_batch`), with the token
@@ -103,22 +110,46 @@ class Auditor:
         if "status" in table.column_names:
             status = table.column("status").to_pylist()
             full = table.column("full_length").to_pylist()
-            kept = [i for i, s in enumerate(status) if s in ("kept", TRUNCATED)]
-            tokens, trained = _token_counts(table, kept)
-            info.update(kept=len(kept), tokens=tokens, trained_tokens=trained,
-                        trained_share=round(trained / tokens, 4) if tokens else 0.0,
-                        lengths=lengths_brief([n for n, s in zip(full, status, strict=True) if s != EMPTY]))
+            kept = [i for i, s in enumerate(status) if s in TRAINED_STATUSES]
+            info.update(kept=len(kept), lengths=lengths_brief([n for n, s in zip(full, status, strict=True) if s != EMPTY]))
+            parts = {c.removeprefix("length_"): lengths_brief(table.column(c).to_pylist())
+                     for c in table.column_names if c.startswith("length_")}
+            if parts:  # a plugin's shape, measured by its plugin: each part's lengths
+                info["part_lengths"] = parts
+            if "input_ids" not in table.column_names:  # token counts once max_seq_len is known (finish)
+                self.measured.append((info, full, status))
             self._statuses(source, shape, status)
+        if "input_ids" in table.column_names:
+            tokens, trained = _token_counts(table, kept)
+            tokens_in = sum(full)
+            info.update(tokens_in=tokens_in, tokens=tokens, trained_tokens=trained, dropped_tokens=tokens_in - tokens,
+                        trained_share=round(trained / tokens, 4) if tokens else 0.0)
+            self._reasoning(source, table)
+            if shape == "text" and TRUNCATED in status:
+                cut = tokens_in - tokens - sum(n for n, s in zip(full, status, strict=True) if s not in TRAINED_STATUSES)
+                self.warn("truncated_text", f"{source.path}: {status.count(TRUNCATED)} of {len(status)} texts are "
+                          f"longer than max_seq_len and lose their end ({cut} tokens); leave data.overflow out (or "
+                          "set it to split) to train on every token in max_seq_len chunks")
         self._examples(source, table)
 
     def _statuses(self, source: DataSource, shape: str, status: list[str]) -> None:
         for i, s in enumerate(status):
-            if s in (NOTHING_TRAINED, TRUNCATED_AWAY, EMPTY):
+            # Every reason to drop an example is warned about but the one asked for (overflow: drop).
+            if s not in (*TRAINED_STATUSES, TOO_LONG):
                 self.nothing_trained.setdefault(s, []).append(source.where(i))
             elif s == TRUNCATED and shape != "text":
                 self.truncated_count += 1
                 if len(self.truncated) < SHOWN:
                     self.truncated.append(source.where(i))
+
+    def _reasoning(self, source: DataSource, table: pa.Table) -> None:
+        if "reasoning_dropped" not in table.column_names:
+            return
+        for i, n in enumerate(table.column("reasoning_dropped").to_pylist()):
+            if n:
+                self.reasoning_dropped_count += n
+                if len(self.reasoning_dropped) < SHOWN:
+                    self.reasoning_dropped.append(source.where(i))
 
     def _examples(self, source: DataSource, table: pa.Table) -> None:
         for i, name in enumerate(table.column("placeholder").to_pylist()):
@@ -164,6 +195,10 @@ class Auditor:
 
         total = sum(stats["dropped"].values()) + stats["kept"] if "kept" in stats else stats["examples"]
         self._finish_warnings(stats["max_seq_len"], max(total, 1))
+        for info, full, status in self.measured:
+            # A plugin's measured rows: the tokens of its longest sequence, cut at max_seq_len when truncated.
+            kept = sum(min(n, stats["max_seq_len"]) for n, s in zip(full, status, strict=True) if s in TRAINED_STATUSES)
+            info.update(tokens_in=sum(full), tokens_kept=kept, dropped_tokens=sum(full) - kept)
         for directory, files in skipped:
             self.warn("skipped_files", skipped_message(directory, files))
         train = stats.get("train") or {}
@@ -189,6 +224,13 @@ class Auditor:
         if self.empty_count:
             self.warn("empty_answers", f"{_n(self.empty_count)} {_v(self.empty_count, 'has', 'have')} an empty answer (the "
                       f"model learns to say nothing), e.g. {_eg(self.empty)}")
+        if self.reasoning_dropped_count:
+            n = self.reasoning_dropped_count
+            self.warn("reasoning_dropped", f"{n} reasoning block{'' if n == 1 else 's'} of earlier answers "
+                      f"{_v(n, 'is', 'are')} left out by the chat template (it keeps only the reasoning of answers "
+                      f"after the last user message), so {_v(n, 'it does', 'they do')} not train, e.g. "
+                      f"{_eg(self.reasoning_dropped)}; to train {_v(n, 'it', 'them')}, give each turn as its own "
+                      "example (the conversation up to it)")
         if self.truncated_count:
             self.warn("truncated_answers", f"{_n(self.truncated_count)} "
                       f"({_share(self.truncated_count, total)}) {_v(self.truncated_count, 'is', 'are')} longer than max_seq_len ({max_seq_len}) and "
@@ -237,9 +279,18 @@ def source_line(info: dict[str, Any]) -> str:
         line += f", {info['kept']} kept"
     if info.get("tokens") is not None:
         line += f"; {info['trained_tokens']} of {info['tokens']} tokens trained ({100 * info['trained_share']:.0f}%)"
+        if info.get("dropped_tokens"):
+            line += f", {info['dropped_tokens']} of {info['tokens_in']} tokens dropped (truncated or dropped examples)"
+    elif info.get("tokens_kept") is not None:  # a plugin's shape: the tokens of each example's longest sequence
+        line += f"; {info['tokens_kept']} of {info['tokens_in']} tokens kept"
+        if info["dropped_tokens"]:
+            line += f", {info['dropped_tokens']} dropped (truncated or dropped examples)"
     lengths = info.get("lengths")
     if lengths:
         line += f"; length min/median/p95/max {lengths['min']}/{lengths['p50']}/{lengths['p95']}/{lengths['max']} tokens"
+    for part, brief in (info.get("part_lengths") or {}).items():
+        if brief:
+            line += f"; {part} {brief['min']}/{brief['p50']}/{brief['p95']}/{brief['max']}"
     return line
 
 

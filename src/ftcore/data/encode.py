@@ -17,7 +17,9 @@ from ftcore.data.templates import Span, render_completion, render_messages, rend
 from ftcore.errors import DataError
 
 IGNORE = -100
-KEPT, TRUNCATED = "kept", "truncated"
+KEPT, TRUNCATED, SPLIT = "kept", "truncated", "split"
+#: Statuses of the examples that train (a split one trains as several rows: :func:`split_rows`).
+TRAINED_STATUSES = (KEPT, TRUNCATED, SPLIT)
 TOO_LONG = "longer than max_seq_len"
 NOTHING_TRAINED = "no trained tokens (no assistant turn or empty response)"
 TRUNCATED_AWAY = "no trained tokens left after truncation"
@@ -32,7 +34,12 @@ class EncodeOptions:
     train_on_inputs: bool
     system_prompt: str | None
     max_seq_len: int
-    overflow: str
+    overflow: str | None
+
+    def overflow_for(self, shape: str) -> str:
+        """What happens to an example of ``shape`` longer than ``max_seq_len``: ``data.overflow``, else raw text is
+        split into chunks (continued pre-training keeps every token) and other examples are truncated."""
+        return self.overflow or ("split" if shape == "text" else "truncate")
 
 
 def example_text(example: dict[str, Any], shape: str, tokenizer: Any, options: EncodeOptions) -> tuple[str, list[Span]]:
@@ -71,16 +78,27 @@ def labels_from_spans(input_ids: list[int], offsets: list[tuple[int, int]], span
 
 
 def encode_batch(batch: dict[str, list[Any]], tokenizer: Any, shape: str, options: EncodeOptions) -> dict[str, list[Any]]:
-    """``datasets.map`` function (batched): examples -> ``input_ids``, ``labels``, ``status``, ``full_length``."""
+    """``datasets.map`` function (batched): examples -> ``input_ids``, ``labels``, ``status``, ``full_length`` and
+    ``reasoning_dropped`` (:func:`reasoning_dropped`)."""
     if shape == "tokens":
         rows = [(list(i), list(lab)) for i, lab in zip(batch["input_ids"], batch["labels"], strict=True)]
-        return _finish(rows, options)
+        return {**_finish(rows, options, shape), "reasoning_dropped": [0] * len(rows)}
     size = len(next(iter(batch.values())))
     rendered = [example_text({k: v[i] for k, v in batch.items()}, shape, tokenizer, options) for i in range(size)]
     # A chat template writes its own BOS.
     encoded = token_ids_and_offsets(tokenizer, [text for text, _ in rendered], add_special_tokens=shape != "messages")
     rows = [(ids, labels_from_spans(ids, offsets, spans)) for (ids, offsets), (_, spans) in zip(encoded, rendered, strict=True)]
-    return _finish(rows, options)
+    out = _finish(rows, options, shape)
+    out["reasoning_dropped"] = ([reasoning_dropped(messages, text) for messages, (text, _) in zip(batch["messages"], rendered, strict=True)]
+                                if shape == "messages" else [0] * size)
+    return out
+
+
+def reasoning_dropped(messages: list[dict[str, Any]], text: str) -> int:
+    """How many assistant messages' reasoning is missing from ``text``, the rendered conversation (templates such
+    as Qwen3's drop the reasoning of answers before the last user message)."""
+    return sum(1 for m in messages if m.get("role") == "assistant"
+               and (reasoning := (m.get("reasoning_content") or "").strip()) and reasoning not in text)
 
 
 def token_ids_and_offsets(tokenizer: Any, texts: list[str], add_special_tokens: bool) -> list[tuple[list[int], list[Any]]]:
@@ -106,30 +124,62 @@ def token_ids_and_offsets(tokenizer: Any, texts: list[str], add_special_tokens: 
     return list(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True))
 
 
-def _finish(rows: list[tuple[list[int], list[int]]], options: EncodeOptions) -> dict[str, list[Any]]:
+def _finish(rows: list[tuple[list[int], list[int]]], options: EncodeOptions, shape: str) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "status": [], "full_length": []}
+    overflow = options.overflow_for(shape)
     for ids, labels in rows:
         out["full_length"].append(len(ids))
-        ids, labels, status = _fit(ids, labels, options)
+        ids, labels, status = _fit(ids, labels, options.max_seq_len, overflow)
         out["input_ids"].append(ids)
         out["labels"].append(labels)
         out["status"].append(status)
     return out
 
 
-def _fit(ids: list[int], labels: list[int], options: EncodeOptions) -> tuple[list[int], list[int], str]:
-    """Apply max_seq_len: keep, truncate or drop (the status says which, or why it was dropped)."""
+def _fit(ids: list[int], labels: list[int], max_seq_len: int, overflow: str) -> tuple[list[int], list[int], str]:
+    """Apply max_seq_len: keep, split (whole, for :func:`split_rows`), truncate or drop (the status says which, or
+    why it was dropped)."""
     if not ids:
         return [], [], EMPTY
     # The first label is never predicted (the model shifts labels by one), so it cannot carry the loss.
     if not _trains(labels):
         return [], [], NOTHING_TRAINED
-    if len(ids) <= options.max_seq_len:
+    if len(ids) <= max_seq_len:
         return ids, labels, KEPT
-    if options.overflow == "drop":
+    if overflow == "split":
+        return ids, labels, SPLIT
+    if overflow == "drop":
         return [], [], TOO_LONG
-    ids, labels = ids[: options.max_seq_len], labels[: options.max_seq_len]
+    ids, labels = ids[:max_seq_len], labels[:max_seq_len]
     return (ids, labels, TRUNCATED) if _trains(labels) else ([], [], TRUNCATED_AWAY)
+
+
+def chunks(ids: list[int], labels: list[int], max_seq_len: int) -> list[tuple[list[int], list[int]]]:
+    """A long example as rows of at most ``max_seq_len`` tokens in which every token after the first is predicted
+    exactly once: each row after the first starts with the previous row's last token as context only (its label
+    masked), since a row's first token is never a prediction target."""
+    if len(ids) <= max_seq_len:
+        return [(ids, labels)]
+    rows = [(ids[:max_seq_len], labels[:max_seq_len])]
+    step = max_seq_len - 1
+    for start in range(step, len(ids) - 1, step):
+        rows.append((ids[start:start + max_seq_len], [IGNORE, *labels[start + 1:start + max_seq_len]]))
+    return rows
+
+
+def split_rows(table: Any, max_seq_len: int) -> Any:
+    """An Arrow table of ``input_ids`` + ``labels`` rows with each row longer than ``max_seq_len`` replaced, in
+    place, by its :func:`chunks` (each its own example: attention never crosses from one chunk to another)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(table) or pc.max(pc.list_value_length(table.column("input_ids"))).as_py() <= max_seq_len:
+        return table
+    rows = [piece for ids, labels in zip(table.column("input_ids").to_pylist(), table.column("labels").to_pylist(),
+                                         strict=True)
+            for piece in chunks(ids, labels, max_seq_len)]
+    return pa.table({"input_ids": pa.array([r[0] for r in rows], table.schema.field("input_ids").type),
+                     "labels": pa.array([r[1] for r in rows], table.schema.field("labels").type)})
 
 
 def _trains(labels: list[int]) -> bool:
@@ -142,6 +192,7 @@ _FEATURES = {
     "tool_calls": "has tool calls or tool results",
     "reasoning": "has reasoning (reasoning_content)",
 }
+_SHORT = {"tools": "tools", "tool_calls": "tools", "reasoning": "reasoning"}
 
 
 def check_chat_features(examples: Any, tokenizer: Any, options: EncodeOptions, where: Any) -> None:
@@ -151,13 +202,18 @@ def check_chat_features(examples: Any, tokenizer: Any, options: EncodeOptions, w
     parts missing; the first example that uses one names its place (``where(i)``) and a built-in template that
     renders it.
     """
-    for feature, index in features_used(examples).items():
+    used = features_used(examples)
+    # The built-in template to suggest renders everything the data uses, not only the feature refused first.
+    suggested = CAPABLE["reasoning"] if "reasoning" in used else CAPABLE["tools"]
+    for feature, index in used.items():
         if not renders(feature, tokenizer, options.template):
+            also = [_SHORT[f] for f in used if f != feature and _SHORT[f] != _SHORT[feature]]
             raise DataError(
                 f"{where(index)}: the conversation {_FEATURES[feature]} but the chat template does not render "
                 f"{'them' if feature != 'reasoning' else 'it'}, so the model would never see "
-                f"{'them' if feature != 'reasoning' else 'it'}; set data.chat_template: {CAPABLE[feature]} "
-                "(built in) or a template that does"
+                f"{'them' if feature != 'reasoning' else 'it'}; set data.chat_template: {suggested} "
+                "(built in" + (f", it also renders the {' and '.join(also)} this data has" if also else "")
+                + ") or a template that does"
             )
 
 

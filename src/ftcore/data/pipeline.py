@@ -25,11 +25,14 @@ from ftcore.data.encode import (
     EMPTY,
     IGNORE,
     KEPT,
+    SPLIT,
+    TRAINED_STATUSES,
     TRUNCATED,
     EncodeOptions,
     check_chat_features,
     encode_batch,
     require_fast,
+    split_rows,
 )
 from ftcore.data.formats import canonical_examples, shape_of
 from ftcore.data.progress import encode_table, tokenize_processes
@@ -246,13 +249,14 @@ def _build(
     shape = shapes[0][0]
     train_stats, train = _finish_split(train, data, shape)
     eval_stats, evaluation = _finish_split(evaluation, data, shape) if evaluation is not None else (None, None)
-    dropped = {reason: n for reason, n in counts.items() if reason not in (KEPT, TRUNCATED)}
+    dropped = {reason: n for reason, n in counts.items() if reason not in TRAINED_STATUSES}
     stats = {
         "cache_hit": False,
         "sources": sources_info,
         "examples": sum(counts.values()),
-        "kept": counts[KEPT] + counts[TRUNCATED],
+        "kept": sum(counts[s] for s in TRAINED_STATUSES),
         "truncated": counts[TRUNCATED],
+        "split": counts[SPLIT],
         "dropped": dropped,
         "max_seq_len": data.max_seq_len,
         "full_lengths": length_summary(sorted(full_lengths), max(data.max_seq_len, max(full_lengths, default=0))),
@@ -295,7 +299,8 @@ def _read_split(
             split_counts.update(source_counts)
             sources_info.append({
                 "split": split, "path": source.path, "format": source.format, "weight": source.weight,
-                "examples": sum(source_counts.values()), "kept": len(encoded),
+                "examples": sum(source_counts.values()),
+                "kept": sum(n for s, n in source_counts.items() if s in TRAINED_STATUSES), "rows": len(encoded),
             })
             if len(encoded):
                 parts.append(_weighted(encoded, source.weight, config.seed))
@@ -331,10 +336,26 @@ def _encode_source(
         examples = examples.select(range(config.data.max_samples))
     check_method_shape(config.method, shape, f"{source.path} (format {source.format})")
     _check_same_kind(shapes, shape, source.path)
+    if options.overflow == "split" and shape != "text":
+        raise DataError(f"{source.path}: data.overflow: split cuts raw text into max_seq_len chunks, but these "
+                        f"examples are {shape!r} data, whose answers would be cut from their prompts",
+                        hint="set data.overflow: truncate or drop, or leave it out (the default truncates them)")
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if not tokenized_shape(shape):
-        encoded, counts, lengths = _encode_plugin_shape(examples, shape, source, config, tokenizer, options)
-        auditor.add_source(source, shape, split, None, len(examples))
-        return encoded, counts, lengths
+        encoded, measured = _encode_plugin_shape(examples, shape, source, config, tokenizer, options)
+        # The record checks (duplicates, placeholders) run on the examples as without a tokenizer.
+        records = encode_table(examples, functools.partial(audit_batch, shape=shape), 1, f"checking {source.path}")
+        if measured is not None:
+            for name in measured.column_names:
+                records = records.append_column(name, measured.column(name))
+        auditor.add_source(source, shape, split, records, len(examples))
+        if measured is None:
+            return encoded, Counter({KEPT: len(encoded)}), []
+        statuses = measured.column("status")
+        lengths = pc.filter(measured.column("full_length"), pc.not_equal(statuses, EMPTY)).to_pylist()
+        return encoded, Counter(statuses.to_pylist()), lengths
     if shape == "text" and _chat_method(config.method):
         raise DataError(
             f"{source.path}: method {config.method!r} trains on instruction data, but format {source.format!r} "
@@ -343,8 +364,6 @@ def _encode_source(
         )
     if shape == "messages":
         check_chat_features(examples, tokenizer, options, source.where)
-    import pyarrow as pa
-    import pyarrow.compute as pc
     from datasets import Dataset
     from datasets.table import InMemoryTable
 
@@ -355,8 +374,8 @@ def _encode_source(
     statuses = table.column("status")
     source_counts = Counter(statuses.to_pylist())
     lengths = pc.filter(table.column("full_length"), pc.not_equal(statuses, EMPTY)).to_pylist()
-    kept = table.filter(pc.is_in(statuses, pa.array([KEPT, TRUNCATED])))
-    kept = kept.drop_columns(["status", "full_length", *AUDIT_COLUMNS])
+    kept = table.filter(pc.is_in(statuses, pa.array(list(TRAINED_STATUSES))))
+    kept = split_rows(kept.drop_columns(["status", "full_length", "reasoning_dropped", *AUDIT_COLUMNS]), options.max_seq_len)
     return Dataset(InMemoryTable(kept)), source_counts, lengths
 
 
@@ -378,8 +397,15 @@ def _check_same_kind(shapes: list[tuple[str, str]], shape: str, path: str) -> No
 
 def _encode_plugin_shape(
     examples: Dataset, shape: str, source: DataSource, config: FtConfig, tokenizer: Any, options: EncodeOptions
-) -> tuple[Dataset, Counter[str], list[int]]:
-    """Examples of a plugin's shape, rendered and tokenized by the plugin that registered the shape."""
+) -> tuple[Dataset, Any]:
+    """Examples of a plugin's shape, rendered and tokenized by the plugin that registered the shape, and the
+    Arrow table of its measurements (``status``, ``full_length``, ``length_<part>``) when it gave them: the rows
+    whose status is not kept or truncated are dropped and those columns removed."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
     from ftcore.plugins import get_registry
 
     registry = get_registry()
@@ -388,7 +414,16 @@ def _encode_plugin_shape(
     if encoded is None:
         info = registry.owner("shape", shape)
         raise PluginError(f"shape {shape!r} is registered by {info.label} but its encode_examples returned None")
-    return encoded, Counter({KEPT: len(encoded)}), []
+    if "status" not in encoded.column_names:
+        return encoded, None
+    table = _in_order(encoded).data.table
+    if len(table) != len(examples):
+        info = registry.owner("shape", shape)
+        raise PluginError(f"{info.label}'s encode_examples gave {len(table)} rows with a status for "
+                          f"{len(examples)} examples; measured rows must be one per example, in order")
+    measured_columns = ["status", "full_length", *(c for c in table.column_names if c.startswith("length_"))]
+    kept = table.filter(pc.is_in(table.column("status"), pa.array(list(TRAINED_STATUSES))))
+    return Dataset(InMemoryTable(kept.drop_columns(measured_columns))), table.select(measured_columns)
 
 
 def _reasons(counts: Counter[str], max_seq_len: int) -> str:
@@ -495,9 +530,10 @@ def summary_line(stats: dict[str, Any]) -> str:
     """One log line: examples kept/truncated/dropped (by reason) and token counts."""
     dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items())
     train = stats["train"]
+    split = f", {stats['split']} split into chunks" if stats.get("split") else ""
     line = (
         f"{stats['examples']} examples: {stats['kept']} kept ({stats['truncated']} truncated to "
-        f"{stats['max_seq_len']} tokens), {sum(stats['dropped'].values())} dropped"
+        f"{stats['max_seq_len']} tokens{split}), {sum(stats['dropped'].values())} dropped"
         + (f" ({dropped})" if dropped else "")
         + f"; train {train['examples']} examples"
         + (f", {train['tokens']} tokens ({train['trained_tokens']} trained)" if "tokens" in train else "")

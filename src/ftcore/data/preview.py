@@ -163,8 +163,9 @@ def show_preview(config: Any, tokenize: bool, count: int, color: bool, as_json: 
     if prepared.collator is None:
         return
     dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
+    split = f", {stats['split']} split into {stats['max_seq_len']}-token chunks" if stats.get("split") else ""
     echo(f"--- {stats['examples']} examples read: {stats['kept']} kept ({stats['truncated']} of them truncated "
-         f"to {stats['max_seq_len']} tokens), dropped: {dropped}")
+         f"to {stats['max_seq_len']} tokens{split}), dropped: {dropped}")
     full = {**stats["train"], "examples": stats["examples"], "lengths": stats["full_lengths"]}
     echo("before truncation: " + length_report(full, totals=False))
     echo("train: " + length_report(stats["train"]))
@@ -177,9 +178,11 @@ def _show_plugin_rows(prepared: Any, count: int, echo: Any) -> None:
     for i in range(min(count, len(prepared.train))):
         echo(f"--- example {i + 1} (shape {prepared.shape})")
         echo(_json(prepared.train[i], indent=None)[:2000])
-    echo(f"--- {prepared.stats['examples']} examples of shape {prepared.shape!r}; "
-         f"train {prepared.stats['train']['examples']}"
-         + (f", eval {prepared.stats['eval']['examples']}" if prepared.stats.get("eval") else ""))
+    stats = prepared.stats
+    dropped = ", ".join(f"{n} {reason}" for reason, n in stats["dropped"].items()) or "none"
+    echo(f"--- {stats['examples']} examples of shape {prepared.shape!r}: {stats['kept']} kept ({stats['truncated']} "
+         f"of them truncated to {stats['max_seq_len']} tokens), dropped: {dropped}; train {stats['train']['examples']}"
+         + (f", eval {stats['eval']['examples']}" if stats.get("eval") else ""))
 
 
 def _json_row(prepared: Any, i: int, tokenizer: Any) -> dict[str, Any]:

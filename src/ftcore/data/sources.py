@@ -382,8 +382,11 @@ def _read_json(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         rows, locations = loaded["data"], [f"data[{i}]" for i in range(len(loaded["data"]))]
     elif isinstance(loaded, list):
         rows, locations = loaded, _json_list_lines(text)
+    elif isinstance(loaded, dict) and loaded:  # one record on its own (a single conversation, say)
+        rows, locations = [loaded], ["1"]
     else:
-        raise DataError(f"{path}: expected a JSON list of records or {{\"data\": [...]}}, got {_kind(loaded)}")
+        raise DataError(f"{path}: expected a JSON list of records, {{\"data\": [...]}} or one record object, "
+                        f"got {_kind(loaded)}")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise DataError(f"{path}:{locations[i]}: expected a JSON object, got {_kind(row)}")

@@ -35,12 +35,67 @@ def render_example(example: dict[str, Any], answers: tuple[str, ...], tokenizer:
     return rendered
 
 
+#: Why a pair or an answer is dropped: TRL truncates prompt + answer from the end, so a prompt of ``max_length``
+#: tokens or more leaves it nothing to learn from (TRL's DPO and KTO trainers drop those too, without a word).
+NO_ANSWER = "no answer tokens: the prompt alone fills max_seq_len"
+#: ``data.overflow: drop``: the status ftcore gives its own examples dropped for their length.
+TOO_LONG = "longer than max_seq_len"
+#: A source where more than this share of the examples lose every answer token is refused.
+NO_ANSWER_LIMIT = 0.5
+
+
 def encode_preference(examples: Any, shape: str, tokenizer: Any, settings: Any) -> Any:
-    """The examples as text columns: ``prompt``/``chosen``/``rejected``, or ``prompt``/``completion``/``label``."""
+    """The examples as text columns: ``prompt``/``chosen``/``rejected``, or ``prompt``/``completion``/``label``,
+    each with its lengths as TRL will tokenize it (:func:`measure`): ``status``, ``full_length`` and
+    ``length_<part>``, which ftcore reports and removes."""
     answers = ("chosen", "rejected") if shape == "preference" else ("completion",)
     keep = ("label",) if shape == "unpaired_preference" else ()
 
     def render(example: dict[str, Any]) -> dict[str, Any]:
         return {**render_example(example, answers, tokenizer, settings), **{k: example[k] for k in keep}}
 
-    return examples.map(render, remove_columns=examples.column_names, desc=f"rendering {shape} examples")
+    rendered = examples.map(render, remove_columns=examples.column_names, desc=f"rendering {shape} examples")
+    measured = rendered.map(measure, batched=True, fn_kwargs={"answers": answers, "tokenizer": tokenizer,
+                                                               "max_length": settings.max_seq_len,
+                                                               "drop": settings.overflow == "drop"},
+                            desc=f"measuring {shape} examples")
+    lost = measured["status"].count(NO_ANSWER)
+    if len(measured) and lost / len(measured) > NO_ANSWER_LIMIT:
+        raise DataError(f"{lost} of {len(measured)} examples have a prompt of data.max_seq_len "
+                        f"({settings.max_seq_len}) tokens or more, so nothing of their answers would train",
+                        hint="raise data.max_seq_len or shorten the prompts")
+    return measured
+
+
+def measure(batch: dict[str, list[Any]], answers: tuple[str, ...], tokenizer: Any, max_length: int,
+            drop: bool = False) -> dict[str, list[Any]]:
+    """Token lengths of each example's prompt and answers as TRL's DPO and KTO trainers tokenize the text: the
+    prompt alone, and prompt + answer (+ EOS when missing), the prompt ending where the two first differ; then
+    whether ``max_length`` (kept from the start) keeps it whole, truncates an answer (or, with ``drop``, drops it),
+    or leaves no answer token."""
+    eos = tokenizer.eos_token or ""
+    prompts = tokenizer(batch["prompt"])["input_ids"]
+    full = {name: tokenizer([p + (a if a.endswith(eos) else a + eos) for p, a in
+                             zip(batch["prompt"], batch[name], strict=True)])["input_ids"] for name in answers}
+    out: dict[str, list[Any]] = {"status": [], "full_length": [], "length_prompt": [],
+                                 **{f"length_{name}": [] for name in answers}}
+    for i, prompt in enumerate(prompts):
+        prompt_len = min(_common_prefix(prompt, full[name][i]) for name in answers)
+        lengths = [len(full[name][i]) - prompt_len for name in answers]
+        longest = prompt_len + max(lengths)
+        out["status"].append("kept" if longest <= max_length else TOO_LONG if drop
+                             else NO_ANSWER if prompt_len >= max_length else "truncated")
+        out["full_length"].append(longest)
+        out["length_prompt"].append(prompt_len)
+        for name, n in zip(answers, lengths, strict=True):
+            out[f"length_{name}"].append(n)
+    return out
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -70,8 +70,12 @@ def build_trainer(method: str, model: Any, tokenizer: Any, args: Any, train_data
     from ftqlora.choice import adapter_config
 
     trainer_class, config_class = _trl(method)
+    # prompt + answer is cut from its end at max_seq_len, as ftpref.encode.measure reported (pairs whose prompt
+    # alone fills it were dropped there); DPO names that truncation, the others only do it.
+    truncation = {"truncation_mode": "keep_start"} if method == "dpo" else {}
     settings = {
         **method_settings(method, options),
+        **truncation,
         "max_length": config.data.max_seq_len,
         "gradient_checkpointing": config.training.gradient_checkpointing,
         "dataset_num_proc": None,

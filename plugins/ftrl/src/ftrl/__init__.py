@@ -18,7 +18,7 @@ from ftrl.options import GrpoOptions
 from ftrl.rewards import AnswerMatchOptions, FormatOptions, LengthOptions, PythonOptions
 
 __version__ = "0.1.0"
-FTCORE_PLUGIN_API = 2
+FTCORE_PLUGIN_API = 3
 
 SHAPE = ShapeSpec("prompt", "a prompt (text or conversation) to sample completions for, with any columns a reward "
                   "reads (a reference answer, say)", columns=("prompt",), packing=False, reference="answer")
@@ -142,3 +142,13 @@ def merge_adapter(model: Any, path: Path, method: str, options: Any) -> Any:
     from ftqlora.choice import merge
 
     return merge(model, path, options)
+
+
+@hookimpl
+def run_started(config: Any, run_dir: Path) -> None:
+    """Remember where a GRPO run is built: its sample completions (``samples.jsonl``) go there."""
+    if config.method != METHOD.name:
+        return
+    from ftrl.samples import RUN_DIR
+
+    RUN_DIR[:] = [run_dir]

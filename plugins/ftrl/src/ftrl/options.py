@@ -40,6 +40,8 @@ class GrpoOptions(BaseChoiceOptions):
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Normalise advantages by the group's std, the batch's, or not at all.")
     generation: Literal["transformers", "vllm"] = Field("transformers", description="Sampling engine: transformers' generate (any device) or vLLM (GPU, installed).")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in this process or a separate `trl vllm-serve` server.")
+    raw_prompts: bool = Field(False, description="Feed plain-text prompts as written, not as a user message in the model's chat template.")
+    sample_every: int = Field(10, ge=0, description="Every this many steps, append the step's completions and their rewards to samples.jsonl in the run (0: never).")
 
     @field_validator("rewards")
     @classmethod

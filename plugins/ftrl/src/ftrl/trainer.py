@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ftcore import ConfigError, FtError, TrainingError
+from ftcore import ConfigError, DataError, FtError, TrainingError
 
 #: Keyword arguments TRL passes to reward functions that are not columns of the examples.
 _NOT_COLUMNS = {"trainer_state", "log_extra", "log_metric", "environments", "completion_ids"}
@@ -141,26 +141,69 @@ def build_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eva
 
     from ftqlora.choice import adapter_config
 
+    from ftrl.samples import Recorder, samples_callback
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from trl import GRPOTrainer
 
+    recorder = Recorder({entry.name: entry.weight for entry in options.rewards})
+    train_dataset, eval_dataset = (chosen_prompts(d, options.raw_prompts) for d in (train_dataset, eval_dataset))
     return GRPOTrainer(
-        model=model, reward_funcs=[reward_function(entry) for entry in options.rewards],
+        model=model, reward_funcs=[recorder.wrap(reward_function(entry)) for entry in options.rewards],
         args=grpo_arguments(args, options, config), train_dataset=train_dataset, eval_dataset=eval_dataset,
-        processing_class=tokenizer, callbacks=callbacks, peft_config=adapter_config(model, options),
+        processing_class=tokenizer, callbacks=[*callbacks, samples_callback(recorder, options.sample_every)],
+        peft_config=adapter_config(model, options),
     )
 
 
+#: The prompt as the data wrote it, kept beside the chat-rendered one for ``method_options.raw_prompts``.
+RAW = "raw_prompt"
+
+
 def render_prompts(examples: Any, tokenizer: Any, settings: Any) -> Any:
-    """Conversational prompts rendered with the run's chat template and generation prompt; text prompts as written."""
+    """Prompts rendered with the run's chat template and generation prompt: conversations always, plain text (a
+    GSM8K question, say) as one user message when the model's tokenizer has a chat template, keeping the text as written in ``raw_prompt`` for ``raw_prompts: true``."""
     from ftcore import render_chat, with_system_prompt
+
+    chat = bool(getattr(tokenizer, "chat_template", None))
 
     def render(example: dict[str, Any]) -> dict[str, Any]:
         prompt = example["prompt"]
-        if isinstance(prompt, list):
-            prompt = render_chat(with_system_prompt(prompt, settings.system_prompt), tokenizer, settings.template,
-                                 generation_prompt=True)
-        return {"prompt": prompt}
+        if isinstance(prompt, str) and not chat:
+            return {"prompt": prompt}
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        rendered = render_chat(with_system_prompt(messages, settings.system_prompt), tokenizer, settings.template,
+                               generation_prompt=True)
+        return {"prompt": rendered, **({RAW: prompt} if isinstance(prompt, str) else {})}
 
-    return examples.map(render, desc="rendering prompts")
+    rendered = examples.map(render, desc="rendering prompts")
+    measured = rendered.map(measure_prompts, batched=True, desc="measuring prompts",
+                            fn_kwargs={"tokenizer": tokenizer, "max_length": settings.max_seq_len})
+    long = measured["status"].count(TOO_LONG)
+    if len(measured) and long / len(measured) > 0.5:
+        raise DataError(f"{long} of {len(measured)} prompts are longer than data.max_seq_len ({settings.max_seq_len}) "
+                        "tokens", hint="raise data.max_seq_len or shorten the prompts")
+    return measured
+
+
+#: Why a prompt is dropped: TRL's GRPO trainer does not truncate prompts, so a longer one would be generated
+#: from whole, past the length the run was sized for.
+TOO_LONG = "prompt longer than max_seq_len (GRPO does not truncate prompts)"
+
+
+def measure_prompts(batch: dict[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
+    """Each rendered prompt's length as TRL tokenizes it (``tokenizer(text=prompt)``) and whether it fits."""
+    lengths = [len(ids) for ids in tokenizer(text=batch["prompt"])["input_ids"]]
+    return {"status": ["kept" if n <= max_length else TOO_LONG for n in lengths], "full_length": lengths,
+            "length_prompt": lengths}
+
+
+def chosen_prompts(dataset: Any, raw: bool) -> Any:
+    """The prompts TRL samples from: the rendered ones, or with ``raw`` the text as the data wrote it."""
+    if dataset is None or RAW not in dataset.column_names:
+        return dataset
+    if raw:
+        dataset = dataset.remove_columns("prompt").rename_column(RAW, "prompt")
+        return dataset
+    return dataset.remove_columns(RAW)
