@@ -21,15 +21,26 @@ from ftcore.errors import (
     TrainingError,
     UsageError,
 )
-from ftcore.specs import CORE_SHAPES, FormatSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec
+from ftcore.specs import (
+    CORE_SHAPES,
+    FormatSpec,
+    MemoryProfile,
+    MethodSpec,
+    MetricResult,
+    MetricSpec,
+    RewardSpec,
+    ShapeSpec,
+)
 
 if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.formats import FieldProblem, get_list, get_str, map_records
-    from ftcore.data.messages import chat_message, text_content
+    from ftcore.data.messages import chat_message, text_content, tool_calls, tools_json, train_flag
     from ftcore.data.sources import DataSource
     from ftcore.data.templates import render_chat, with_system_prompt
+    from ftcore.models import enable_gradient_checkpointing
+    from ftcore.plugins import reward_scores, reward_spec
 
 __version__ = "0.1.0"
 
@@ -50,6 +61,12 @@ _LAZY = {
     "render_chat": "ftcore.data.templates",
     "with_system_prompt": "ftcore.data.templates",
     "help_examples": "ftcore.commands.output",
+    "enable_gradient_checkpointing": "ftcore.models",
+    "tool_calls": "ftcore.data.messages",
+    "tools_json": "ftcore.data.messages",
+    "train_flag": "ftcore.data.messages",
+    "reward_spec": "ftcore.plugins",
+    "reward_scores": "ftcore.plugins",
 }
 
 
@@ -108,4 +125,11 @@ __all__ = [
     "render_chat",
     "text_content",
     "with_system_prompt",
+    "enable_gradient_checkpointing",
+    "tool_calls",
+    "tools_json",
+    "train_flag",
+    "reward_spec",
+    "reward_scores",
+    "MemoryProfile",
 ]
