@@ -134,8 +134,8 @@ MICRO_BATCH_TOKENS = (
     "example longer than that runs alone): peak memory follows this budget instead of batch_size, with the same "
     "loss and gradients. null: the whole micro-batch in one pass. auto: 256 tokens on a CPU (there ft's default "
     "micro-batch of 8 then peaks below a hand-written micro-batch-1 loop), whole micro-batches on a GPU. Used by "
-    "ft's own trainer (not by plugin "
-    "trainers such as TRL's DPO/GRPO/KTO), in one process or DDP; DeepSpeed and FSDP runs take whole micro-batches."
+    "ft's own trainer (not by a method plugin's "
+    "own trainer, make_trainer), in one process or DDP; DeepSpeed and FSDP runs take whole micro-batches."
 )
 
 
