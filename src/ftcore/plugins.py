@@ -376,7 +376,7 @@ def get_registry() -> Registry:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide pluggy manager (``get_plugin_manager().hook.setup_peft(...)``)."""
+    """The process-wide pluggy manager; work hooks go through :meth:`Registry.call` (on the name's owner only)."""
     return get_registry().pm
 
 
