@@ -355,7 +355,7 @@ def hook_functions() -> list[tuple[int, Any]]:
 #: Which registered name decides the plugin a work hook is called on (every other hook goes to every plugin).
 OWNED_BY = {
     "model_load_kwargs": "method", "setup_peft": "method", "make_trainer": "method", "load_adapter": "method",
-    "merge_adapter": "method", "trained_tensor_shapes": "method", "load_dataset": "format",
+    "merge_adapter": "method", "trained_tensor_shapes": "method", "memory_profile": "method", "load_dataset": "format",
     "encode_examples": "shape", "compute_metric": "metric", "compute_reward": "reward",
 }
 EXAMPLES = ROOT / "docs" / "hook_examples.py"

@@ -8,6 +8,11 @@ format ``pairs`` that reads it, the method ``dpo-lora`` (DPO with TRL's trainer 
 ``docs/gen_reference.py`` copies the code below into the reference, each implementation under its hook, after
 registering this module with a plugin manager that holds ftcore's hookspecs: an implementation that names an
 argument its hook does not offer makes the generation fail. ft itself never imports this file.
+
+ftcore calls each work hook only on the plugin that registered the name concerned, so no implementation checks the
+method, format, shape, metric or reward name. (A real LoRA-based method would import ``load_adapter``,
+``merge_adapter``, ``trained_tensor_shapes`` and ``memory_profile`` ready-made from ``ftlora.kit``; they are
+written out here to show each hook.)
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ftcore import (
     ImportedConfig,
     ImporterSpec,
     ImportRow,
+    MemoryProfile,
     MethodSpec,
     MetricResult,
     MetricSpec,
@@ -33,7 +39,7 @@ from ftcore import (
     hookimpl,
 )
 
-FTCORE_PLUGIN_API = 3  # uses register_config_importers (plugin API 3); register_shapes, encode_examples... (API 2)
+FTCORE_PLUGIN_API = 3  # uses register_config_importers, memory_profile (plugin API 3); register_shapes, encode_examples... (API 2)
 METHOD = "dpo-lora"
 
 
@@ -70,9 +76,9 @@ def register_shapes() -> list[ShapeSpec]:
 
 
 @hookimpl
-def model_load_kwargs(method: str, options: DpoLoraOptions) -> dict[str, Any] | None:
-    if method != METHOD or options.attention is None:
-        return None
+def model_load_kwargs(options: DpoLoraOptions) -> dict[str, Any] | None:
+    if options.attention is None:
+        return None  # nothing to add to from_pretrained
     if options.attention == "flash_attention_2":
         import torch
 
@@ -82,9 +88,7 @@ def model_load_kwargs(method: str, options: DpoLoraOptions) -> dict[str, Any] | 
 
 
 @hookimpl
-def setup_peft(model: Any, method: str, config: Any, options: DpoLoraOptions) -> Any:
-    if method != METHOD:
-        return None
+def setup_peft(model: Any, config: Any, options: DpoLoraOptions) -> Any:
     from ftlora import attach_lora
 
     return attach_lora(model, options, config)  # only the adapter trains; gradient checkpointing as configured
@@ -92,9 +96,7 @@ def setup_peft(model: Any, method: str, config: Any, options: DpoLoraOptions) ->
 
 @hookimpl
 def make_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any,
-                 callbacks: list[Any], method: str, options: DpoLoraOptions) -> Any:
-    if method != METHOD:
-        return None
+                 callbacks: list[Any], options: DpoLoraOptions) -> Any:
     from transformers import TrainingArguments
     from trl import DPOConfig, DPOTrainer
 
@@ -106,36 +108,36 @@ def make_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval
 
 
 @hookimpl
-def load_adapter(model: Any, path: Path, method: str) -> Any:
-    if method != METHOD:
-        return None
+def load_adapter(model: Any, path: Path) -> Any:
     from ftlora import load_lora
 
     return load_lora(model, path)
 
 
 @hookimpl
-def merge_adapter(model: Any, path: Path, method: str) -> Any:
-    if method != METHOD:
-        return None
+def merge_adapter(model: Any, path: Path) -> Any:
     from ftlora import merge_lora
 
     return merge_lora(model, path)
 
 
 @hookimpl
-def trained_tensor_shapes(model: Any, method: str) -> dict[str, list[int]] | None:
-    if method != METHOD:
-        return None
+def trained_tensor_shapes(model: Any) -> dict[str, list[int]] | None:
     from ftlora import lora_tensor_shapes
 
     return lora_tensor_shapes(model)
 
 
+@hookimpl
+def memory_profile(shape: Any, setup: Any) -> MemoryProfile | None:
+    if setup.rank is None:
+        return None  # every weight trains: ftcore counts full fine-tuning itself
+    # LoRA's rank x (in + out) parameters on every Linear of the decoder blocks (ftlora.lora_memory does the same).
+    return MemoryProfile(trained=setup.rank * shape.linear_in_out)
+
+
 @hookimpl(specname="load_dataset")  # not `def load_dataset`: the name would shadow datasets.load_dataset
 def load_pairs(source: Any) -> Any:
-    if source.format != "pairs":
-        return None
     from ftcore import get_str, map_records
 
     # map_records applies the user's data.columns, checks the shape's columns, and names file:line on errors.
@@ -145,9 +147,7 @@ def load_pairs(source: Any) -> Any:
 
 
 @hookimpl
-def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) -> Any:
-    if shape != "answer_pair":
-        return None
+def encode_examples(examples: Any, tokenizer: Any, settings: Any) -> Any:
     from ftcore import render_chat, with_system_prompt
 
     def render(example: dict[str, str]) -> dict[str, str]:
@@ -161,9 +161,7 @@ def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) ->
 
 
 @hookimpl
-def compute_metric(name: str, predictions: list[str], references: list[str]) -> MetricResult | None:
-    if name != "length_ratio":
-        return None
+def compute_metric(predictions: list[str], references: list[str]) -> MetricResult:
     ratios = [len(p.split()) / max(len(r.split()), 1) for p, r in zip(predictions, references, strict=True)]
     return MetricResult({"length_ratio": sum(ratios) / max(len(ratios), 1)}, details={"unit": "words"})
 
@@ -186,7 +184,5 @@ def register_config_importers() -> list[ImporterSpec]:
 
 
 @hookimpl
-def compute_reward(name: str, completions: list[str]) -> list[float] | None:
-    if name != "brevity":
-        return None
+def compute_reward(completions: list[str]) -> list[float]:
     return [min(1.0, 20 / max(len(c.split()), 1)) for c in completions]

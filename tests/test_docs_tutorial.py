@@ -106,12 +106,13 @@ def test_tutorial_method_trains_only_norms_and_loss_falls(ftnorm_registered, tin
 def test_tutorial_setup_peft_leaves_only_norms_trainable(ftnorm_registered, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from ftcore.plugins import get_plugin_manager
+    from ftcore.plugins import get_registry
 
     module = sys.modules["ftnorm"]
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    prepared = get_plugin_manager().hook.setup_peft(
-        model=model, method="norm-tuning", config=None, options=module.NormOptions(include_final=False)
+    prepared = get_registry().call(  # as ft calls it: on the plugin that registered the method
+        "setup_peft", "method", "norm-tuning", model=model, method="norm-tuning", config=None,
+        options=module.NormOptions(include_final=False),
     )
     trainable = [name for name, param in prepared.named_parameters() if param.requires_grad]
     assert trainable and all("norm" in name for name in trainable), trainable

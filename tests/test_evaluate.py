@@ -59,8 +59,9 @@ def test_ft_evaluate_run_dir_writes_eval_json(run_dir, heldout, tmp_path):
     # The saved predictions are enough to recompute the scores.
     from ftcore.plugins import get_registry
 
-    recomputed = get_registry().hook.compute_metric(
-        name="bleu", predictions=[r["prediction"] for r in rows], references=[r["reference"] for r in rows], context={}
+    recomputed = get_registry().call(
+        "compute_metric", "metric", "bleu", name="bleu", predictions=[r["prediction"] for r in rows],
+        references=[r["reference"] for r in rows], context={},
     )
     assert recomputed.scores["bleu"] == pytest.approx(report["scores"]["bleu"])
 

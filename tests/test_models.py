@@ -50,3 +50,22 @@ def test_run_of_a_method_not_installed_names_it_and_its_distribution(tmp_path: P
     message = str(info.value)
     assert message == (f"{run.resolve()} was trained with method 'qlora', which no installed plugin provides; "
                        "install ftqlora (pip install ftqlora)")
+
+
+def test_count_parameters_counts_a_packed_linear_weight_unpacked_and_tied_weights_once():
+    """A quantized Linear stores two 4-bit weights per element: it counts in x out, whatever its storage."""
+    import torch
+
+    from ftcore.models import count_parameters
+
+    class Packed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.in_features, self.out_features = 8, 4
+            self.weight = torch.nn.Parameter(torch.zeros(16, 1), requires_grad=False)
+
+    head = torch.nn.Linear(4, 2)
+    tied = torch.nn.Linear(4, 2)
+    tied.weight = head.weight
+    model = torch.nn.Sequential(Packed(), head, tied)
+    assert count_parameters(model) == (4 * 2 + 2 + 2, 8 * 4 + 4 * 2 + 2 + 2)

@@ -278,3 +278,30 @@ def test_plugin_needing_a_newer_api_is_reported_not_loaded(fake_site):
     loaded = {p["name"]: p for p in listing["plugins"]}
     assert loaded["current"]["methods"] == ["current"]
     assert not any("fromthefuture" in p["methods"] for p in listing["plugins"])
+
+
+def test_a_config_without_method_takes_the_method_ft_recommend_tries_first(fresh_plugins, tmp_path, monkeypatch):
+    """ftcore names no method: the default is the installed one with the lowest MethodSpec.recommend."""
+    from ftcore.config import build_config
+    from ftcore.errors import ConfigError
+
+    raw = {"model": "m", "data": {"train": str(tmp_path / "train.jsonl")}}
+    assert build_config(raw).method == "lora"  # ftlora's recommend=10 is the lowest of ft's plugins
+
+    class Eager:
+        @hookimpl
+        def register_methods(self):
+            return [MethodSpec("eager", "recommended before everything (test)", recommend=1)]
+
+    register_plugin(Eager(), "eager")
+    try:
+        assert build_config(raw).method == "eager"
+        assert build_config({**raw, "method": "full"}).method == "full"
+    finally:
+        unregister_plugin("eager")
+    from ftcore.plugins import reset_plugin_manager
+
+    monkeypatch.setenv("FT_PLUGINS", "ftpairrank")  # only a method that takes no part in recommendations
+    reset_plugin_manager()
+    with pytest.raises(ConfigError, match="method: .*no default method is installed: name one"):
+        build_config(raw)

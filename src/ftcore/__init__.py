@@ -27,6 +27,7 @@ from ftcore.specs import (
     ImportedConfig,
     ImporterSpec,
     ImportRow,
+    MemoryProfile,
     MethodSpec,
     MetricResult,
     MetricSpec,
@@ -38,15 +39,15 @@ if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.formats import FieldProblem, get_list, get_str, map_records
-    from ftcore.data.messages import chat_message, text_content
+    from ftcore.data.messages import chat_message, text_content, tool_calls, tools_json, train_flag
     from ftcore.data.sources import DataSource
     from ftcore.data.templates import render_chat, with_system_prompt
-    from ftcore.keys import check_trainer_args
-    from ftcore.merge import merge_run
-    from ftcore.provenance import is_hub_id
     from ftcore.generation import stop_token_ids
-    from ftcore.merge import merged_model
-    from ftcore.models import load_for_inference
+    from ftcore.keys import check_trainer_args
+    from ftcore.merge import merge_run, merged_model
+    from ftcore.models import enable_gradient_checkpointing, load_for_inference
+    from ftcore.plugins import provider, reward_scores, reward_spec
+    from ftcore.provenance import is_hub_id
     from ftcore.rundir import RunInfo, load_run
 
 __version__ = "0.1.0"
@@ -76,6 +77,13 @@ _LAZY = {
     "load_for_inference": "ftcore.models",
     "merged_model": "ftcore.merge",
     "stop_token_ids": "ftcore.generation",
+    "enable_gradient_checkpointing": "ftcore.models",
+    "tool_calls": "ftcore.data.messages",
+    "tools_json": "ftcore.data.messages",
+    "train_flag": "ftcore.data.messages",
+    "reward_spec": "ftcore.plugins",
+    "provider": "ftcore.plugins",
+    "reward_scores": "ftcore.plugins",
 }
 
 
@@ -124,7 +132,6 @@ __all__ = [
     "RewardSpec",
     "RunInfo",
     "RunDirError",
-    "RunInfo",
     "ShapeSpec",
     "TrainingError",
     "UsageError",
@@ -146,4 +153,12 @@ __all__ = [
     "stop_token_ids",
     "text_content",
     "with_system_prompt",
+    "enable_gradient_checkpointing",
+    "tool_calls",
+    "tools_json",
+    "train_flag",
+    "reward_spec",
+    "provider",
+    "reward_scores",
+    "MemoryProfile",
 ]

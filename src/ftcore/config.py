@@ -134,8 +134,8 @@ MICRO_BATCH_TOKENS = (
     "example longer than that runs alone): peak memory follows this budget instead of batch_size, with the same "
     "loss and gradients. null: the whole micro-batch in one pass. auto: 256 tokens on a CPU (there ft's default "
     "micro-batch of 8 then peaks below a hand-written micro-batch-1 loop), whole micro-batches on a GPU. Used by "
-    "ft's own trainer (not by plugin "
-    "trainers such as TRL's DPO/GRPO/KTO), in one process or DDP; DeepSpeed and FSDP runs take whole micro-batches."
+    "ft's own trainer (not by a method plugin's "
+    "own trainer, make_trainer), in one process or DDP; DeepSpeed and FSDP runs take whole micro-batches."
 )
 
 
@@ -290,7 +290,8 @@ class FtConfig(Strict):
         default_factory=list,
         description="Tokens to add to the vocabulary, never split (e.g. ['<tool_call>', '</tool_call>']); the "
                     "embeddings grow and the new rows train, with adapter methods too.")
-    method: str = Field("lora", description="Training method, provided by a plugin (lora, qlora, full, instruction, ...).")
+    method: str = Field("", validate_default=True, description="Training method, provided by a plugin (`ft plugins` "
+                        "lists them); left out: the installed method that `ft recommend` tries first.")
     method_options: dict[str, Any] = Field(default_factory=dict, description="Options of the method, validated by its plugin.")
     output_dir: str = Field("runs/ft-run", description="Run directory written at the end.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Random seed (0 to 2**32-1).")
@@ -302,6 +303,15 @@ class FtConfig(Strict):
         None, description="Attention kernel to load the model with (default: transformers' choice, sdpa where supported).")
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @field_validator("method")
+    @classmethod
+    def _default_method(cls, value: str) -> str:
+        if value:
+            return value
+        from ftcore.plugins import default_method
+
+        return default_method()
 
     @field_validator("added_tokens")
     @classmethod

@@ -2,25 +2,27 @@
 
 The model's config is read (local directory, ``.gguf`` file or Hub id) and the model is built on
 PyTorch's ``meta`` device, so parameters are counted exactly without loading or allocating weights.
-What the estimate needs to know about a method comes from its :class:`~ftcore.MethodSpec`: whether it trains
-every weight (``output="model"``, or no ``adapter_rank_option``) or a low-rank adapter (its rank is the option
-named ``adapter_rank_option``), and the bits per weight of its base (``base_bits``).
+What the estimate needs to know about a method comes from its :class:`~ftcore.MethodSpec` (whether it trains
+every weight, ``output="model"`` or no ``adapter_rank_option``, or an adapter whose rank is the option named
+``adapter_rank_option``; the bits per weight of its base, ``base_bits``) and from its plugin's
+``memory_profile`` hook (a :class:`~ftcore.MemoryProfile`: how many parameters train, and the bytes of the
+base's weights). ftcore itself knows no method's parametrisation or quantisation.
 
 The formula
 -----------
 Notation: ``P`` all parameters; ``P_lin`` parameters of the Linear layers inside the decoder blocks
-(the adapter targets, i.e. every Linear but the output head); ``T`` adapter parameters,
-``T = sum over targeted Linears of r * (in + out)``; ``L`` layers, ``h`` hidden size, ``i`` MLP
-intermediate size, ``V`` vocabulary, ``b`` micro-batch, ``s`` sequence length; ``w`` bytes per
+(every Linear but the output head); ``T`` trained parameters of an adapter (the method's
+``MemoryProfile.trained``; ftlora's gives ``r * sum(in + out)`` over those Linears); ``L`` layers,
+``h`` hidden size, ``i`` MLP intermediate size, ``V`` vocabulary, ``b`` micro-batch, ``s`` sequence length; ``w`` bytes per
 weight of the load dtype (4 float32, 2 bfloat16/float16); ``c`` bytes per activation (2 under
 bf16/fp16 mixed precision, else 4); ``q`` bits per weight of a quantized base (``base_bits`` below 16).
 
 =============  =============================================================================
 term           bytes
 =============  =============================================================================
-weights        full and adapters on a plain base: ``P * w``; adapters on a ``q``-bit base:
-               ``P_lin * q/8 * (1 + 1/16)`` (the codes and their block scales; QLoRA's NF4 is ``q = 4``)
-               ``+ (P - P_lin) * 4`` (k-bit preparation keeps the rest in fp32)
+weights        the method's ``MemoryProfile.weights``, else ``P * w``; with no profile, a ``q``-bit base
+               (``base_bits``) holds ``P_lin * q/8 + (P - P_lin) * w`` (ftqlora's profile adds the
+               block scales of its 4-bit codes)
 gradients      full: ``P * w``; adapters: ``T * 4`` (adapters are kept in float32)
 optimizer      AdamW keeps two moments per trainable parameter in its dtype: full ``2 * P * w``,
                adapters ``2 * T * 4`` (``adamw_8bit``: 2 bytes instead of ``2 * w``)
@@ -78,6 +80,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcore.errors import ModelError
+from ftcore.specs import MemoryProfile
 
 if TYPE_CHECKING:
     from ftcore.specs import MethodSpec
@@ -97,16 +100,13 @@ class ModelShape:
     name: str
     params: int
     linear_params: int
-    lora_params_per_rank: int
+    #: Sum of ``in_features + out_features`` over the Linear layers inside the decoder blocks.
+    linear_in_out: int
     layers: int
     hidden: int
     intermediate: int
     vocab: int
     model_type: str = ""
-
-    def adapter_params(self, rank: int) -> int:
-        """Parameters of a rank-``rank`` adapter on every targeted Linear."""
-        return rank * self.lora_params_per_rank
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,8 @@ class Setup:
     generation: bool = False
     loss: str = "chunked"
     pass_tokens: int | None = None
+    #: The method's validated options, passed to its ``memory_profile`` hook (``None``: its defaults).
+    options: Any = field(default=None, compare=False, repr=False)
 
     @property
     def full(self) -> bool:
@@ -192,12 +194,14 @@ def setup_for(spec: MethodSpec, options: Any = None, *, micro_batch: int, seq_le
     own_trainer = passes["sequences"] == 1 and not passes["reference"] and not passes["generation"]
     passes.update(loss=loss if own_trainer else "logits", pass_tokens=pass_tokens if own_trainer else None)
     if not trains_adapter(spec, options):
-        return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, None, optimizer, **passes)
+        return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, None, optimizer, options=options,
+                     **passes)
     if rank is None:
         rank = int(getattr(options, spec.adapter_rank_option or "", None) or DEFAULT_RANK)
     bits = spec.bits_for(options)
     dtype = dtype if bits >= 16 else "float32"
-    return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, rank, optimizer, bits, **passes)
+    return Setup(spec.name, micro_batch, seq_len, checkpointing, dtype, precision, rank, optimizer, bits, options=options,
+                 **passes)
 
 
 # ----------------------------------------------------------------------------- reading the model
@@ -240,14 +244,14 @@ def model_shape(model: str, trust_remote_code: bool = False) -> ModelShape:
         built = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     params = sum(p.numel() for p in built.parameters())
     head = built.get_output_embeddings()
-    linear = lora = 0
+    linear = in_out = 0
     for module in built.modules():
         if isinstance(module, torch.nn.Linear) and module is not head:
             linear += module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)
-            lora += module.in_features + module.out_features
+            in_out += module.in_features + module.out_features
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return ModelShape(
-        name=model, params=params, linear_params=linear, lora_params_per_rank=lora,
+        name=model, params=params, linear_params=linear, linear_in_out=in_out,
         layers=text.num_hidden_layers, hidden=text.hidden_size,
         intermediate=getattr(text, "intermediate_size", 4 * text.hidden_size), vocab=text.vocab_size,
         model_type=getattr(config, "model_type", ""),
@@ -282,7 +286,7 @@ def estimate(shape: ModelShape, setup: Setup, device: str = "cpu") -> Estimate:
     """Peak memory of ``setup`` on ``shape``, term by term (the formula in the module docstring)."""
     c = 2 if setup.precision in ("bf16", "fp16") else 4
     tokens = pass_tokens(setup)
-    terms = _full_terms(shape, setup) if setup.full else _adapter_terms(shape, setup)
+    terms = weight_terms(shape, setup, memory_profile(shape, setup))
     per_layer = activation_elements_per_token(shape)
     if setup.checkpointing:
         terms["activations"] = tokens * (shape.layers * shape.hidden + per_layer) * c
@@ -324,24 +328,35 @@ def _state_bytes(setup: Setup, default: int) -> int:
     return 2 if "8bit" in setup.optimizer else default
 
 
-def _full_terms(shape: ModelShape, setup: Setup) -> dict[str, int]:
+def memory_profile(shape: ModelShape, setup: Setup) -> MemoryProfile:
+    """How the run of ``setup`` holds its weights: its method's ``memory_profile`` hook, else ftcore's default
+    (every weight trains when ``setup.rank`` is ``None``; otherwise the base at ``setup.base_bits``, no adapter)."""
+    from ftcore.plugins import get_registry
+
+    registry = get_registry()
+    if setup.method in registry.methods:
+        profile = registry.call("memory_profile", "method", setup.method, method=setup.method, shape=shape,
+                                setup=setup, options=setup.options)
+        if profile is not None:
+            return profile
+    if setup.full:
+        return MemoryProfile(trained=shape.params, adapter=False)
+    if setup.base_bits >= 16:
+        return MemoryProfile(trained=0)
+    rest = (shape.params - shape.linear_params) * _DTYPE_BYTES[setup.dtype]
+    return MemoryProfile(trained=0, weights=int(shape.linear_params * setup.base_bits / 8) + rest)
+
+
+def weight_terms(shape: ModelShape, setup: Setup, profile: MemoryProfile) -> dict[str, int]:
+    """Weights, adapter, gradients and optimizer moments: an adapter's in float32, the base's own in the run's dtype."""
     w = _DTYPE_BYTES[setup.dtype]
-    return {
-        "weights": shape.params * w,
-        "gradients": shape.params * w,
-        "optimizer": 2 * shape.params * _state_bytes(setup, w),
-    }
-
-
-def _adapter_terms(shape: ModelShape, setup: Setup) -> dict[str, int]:
-    adapter = shape.adapter_params(setup.rank or DEFAULT_RANK)
-    if setup.base_bits < 16:
-        weights = int(shape.linear_params * setup.base_bits / 8 * (1 + 1 / 16)) + (shape.params - shape.linear_params) * 4
-    else:
-        weights = shape.params * _DTYPE_BYTES[setup.dtype]
+    weights = profile.weights if profile.weights is not None else shape.params * w
+    if not profile.adapter:
+        return {"weights": weights, "gradients": profile.trained * w,
+                "optimizer": 2 * profile.trained * _state_bytes(setup, w)}
     return {
         "weights": weights,
-        "adapter": adapter * 4,
-        "gradients": adapter * 4,
-        "optimizer": 2 * adapter * _state_bytes(setup, 4),
+        "adapter": profile.trained * 4,
+        "gradients": profile.trained * 4,
+        "optimizer": 2 * profile.trained * _state_bytes(setup, 4),
     }

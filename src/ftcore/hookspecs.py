@@ -8,9 +8,9 @@ Published hooks are never changed or removed, only added: see ``ftcore.PLUGIN_AP
 Dispatch: the registration hooks are called on every plugin. The host remembers which plugin
 registered each method, format, shape and metric, and calls a work hook for a name on that plugin
 *only* (``setup_peft`` for method ``lora`` goes to the plugin that registered ``lora``, never to
-another). Implementations may still return ``None`` for names that are not theirs (plugin API 1 asked
-them to); it costs nothing. Two plugins registering one name make the name unusable until one is
-removed: every use of it fails with one line naming both.
+another), so an implementation needs no check of the name: a plugin that registers one method serves it,
+and one that registers several tells them apart by the name it receives. Two plugins registering one name
+make the name unusable until one is removed: every use of it fails with one line naming both.
 """
 
 from __future__ import annotations
@@ -28,7 +28,17 @@ if TYPE_CHECKING:
     from ftcore.config import DataConfig, FtConfig
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.sources import DataSource
-    from ftcore.specs import FormatSpec, ImporterSpec, MethodSpec, MetricResult, MetricSpec, RewardSpec, ShapeSpec
+    from ftcore.estimate import ModelShape, Setup
+    from ftcore.specs import (
+        FormatSpec,
+        ImporterSpec,
+        MemoryProfile,
+        MethodSpec,
+        MetricResult,
+        MetricSpec,
+        RewardSpec,
+        ShapeSpec,
+    )
 
 hookspec = pluggy.HookspecMarker("ftcore")
 
@@ -177,7 +187,7 @@ def model_load_kwargs(method: str, config: FtConfig, options: Any) -> dict[str, 
     :param method: the method name of the run (``config.method``).
     :param config: the validated run config.
     :param options: the method's options, validated by its :attr:`MethodSpec.options` model (or ``None``).
-    :returns: keyword arguments to merge into ``from_pretrained``, or ``None`` when ``method`` is not yours.
+    :returns: keyword arguments to merge into ``from_pretrained``, or ``None`` for none.
     """
 
 
@@ -197,8 +207,8 @@ def setup_peft(model: Any, method: str, config: FtConfig, options: Any) -> Any |
     :param method: the method name of the run.
     :param config: the validated run config.
     :param options: the method's validated options (or ``None``).
-    :returns: the model to train (a ``peft.PeftModel`` or the model itself), or ``None`` when
-        ``method`` is not yours.
+    :returns: the model to train (a ``peft.PeftModel`` or the model itself; ``None`` fails the run, naming the
+        plugin).
     """
 
 
@@ -264,7 +274,7 @@ def load_adapter(model: Any, path: Path, method: str, options: Any) -> Any | Non
     :param path: the run directory (or checkpoint) holding the adapter files.
     :param method: the run's method.
     :param options: the run's validated method options (or ``None``).
-    :returns: a model ready for inference, or ``None`` when ``method`` is not yours.
+    :returns: a model ready for inference (``None`` fails the command, naming the plugin).
     """
 
 
@@ -282,7 +292,7 @@ def merge_adapter(model: Any, path: Path, method: str, options: Any) -> Any | No
     :param path: the run directory holding the adapter files.
     :param method: the run's method.
     :param options: the run's validated method options (or ``None``).
-    :returns: the merged model, or ``None`` when ``method`` is not yours.
+    :returns: the merged model (``None`` fails the command, naming the plugin).
     """
 
 
@@ -299,6 +309,30 @@ def trained_tensor_shapes(model: Any, method: str) -> dict[str, list[int]] | Non
     :param model: the prepared model (output of :func:`setup_peft`).
     :param method: the run's method.
     :returns: ``{tensor_name: shape}``, or ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def memory_profile(method: str, shape: ModelShape, setup: Setup, options: Any) -> MemoryProfile | None:
+    """How a run of ``method`` holds its weights, for the memory estimate (plugin API 3).
+
+    Called on the plugin that registered ``method`` by ``ft recommend`` (for each setup it tries) and by the
+    preflight check of ``ft train``; no model is loaded. ftcore adds gradients, optimizer moments, activations and
+    the rest from ``setup``. When no plugin answers, a method that trains every weight is counted as full
+    fine-tuning and an adapter method as its base (the linear layers at :attr:`MethodSpec.base_bits`) with no
+    adapter.
+
+    Stops at the first non-None result.
+
+    :param method: the method's name.
+    :param shape: the model's geometry, counted on the meta device: ``params`` (all parameters),
+        ``linear_params`` and ``linear_in_out`` (the weights, and the sum of ``in_features + out_features``, of
+        the Linear layers inside the decoder blocks), ``layers``, ``hidden``, ``intermediate``, ``vocab``.
+    :param setup: the setup estimated: ``rank`` (the adapter's rank, from the option named by
+        :attr:`MethodSpec.adapter_rank_option`, or ``ft recommend --rank``; ``None`` when every weight trains),
+        ``base_bits``, ``dtype``, ``micro_batch``, ``seq_len``.
+    :param options: the method's validated options, or ``None`` (``ft recommend`` estimates the defaults).
+    :returns: a :class:`ftcore.MemoryProfile`, or ``None`` for ftcore's default.
     """
 
 
@@ -338,7 +372,7 @@ def load_dataset(source: DataSource, data: DataConfig, config: FtConfig | None) 
     :param data: the run's data settings (the config's ``data:`` section).
     :param config: the whole run config during ``ft train``; ``None`` elsewhere. Deprecated (plugin API 1
         passed it): use ``data``.
-    :returns: a ``datasets.Dataset`` of examples, or ``None`` when the format is not yours.
+    :returns: a ``datasets.Dataset`` of examples (``None`` fails the run, naming the plugin).
     """
 
 
@@ -366,7 +400,7 @@ def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: EncodeO
         string: ``data.chat_template``, else the tokenizer's, else ChatML), ``train_on_inputs``, ``system_prompt``,
         ``max_seq_len`` and ``overflow`` (``None``: ftcore's default, see ``EncodeOptions.overflow_for``).
     :param method: the run's method.
-    :returns: a ``datasets.Dataset``, or ``None`` when ``shape`` is not yours.
+    :returns: a ``datasets.Dataset`` (``None`` fails the run, naming the plugin).
     """
 
 
@@ -392,8 +426,7 @@ def compute_metric(
     :param context: extra inputs, read-only: ``token_nll`` (sum of token negative log-likelihoods) and
         ``token_count`` for loss-based metrics, ``options`` (the user's metric options).
     :returns: a :class:`ftcore.MetricResult` (scores plus non-numeric ``details`` such as a sacrebleu
-        signature, recorded in ``eval.json``) or a plain ``{score_name: value}``; ``None`` when ``name`` is
-        not yours. (Plugin API 1 wrote details into ``context["details"]``; that still works.)
+        signature, recorded in ``eval.json``) or a plain ``{score_name: value}``. (Plugin API 1 wrote details into ``context["details"]``; that still works.)
     """
 
 
@@ -419,6 +452,5 @@ def compute_reward(
     :param examples: for each completion, the other columns of its example (a reference ``answer``, say).
     :param options: the reward's options, validated by its :attr:`RewardSpec.options` model (or ``None``).
     :returns: one finite float per completion (``None`` for "no opinion" is not allowed; NaN, inf, a string or
-        the wrong count stops the run with one line naming the reward and its plugin), or ``None`` when ``name``
-        is not yours.
+        the wrong count stops the run with one line naming the reward and its plugin).
     """

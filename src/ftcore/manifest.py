@@ -59,7 +59,7 @@ def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str
         "trainer_args": dict(run.config.training.trainer_args),
         "resume_changes": run.config_changes or None,
         "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
-        "versions": package_versions(),
+        "versions": package_versions(_method_dist(run.config.method)),
         "plugins": plugin_versions(),
         "hardware": hardware(),
         "git_commit": git_commit(),
@@ -93,12 +93,19 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def package_versions() -> dict[str, str | None]:
-    """Versions of Python and the libraries a run depends on (None when not installed)."""
+#: The libraries every run depends on through ftcore; the method's plugin adds what it requires.
+CORE_LIBRARIES = ("ftcore", "torch", "transformers", "datasets", "accelerate")
+
+
+def package_versions(method_dist: str | None = None) -> dict[str, str | None]:
+    """Versions of Python, ftcore's libraries and those the method's distribution requires (None when not installed)."""
     from importlib import metadata
 
+    from ftcore.plugins import required_libraries
+
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("ftcore", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes"):
+    extra = required_libraries([method_dist]) if method_dist else []
+    for name in dict.fromkeys([*CORE_LIBRARIES, *extra]):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -137,6 +144,12 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _method_dist(method: str) -> str | None:
+    """The distribution that provided ``method`` (``None`` when none did)."""
+    found = _method_plugin(method)
+    return found["dist"] if found else None
 
 
 def _method_plugin(method: str) -> dict[str, str] | None:

@@ -358,16 +358,25 @@ def enable_gradient_checkpointing(model: Any) -> None:
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts of ``model`` (4-bit weights counted unpacked)."""
+    """``(trainable, total)`` parameter counts of ``model``, a quantized base's weights counted unpacked.
+
+    A linear layer's weight counts ``in_features x out_features`` whatever its storage: a 4-bit layer keeps
+    two weights per byte in a tensor of half that many elements.
+    """
     trainable = total = 0
-    for param in model.parameters():
-        n = param.numel()
-        # bitsandbytes packs two 4-bit values per byte; count the weights they stand for.
-        if param.__class__.__name__ == "Params4bit":
-            n *= 2
-        total += n
-        if param.requires_grad:
-            trainable += n
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:  # tied weights count once
+                continue
+            seen.add(id(param))
+            n = param.numel()
+            if name == "weight" and isinstance(getattr(module, "in_features", None), int) \
+                    and isinstance(getattr(module, "out_features", None), int):
+                n = max(n, module.in_features * module.out_features)
+            total += n
+            if param.requires_grad:
+                trainable += n
     return trainable, total
 
 

@@ -385,7 +385,7 @@ def get_registry() -> Registry:
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide pluggy manager (``get_plugin_manager().hook.setup_peft(...)``)."""
+    """The process-wide pluggy manager; work hooks go through :meth:`Registry.call` (on the name's owner only)."""
     return get_registry().pm
 
 
@@ -393,6 +393,67 @@ def reset_plugin_manager() -> None:
     """Forget the cached manager so the next call rediscovers plugins (tests, ``--disable``)."""
     global _REGISTRY
     _REGISTRY = None
+
+
+def required_libraries(dists: list[str]) -> list[str]:
+    """The libraries distributions ``dists`` require (their ``Requires-Dist`` names without extras), in order:
+    what a plugin builds on (its adapter library, its trainer's), for ``ft env`` and a run's manifest."""
+    import re
+
+    names: list[str] = []
+    for dist in dists:
+        try:
+            requirements = metadata.requires(dist) or []
+        except metadata.PackageNotFoundError:
+            continue
+        for requirement in requirements:
+            match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+            if match and "extra ==" not in requirement and match.group(0) not in names:
+                names.append(match.group(0))
+    return names
+
+
+def ranked_methods() -> list[str]:
+    """Installed methods, those that take part in ``ft recommend`` first in its order (:attr:`MethodSpec.recommend`),
+    then the others by name."""
+    methods = get_registry().methods
+    return sorted(methods, key=lambda name: (methods[name][0].recommend is None, methods[name][0].recommend or 0, name))
+
+
+def default_method() -> str:
+    """The method of a config that names none: the installed one ``ft recommend`` tries first.
+
+    :raises ValueError: no installed method takes part in recommendations (the config must name one).
+    """
+    specs = [(spec.recommend, name) for name, (spec, _info) in get_registry().methods.items() if spec.recommend is not None]
+    if not specs:
+        installed = ", ".join(sorted(get_registry().methods)) or "none"
+        raise ValueError(f"no default method is installed: name one (installed methods: {installed})")
+    return min(specs)[1]
+
+
+def reward_spec(name: str) -> RewardSpec:
+    """The installed reward ``name`` (for a method that validates the rewards its options name).
+
+    :raises PluginError: no plugin, or two, registered it; the message lists the installed rewards.
+    """
+    return get_registry().reward(name)
+
+
+def provider(kind: str, name: str) -> str:
+    """The name of the plugin that registered ``name`` of ``kind`` (``method``, ``format``, ``shape``, ``metric``,
+    ``reward``, ``importer``), for messages that name the plugin at fault.
+
+    :raises PluginError: no plugin, or two, registered it.
+    """
+    return get_registry().owner(kind, name).name
+
+
+def reward_scores(name: str, prompts: list[str], completions: list[str], examples: list[dict[str, Any]],
+                  options: Any) -> list[float] | None:
+    """Reward ``name`` of each completion, from the plugin that registered it (its ``compute_reward``)."""
+    return get_registry().call("compute_reward", "reward", name, name=name, prompts=prompts, completions=completions,
+                               examples=examples, options=options)
 
 
 def register_plugin(plugin: Any, name: str, dist: str = "local", version: str = "0") -> PluginInfo:

@@ -1,11 +1,13 @@
 """``ft plugin new``: write a ready-to-install plugin package for a method, a dataset format or a metric.
 
 The generated package has a pyproject with the ``ftcore`` entry point, one module with the hook
-implementations, a test that subclasses ftcore's contract suite, and a README.
+implementations, a test that subclasses ftcore's contract suite, and a README, written from the template files
+in ``templates/plugin/`` (the method's builds on ftlora, a plugin like any third party's).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from string import Template
@@ -14,213 +16,12 @@ from ftcore.errors import UsageError
 
 KINDS = ("method", "format", "metric")
 
-PYPROJECT = """\
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "$dist"
-version = "0.1.0"
-description = "$summary"
-readme = "README.md"
-requires-python = ">=3.10"
-dependencies = [$dependencies]
-
-[project.entry-points.ftcore]
-$dist = "$module"
-
-[tool.setuptools.packages.find]
-where = ["src"]
-"""
-
-README = """\
-# $dist
-
-An ft plugin providing the $kind `$name`.
-
-```bash
-pip install .          # ft discovers it through the `ftcore` entry point
-ft plugins             # lists $dist
-pytest tests           # the ftcore contract suite for a $kind, on a tiny model
-```
-"""
-
-METHOD_MODULE = '''\
-"""$dist: the method `$name` for ft — LoRA on the attention projections only.
-
-It builds on ftlora (a declared dependency), which attaches, loads and merges the LoRA adapter.
-Change ``setup_peft`` to make it yours; keep heavy imports inside the hooks.
-"""
-
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
-
-from pydantic import Field
-
-from ftcore import MethodSpec, hookimpl
-from ftlora import LoraOptions, attach_lora, load_lora, lora_tensor_shapes, merge_lora
-
-#: The ftcore plugin API this plugin needs (load_adapter, merge_adapter, trained_tensor_shapes).
-FTCORE_PLUGIN_API = $plugin_api
+#: The template files (``string.Template`` text) and ``kinds.json`` (each kind's summary and dependencies).
+TEMPLATES = Path(__file__).with_name("templates") / "plugin"
 
 
-class Options(LoraOptions):
-    """Options of `$name` (validated from the config's ``method_options``)."""
-
-    target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"], description="Modules to adapt.")
-
-
-@hookimpl
-def register_methods() -> list[MethodSpec]:
-    """Tell ft that this plugin provides the method `$name`."""
-    return [MethodSpec("$name", "$summary", options=Options)]
-
-
-@hookimpl
-def setup_peft(model: Any, method: str, config: Any, options: Options | None) -> Any:
-    """Attach the adapter when the run's method is `$name`; ``None`` leaves other methods alone."""
-    if method != "$name":
-        return None
-    return attach_lora(model, options or Options(), config)
-
-
-@hookimpl
-def load_adapter(model: Any, path: Path, method: str) -> Any:
-    """Apply a trained adapter of `$name` to its base model, for ``ft evaluate`` and ``ft generate``."""
-    if method != "$name":
-        return None
-    return load_lora(model, path)
-
-
-@hookimpl
-def merge_adapter(model: Any, path: Path, method: str) -> Any:
-    """Fold a trained adapter of `$name` into its base model, for ``ft merge``."""
-    if method != "$name":
-        return None
-    return merge_lora(model, path)
-
-
-@hookimpl
-def trained_tensor_shapes(model: Any, method: str) -> Any:
-    """The shapes of the tensors a checkpoint of `$name` holds, so ``--resume`` can check them."""
-    if method != "$name":
-        return None
-    return lora_tensor_shapes(model)
-'''
-
-FORMAT_MODULE = '''\
-"""$dist: the dataset format `$name` for ft — records with `input` and `target`.
-
-ft reads the files; this plugin only maps each record to a canonical prompt/completion example.
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-from ftcore import DataError, FormatSpec, hookimpl
-
-FIELDS = ("input", "target")
-
-
-@hookimpl
-def register_dataset_formats() -> list[FormatSpec]:
-    """Tell ft that this plugin reads the format `$name` (detected from its columns)."""
-    return [FormatSpec("$name", "$summary", columns=FIELDS)]
-
-
-@hookimpl(specname="load_dataset")
-def load_${module}_dataset(source: Any) -> Any:
-    """Map `$name` records to prompt/completion; ``None`` for other formats."""
-    if source.format != "$name":
-        return None
-    from datasets import Dataset
-
-    names = {field: source.columns.get(field, field) for field in FIELDS}
-    rows = []
-    for i, record in enumerate(source.records):
-        for column in names.values():
-            if not isinstance(record.get(column), str):
-                raise DataError(f"{source.where(i)}: field {column!r} must be a string (format '$name')")
-        rows.append({"prompt": record[names["input"]], "completion": record[names["target"]]})
-    return Dataset.from_list(rows)
-'''
-
-METRIC_MODULE = '''\
-"""$dist: the metric `$name` for ft — mean ratio of prediction to reference length, in words."""
-
-from __future__ import annotations
-
-from typing import Any
-
-from ftcore import MetricSpec, hookimpl
-
-
-@hookimpl
-def register_metrics() -> list[MetricSpec]:
-    """Tell ft that this plugin computes the metric `$name`."""
-    return [MetricSpec("$name", "$summary", higher_is_better=False)]
-
-
-@hookimpl
-def compute_metric(name: str, predictions: list[str], references: list[str], context: dict[str, Any]) -> Any:
-    """Score predictions against references; ``None`` for other metrics."""
-    if name != "$name":
-        return None
-    ratios = [len(p.split()) / max(1, len(r.split())) for p, r in zip(predictions, references, strict=True)]
-    return {"$name": sum(ratios) / len(ratios) if ratios else 0.0}
-'''
-
-TESTS = {
-    "method": '''\
-"""The ftcore contract suite for the method `$name`, on ftcore's tiny test model."""
-
-from ftcore.testing.suites import MethodContract
-
-
-class TestMethod(MethodContract):
-    method = "$name"
-    options = {"r": 4}
-    bad_options = [{"r": 0}, {"rank": 4}]
-''',
-    "format": '''\
-"""The ftcore contract suite for the dataset format `$name`."""
-
-from ftcore.testing.suites import FormatContract
-
-
-class TestFormat(FormatContract):
-    format = "$name"
-    records = [{"input": "Say hi", "target": "hi"}, {"input": "Say bye", "target": "bye"}]
-    expected = [{"prompt": "Say hi", "completion": "hi"}, {"prompt": "Say bye", "completion": "bye"}]
-    bad_record = {"input": "no target"}
-''',
-    "metric": '''\
-"""The ftcore contract suite for the metric `$name`."""
-
-from ftcore.testing.suites import MetricContract
-
-
-class TestMetric(MetricContract):
-    metric = "$name"
-    cases = [
-        (["a b", "c"], ["a b", "c d"], {"$name": 0.75}),
-        (["one two three"], ["one"], {"$name": 3.0}),
-    ]
-''',
-}
-
-MODULES = {"method": METHOD_MODULE, "format": FORMAT_MODULE, "metric": METRIC_MODULE}
-#: What each kind of generated plugin imports besides ftcore (a method builds on ftlora's LoRA).
-DEPENDENCIES = {"method": ("ftlora>=0.1.0", "pydantic>=2.6"), "format": ("datasets>=3.0",), "metric": ()}
-SUMMARIES = {
-    "method": "LoRA on the attention projections only",
-    "format": "records with input and target; loss on the target",
-    "metric": "mean prediction/reference length ratio (words)",
-}
+def _template(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
 def new_plugin(name: str, kind: str, output: str | Path = ".") -> Path:
@@ -239,19 +40,20 @@ def new_plugin(name: str, kind: str, output: str | Path = ".") -> Path:
     root = Path(output) / dist
     if root.exists():
         raise UsageError(f"{root} already exists; choose another name or --output")
+    about = json.loads(_template("kinds.json"))[kind]
     values = {
         "name": name, "kind": kind, "dist": dist, "module": module,
-        "summary": SUMMARIES[kind], "plugin_api": PLUGIN_API_VERSION,
-        "dependencies": ", ".join(f'"{d}"' for d in (f"ftcore>={__version__}", *DEPENDENCIES[kind])),
+        "summary": about["summary"], "plugin_api": PLUGIN_API_VERSION,
+        "dependencies": ", ".join(f'"{d}"' for d in (f"ftcore>={__version__}", *about["dependencies"])),
     }
     files = {
-        "pyproject.toml": PYPROJECT,
-        "README.md": README,
-        f"src/{module}/__init__.py": MODULES[kind],
-        f"tests/test_{module}.py": TESTS[kind],
+        "pyproject.toml": "pyproject.toml.tmpl",
+        "README.md": "README.md.tmpl",
+        f"src/{module}/__init__.py": f"{kind}.py.tmpl",
+        f"tests/test_{module}.py": f"test_{kind}.py.tmpl",
     }
     for relative, template in files.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(Template(template).substitute(values), encoding="utf-8")
+        path.write_text(Template(_template(template)).substitute(values), encoding="utf-8")
     return root

@@ -298,3 +298,24 @@ class ImporterSpec:
 
     def __post_init__(self) -> None:
         check_name("importer", self.name)
+
+
+@dataclass(frozen=True)
+class MemoryProfile:
+    """What a method's run holds for its weights, for the memory estimate of ``ft recommend`` and the preflight
+    check (returned by the :func:`~ftcore.hookspecs.memory_profile` hook, plugin API 3).
+
+    ftcore adds the rest from the setup: gradients and optimizer moments of the trained parameters, activations,
+    the loss head, a reference pass, generation and the runtime.
+
+    :param trained: parameters that receive gradients and optimizer moments (an adapter's, or every weight).
+    :param adapter: ``True`` when the trained parameters are an adapter beside the base, kept in float32 (its
+        weights, gradients and moments counted at 4 bytes each); ``False`` when they are the base's own weights
+        (counted in the run's dtype).
+    :param weights: bytes of the base's weights while training (a quantized base's codes and scales, say);
+        ``None``: every parameter in the run's dtype.
+    """
+
+    trained: int
+    adapter: bool = True
+    weights: int | None = None

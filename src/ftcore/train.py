@@ -197,7 +197,6 @@ def _train_or_restore(trainer: Any, run: _Run) -> dict[str, Any]:
 
 def _checkpoint_is_final(checkpoint: Path, config: FtConfig) -> bool:
     """True when ``checkpoint`` reached the run's last step (``training.max_steps``, else the step count it saved)."""
-    import json
 
     state = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
     target = config.training.max_steps if config.training.max_steps > 0 else state.get("max_steps", 0)
@@ -591,8 +590,7 @@ def _write_outputs(run: _Run, trainer: Any, eval_loss: float | None) -> dict[str
         uninstall_loss(trainer.model)
         trainer.model.save_pretrained(str(staging))
     run.provenance = base_provenance(run.config.model, run.config.revision)
-    _name_base_in_adapter_config(staging, run.provenance)
-    # peft writes a placeholder model card; the upload command writes a real one.
+    # An adapter library's placeholder model card says nothing about the run; a real one is written on upload.
     (staging / "README.md").unlink(missing_ok=True)
     # The tokenizer carries the template the chats were rendered with, whatever it had of its own.
     run.tokenizer.chat_template = template_to_save(run.config.data.chat_template, run.tokenizer)
@@ -618,18 +616,3 @@ def _write_loss_curve(run: _Run, history: list[dict[str, Any]]) -> None:
     except Exception as exc:  # matplotlib missing fonts, a broken backend...
         log.warning("could not draw %s: %s: %s", LOSS_CURVE, type(exc).__name__, exc)
 
-
-def _name_base_in_adapter_config(staging: Path, provenance: dict[str, Any]) -> None:
-    """An adapter names its base by Hub id (and commit) when it is known, never by a path of this machine.
-
-    peft records where the base was loaded from: for a GGUF base that is ft's conversion cache. ft itself
-    loads the base from the manifest's ``base_model``, so this only changes what other tools read.
-    """
-    path = staging / "adapter_config.json"
-    if not provenance.get("hub_id") or not path.is_file():
-        return
-    adapter_config = json.loads(path.read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = provenance["hub_id"]
-    if provenance.get("commit") or provenance.get("revision"):
-        adapter_config["revision"] = provenance.get("commit") or provenance.get("revision")
-    rundir.write_json(path, adapter_config)

@@ -290,7 +290,7 @@ def test_memory_estimate_counts_pairs_and_the_reference_pass(fresh_plugins):
     from ftcore.plugins import get_registry
 
     registry = get_registry()
-    shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, lora_params_per_rank=50_000, layers=4,
+    shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, linear_in_out=50_000, layers=4,
                        hidden=256, intermediate=1024, vocab=32_000)
 
     def total(method: str, **options: Any) -> Any:

@@ -217,8 +217,10 @@ def test_a_reward_that_raises_is_named_with_the_example(tiny_model_dir, tmp_path
     with pytest.raises(TrainingError) as error:
         run_training(config)
     message = str(error.value)
+    # The prompt as the model saw it: rendered with the tiny model's chat template.
     assert message.startswith("reward 'python' (function test_ftrl:failing_reward, plugin ftrl) failed on the "
-                              "completion of prompt 'Count:")
+                              "completion of prompt '")
+    assert "Count: red blue" in message
     assert message.endswith(": ValueError: this reward is broken") and not (tmp_path / "run").exists()
 
 
@@ -228,7 +230,7 @@ def test_memory_estimate_counts_generation(fresh_plugins):
     from ftcore.plugins import get_registry
 
     registry = get_registry()
-    shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, lora_params_per_rank=50_000, layers=4,
+    shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, linear_in_out=50_000, layers=4,
                        hidden=256, intermediate=1024, vocab=32_000)
     spec = registry.method("grpo")
 

@@ -24,7 +24,7 @@ def data() -> None:
 @click.option("--model", default=None, help="Model (directory, .gguf file or Hub id) whose tokenizer to use; "
               "without it and without --config, records are checked but not tokenized.")
 @click.option("--method", default=None, help="Training method (default: the config's, else one that trains on "
-              "the data's shape: lora for chat, completion and text data).")
+              "the data's shape, the first in `ft recommend`'s order).")
 @click.option("--format", "data_format", default=None, help="Dataset format (default: detected per file).")
 @click.option("--column", "columns", multiple=True, metavar="FIELD=COLUMN",
               help="Map a format field to your column (or nested path), e.g. --column prompt=question.")

@@ -12,10 +12,10 @@ import click
 
 from ftcore.commands.output import examples, json_option, print_json
 
-#: The libraries whose versions decide how a run behaves, in the order they are shown.
-LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets", "tokenizers", "trl", "bitsandbytes",
-             "evaluate", "huggingface_hub", "safetensors", "gguf", "deepspeed", "liger_kernel", "flash_attn",
-             "vllm", "pluggy", "pydantic", "click")
+#: The libraries whose versions decide how a run behaves, in the order they are shown; then those the installed
+#: plugins require (their adapter, trainer and metric libraries).
+LIBRARIES = ("torch", "transformers", "accelerate", "datasets", "tokenizers", "huggingface_hub", "safetensors", "gguf",
+             "deepspeed", "liger_kernel", "flash_attn", "vllm", "pluggy", "pydantic", "click")
 
 #: Environment variables that change what ft or the libraries do (values of token-like ones are never shown).
 VARIABLES = ("HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT",
@@ -65,6 +65,15 @@ def _devices() -> dict[str, Any]:
     return devices
 
 
+def _libraries(registry: Any) -> list[str]:
+    """ftcore's libraries, then what the installed plugins require (ft's own plugin distributions left out)."""
+    from ftcore.plugins import required_libraries
+
+    plugin_dists = {info.dist for info in registry.plugins}
+    required = required_libraries(sorted(plugin_dists - {"ftcore"}))
+    return [*LIBRARIES, *(name for name in required if name not in plugin_dists and name != "ftcore")]
+
+
 def environment() -> dict[str, Any]:
     """Everything ``ft env`` reports."""
     from ftcore import __version__
@@ -81,7 +90,7 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": _cpu(),
         "devices": _devices(),
-        "libraries": {name: _version(name) for name in LIBRARIES},
+        "libraries": {name: _version(name) for name in dict.fromkeys(_libraries(registry))},
         "plugins": [{"name": i.name, "dist": i.dist, "version": i.version} for i in registry.plugins],
         "failed_plugins": [{"name": i.name, "dist": i.dist, "version": i.version, "error": i.error} for i in registry.failed],
         "environment": shown,

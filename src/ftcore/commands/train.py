@@ -39,7 +39,7 @@ def _check_flags(resume: str | None, allow_config_change: bool) -> None:
 ))
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Run config (YAML); keys can also come from --set.")
-@click.option("--method", default=None, help="Training method (lora, qlora, full, ...); overrides the config.")
+@click.option("--method", default=None, help="Training method (`ft plugins` lists them); overrides the config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, e.g. --set training.max_steps=50 (repeatable).")
 @click.option("-o", "--output-dir", default=None, help="Run directory to write; overrides output_dir.")

@@ -183,7 +183,7 @@ class Auditor:
             self.warn("preference_data",
                       f"{source.path}: records have {', '.join(map(repr, pairs or labels))} columns, as {kind} do, "
                       f"but format {source.format!r} trains them as supervised {shape!r} examples (every answer "
-                      "taught as a good one); use a preference method (dpo, kto) or drop those columns")
+                      "taught as a good one); use a method that trains on preference data (see `ft plugins`) or drop those columns")
 
     def warn(self, code: str, message: str) -> None:
         """Add one warning (``code`` names its kind, for ``--json`` and tests)."""

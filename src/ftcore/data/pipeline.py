@@ -360,7 +360,7 @@ def _encode_source(
         raise DataError(
             f"{source.path}: method {config.method!r} trains on instruction data, but format {source.format!r} "
             "is raw text",
-            hint="use alpaca, sharegpt, messages or completion data, or a non-chat method such as lora",
+            hint="use alpaca, sharegpt, messages or completion data, or a method that trains on raw text (see `ft plugins`)",
         )
     if shape == "messages":
         check_chat_features(examples, tokenizer, options, source.where)

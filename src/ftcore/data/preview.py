@@ -49,10 +49,6 @@ def length_report(split: dict[str, Any], width: int = 40, totals: bool = True) -
 
 # ----------------------------------------------------------------------------- ft data preview
 
-#: Methods a config-less preview prefers for ftcore's shapes (the first installed one that fits).
-PREFERRED_METHODS = ("lora", "instruction", "full")
-
-
 def preview_config(config_path: str | None, files: tuple[str, ...], model: str | None, method: str | None,
                    data_format: str | None, columns: tuple[str, ...], overrides: tuple[str, ...]) -> tuple[Any, bool]:
     """The config ``ft data preview`` works on, and whether there is a tokenizer to tokenize with.
@@ -104,7 +100,7 @@ def pick_method(config: Any) -> str:
     from ftcore.data.formats import detect_format
     from ftcore.data.pipeline import entries
     from ftcore.data.sources import expand
-    from ftcore.plugins import get_registry
+    from ftcore.plugins import get_registry, ranked_methods
 
     registry = get_registry()
     data = config.data
@@ -114,8 +110,7 @@ def pick_method(config: Any) -> str:
         fmt = detect_format(expand(first, data.columns, data.format, data.text_split)[0])
     spec = registry.formats.get(fmt)
     shape = spec[0].shape if spec else None
-    fitting = [name for name, (m, _) in registry.methods.items() if shape is None or m.trains_on(shape)]
-    ranked = [m for m in PREFERRED_METHODS if m in fitting] + sorted(m for m in fitting if m not in PREFERRED_METHODS)
+    ranked = [name for name in ranked_methods() if shape is None or registry.methods[name][0].trains_on(shape)]
     return ranked[0] if ranked else config.method
 
 

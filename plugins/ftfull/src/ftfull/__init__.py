@@ -43,9 +43,8 @@ def register_methods() -> list[MethodSpec]:
 
 
 @hookimpl
-def setup_peft(model: Any, method: str, config: Any, options: FullOptions | None) -> Any:
-    if method != METHOD.name:
-        return None
+def setup_peft(model: Any, config: Any, options: FullOptions | None) -> Any:
+    """Every parameter trains, except those the options freeze."""
     from ftfull.freeze import prepare_full
 
     return prepare_full(model, options or FullOptions(), config)

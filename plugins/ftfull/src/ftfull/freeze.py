@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftcore.errors import ConfigError
+from ftcore import ConfigError
 
 
 def prepare_full(model: Any, options: Any, config: Any) -> Any:
@@ -22,7 +22,7 @@ def prepare_full(model: Any, options: Any, config: Any) -> Any:
         for layer in layers[: options.freeze_layers]:
             layer.requires_grad_(False)
     if config is not None and config.training.gradient_checkpointing:
-        from ftcore.models import enable_gradient_checkpointing
+        from ftcore import enable_gradient_checkpointing
 
         enable_gradient_checkpointing(model)
     return model

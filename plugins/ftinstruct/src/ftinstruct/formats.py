@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftcore.data.formats import FieldProblem, get_list, get_str
-from ftcore.data.messages import chat_message, tool_calls, tools_json, train_flag
+from ftcore import FieldProblem, chat_message, get_list, get_str, tool_calls, tools_json, train_flag
 
 #: ShareGPT's speaker names -> canonical roles (``observation``: LLaMA-Factory's tool results).
 SHAREGPT_ROLES = {

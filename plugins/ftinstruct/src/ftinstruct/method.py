@@ -1,12 +1,10 @@
 """The ``instruction`` method: LoRA on instruction/chat data, response-only loss and chat template on.
 
-It builds on ftlora (a declared dependency): the adapter is LoRA's, attached, loaded and merged by ftlora.
+It builds on ftlora (a declared dependency): the adapter is LoRA's, attached, loaded and merged by
+ftlora's hooks (:mod:`ftlora.kit`).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Any
 
 from ftlora import LoraOptions
 
@@ -27,30 +25,3 @@ def method_spec() -> MethodSpec:
         chat=True,
     )
 
-
-def attach(model: Any, options: InstructionOptions | None, config: Any = None) -> Any:
-    """``model`` with a fresh LoRA adapter (only the adapter trains)."""
-    from ftlora import attach_lora
-
-    return attach_lora(model, options or InstructionOptions(), config)
-
-
-def load(model: Any, path: Path) -> Any:
-    """``model`` with the trained adapter in ``path`` applied, for inference."""
-    from ftlora import load_lora
-
-    return load_lora(model, path)
-
-
-def merge(model: Any, path: Path) -> Any:
-    """``model`` with the trained adapter in ``path`` folded in."""
-    from ftlora import merge_lora
-
-    return merge_lora(model, path)
-
-
-def tensor_shapes(model: Any) -> dict[str, list[int]]:
-    """Shapes of the adapter tensors a checkpoint holds."""
-    from ftlora import lora_tensor_shapes
-
-    return lora_tensor_shapes(model)

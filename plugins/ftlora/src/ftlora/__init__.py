@@ -1,9 +1,9 @@
 """ftlora: the ``lora`` method for ft — a LoRA adapter on a full-precision base model.
 
-Other LoRA-based methods (``qlora``, ``instruction``, third-party ones) depend on this distribution and
-build on :class:`LoraOptions`, :func:`attach_lora`, :func:`load_lora`, :func:`merge_lora` and
-:func:`lora_tensor_shapes`. The entry module imports nothing heavy: peft and torch are imported inside
-those functions when a run starts.
+Other LoRA-based methods (``qlora``, ``instruction``, third-party ones) depend on this distribution: they take
+its adapter hooks ready-made from :mod:`ftlora.kit` and build on :class:`LoraOptions`, :func:`attach_lora`,
+:func:`load_lora`, :func:`merge_lora` and :func:`lora_tensor_shapes`. The entry module imports nothing heavy:
+peft and torch are imported inside those functions when a run starts.
 """
 
 from __future__ import annotations
@@ -12,13 +12,28 @@ from pathlib import Path
 from typing import Any
 
 from ftcore import MethodSpec, hookimpl
-from ftlora.adapter import attach_lora, find_target_modules, load_lora, lora_config, lora_tensor_shapes, merge_lora
+from ftlora.adapter import (
+    attach_lora,
+    find_target_modules,
+    load_lora,
+    lora_config,
+    lora_memory,
+    lora_tensor_shapes,
+    merge_lora,
+)
+from ftlora.kit import (  # noqa: F401  (the lora method's hooks)
+    load_adapter,
+    memory_profile,
+    merge_adapter,
+    setup_peft,
+    trained_tensor_shapes,
+)
 from ftlora.options import LoraOptions
 
 __version__ = "0.1.0"
 
-#: Needs plugin API 2 (load_adapter, merge_adapter, trained_tensor_shapes; MethodSpec.recommend).
-FTCORE_PLUGIN_API = 2
+#: Needs plugin API 3 (run_finished; API 2: load_adapter, merge_adapter, trained_tensor_shapes, MethodSpec.recommend).
+FTCORE_PLUGIN_API = 3
 
 METHOD = MethodSpec(
     "lora",
@@ -35,6 +50,7 @@ __all__ = [
     "find_target_modules",
     "load_lora",
     "lora_config",
+    "lora_memory",
     "lora_tensor_shapes",
     "merge_lora",
 ]
@@ -47,32 +63,8 @@ def register_methods() -> list[MethodSpec]:
 
 
 @hookimpl
-def setup_peft(model: Any, method: str, config: Any, options: LoraOptions | None) -> Any:
-    """Attach a fresh LoRA adapter to the base model."""
-    if method != METHOD.name:
-        return None
-    return attach_lora(model, options or LoraOptions(), config)
+def run_finished(run_dir: Path, manifest: dict[str, Any]) -> None:
+    """Any run's peft adapter (lora, qlora, instruction, dpo, ...) names its base by Hub id, not a local path."""
+    from ftlora.adapter import name_base_in_adapter_config
 
-
-@hookimpl
-def load_adapter(model: Any, path: Path, method: str) -> Any:
-    """Apply a trained ``lora`` adapter to its base, for inference."""
-    if method != METHOD.name:
-        return None
-    return load_lora(model, path)
-
-
-@hookimpl
-def merge_adapter(model: Any, path: Path, method: str) -> Any:
-    """Fold a trained ``lora`` adapter into its base."""
-    if method != METHOD.name:
-        return None
-    return merge_lora(model, path)
-
-
-@hookimpl
-def trained_tensor_shapes(model: Any, method: str) -> dict[str, list[int]] | None:
-    """Shapes of the adapter tensors a ``lora`` checkpoint holds."""
-    if method != METHOD.name:
-        return None
-    return lora_tensor_shapes(model)
+    name_base_in_adapter_config(run_dir, manifest.get("base_model_provenance") or {})

@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore.errors import ModelError
+from ftcore import MemoryProfile, ModelError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from ftcore.config import FtConfig
+    from ftcore import FtConfig
     from ftlora.options import LoraOptions
 
 
@@ -99,7 +99,7 @@ def attach_lora(model: Any, options: LoraOptions, config: FtConfig | None = None
     """
     from peft import get_peft_model
 
-    from ftcore.models import enable_gradient_checkpointing
+    from ftcore import enable_gradient_checkpointing
 
     if config is not None and config.training.gradient_checkpointing:
         enable_gradient_checkpointing(model)
@@ -142,3 +142,30 @@ def lora_tensor_shapes(model: Any) -> dict[str, list[int]]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def name_base_in_adapter_config(run_dir: Path, provenance: dict[str, Any]) -> None:
+    """An adapter names its base by Hub id (and commit) when it is known, never by a path of this machine.
+
+    peft records where the base was loaded from: for a GGUF base that is ft's conversion cache. ft itself
+    loads the base from the manifest's ``base_model``, so this only changes what other tools read.
+    """
+    import json
+
+    path = run_dir / "adapter_config.json"
+    if not provenance.get("hub_id") or not path.is_file():
+        return
+    adapter_config = json.loads(path.read_text(encoding="utf-8"))
+    adapter_config["base_model_name_or_path"] = provenance["hub_id"]
+    if provenance.get("commit") or provenance.get("revision"):
+        adapter_config["revision"] = provenance.get("commit") or provenance.get("revision")
+    path.write_text(json.dumps(adapter_config, indent=2) + "\n", encoding="utf-8")
+
+
+def lora_memory(shape: Any, setup: Any) -> MemoryProfile | None:
+    """What a LoRA run holds for the memory estimate: ``rank x (in + out)`` adapter parameters on every Linear of
+    the decoder blocks (``shape.linear_in_out``), beside the base in the run's dtype; ``None`` when every weight
+    trains (``setup.rank`` is ``None``: ftcore counts full fine-tuning itself)."""
+    if setup.rank is None:
+        return None
+    return MemoryProfile(trained=setup.rank * shape.linear_in_out)

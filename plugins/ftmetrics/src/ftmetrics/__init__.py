@@ -36,7 +36,7 @@ def register_metrics() -> list[MetricSpec]:
 def compute_metric(
     name: str, predictions: list[str], references: list[str], context: dict[str, Any]
 ) -> Any:
-    """Score with one of ftmetrics' metrics (a :class:`ftcore.MetricResult`); ``None`` for any other name."""
+    """Score with one of ftmetrics' metrics (a :class:`ftcore.MetricResult`)."""
     from ftmetrics.compute import compute
 
     return compute(name, predictions, references, context)

@@ -16,8 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ftcore import MetricResult
-from ftcore.errors import PluginError
+from ftcore import MetricResult, PluginError
 
 MODULES_DIR = Path(__file__).parent / "modules"
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ftlora.kit import load_adapter  # noqa: F401  (ftlora's: the adapter is LoRA's)
+
 from ftcore import FormatSpec, MethodSpec, MetricSpec, ShapeSpec, hookimpl
 from ftpref.options import DpoOptions, KtoOptions, OrpoOptions, SimpoOptions
 
 __version__ = "0.1.0"
-FTCORE_PLUGIN_API = 2
+#: Needs plugin API 3 (memory_profile).
+FTCORE_PLUGIN_API = 3
 
 SHAPES = {
     "preference": ShapeSpec("preference", "a prompt with a chosen and a rejected answer (text or conversation)",
@@ -89,8 +92,6 @@ def register_metrics() -> list[MetricSpec]:
 @hookimpl
 def compute_metric(name: str, context: dict[str, Any]) -> Any:
     """Preference accuracy and reward margin of the model in ``context`` on its preference pairs."""
-    if name not in {m.name for m in METRICS}:
-        return None
     from ftpref.metrics import compute
 
     return compute(name, context)
@@ -99,8 +100,6 @@ def compute_metric(name: str, context: dict[str, Any]) -> Any:
 @hookimpl(specname="load_dataset")
 def load_preference_dataset(source: Any) -> Any:
     """Map records of one of ftpref's formats into preference examples (errors name file, line and field)."""
-    if source.format not in FORMATS:
-        return None
     from ftcore import map_records
     from ftpref import formats
 
@@ -111,18 +110,14 @@ def load_preference_dataset(source: Any) -> Any:
 @hookimpl
 def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) -> Any:
     """Render conversations with the run's chat template into the text columns TRL's trainers tokenize."""
-    if shape not in SHAPES:
-        return None
     from ftpref.encode import encode_preference
 
     return encode_preference(examples, shape, tokenizer, settings)
 
 
 @hookimpl
-def model_load_kwargs(method: str, config: Any, options: Any) -> dict[str, Any] | None:
+def model_load_kwargs(method: str, config: Any, options: Any) -> dict[str, Any]:
     """A 4-bit base for ``base: qlora`` (ftqlora's loading)."""
-    if method not in METHODS:
-        return None
     from ftqlora.choice import load_kwargs
 
     return load_kwargs(options or METHODS[method].options(), config)
@@ -131,8 +126,6 @@ def model_load_kwargs(method: str, config: Any, options: Any) -> dict[str, Any] 
 @hookimpl
 def setup_peft(model: Any, method: str, config: Any, options: Any) -> Any:
     """Freeze the base for an adapter (the trainer attaches LoRA), or let every weight train."""
-    if method not in METHODS:
-        return None
     from ftqlora.choice import prepare_base
 
     return prepare_base(model, options or METHODS[method].options(), config)
@@ -142,8 +135,6 @@ def setup_peft(model: Any, method: str, config: Any, options: Any) -> Any:
 def make_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any, callbacks: list[Any],
                  method: str, config: Any, options: Any) -> Any:
     """TRL's trainer for the method."""
-    if method not in METHODS:
-        return None
     from ftpref.trainers import build_trainer
 
     return build_trainer(method, model, tokenizer, args, train_dataset, eval_dataset, callbacks, config,
@@ -151,20 +142,16 @@ def make_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval
 
 
 @hookimpl
-def load_adapter(model: Any, path: Path, method: str) -> Any:
-    """Apply a trained preference adapter to its base (a LoRA adapter)."""
-    if method not in METHODS:
-        return None
-    from ftlora import load_lora
-
-    return load_lora(model, path)
-
-
-@hookimpl
-def merge_adapter(model: Any, path: Path, method: str, options: Any) -> Any:
+def merge_adapter(model: Any, path: Path, options: Any) -> Any:
     """Fold the adapter in: LoRA's merge, or QLoRA's (dequantize first) for ``base: qlora``."""
-    if method not in METHODS:
-        return None
     from ftqlora.choice import merge
 
     return merge(model, path, options)
+
+
+@hookimpl
+def memory_profile(shape: Any, setup: Any) -> Any:
+    """The adapter on a plain or quantized base (ftqlora's numbers); ftcore's own for ``base: full``."""
+    from ftqlora.memory import qlora_memory
+
+    return qlora_memory(shape, setup)

@@ -11,15 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from ftlora import LoraOptions, load_lora, lora_tensor_shapes
+from ftlora import LoraOptions
+from ftlora.kit import load_adapter, trained_tensor_shapes  # noqa: F401  (ftlora's: a qlora adapter is LoRA's)
 from pydantic import Field
 
 from ftcore import MethodSpec, hookimpl
 
 __version__ = "0.1.0"
 
-#: Needs plugin API 2 (load_adapter, merge_adapter, trained_tensor_shapes; MethodSpec.base_bits).
-FTCORE_PLUGIN_API = 2
+#: Needs plugin API 3 (memory_profile; API 2: load_adapter, merge_adapter, trained_tensor_shapes, MethodSpec.base_bits).
+FTCORE_PLUGIN_API = 3
 
 
 class QLoraOptions(LoraOptions):
@@ -56,46 +57,33 @@ def register_methods() -> list[MethodSpec]:
 
 
 @hookimpl
-def model_load_kwargs(method: str, config: Any, options: QLoraOptions | None) -> dict[str, Any] | None:
+def model_load_kwargs(config: Any, options: QLoraOptions | None) -> dict[str, Any]:
     """Load the base in 4 bits (stored FSDP-shardable when the run uses FSDP)."""
-    if method != METHOD.name:
-        return None
     from ftqlora.quant import quantization_kwargs
 
     return quantization_kwargs(options or QLoraOptions(), config)
 
 
 @hookimpl
-def setup_peft(model: Any, method: str, config: Any, options: QLoraOptions | None) -> Any:
+def setup_peft(model: Any, config: Any, options: QLoraOptions | None) -> Any:
     """Prepare the 4-bit base for training and attach LoRA."""
-    if method != METHOD.name:
-        return None
     from ftqlora.quant import prepare_qlora
 
     return prepare_qlora(model, options or QLoraOptions(), config)
 
 
 @hookimpl
-def load_adapter(model: Any, path: Path, method: str) -> Any:
-    """Apply the trained adapter to the (unquantized) base, as LoRA does."""
-    if method != METHOD.name:
-        return None
-    return load_lora(model, path)
-
-
-@hookimpl
-def merge_adapter(model: Any, path: Path, method: str) -> Any:
+def merge_adapter(model: Any, path: Path) -> Any:
     """Dequantize the 4-bit (or 8-bit) base, then fold the adapter in."""
-    if method != METHOD.name:
-        return None
     from ftqlora.dequant import merge_qlora
 
     return merge_qlora(model, path)
 
 
+
 @hookimpl
-def trained_tensor_shapes(model: Any, method: str) -> dict[str, list[int]] | None:
-    """Shapes of the adapter tensors a ``qlora`` checkpoint holds (LoRA's)."""
-    if method != METHOD.name:
-        return None
-    return lora_tensor_shapes(model)
+def memory_profile(shape: Any, setup: Any) -> Any:
+    """LoRA's adapter on the 4-bit (or 8-bit) base, for the memory estimate."""
+    from ftqlora.memory import qlora_memory
+
+    return qlora_memory(shape, setup)

@@ -8,7 +8,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ftcore.errors import FtError
+from ftcore import FtError
 
 log = logging.getLogger(__name__)
 

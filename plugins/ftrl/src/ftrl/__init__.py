@@ -13,11 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ftlora.kit import load_adapter  # noqa: F401  (ftlora's: the adapter is LoRA's)
+
 from ftcore import FormatSpec, MethodSpec, RewardSpec, ShapeSpec, hookimpl
 from ftrl.options import GrpoOptions
 from ftrl.rewards import AnswerMatchOptions, FormatOptions, LengthOptions, PythonOptions
 
 __version__ = "0.1.0"
+#: Needs plugin API 3 (memory_profile).
 FTCORE_PLUGIN_API = 3
 
 SHAPE = ShapeSpec("prompt", "a prompt (text or conversation) to sample completions for, with any columns a reward "
@@ -61,8 +64,6 @@ def register_rewards() -> list[RewardSpec]:
 @hookimpl(specname="load_dataset")
 def load_prompts(source: Any) -> Any:
     """Records with a ``prompt`` (text, or a list of messages); every other column is kept for the rewards."""
-    if source.format != FORMAT.name:
-        return None
     from ftcore import FieldProblem, map_records
 
     def convert(record: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +82,6 @@ def load_prompts(source: Any) -> Any:
 @hookimpl
 def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) -> Any:
     """Prompts rendered with the run's chat template; TRL tokenizes them and samples completions."""
-    if shape != SHAPE.name:
-        return None
     from ftrl.trainer import render_prompts
 
     return render_prompts(examples, tokenizer, settings)
@@ -91,26 +90,20 @@ def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) ->
 @hookimpl
 def compute_reward(name: str, prompts: list[str], completions: list[str], examples: list[dict[str, Any]],
                    options: Any) -> list[float] | None:
-    if name not in {r.name for r in REWARDS}:
-        return None
     from ftrl.rewards import compute
 
     return compute(name, prompts, completions, examples, options)
 
 
 @hookimpl
-def model_load_kwargs(method: str, config: Any, options: Any) -> dict[str, Any] | None:
-    if method != METHOD.name:
-        return None
+def model_load_kwargs(config: Any, options: Any) -> dict[str, Any]:
     from ftqlora.choice import load_kwargs
 
     return load_kwargs(options, config)
 
 
 @hookimpl
-def setup_peft(model: Any, method: str, config: Any, options: Any) -> Any:
-    if method != METHOD.name:
-        return None
+def setup_peft(model: Any, config: Any, options: Any) -> Any:
     from ftqlora.choice import prepare_base
 
     return prepare_base(model, options, config)
@@ -118,27 +111,14 @@ def setup_peft(model: Any, method: str, config: Any, options: Any) -> Any:
 
 @hookimpl
 def make_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any, callbacks: list[Any],
-                 method: str, config: Any, options: Any) -> Any:
-    if method != METHOD.name:
-        return None
+                 config: Any, options: Any) -> Any:
     from ftrl.trainer import build_trainer
 
     return build_trainer(model, tokenizer, args, train_dataset, eval_dataset, callbacks, config, options)
 
 
 @hookimpl
-def load_adapter(model: Any, path: Path, method: str) -> Any:
-    if method != METHOD.name:
-        return None
-    from ftlora import load_lora
-
-    return load_lora(model, path)
-
-
-@hookimpl
-def merge_adapter(model: Any, path: Path, method: str, options: Any) -> Any:
-    if method != METHOD.name:
-        return None
+def merge_adapter(model: Any, path: Path, options: Any) -> Any:
     from ftqlora.choice import merge
 
     return merge(model, path, options)
@@ -152,3 +132,11 @@ def run_started(config: Any, run_dir: Path) -> None:
     from ftrl.samples import RUN_DIR
 
     RUN_DIR[:] = [run_dir]
+
+
+@hookimpl
+def memory_profile(shape: Any, setup: Any) -> Any:
+    """The adapter on a plain or quantized base (ftqlora's numbers); ftcore's own for ``base: full``."""
+    from ftqlora.memory import qlora_memory
+
+    return qlora_memory(shape, setup)

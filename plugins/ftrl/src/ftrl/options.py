@@ -46,13 +46,11 @@ class GrpoOptions(BaseChoiceOptions):
     @field_validator("rewards")
     @classmethod
     def _known_rewards(cls, rewards: list[RewardEntry]) -> list[RewardEntry]:
-        from ftcore import PluginError
-        from ftcore.plugins import get_registry
+        from ftcore import PluginError, reward_spec
 
-        registry = get_registry()
         for entry in rewards:
             try:
-                spec = registry.reward(entry.name)
+                spec = reward_spec(entry.name)
             except PluginError as exc:  # lists the installed rewards
                 raise ValueError(str(exc)) from None
             if spec.options is not None:

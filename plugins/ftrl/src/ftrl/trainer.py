@@ -18,8 +18,8 @@ _NOT_COLUMNS = {"trainer_state", "log_extra", "log_metric", "environments", "com
 
 
 def reward_function(entry: Any) -> Any:
-    """A TRL reward function calling reward ``entry.name`` on its plugin (through ftcore's registry)."""
-    from ftcore.plugins import get_registry
+    """A TRL reward function calling reward ``entry.name`` on its plugin (``ftcore.reward_scores``)."""
+    from ftcore import reward_scores
 
     def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
         columns = {k: v for k, v in kwargs.items() if k not in _NOT_COLUMNS}
@@ -27,8 +27,7 @@ def reward_function(entry: Any) -> Any:
             if columns else [{} for _ in completions]
         texts = [c if isinstance(c, str) else "".join(m.get("content", "") for m in c) for c in completions]
         try:
-            scores = get_registry().call("compute_reward", "reward", entry.name, name=entry.name, prompts=prompts,
-                                         completions=texts, examples=examples, options=entry.options)
+            scores = reward_scores(entry.name, prompts, texts, examples, entry.options)
         except Exception as exc:
             raise TrainingError(f"{reward_label(entry)} failed on the completion of prompt {str(prompts[0])[:80]!r}: "
                                 f"{_cause(exc)}") from exc
@@ -50,10 +49,10 @@ def _cause(exc: BaseException) -> str:
 
 def reward_label(entry: Any) -> str:
     """``reward 'NAME' (plugin P)``, with the function of a ``python`` reward: how errors name a reward."""
-    from ftcore.plugins import get_registry
+    from ftcore import provider
 
     try:
-        plugin = get_registry().owner("reward", entry.name).name
+        plugin = provider("reward", entry.name)
     except Exception:  # named in the options already; never hide the real problem behind this one
         plugin = "?"
     function = entry.options.get("function") if entry.name == "python" else None

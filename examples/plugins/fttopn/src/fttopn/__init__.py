@@ -37,9 +37,7 @@ def register_dataset_formats() -> list[FormatSpec]:
 
 
 @hookimpl
-def setup_peft(model: Any, method: str, options: TopNOptions | None) -> Any:
-    if method != "topn":
-        return None
+def setup_peft(model: Any, options: TopNOptions | None) -> Any:
     options = options or TopNOptions()
     depth = model.config.num_hidden_layers
     first_trained = max(0, depth - options.layers)
@@ -53,8 +51,6 @@ def setup_peft(model: Any, method: str, options: TopNOptions | None) -> Any:
 
 @hookimpl(specname="load_dataset")
 def load_qa_dataset(source: Any) -> Any:
-    if source.format != "qa":
-        return None
     from datasets import Dataset
 
     question = source.columns.get("question", "question")

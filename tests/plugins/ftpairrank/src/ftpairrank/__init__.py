@@ -44,9 +44,7 @@ def register_rewards() -> list[RewardSpec]:
 
 
 @hookimpl
-def compute_reward(name: str, completions: list[str]) -> list[float] | None:
-    if name != "few_words":
-        return None
+def compute_reward(completions: list[str]) -> list[float]:
     return [1.0 / (1 + len(completion.split())) for completion in completions]
 
 
@@ -62,25 +60,19 @@ def load_ranked(source: Any) -> Any:
     columns of the records are kept for the trainer."""
     from ftcore import get_str
 
-    if source.format != "ranked":
-        return None
     return map_records(source, FIELDS, lambda record: {**record, **{name: get_str(record, name) for name in FIELDS}})
 
 
 @hookimpl
-def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) -> Any:
+def encode_examples(examples: Any, tokenizer: Any, settings: Any) -> Any:
     """Token ids of query+better and query+worse, with the query masked out of the labels."""
-    if shape != "ranked_pair":
-        return None
     from ftpairrank.encode import encode_pairs
 
     return encode_pairs(examples, tokenizer, settings.max_seq_len)
 
 
 @hookimpl
-def setup_peft(model: Any, method: str) -> Any:
-    if method != "pairrank":
-        return None
+def setup_peft(model: Any) -> Any:
     for param in model.parameters():
         param.requires_grad_(True)
     return model
@@ -88,9 +80,7 @@ def setup_peft(model: Any, method: str) -> Any:
 
 @hookimpl
 def make_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eval_dataset: Any, callbacks: list[Any],
-                 method: str, options: PairRankOptions) -> Any:
-    if method != "pairrank":
-        return None
+                 options: PairRankOptions) -> Any:
     from ftpairrank.trainer import PairRankTrainer, collate_pairs
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
