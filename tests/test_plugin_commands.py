@@ -20,7 +20,7 @@ def _train(tmp_path, model_dir, *extra):
         f"data: {{train: {data}, max_seq_len: 32, cache_dir: {tmp_path / 'cache'}}}\n"
         "training: {max_steps: 3, batch_size: 4, logging_steps: 1}\n"
     )
-    return run_ft("train", "--config", str(config), *extra)
+    return run_ft("train", "--config", str(config), *extra, env={"FTRUNNOTES": "1"})
 
 
 def test_a_plugin_command_runs_through_ft_and_sees_the_run(tiny_model_dir, tmp_path):
