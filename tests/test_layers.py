@@ -207,15 +207,14 @@ def test_nothing_imports_the_cli():
 
 
 @pytest.mark.parametrize(("importer", "source", "expected"), [
-    ("ftcore.models", "import ftcore.data.cache\n", {"ftcore.data", "ftcore.data.cache"}),
-    ("ftcore.models", "from ftcore.data import cache, prepare_data\n", {"ftcore.data", "ftcore.data.cache"}),
-    ("ftcore.models", "def f():\n    from ftcore import errors, hookimpl\n", {"ftcore", "ftcore.errors"}),
-    ("ftcore.models", "if TYPE_CHECKING:\n    from ftcore.config import FtConfig\nimport json\n", set()),
-    ("ftcore.data.probe", "from .cache import x\nfrom ftcore.data.cache import y\n", {"ftcore.data.cache"}),
+    ("ftcore.top", "import ftcore.pkg.mod\n", {"ftcore.pkg", "ftcore.pkg.mod"}),
+    ("ftcore.top", "from ftcore.pkg import mod, function\n", {"ftcore.pkg", "ftcore.pkg.mod"}),
+    ("ftcore.top", "def f():\n    from ftcore import low, hookimpl\n", {"ftcore", "ftcore.low"}),
+    ("ftcore.top", "if TYPE_CHECKING:\n    from ftcore.low import Thing\nimport json\n", set()),
+    ("ftcore.pkg.other", "from .mod import x\nfrom ftcore.pkg.mod import y\n", {"ftcore.pkg.mod"}),
 ])
 def test_the_graph_sees_every_kind_of_import(tmp_path, importer, source, expected):
-    known = {"ftcore": Path(), "ftcore.data": Path(), "ftcore.data.cache": Path(), "ftcore.errors": Path(),
-             "ftcore.config": Path(), "ftcore.models": Path()}
+    known = {name: Path() for name in ("ftcore", "ftcore.top", "ftcore.low", "ftcore.pkg", "ftcore.pkg.mod")}
     path = tmp_path / "probe.py"
     path.write_text(source)
     assert imported(importer, path, known) == expected
