@@ -30,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 #: The sub-packages, top layer first: (layer in tests/test_layers.py, docstring of its ``__init__.py``).
@@ -144,37 +145,41 @@ def new_path(match: re.Match[str]) -> str:
     return f"{match.group(1)}{moved.replace('.', '/')}.py"
 
 
-def rewrite_from_imports(text: str) -> str:
-    """``from ftcore[.pkg] import <moved module>, ...`` statements, split by the modules' new packages."""
+def rewrite_python(text: str, outside: Callable[[str], str]) -> str:
+    """A Python file: each ``from ftcore... import`` statement rewritten from its parts (:func:`_from_import`),
+    the text between them by ``outside``. The statements are kept from ``outside``: in ``from ftcore.models import
+    loss`` the package's name is also the old module's."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
-        return text
-    lines = text.splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line.encode("utf-8")))
+        return outside(text)
     data = text.encode("utf-8")
-    edits = []
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("ftcore")):
-            continue
-        if not any(f"{node.module}.{a.name}" in MOVES for a in node.names):
-            continue
-        indent = " " * node.col_offset
-        start = starts[node.lineno - 1] + node.col_offset
-        end = starts[node.end_lineno - 1] + node.end_col_offset
-        edits.append((start, end, f"\n{indent}".join(_split_import(node))))
-    for start, end, replacement in sorted(edits, reverse=True):
-        data = data[:start] + replacement.encode("utf-8") + data[end:]
-    return data.decode("utf-8")
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line.encode("utf-8")))
+    spans = sorted(
+        (starts[node.lineno - 1] + node.col_offset, starts[node.end_lineno - 1] + node.end_col_offset, node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("ftcore")
+    )
+    out, done = [], 0
+    for start, end, node in spans:
+        out.append(outside(data[done:start].decode("utf-8")))
+        out.append(f"\n{' ' * node.col_offset}".join(_from_import(node)) or data[start:end].decode("utf-8"))
+        done = end
+    out.append(outside(data[done:].decode("utf-8")))
+    return "".join(out)
 
 
-def _split_import(node: ast.ImportFrom) -> list[str]:
+def _from_import(node: ast.ImportFrom) -> list[str]:
+    """The statements that replace ``from <module> import <names>``; none when it already names new modules."""
+    module = node.module or ""
+    if any(f"{module}.{alias.name}" in NEW for alias in node.names):
+        return []
     kept, by_package, renamed = [], {}, []
     for alias in node.names:
         shown = f"{alias.name} as {alias.asname}" if alias.asname else alias.name
-        old = f"{node.module}.{alias.name}"
+        old = f"{module}.{alias.name}"
         if old not in MOVES:
             kept.append(shown)
             continue
@@ -183,23 +188,28 @@ def _split_import(node: ast.ImportFrom) -> list[str]:
             by_package.setdefault(package, []).append(shown)
         else:  # renamed on the way (config -> config.schema): the old name stays the local one
             renamed.append(f"import {MOVES[old]} as {alias.asname or alias.name}")
-    statements = [f"from {node.module} import {', '.join(kept)}"] if kept else []
+    if not by_package and not renamed and new_dotted(module) == module:
+        return []
+    statements = [f"from {new_dotted(module)} import {', '.join(kept)}"] if kept else []
     statements += [f"from {package} import {', '.join(names)}" for package, names in sorted(by_package.items())]
     return statements + renamed
 
 
 def rewrite_text(text: str, python: bool) -> str:
     """Every reference in ``text`` to a moved module, moved; the layer mapping block is left to its own step."""
-    if python:
-        text = rewrite_from_imports(text)
-    head, sep, rest = text.partition(BLOCK_START)
-    block, end, tail = rest.partition(BLOCK_END) if sep else ("", "", "")
 
     def outside(part: str) -> str:
         part = DOTTED.sub(lambda m: new_dotted(m.group(0)), part)
         return PATH.sub(new_path, part)
 
-    return outside(head) + sep + block + end + outside(tail) if sep else outside(text)
+    def rewrite(part: str) -> str:
+        return rewrite_python(part, outside) if python else outside(part)
+
+    head, sep, rest = text.partition(BLOCK_START)
+    if not sep:
+        return rewrite(text)
+    block, end, tail = rest.partition(BLOCK_END)
+    return rewrite(head) + sep + block + end + rewrite(tail)
 
 
 def rewrite_layer_mapping(text: str) -> str:
