@@ -296,7 +296,7 @@ def run_ft(case: Case, fixture: Path, work: Path, steps: int, meter: Meter, cach
     path = work / "config.yaml"
     path.write_text(yaml.safe_dump(ft_config(case, fixture, work, steps, cache_dir)), encoding="utf-8")
     built: list[Any] = []
-    original = ft_train._build_trainer
+    original = ft_train.build_trainer
 
     def build_with_meter(run: Any) -> Any:
         # The benchmark's only hook into ft: the same meter every other case uses.
@@ -306,14 +306,14 @@ def run_ft(case: Case, fixture: Path, work: Path, steps: int, meter: Meter, cach
         built.append(trainer)
         return trainer
 
-    ft_train._build_trainer = build_with_meter
+    ft_train.build_trainer = build_with_meter
     try:
         main(["train", "-c", str(path), "--overwrite"])
     except SystemExit as exc:
         if exc.code:
             raise RuntimeError(f"ft train exited with {exc.code}") from None
     finally:
-        ft_train._build_trainer = original
+        ft_train.build_trainer = original
     return built[0]
 
 

@@ -319,7 +319,7 @@ def run_ft_child(spec: dict[str, Any], meter: Any) -> Any:
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(spec["ft_config"]), encoding="utf-8")
     built: list[Any] = []
-    original = ft_train._build_trainer
+    original = ft_train.build_trainer
 
     def build_with_meter(run: Any) -> Any:
         trainer = original(run)
@@ -329,14 +329,14 @@ def run_ft_child(spec: dict[str, Any], meter: Any) -> Any:
         built.append(trainer)
         return trainer
 
-    ft_train._build_trainer = build_with_meter
+    ft_train.build_trainer = build_with_meter
     try:
         main(["train", "-c", str(path), "--overwrite"])
     except SystemExit as exc:
         if exc.code:
             raise RuntimeError(f"ft train exited with {exc.code}") from None
     finally:
-        ft_train._build_trainer = original
+        ft_train.build_trainer = original
     return built[0]
 
 

@@ -78,12 +78,13 @@ def measured_peak(case: Case, workdir: Path, data: Path, steps: int = 3) -> int:
 def estimated_peak(case: Case) -> int:
     """The recommend estimate of ``case`` on CPU, in bytes."""
     from ftcore import passes
+    from ftcore.config import DEFAULT_PASS_TOKENS
     from ftcore.estimate import estimate, model_shape, setup_for
     from ftcore.plugins import get_registry
 
     # ft train runs with its default token budget per pass (on this CPU), so the estimate counts it too.
     setup = setup_for(get_registry().method(case.method), micro_batch=case.micro_batch, seq_len=case.seq_len,
-                      checkpointing=case.checkpointing, rank=case.rank, pass_tokens=passes.budget_for(passes.DEFAULT))
+                      checkpointing=case.checkpointing, rank=case.rank, pass_tokens=passes.budget_for(DEFAULT_PASS_TOKENS))
     return estimate(model_shape(case.model), setup, "cpu").total
 
 

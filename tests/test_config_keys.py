@@ -24,7 +24,7 @@ def problems(raw: dict[str, Any]) -> list[str]:
 
 
 def test_new_training_keys_reach_training_arguments(tmp_path: Path) -> None:
-    from ftcore.train import training_arguments
+    from ftcore.trainargs import training_arguments
 
     config = build_config({**BASE, "data": {"train": "t.jsonl", "eval_ratio": 0.2}, "output_dir": "out/my-run",
                            "training": {
@@ -107,8 +107,8 @@ def test_keys_arrive_in_a_real_run(tmp_path: Path, tiny_model_dir: Path, monkeyp
 
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     seen: dict[str, Any] = {}
-    build = train._build_trainer
-    monkeypatch.setattr(train, "_build_trainer", lambda run: seen.setdefault("trainer", build(run)))
+    build = train.build_trainer
+    monkeypatch.setattr(train, "build_trainer", lambda run: seen.setdefault("trainer", build(run)))
     data = write_reversal_text(tmp_path / "train.jsonl", n=40)
     raw = run_config(tiny_model_dir, data, tmp_path / "run", max_steps=4, eval_steps=2, save_steps=2,
                      early_stopping_patience=3, neftune_noise_alpha=5.0, run_name="keys",

@@ -310,7 +310,7 @@ def test_fsdp_wraps_the_models_decoder_layer(sharding: str, reshard: bool, tmp_p
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from ftcore.train import training_arguments
+    from ftcore.trainargs import training_arguments
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules=["q_proj"]))
     config = config_with(tmp_path, fsdp={"sharding": sharding, "activation_checkpointing": True})

@@ -169,7 +169,7 @@ def test_ft_train_same_losses_with_and_without_full_logits(tmp_path, tiny_model_
     for kernel in ("none", "chunked"):
         raw = run_config(tiny_model_dir, data, tmp_path / kernel, "lora", max_steps=3, logging_steps=1,
                          gradient_accumulation=2, kernels=kernel)
-        with caplog.at_level(logging.INFO, logger="ftcore.train"):
+        with caplog.at_level(logging.INFO, logger="ftcore.trainer"):
             run_training(build_config(raw))
         losses[kernel] = logged_losses(tmp_path / kernel)
     assert "training loss: chunked cross-entropy over labelled positions" in caplog.text

@@ -122,7 +122,7 @@ def test_ft_train_with_a_token_budget_same_losses(tmp_path, tiny_model_dir, capl
     for budget in (None, 24):
         raw = run_config(tiny_model_dir, data, tmp_path / str(budget), "lora", max_steps=6, logging_steps=1,
                          gradient_accumulation=2, micro_batch_tokens=budget)
-        with caplog.at_level(logging.INFO, logger="ftcore.train"):
+        with caplog.at_level(logging.INFO, logger="ftcore.trainer"):
             run_training(build_config(raw))
         losses[budget] = logged_losses(tmp_path / str(budget))
     assert len(losses[24]) == 6 and losses[24][-1] < losses[24][0]

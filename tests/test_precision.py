@@ -10,18 +10,18 @@ torch = pytest.importorskip("torch")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU choice; on a GPU auto follows the GPU")
 @pytest.mark.parametrize(("native", "expected"), [(True, {"bf16": True, "use_cpu": True}), (False, {})])
 def test_auto_precision_follows_the_cpu(native, expected, monkeypatch):
-    from ftcore import train
+    from ftcore import trainargs
 
-    monkeypatch.setattr(train, "cpu_has_bf16", lambda: native)
-    assert train._precision("auto") == expected
-    assert train._precision("fp32") == {}
-    assert train._precision("bf16") == {"bf16": True, "use_cpu": True}
+    monkeypatch.setattr(trainargs, "cpu_has_bf16", lambda: native)
+    assert trainargs._precision("auto") == expected
+    assert trainargs._precision("fp32") == {}
+    assert trainargs._precision("bf16") == {"bf16": True, "use_cpu": True}
 
 
 def test_cpu_bf16_detection_matches_the_cpu_flags():
     from pathlib import Path
 
-    from ftcore.train import cpu_has_bf16
+    from ftcore.trainargs import cpu_has_bf16
 
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():

@@ -43,7 +43,8 @@ def load_builtin_dataset(source: Any) -> Any:
     """Map ``text`` and ``completion`` records (string fields only) into canonical examples."""
     if source.format not in FORMATS:
         return None
-    from ftcore.data.formats import get_str, map_records
+    from ftcore.records import convert_records, get_str
 
+    # Every field is read as a string, so the examples have the core shape the format declares.
     fields = FORMATS[source.format].columns
-    return map_records(source, fields, lambda record: {name: get_str(record, name) for name in fields})
+    return convert_records(source, fields, lambda record: {name: get_str(record, name) for name in fields})

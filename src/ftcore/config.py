@@ -14,9 +14,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ftcore.errors import ConfigError
-from ftcore.passes import DEFAULT as DEFAULT_PASS_TOKENS
-from ftcore.passes import MIN_TOKENS as MIN_PASS_TOKENS
+from ftcore.keys import submodel
 from ftcore.suggest import did_you_mean
+
+#: ``training.micro_batch_tokens``' default (the token budget of one pass: :mod:`ftcore.passes`).
+DEFAULT_PASS_TOKENS = "auto"
+#: The smallest budget ``training.micro_batch_tokens`` accepts: fewer tokens per pass only adds overhead.
+MIN_PASS_TOKENS = 16
 
 #: ``report_to`` name -> (module whose presence means installed, pip package to install).
 TRACKERS = {
@@ -344,21 +348,10 @@ def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
         field_info = current.model_fields.get(part)
         if field_info is None:
             return []
-        current = _submodel(field_info.annotation)
+        current = submodel(field_info.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
         return list(current.model_fields)
     return []
-
-
-def _submodel(annotation: Any) -> Any:
-    """The BaseModel inside an annotation such as ``X | None`` or ``list[str | X]``, else the annotation."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _submodel(arg)
-        if isinstance(found, type) and issubclass(found, BaseModel):
-            return found
-    return annotation
 
 
 def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:

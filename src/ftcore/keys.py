@@ -167,15 +167,24 @@ def check_trainer_args(values: dict[str, Any]) -> list[str]:
     return problems
 
 
+def submodel(annotation: Any) -> Any:
+    """The pydantic model inside an annotation such as ``X | None`` or ``list[str | X]``, else the annotation."""
+    if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = submodel(arg)
+        if isinstance(found, type) and hasattr(found, "model_fields"):
+            return found
+    return annotation
+
+
 def key_paths(model: Any, prefix: str = "") -> dict[str, str]:
     """Every key of a pydantic config model and its submodels: leaf name → dotted path (first wins)."""
-    from ftcore.config import _submodel
-
     found: dict[str, str] = {}
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
         found.setdefault(name, path)
-        sub = _submodel(info.annotation)
+        sub = submodel(info.annotation)
         if isinstance(sub, type) and hasattr(sub, "model_fields") and name in ("data", "training"):
             for leaf, deeper in key_paths(sub, f"{path}.").items():
                 found.setdefault(leaf, deeper)

@@ -1,6 +1,6 @@
 """The manifest of a run, ``ft_run.json``: what ran, on what, with which versions, and how it went.
 
-:func:`build_manifest` is called by :mod:`ftcore.train` when a run finishes or is interrupted;
+:func:`build_manifest` is called by :mod:`ftcore.train` and :mod:`ftcore.outputs` when a run finishes or is interrupted;
 :mod:`ftcore.rundir` writes it and reads it back (``docs/concepts/run-directory.md`` lists its keys).
 """
 
@@ -17,10 +17,10 @@ from ftcore import trackers
 
 if TYPE_CHECKING:
     from ftcore.rundir import RunPlan
-    from ftcore.train import _Run
+    from ftcore.runstate import RunState
 
 
-def build_manifest(run: _Run, trainer: Any, eval_loss: float | None, status: str = "complete") -> dict[str, Any]:
+def build_manifest(run: RunState, trainer: Any, eval_loss: float | None, status: str = "complete") -> dict[str, Any]:
     """The ``ft_run.json`` record of ``run``, trained by ``trainer``; ``status`` is ``complete`` or ``interrupted``."""
     from ftcore.models import resolve_source
     from ftcore.provenance import base_provenance
@@ -76,7 +76,7 @@ def _shown_checkpoint(plan: RunPlan) -> str | None:
     return str(plan.resume_from)
 
 
-def _tokens_per_second(run: _Run, state: Any) -> float | None:
+def _tokens_per_second(run: RunState, state: Any) -> float | None:
     """Non-padding tokens per second of this session's training (a resumed run counts its own part)."""
     runtime = run.train_metrics.get("train_runtime")
     if not runtime or run.progress is None:

@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 #: from a few hundred rows, so passes of 256 tokens cost little speed, and the memory is that of one or two
 #: examples (see docs/performance.md for the measurements).
 AUTO_TOKENS = 256
-#: The default setting (``training.micro_batch_tokens``).
-DEFAULT = "auto"
-#: The smallest budget accepted: fewer tokens per pass only adds overhead.
-MIN_TOKENS = 16
 
 
 def budget_for(setting: int | str | None, cuda: bool = False) -> int | None:

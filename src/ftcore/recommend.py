@@ -62,8 +62,9 @@ def _candidates(spec: MethodSpec, seq_len: int, dtype: str, precision: str, rank
 def default_pass_tokens(hardware: Hardware) -> int | None:
     """The token budget of one pass that ft's default ``training.micro_batch_tokens`` gives on ``hardware``."""
     from ftcore import passes
+    from ftcore.config import DEFAULT_PASS_TOKENS
 
-    return passes.budget_for(passes.DEFAULT, hardware.device == "cuda")
+    return passes.budget_for(DEFAULT_PASS_TOKENS, hardware.device == "cuda")
 
 
 def recommend(shape: ModelShape, hardware: Hardware, *, methods: Sequence[MethodSpec] | None = None, seq_len: int = 512,

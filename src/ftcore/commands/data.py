@@ -42,4 +42,9 @@ def preview(files: tuple[str, ...], config_path: str | None, model: str | None, 
 
     cfg, tokenize = preview_config(config_path, files, model, method, data_format, columns, overrides)
     color = use_color(click.get_text_stream("stdout"), color)
-    show_preview(cfg, tokenize, count, color, as_json, click.echo)
+    tokenizer = None
+    if tokenize:
+        from ftcore.models import load_tokenizer
+
+        tokenizer = load_tokenizer(cfg)
+    show_preview(cfg, tokenizer, count, color, as_json, click.echo)

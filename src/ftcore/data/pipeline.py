@@ -232,27 +232,23 @@ def _build(
     read_cache: dict[int, list[DataSource]],
 ) -> PreparedData:
     data = config.data
-    counts: Counter[str] = Counter()
-    sources_info: list[dict[str, Any]] = []
-    full_lengths: list[int] = []
-    shapes: list[tuple[str, str]] = []
-    auditor = Auditor()
-    read = (config, tokenizer, options, read_cache, counts, sources_info, full_lengths, shapes, auditor)
-    train = _read_split("train", train_entries, 0, *read)
+    reading = _Reading(config, tokenizer, options, read_cache)
+    train = _read_split("train", train_entries, 0, reading)
     evaluation = None
     if eval_entries:
-        evaluation = _read_split("eval", eval_entries, len(train_entries), *read)
+        evaluation = _read_split("eval", eval_entries, len(train_entries), reading)
     elif data.eval_ratio > 0:
         train, evaluation = _split_off(train, data.eval_ratio, config.seed)
     if data.shuffle:
         train = train.shuffle(seed=config.seed)
+    counts, full_lengths, shapes = reading.counts, reading.full_lengths, reading.shapes
     shape = shapes[0][0]
     train_stats, train = _finish_split(train, data, shape)
     eval_stats, evaluation = _finish_split(evaluation, data, shape) if evaluation is not None else (None, None)
     dropped = {reason: n for reason, n in counts.items() if reason not in TRAINED_STATUSES}
     stats = {
         "cache_hit": False,
-        "sources": sources_info,
+        "sources": reading.sources_info,
         "examples": sum(counts.values()),
         "kept": sum(counts[s] for s in TRAINED_STATUSES),
         "truncated": counts[TRUNCATED],
@@ -266,7 +262,7 @@ def _build(
         "train": train_stats,
         "eval": eval_stats,
     }
-    stats["audit"] = auditor.finish(stats, full_lengths, _skipped(train_entries + eval_entries))
+    stats["audit"] = reading.auditor.finish(stats, full_lengths, _skipped(train_entries + eval_entries))
     return PreparedData(train, evaluation, make_collator(data, tokenizer, shape), stats, shape=shape)
 
 
@@ -274,37 +270,44 @@ def _skipped(all_entries: list[Any]) -> list[tuple[Path, list[str]]]:
     return [(Path(e if isinstance(e, str) else e.path), files) for e in all_entries if (files := skipped_files(e))]
 
 
-def _read_split(
-    split: str,
-    split_entries: list[Any],
-    offset: int,
-    config: FtConfig,
-    tokenizer: Any,
-    options: EncodeOptions,
-    read_cache: dict[int, list[DataSource]],
-    counts: Counter[str],
-    sources_info: list[dict[str, Any]],
-    full_lengths: list[int],
-    shapes: list[tuple[str, str]],
-    auditor: Auditor,
-) -> Dataset:
+@dataclass
+class _Reading:
+    """What reading the splits needs, and what it gathers across them for the statistics and the audit."""
+
+    config: FtConfig
+    tokenizer: Any
+    options: EncodeOptions
+    #: Sources already read (while fingerprinting), by entry index.
+    read_cache: dict[int, list[DataSource]]
+    counts: Counter[str] = field(default_factory=Counter)
+    sources_info: list[dict[str, Any]] = field(default_factory=list)
+    full_lengths: list[int] = field(default_factory=list)
+    #: ``(shape, source path)`` of every source read, in order: all must be of one kind.
+    shapes: list[tuple[str, str]] = field(default_factory=list)
+    auditor: Auditor = field(default_factory=Auditor)
+
+
+def _read_split(split: str, split_entries: list[Any], offset: int, reading: _Reading) -> Dataset:
+    """One split's sources read, encoded and weighted into one dataset; counts and lengths go to ``reading``."""
     from datasets import concatenate_datasets
 
+    config = reading.config
     data = config.data
     parts, split_counts = [], Counter()
     for i, entry in enumerate(split_entries):
-        for source in read_cache.get(offset + i) or _read_entry(entry, data, _entry_key(data, offset + i)):
-            encoded, source_counts, lengths = _encode_source(source, config, tokenizer, options, shapes, auditor, split)
-            full_lengths += lengths
+        for source in reading.read_cache.get(offset + i) or _read_entry(entry, data, _entry_key(data, offset + i)):
+            encoded, source_counts, lengths = _encode_source(source, config, reading.tokenizer, reading.options,
+                                                             reading.shapes, reading.auditor, split)
+            reading.full_lengths += lengths
             split_counts.update(source_counts)
-            sources_info.append({
+            reading.sources_info.append({
                 "split": split, "path": source.path, "format": source.format, "weight": source.weight,
                 "examples": sum(source_counts.values()),
                 "kept": sum(n for s, n in source_counts.items() if s in TRAINED_STATUSES), "rows": len(encoded),
             })
             if len(encoded):
                 parts.append(_weighted(encoded, source.weight, config.seed))
-    counts.update(split_counts)
+    reading.counts.update(split_counts)
     if not parts:
         raise DataError(f"{split} data: every example was dropped: {_reasons(split_counts, data.max_seq_len)}",
                         hint="raise data.max_seq_len, set data.overflow: truncate, or fix the examples")

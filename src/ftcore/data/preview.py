@@ -114,11 +114,14 @@ def pick_method(config: Any) -> str:
     return ranked[0] if ranked else config.method
 
 
-def show_preview(config: Any, tokenize: bool, count: int, color: bool, as_json: bool, echo: Any) -> None:
-    """Print what ``ft data preview`` shows: examples, then the audit, then the length distribution."""
+def show_preview(config: Any, tokenizer: Any, count: int, color: bool, as_json: bool, echo: Any) -> None:
+    """Print what ``ft data preview`` shows: examples, then the audit, then the length distribution.
+
+    ``tokenizer`` is the run's (:func:`ftcore.models.load_tokenizer`), or None to check the records untokenized.
+    """
     from ftcore.data.audit import report_lines
 
-    if not tokenize:
+    if tokenizer is None:
         from ftcore.data.pipeline import inspect_records
 
         examples, audit = inspect_records(config, count)
@@ -134,9 +137,7 @@ def show_preview(config: Any, tokenize: bool, count: int, color: bool, as_json: 
             echo(line)
         return
     from ftcore.data.pipeline import preview_data
-    from ftcore.models import load_tokenizer
 
-    tokenizer = load_tokenizer(config)
     prepared = preview_data(config, tokenizer)
     stats = prepared.stats
     if as_json:
