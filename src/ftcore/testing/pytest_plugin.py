@@ -9,6 +9,20 @@ from pathlib import Path
 
 import pytest
 
+#: Fixtures that build or load a model: a test that uses one (directly or through another fixture) is marked
+#: ``model``, so ``-m "not model"`` (``nox -s quick``) leaves every test that loads or trains a model out.
+MODEL_FIXTURES = {"tiny_model_dir"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "model: loads or trains a (tiny) model; added by ftcore's pytest plugin")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.model)
+
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
