@@ -24,6 +24,7 @@ from test_train_support import logged_losses, run_config, siblings, write_config
 from ftcore import distributed, launch
 from ftcore.config import build_config
 from ftcore.errors import ConfigError
+from ftcore.testing.suites import answer_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -110,7 +111,10 @@ def test_torchrun_two_processes_train_one_run(torchrun_run: tuple[Path, str], ti
     tmp, output = torchrun_run
     check_run(tmp, output)
     losses = logged_losses(tmp / "run")
-    assert len(losses) == STEPS and losses[-1] < losses[0] - 0.1, losses
+    assert len(losses) == STEPS, losses
+    # Learned, judged on fixed rows rather than on the last logged loss: 6.28 -> 5.58 measured on an AMD EPYC.
+    drop = answer_loss(tiny_model_dir, tmp / "run") - answer_loss(tmp / "run", tmp / "run")
+    assert drop > 0.25, drop
     assert_adapter_reloads(tmp / "run", tiny_model_dir)
 
 
