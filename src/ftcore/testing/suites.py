@@ -117,11 +117,12 @@ class MethodContract:
     max_seq_len: ClassVar[int] = 32
     batch_size: ClassVar[int] = 4
     #: The least drop of the answer loss (nats per token: untrained base minus reloaded run) that counts as learning.
-    #: Measured on an AMD EPYC, 30 steps at 5e-3, seeds 42/1/2/3: lora 6.19 -> 5.14-5.20 (drop 0.99-1.05), qlora
-    #: 0.96-1.03, instruction 0.97-1.09; full (3e-3) drop 5.24-5.31. An adapter on the tiny Llama cannot get much
-    #: further: its untrained output head (weights ~0.02, final norm fixed) caps a logit near 1.3, so ~1.2 is the
-    #: ceiling. 0.4 is well under half of every measured drop, and a changed seed (new adapter init, dropout and
-    #: order: a far bigger push than rounding) moved the drop by at most 0.13.
+    #: Measured on an AMD EPYC, 30 steps at 5e-3 over seeds 42/1/2(/3): lora 6.19 -> 5.14-5.20 (drop 0.99-1.05),
+    #: qlora 0.96-1.03, instruction 0.97-1.09, attention-only LoRA r=4 (like `ft plugin new`'s method) 0.76-0.86;
+    #: full (3e-3) 5.24-5.31. An adapter on the tiny Llama cannot get much further: its untrained output head
+    #: (weights ~0.02, final norm fixed) caps a logit near 1.3, so ~1.2 is the ceiling. 0.4 is about half the
+    #: smallest measured drop, and a changed seed (new adapter init, dropout and order: a far bigger push than
+    #: rounding) moved a method's drop by at most 0.13.
     min_drop: ClassVar[float] = 0.4
 
     def write_data(self, directory: Path) -> Path:
