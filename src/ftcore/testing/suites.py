@@ -53,6 +53,8 @@ def answer_loss(model_or_run: str | Path, run_dir: str | Path) -> float:
 
     model, tokenizer = load_for_inference(model_or_run)
     prepared = prepare_data(build_config(load_run(run_dir).config), tokenizer)
+    assert prepared.collator is not None, (
+        f"{prepared.shape!r} data has no answer tokens for ftcore to score; override check_learned for this method")
     batch = prepared.collator(list(prepared.train))
     with torch.no_grad():
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
