@@ -340,11 +340,12 @@ def test_machine_alone_in_a_rendezvous_ends_with_one_line(tmp_path: Path, tiny_m
     config = job_setup(tmp_path, tiny_model_dir)
     env = {**job_env(tmp_path / "cache"), "FT_RENDEZVOUS_TIMEOUT": "3"}
     port = 29700 + os.getpid() % 200
-    started = time.time()
+    # FT_RENDEZVOUS_TIMEOUT=3 is honoured when the job ends before the default 300 s wait would: the 200 s
+    # timeout guards that without timing the run (a loaded machine starts processes slowly).
     done = subprocess.run([sys.executable, "-m", "ftcore", "-q", "train", "-c", str(config), "--nproc", "1",
                            "--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1", "--master-port",
-                           str(port)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and time.time() - started < 120
+                           str(port)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=200)
+    assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert f"did not all join at 127.0.0.1:{port} (--nnodes 2)" in errors[0]
