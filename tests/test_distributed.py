@@ -24,6 +24,7 @@ from test_train_support import logged_losses, run_config, siblings, write_config
 from ftcore import distributed, launch
 from ftcore.config import build_config
 from ftcore.errors import ConfigError
+from ftcore.testing.suites import answer_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 24
@@ -110,7 +111,10 @@ def test_torchrun_two_processes_train_one_run(torchrun_run: tuple[Path, str], ti
     tmp, output = torchrun_run
     check_run(tmp, output)
     losses = logged_losses(tmp / "run")
-    assert len(losses) == STEPS and losses[-1] < losses[0] - 0.1, losses
+    assert len(losses) == STEPS, losses
+    # Learned, judged on fixed rows rather than on the last logged loss: 6.28 -> 5.58 measured on an AMD EPYC.
+    drop = answer_loss(tiny_model_dir, tmp / "run") - answer_loss(tmp / "run", tmp / "run")
+    assert drop > 0.25, drop
     assert_adapter_reloads(tmp / "run", tiny_model_dir)
 
 
@@ -336,11 +340,12 @@ def test_machine_alone_in_a_rendezvous_ends_with_one_line(tmp_path: Path, tiny_m
     config = job_setup(tmp_path, tiny_model_dir)
     env = {**job_env(tmp_path / "cache"), "FT_RENDEZVOUS_TIMEOUT": "3"}
     port = 29700 + os.getpid() % 200
-    started = time.time()
+    # FT_RENDEZVOUS_TIMEOUT=3 is honoured when the job ends before the default 300 s wait would: the 200 s
+    # timeout guards that without timing the run (a loaded machine starts processes slowly).
     done = subprocess.run([sys.executable, "-m", "ftcore", "-q", "train", "-c", str(config), "--nproc", "1",
                            "--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1", "--master-port",
-                           str(port)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and time.time() - started < 120
+                           str(port)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=200)
+    assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert f"did not all join at 127.0.0.1:{port} (--nnodes 2)" in errors[0]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_support import logged_losses, run_config, single_thread, write_reversal_text  # noqa: F401
+from test_train_support import run_config, single_thread, write_reversal_text  # noqa: F401
 
 pytest.importorskip("gguf")
 
@@ -114,8 +114,10 @@ def test_gguf_loads_trains_and_saves(tmp_path: Path, tiny_model_dir: Path, monke
     data = write_reversal_text(tmp_path / "train.jsonl")
     output = tmp_path / "run"
     run_training(build_config(run_config(gguf_file, data, output, "lora")))
-    losses = logged_losses(output)
-    assert losses[-1] < losses[0] - 0.1
+    # The same run as test_train's lora case (the base is the same weights): answer loss 6.28 -> 5.58 measured.
+    from ftcore.testing.suites import answer_loss
+
+    assert answer_loss(gguf_file, output) - answer_loss(output, output) > 0.25
     manifest = json.loads((output / "ft_run.json").read_text())
     assert manifest["base_model"] == str(gguf_file)
 

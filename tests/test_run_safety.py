@@ -51,15 +51,15 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> Non
 def test_second_run_on_same_output_fails_at_once(setup, tiny_model_dir: Path) -> None:
     tmp_path, data, env = setup
     output = tmp_path / "run"
-    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, output, max_steps=400, save_steps=1000))
+    config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, output, max_steps=100_000, save_steps=100_000))
     first = subprocess.Popen([sys.executable, "-m", "ftcore", "train", "-c", str(config)], env={**os.environ, **env},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(tmp_path / ".run.ft-lock", first)
-        started = time.time()
         second = run_ft("train", "-c", str(config), env=env)
-        assert time.time() - started < 30
-        assert second.returncode == 1
+        # At once: while the first run (too long to finish; killed below) still holds the lock, not after waiting
+        # for it. No clock: a loaded machine can take long just to start a process.
+        assert second.returncode == 1 and first.poll() is None
         line = one_error(second)
         assert "is in use by another ft train" in line
         assert f"host {socket.gethostname()}, pid {first.pid}, started " in line

@@ -1,6 +1,6 @@
 """`ft train` end to end on the tiny Llama, for each of the lora, qlora and full methods.
 
-Each test trains for real (30 steps), then checks that the loss fell, that the run directory holds
+Each test trains for real (30 steps), then checks that the run learned its data, that the run directory holds
 exactly the documented files, and that the saved weights reload with plain peft / transformers and
 differ from the base model.
 """
@@ -8,6 +8,7 @@ differ from the base model.
 from __future__ import annotations
 
 import json
+import math
 from importlib import metadata
 from pathlib import Path
 
@@ -15,8 +16,11 @@ import pytest
 from test_train_support import logged_losses, run_config, siblings, single_thread, write_reversal_text  # noqa: F401
 
 from ftcore.config import build_config
+from ftcore.testing.suites import answer_loss
 from ftcore.train import run_training
 
+#: Least drop of the answer loss per method (about a third of the drop measured below, in the test).
+MIN_DROP = {"lora": 0.25, "qlora": 0.25, "full": 1.5}
 RUN_FILES = {"ft_config.yaml", "ft_run.json", "metrics.jsonl", "loss.png", "checkpoints"}
 OUTPUT_FILES = {
     "adapter": {"adapter_config.json", "adapter_model.safetensors"},
@@ -69,7 +73,12 @@ def test_method_trains_saves_and_reloads(method: str, tmp_path: Path, tiny_model
 
     assert result.run_dir == output.resolve()
     losses = logged_losses(output)
-    assert len(losses) == 6 and losses[-1] < losses[0] - 0.1, losses
+    assert len(losses) == 6 and all(math.isfinite(v) for v in losses), losses
+    # Learned, judged on fixed rows (untrained model vs the reloaded run), not on the noisy logged curve.
+    # On an AMD EPYC (seeds 0/1/2): answer loss 6.28 -> 5.58 for lora and qlora (drop 0.69-0.70), -> 2.23-2.26 for
+    # full (drop 4.0); the old check (last logged loss 0.1 below the first) rode on a noisy 6-point curve.
+    drop = answer_loss(tiny_model_dir, output) - answer_loss(output, output)
+    assert drop > MIN_DROP[method], (method, drop)
 
     kind = "model" if method == "full" else "adapter"
     assert {p.name for p in output.iterdir()} == RUN_FILES | OUTPUT_FILES[kind] | tokenizer_files

@@ -64,7 +64,9 @@ def test_q8_0_is_reported_not_enforced(adapter_run: Path, tmp_path: Path, gguf_c
     parity = result.parity
     assert not parity.enforced and parity.tolerance is None and parity.tokenizer_identical == 1
     assert "reported (not enforced for quantized types)" in parity.line()
-    assert parity.max_abs_diff > 0 and parity.top1_agreement > 0.9
+    # The tiny model's logits are near-uniform, so q8_0 rounding flips near-ties: 94.7% measured on an AMD EPYC (one
+    # position of 19), where 90% fell at a second flip. A broken file agrees on ~1/512 of positions.
+    assert parity.max_abs_diff > 0 and parity.top1_agreement > 0.5
     _, types = gguf_contents(result.path)
     assert types["blk.1.ffn_down.weight"] == "Q8_0" and types["output_norm.weight"] == "F32"
 

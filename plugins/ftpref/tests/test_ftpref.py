@@ -24,8 +24,8 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], repeats: int = 3) -> Pat
     return path
 
 
-def preference_accuracy(model_or_run: Path) -> tuple[float, float]:
-    """Share of the pairs whose chosen answer has the higher summed log-probability, and the mean margin."""
+def preference_margins(model_or_run: Path) -> list[float]:
+    """For each training pair, the chosen answer's summed log-probability minus the rejected one's (eval mode)."""
     import torch
 
     from ftcore.models import load_for_inference
@@ -42,26 +42,37 @@ def preference_accuracy(model_or_run: Path) -> tuple[float, float]:
             picked = logits.gather(-1, torch.tensor(ids[1:]).unsqueeze(-1)).squeeze(-1)
             scores.append(float(picked[len(prompt) - 1:].sum()))
         margins.append(scores[0] - scores[1])
-    return sum(m > 0 for m in margins) / len(margins), sum(margins) / len(margins)
+    return margins
 
 
 class PreferenceMethod(MethodContract):
-    """A preference method on the tiny Llama: loss below its start, the chosen answers gain on the rejected."""
+    """A preference method on the tiny Llama: the chosen answers gain on the rejected ones, judged on the training
+    pairs by the untrained model and the reloaded run (eval mode), not by the method's noisy logged loss."""
 
     steps = 15
-    learning_rate = 1e-2
+    # At 1e-2 DPO's run with seed 42 ended with its weakest pair 0.09 nats from flipping; at 5e-3 every method
+    # learns steadily (numbers at min_margin_rise).
+    learning_rate = 5e-3
     options: ClassVar[dict[str, Any]] = {"r": 8, "alpha": 16}
     bad_options: ClassVar[list[dict[str, Any]]] = [{"beta": 0}, {"base": "half"}, {"bta": 0.1}]
+    #: The least rise of the mean chosen-minus-rejected log-probability over the training pairs. Measured on an AMD
+    #: EPYC, 15 steps at 5e-3 over seeds 42/1/2/3 (the untrained model: 1.96, 3 of 6 pairs right): dpo 5.60-6.12,
+    #: kto 4.11-6.10, simpo 5.37-5.91, orpo 3.11-3.63 (its preference term is weighted 0.1 next to plain NLL);
+    #: dpo base: full (2e-3) 12.4-14.0. 0.5 is under half of orpo's weakest rise (1.16).
+    min_margin_rise: ClassVar[float] = 0.5
 
     def write_data(self, directory: Path) -> Path:
         return write_jsonl(directory / "pairs.jsonl", pairs())
 
     def check_learned(self, run_dir: Path, model_dir: Path) -> None:
-        losses = logged_losses(run_dir)
-        assert sum(losses[-3:]) / 3 < losses[0], f"loss did not fall below its start: {losses}"
-        before, after = preference_accuracy(model_dir), preference_accuracy(run_dir)
-        # Accuracy on the training pairs rises above its start (or is already perfect), and the margin grows.
-        assert after[1] > before[1] and (after[0] > before[0] or after[0] == 1.0), (before, after)
+        import math
+
+        assert all(math.isfinite(v) for v in logged_losses(run_dir)), logged_losses(run_dir)
+        before, after = preference_margins(model_dir), preference_margins(run_dir)
+        rise = (sum(after) - sum(before)) / len(before)
+        assert rise > self.min_margin_rise, f"the chosen answers gained {rise:.3f} only: {before} -> {after}"
+        # All 6 pairs came out right in every measured run, orpo's weakest by 0.05 nats: allow that one to flip.
+        assert sum(m > 0 for m in after) >= len(after) - 1, (before, after)
         assert not list(run_dir.rglob("ref")), "a reference adapter was saved with the run"
 
 
@@ -82,14 +93,15 @@ class TestDpoFullWeights(PreferenceMethod):
     method = "dpo"
     options: ClassVar[dict[str, Any]] = {"base": "full", "beta": 0.5}
     learning_rate = 2e-3
+    bad_options: ClassVar[list[dict[str, Any]]] = [
+        {"base": "full", "beta": 0}, {"base": "ful"}, {"base": "full", "label_smoothing": 0.5},
+        {"base": "full", "lable_smoothing": 0.1}]
 
     def check_learned(self, run_dir: Path, model_dir: Path) -> None:
         super().check_learned(run_dir, model_dir)
         assert json.loads((run_dir / "ft_run.json").read_text())["output"] == "model"
         assert (run_dir / "model.safetensors").is_file() and not (run_dir / "adapter_config.json").exists()
 
-    def test_bad_options_are_rejected(self) -> None:  # covered by TestDpo
-        pass
 
 
 class TestOrpo(PreferenceMethod):
@@ -212,19 +224,17 @@ def test_preference_files_given_to_lora_fail_in_one_line(rows, shape, tiny_model
 
 
 def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_path, fresh_plugins):
-    """Preference accuracy and margin on held-out pairs rise after DPO; a generation metric scores the prompts."""
+    """Preference accuracy and margin rise after DPO on the pairs it trained on; a generation metric scores the
+    prompts. (Pairs it never saw are no oracle: over seeds 42/1/2/3 their margin moved from 0.45 to anywhere
+    between -0.50 and 1.70, since the tiny model does not generalise.)"""
     from ftcore.benchmark import run_benchmark
     from ftcore.config import build_config
     from ftcore.train import run_training
 
-    train = write_jsonl(tmp_path / "train.jsonl", pairs()[:4])
-    held_out = write_jsonl(tmp_path / "held_out.jsonl", [
-        {"prompt": [{"role": "user", "content": f"Opposite of {a}?"}], "chosen": [{"role": "assistant", "content": b}],
-         "rejected": [{"role": "assistant", "content": a}]} for a, b in WORDS[4:]], repeats=1)
-    # Train on conversations too, so the held-out pairs are rendered the same way.
     chats = [{"prompt": [{"role": "user", "content": f"Opposite of {a}?"}], "chosen": [{"role": "assistant", "content": b}],
               "rejected": [{"role": "assistant", "content": a}]} for a, b in WORDS[:4]]
-    write_jsonl(train, chats, repeats=4)
+    train = write_jsonl(tmp_path / "train.jsonl", chats, repeats=4)
+    pairs_seen = write_jsonl(tmp_path / "pairs_seen.jsonl", chats, repeats=1)
     config = build_config({
         "model": str(tiny_model_dir), "method": "dpo", "method_options": {"beta": 0.5, "r": 8, "alpha": 16},
         "output_dir": str(tmp_path / "run"), "data": {"train": str(train), "cache_dir": str(tmp_path / "cache")},
@@ -236,12 +246,13 @@ def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_pa
 
     # A generation metric on the same pairs, where one is installed (ftmetrics; not in `nox -s plugin` for ftpref).
     generation = ["exact_match"] if "exact_match" in get_registry().metrics else []
-    report = run_benchmark(run, data=held_out, metrics=["preference_accuracy", "reward_margin", *generation],
+    report = run_benchmark(run, data=pairs_seen, metrics=["preference_accuracy", "reward_margin", *generation],
                            output_dir=tmp_path / "bench")
     base, tuned = report.base.scores, report.tuned.scores
-    assert tuned["reward_margin"] > base["reward_margin"], (base, tuned)
+    # Measured on an AMD EPYC over seeds 42/1/2/3: margin -1.85 -> 2.99-4.75, accuracy 0.25 -> 0.5-1.0.
+    assert tuned["reward_margin"] > base["reward_margin"] + 2.0, (base, tuned)
     assert tuned["preference_accuracy"] >= base["preference_accuracy"], (base, tuned)
-    assert set(generation) <= set(tuned) and report.tuned.n_examples == 2
+    assert set(generation) <= set(tuned) and report.tuned.n_examples == 4
 
     # The run is a plain adapter run: ft merge folds it into a model plain transformers loads, same logits.
     import torch

@@ -45,5 +45,6 @@ def test_dpo_example_on_smollm2_beats_its_base_on_held_out_pairs(tmp_path, monke
                            limit=12, output_dir=tmp_path / "bench")
     base, tuned = report.base.scores, report.tuned.scores
     print(f"SmolLM2 DPO, held-out pairs: base {base}, tuned {tuned}")
+    # Measured on an AMD EPYC: accuracy 0.25 -> 0.75 (3 -> 9 of 12 pairs), margin -4.14 -> 7.37.
     assert tuned["preference_accuracy"] > base["preference_accuracy"], (base, tuned)
-    assert tuned["reward_margin"] > base["reward_margin"], (base, tuned)
+    assert tuned["reward_margin"] > base["reward_margin"] + 3.0, (base, tuned)

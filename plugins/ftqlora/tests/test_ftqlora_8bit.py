@@ -34,12 +34,18 @@ def test_8bit_base_trains_and_merges(tmp_path: Path, tiny_model_dir: Path, monke
     assert spec.bits_for(spec.options(**config.method_options)) == 8
     result = run_training(config)
     losses = [e["loss"] for e in map(json.loads, (result.run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in e]
-    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    assert len(losses) == 12
+    from ftcore.testing.suites import answer_loss
+
+    # It learned, judged on fixed rows (untrained vs reloaded), not the logged curve: 1.23 measured on an AMD EPYC.
+    drop = answer_loss(tiny_model_dir, result.run_dir) - answer_loss(result.run_dir, result.run_dir)
+    assert drop > 0.4, drop
 
     ids = torch.tensor([[5, 17, 42, 99, 7, 300, 12, 64]])
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
                                                 dtype=torch.float32, device_map={"": "cpu"})
     with torch.no_grad():
+        untuned = base.eval()(input_ids=ids).logits.float()
         expected = PeftModel.from_pretrained(base, str(result.run_dir)).eval()(input_ids=ids).logits.float()
 
     out = merge_run(result.run_dir, tmp_path / "merged")
@@ -47,5 +53,7 @@ def test_8bit_base_trains_and_merges(tmp_path: Path, tiny_model_dir: Path, monke
     merged = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     with torch.no_grad():
         got = merged(input_ids=ids).logits
-    # The int8 layers multiply in float16, so agreement is to float16 rounding.
-    torch.testing.assert_close(got, expected, atol=2e-2, rtol=1e-2)
+    # The int8 layers multiply in float16, so agreement is to float16 rounding: at most 0.035 apart on an AMD EPYC
+    # (2e-2 failed there), while the adapter moves the logits by up to 0.89. Held to 0.15, far from both.
+    assert (got - expected).abs().max() < 0.15, (got - expected).abs().max()
+    assert (got - untuned).abs().max() > 0.5, "the merged model lost the adapter"

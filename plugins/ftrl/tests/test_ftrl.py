@@ -1,4 +1,4 @@
-"""ftrl: GRPO trains the tiny model so its rewards rise, rewards are plugins with located errors, and prompt files
+"""ftrl: GRPO trains the tiny model so its sampled reward rises, rewards are plugins with located errors, and prompt files
 (plain or GSM8K-style through data.columns) are read as the ``prompt`` shape."""
 
 from __future__ import annotations
@@ -22,10 +22,34 @@ def failing_reward(prompts: list[str], completions: list[str], examples: list[di
     raise ValueError("this reward is broken")
 
 
+PROMPTS = [f"Count: {word}" for word in ("one two", "red blue", "cat dog", "sun")]
+
+
 def write_prompts(path: Path, repeats: int = 8) -> Path:
-    rows = [{"prompt": f"Count: {word}", "answer": "#### 3"} for word in ("one two", "red blue", "cat dog", "sun")]
+    rows = [{"prompt": prompt, "answer": "#### 3"} for prompt in PROMPTS]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows * repeats), encoding="utf-8")
     return path
+
+
+def sampled_length_reward(model_or_run: Path, samples: int = 64) -> float:
+    """Mean ``length`` reward (target 4 characters) of ``samples`` completions of up to 8 tokens per prompt, drawn
+    at temperature 1 from a fixed seed: the same draw for the untrained model and the reloaded run."""
+    import torch
+    from ftrl.rewards import LengthOptions, length_target
+
+    from ftcore.models import load_for_inference
+
+    model, tokenizer = load_for_inference(model_or_run)
+    torch.manual_seed(0)
+    scores = []
+    for prompt in PROMPTS:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        with torch.no_grad():
+            out = model.generate(ids.repeat(samples, 1), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                                 max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
+        scores += length_target(tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True),
+                                LengthOptions(target=4))
+    return sum(scores) / len(scores)
 
 
 def rewards_logged(run_dir: Path, key: str = "reward") -> list[float]:
@@ -34,9 +58,12 @@ def rewards_logged(run_dir: Path, key: str = "reward") -> list[float]:
 
 
 class TestGrpo(MethodContract):
+    # Every weight trains: on the tiny Llama an adapter cannot move the output head's ~0.02 weights, and GRPO on LoRA
+    # left the sampled reward where it was (0.24 -> 0.24 after 12 steps at 3e-2, 0.24 -> 0.24 at 0.1), so it could
+    # not show learning. LoRA GRPO is still trained, resumed and run in two processes below.
     method = "grpo"
     options: ClassVar[dict[str, Any]] = {
-        "r": 8, "alpha": 16, "num_generations": 4, "max_completion_length": 8,
+        "base": "full", "num_generations": 4, "max_completion_length": 8,
         "rewards": [{"name": "length", "target": 4}],
     }
     bad_options: ClassVar[list[dict[str, Any]]] = [
@@ -46,15 +73,20 @@ class TestGrpo(MethodContract):
     steps = 12
     learning_rate = 3e-2
     batch_size = 8  # two prompts, four completions each
+    #: The least rise of :func:`sampled_length_reward`, untrained model to reloaded run. Measured on an AMD EPYC over
+    #: seeds 42/1/2/3: 0.239 -> 0.443, 0.625, 0.496, 0.348 (rise 0.11-0.39); another sampling seed moves a mean by
+    #: at most 0.012. The logged per-step rewards are no measure: seed 2 ended 0.279 -> 0.283 over the same run.
+    min_reward_rise: ClassVar[float] = 0.05
 
     def write_data(self, directory: Path) -> Path:
         return write_prompts(directory / "prompts.jsonl")
 
     def check_learned(self, run_dir: Path, model_dir: Path) -> None:
+        before, after = sampled_length_reward(model_dir), sampled_length_reward(run_dir)
+        assert after - before > self.min_reward_rise, f"sampled reward {before:.3f} untrained, {after:.3f} after"
+        assert json.loads((run_dir / "ft_run.json").read_text())["output"] == "model"
         rewards = rewards_logged(run_dir)
-        assert len(rewards) == self.steps, rewards
-        head, tail = sum(rewards[:4]) / 4, sum(rewards[-4:]) / 4
-        assert tail > head, f"reward did not rise: first {rewards[:4]}, last {rewards[-4:]}"
+        assert len(rewards) == self.steps and all(0.0 <= r <= 1.0 for r in rewards), rewards
         per_reward = rewards_logged(run_dir, "rewards/length/mean")
         assert len(per_reward) == self.steps and rewards_logged(run_dir, "reward_std")
         assert rewards_logged(run_dir, "completions/mean_length")

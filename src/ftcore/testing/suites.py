@@ -41,6 +41,28 @@ def logged_losses(run_dir: Path) -> list[float]:
     return [entry["loss"] for entry in map(json.loads, lines) if "loss" in entry]
 
 
+def answer_loss(model_or_run: str | Path, run_dir: str | Path) -> float:
+    """Mean cross-entropy per trained token of ``model_or_run`` (a model or run directory) on the training rows of
+    run ``run_dir``, tokenized and masked as that run trained on them (loss on the answers only), in eval mode."""
+    import torch
+
+    from ftcore.config import build_config
+    from ftcore.data import prepare_data
+    from ftcore.models import load_for_inference
+    from ftcore.rundir import load_run
+
+    model, tokenizer = load_for_inference(model_or_run)
+    prepared = prepare_data(build_config(load_run(run_dir).config), tokenizer)
+    assert prepared.collator is not None, (
+        f"{prepared.shape!r} data has no answer tokens for ftcore to score; override check_learned for this method")
+    batch = prepared.collator(list(prepared.train))
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+    labels = batch["labels"][:, 1:].reshape(-1)
+    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels,
+                                             ignore_index=-100).item()
+
+
 def kill_at_checkpoint_then_resume(config: Path, checkpoint: str, env: dict[str, str], timeout: float = 600) -> None:
     """``ft train --config CONFIG`` in a subprocess, SIGKILLed as soon as ``checkpoint`` (``"checkpoint-3"``) of its
     staging directory is complete, then ``ft train --config CONFIG --resume`` to the end (which must succeed).
@@ -80,19 +102,30 @@ class MethodContract:
     :cvar bad_options: option mappings that must be rejected by the method's schema.
     :cvar steps: optimizer steps of the training check; :cvar learning_rate: its learning rate.
     :cvar max_seq_len: ``data.max_seq_len`` of the training check; :cvar batch_size: its micro-batch size.
+    :cvar min_drop: how far the reloaded run's loss on the training answers must lie below the untrained model's.
 
     A method that trains on other data than prompt/completion pairs overrides :meth:`write_data` (its own tiny
-    dataset, in a format it trains on) and, when "the loss fell and the reloaded run differs from its base" is
-    not the right evidence, :meth:`check_learned`.
+    dataset, in a format it trains on) and, when "the reloaded run's loss on its training answers is far below
+    the base model's" is not the right evidence, :meth:`check_learned`.
     """
 
     method: ClassVar[str]
     options: ClassVar[dict[str, Any]] = {}
     bad_options: ClassVar[list[dict[str, Any]]] = []
     steps: ClassVar[int] = 30
-    learning_rate: ClassVar[float] = 2e-2
+    # At 2e-2 LoRA's loss jumps about: its drop ranged 0.42-0.71 over three seeds here, and on an Intel Xeon the
+    # logged loss ended only 0.27 below its start (issue 35). At 5e-3 it falls steadily (see min_drop).
+    learning_rate: ClassVar[float] = 5e-3
     max_seq_len: ClassVar[int] = 32
     batch_size: ClassVar[int] = 4
+    #: The least drop of the answer loss (nats per token: untrained base minus reloaded run) that counts as learning.
+    #: Measured on an AMD EPYC, 30 steps at 5e-3 over seeds 42/1/2(/3): lora 6.19 -> 5.14-5.20 (drop 0.99-1.05),
+    #: qlora 0.96-1.03, instruction 0.97-1.09, attention-only LoRA r=4 (like `ft plugin new`'s method) 0.76-0.86;
+    #: full (3e-3) 5.24-5.31. An adapter on the tiny Llama cannot get much further: its untrained output head
+    #: (weights ~0.02, final norm fixed) caps a logit near 1.3, so ~1.2 is the ceiling. 0.4 is about half the
+    #: smallest measured drop, and a changed seed (new adapter init, dropout and order: a far bigger push than
+    #: rounding) moved a method's drop by at most 0.13.
+    min_drop: ClassVar[float] = 0.4
 
     def write_data(self, directory: Path) -> Path:
         """Write the training data of the checks into ``directory`` and return its path (a file or folder)."""
@@ -117,22 +150,19 @@ class MethodContract:
         return build_config(raw)
 
     def check_learned(self, run_dir: Path, model_dir: Path) -> None:
-        """Assert the run learned: the logged loss fell, and the reloaded run gives other logits than its base."""
-        import torch
+        """Assert the run learned: on its own training data, the reloaded run's loss on the answer tokens is far
+        below the untrained base model's (:func:`answer_loss`, eval mode, the same rows for both).
 
-        from ftcore.models import load_for_inference
-
+        Two models compared on fixed rows, not a noisy training curve, so kernels that round differently on another
+        CPU cannot tip it: on the tiny Llama the base model scores 6.19 (a near-uniform guess over its 512-token
+        vocabulary) and LoRA's 30 steps bring it to ~5.2 (see :attr:`min_drop`).
+        """
         losses = logged_losses(run_dir)
         assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
-        head, tail = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-        assert tail < head * 0.95, f"loss did not fall: first {losses[:3]}, last {losses[-3:]}"
-
-        tuned, tokenizer = load_for_inference(run_dir)
-        base, _ = load_for_inference(model_dir)
-        ids = tokenizer("Opposite of red:", return_tensors="pt").input_ids
-        with torch.no_grad():
-            changed = (tuned(input_ids=ids).logits - base(input_ids=ids).logits).abs().max().item()
-        assert changed > 1e-4, "the reloaded run gives the same logits as its base"
+        before, after = answer_loss(model_dir, run_dir), answer_loss(run_dir, run_dir)
+        assert before - after > self.min_drop, (
+            f"the run did not learn its data: answer loss {before:.3f} untrained, {after:.3f} after training "
+            f"(a drop of {before - after:.3f}; at least {self.min_drop} expected)")
 
     def test_method_is_registered(self, fresh_plugins: None) -> None:
         from ftcore.plugins import get_registry
