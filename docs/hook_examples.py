@@ -186,7 +186,21 @@ def register_config_importers() -> list[ImporterSpec]:
 
 
 @hookimpl
-def compute_reward(name: str, completions: list[str]) -> list[float] | None:
+def setup_reward(name: str, options: Any, context: Any) -> Any:
+    """Once per run: what scoring needs (a reward model would load here, on ``context.device``)."""
     if name != "brevity":
         return None
-    return [min(1.0, 20 / max(len(c.split()), 1)) for c in completions]
+    return {"limit": 20, "tokenizer": context.tokenizer}
+
+
+@hookimpl
+def compute_reward(name: str, completions: list[str], state: Any) -> list[float] | None:
+    if name != "brevity":
+        return None
+    return [min(1.0, state["limit"] / max(len(c.split()), 1)) for c in completions]
+
+
+@hookimpl
+def teardown_reward(name: str, state: Any) -> None:
+    if name == "brevity" and state:
+        state.clear()

@@ -63,6 +63,9 @@ _LAZY = {
     "with_system_prompt": "ftcore.data.templates",
     "help_examples": "ftcore.commands.output",
     "check_trainer_args": "ftcore.keys",
+    "RewardEntry": "ftcore.rewards",
+    "RewardContext": "ftcore.rewards",
+    "RunRewards": "ftcore.rewards",
 }
 
 
@@ -109,6 +112,9 @@ __all__ = [
     "ModelError",
     "PluginError",
     "RewardSpec",
+    "RewardEntry",
+    "RewardContext",
+    "RunRewards",
     "RunDirError",
     "ShapeSpec",
     "TrainingError",

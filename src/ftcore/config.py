@@ -365,12 +365,23 @@ def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = 
             lines.append(f"{key}: required key is missing")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            if item["type"] == "value_error":
+            nested = _nested_options_error(item)
+            if nested is not None:  # a reward's options inside a method's: its own keys, under this one
+                lines.extend(format_errors(nested.error, nested.model, prefix=f"{key}."))
+            elif item["type"] == "value_error":
                 # A validator may report several problems, one per line.
                 lines.extend(f"{key}: {part}" for part in message.splitlines())
             else:
                 lines.append(f"{key}: {message} (got {item.get('input')!r})")
     return list(dict.fromkeys(lines))
+
+
+def _nested_options_error(item: Any) -> Any:
+    """The :class:`ftcore.rewards.OptionsError` a validator raised for this error, if it was one."""
+    from ftcore.rewards import OptionsError
+
+    error = (item.get("ctx") or {}).get("error")
+    return error if isinstance(error, OptionsError) else None
 
 
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:

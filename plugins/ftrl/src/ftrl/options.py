@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from ftqlora.choice import BaseChoiceOptions
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-
-class RewardEntry(BaseModel):
-    """One reward of the run: its registered ``name``, its ``weight`` and its own options (the other keys)."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    name: str = Field(description="A registered reward (ft plugins lists them).")
-    weight: float = Field(1.0, description="Weight of this reward in the sum GRPO ranks completions by.")
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The reward's own options: every key but name and weight."""
-        return dict(self.model_extra or {})
+from ftcore import RewardEntry
 
 
 class GrpoOptions(BaseChoiceOptions):
@@ -37,24 +25,6 @@ class GrpoOptions(BaseChoiceOptions):
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Normalise advantages by the group's std, the batch's, or not at all.")
     generation: Literal["transformers", "vllm"] = Field("transformers", description="Sampling engine: transformers' generate (any device) or vLLM (GPU, installed).")
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in this process or a separate `trl vllm-serve` server.")
-
-    @field_validator("rewards")
-    @classmethod
-    def _known_rewards(cls, rewards: list[RewardEntry]) -> list[RewardEntry]:
-        from ftcore import PluginError
-        from ftcore.plugins import get_registry
-
-        registry = get_registry()
-        for entry in rewards:
-            try:
-                spec = registry.reward(entry.name)
-            except PluginError as exc:  # lists the installed rewards
-                raise ValueError(str(exc)) from None
-            if spec.options is not None:
-                spec.options.model_validate(entry.options)
-            elif entry.options:
-                raise ValueError(f"reward {entry.name!r} takes no options, got {', '.join(entry.options)}")
-        return rewards
 
     @model_validator(mode="after")
     def _vllm_needs_a_gpu(self) -> GrpoOptions:

@@ -9,6 +9,7 @@ stops the run with one line naming the reward and the prompt it failed on.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from ftcore import ConfigError, TrainingError
@@ -17,9 +18,10 @@ from ftcore import ConfigError, TrainingError
 _NOT_COLUMNS = {"trainer_state", "log_extra", "log_metric", "environments", "completion_ids"}
 
 
-def reward_function(entry: Any) -> Any:
-    """A TRL reward function calling reward ``entry.name`` on its plugin (through ftcore's registry)."""
-    from ftcore.plugins import get_registry
+def reward_function(rewards: Any, index: int) -> Any:
+    """A TRL reward function scoring with reward ``index`` of the run's :class:`ftcore.RunRewards` (its plugin's
+    ``compute_reward``, with the reward's validated options and the state its set-up returned)."""
+    entry = rewards.entries[index]
 
     def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
         columns = {k: v for k, v in kwargs.items() if k not in _NOT_COLUMNS}
@@ -27,8 +29,7 @@ def reward_function(entry: Any) -> Any:
             if columns else [{} for _ in completions]
         texts = [c if isinstance(c, str) else "".join(m.get("content", "") for m in c) for c in completions]
         try:
-            scores = get_registry().call("compute_reward", "reward", entry.name, name=entry.name, prompts=prompts,
-                                         completions=texts, examples=examples, options=entry.options)
+            scores = rewards.score(index, prompts, texts, examples)
         except Exception as exc:
             raise TrainingError(f"reward {entry.name!r} failed on the completion of prompt {str(prompts[0])[:80]!r}: "
                                 f"{type(exc).__name__}: {exc}") from exc
@@ -79,15 +80,33 @@ def build_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eva
 
     from ftqlora.choice import adapter_config
 
+    from ftcore import RewardContext, RunRewards
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from trl import GRPOTrainer
 
+    grpo_args = grpo_arguments(args, options, config)
+    # ftcore checkpoints into <staging>/checkpoints: the run directory is its parent.
+    context = RewardContext(device=args.device, run_dir=Path(args.output_dir).parent, tokenizer=tokenizer, config=config)
+    rewards = RunRewards(options.rewards, context)
     return GRPOTrainer(
-        model=model, reward_funcs=[reward_function(entry) for entry in options.rewards],
-        args=grpo_arguments(args, options, config), train_dataset=train_dataset, eval_dataset=eval_dataset,
-        processing_class=tokenizer, callbacks=callbacks, peft_config=adapter_config(model, options),
+        model=model, reward_funcs=[reward_function(rewards, i) for i in range(len(rewards.entries))],
+        args=grpo_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        processing_class=tokenizer, callbacks=[*callbacks, closing_callback(rewards)],
+        peft_config=adapter_config(model, options),
     )
+
+
+def closing_callback(rewards: Any) -> Any:
+    """A trainer callback that tears the run's rewards down when training ends."""
+    from transformers import TrainerCallback
+
+    class CloseRewards(TrainerCallback):
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            rewards.close()
+
+    return CloseRewards()
 
 
 def render_prompts(examples: Any, tokenizer: Any, settings: Any) -> Any:
