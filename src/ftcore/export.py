@@ -151,8 +151,9 @@ def _tokenizer(run: RunInfo) -> Any:
 def _export_model(run: RunInfo) -> Any:
     """The weights to export, float32 on CPU: adapter folded in by the method's plugin, or the full fine-tune."""
     from ftcore.merge import merged_model
-    from ftcore.models import LoadOptions, load_pretrained
+    from ftcore.models import LoadOptions, load_pretrained, require_causal_lm
 
+    require_causal_lm(run, "be exported as a text generator")
     if run.output == "adapter":
         model, _ = merged_model(run.path, device="cpu")
         return model.float()
