@@ -1,4 +1,4 @@
-"""``ft plugin new``: write a ready-to-install plugin package for a method, a dataset format or a metric.
+"""``ft plugin new``: write a ready-to-install plugin package for a method, a dataset format, a metric or a reward.
 
 The generated package has a pyproject with the ``ftcore`` entry point, one module with the hook
 implementations, a test that subclasses ftcore's contract suite, and a README.
@@ -12,7 +12,7 @@ from string import Template
 
 from ftcore.errors import UsageError
 
-KINDS = ("method", "format", "metric")
+KINDS = ("method", "format", "metric", "reward")
 
 PYPROJECT = """\
 [build-system]
@@ -174,6 +174,54 @@ def compute_metric(name: str, predictions: list[str], references: list[str], con
     return {"$name": sum(ratios) / len(ratios) if ratios else 0.0}
 '''
 
+REWARD_MODULE = '''\
+"""$dist: the reward `$name` for ft — favours completions near a target length, in words.
+
+Methods that learn from rewards (grpo) name it in their options: ``rewards: [{name: $name, target: 20}]``.
+``setup_reward`` runs once per run (load a model there: ft keeps what it returns and passes it back as
+``state``); ``compute_reward`` scores each batch. Keep heavy imports inside the hooks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ftcore import RewardSpec, hookimpl
+
+#: The ftcore plugin API this plugin needs (setup_reward, validated reward options).
+FTCORE_PLUGIN_API = $plugin_api
+
+
+class Options(BaseModel):
+    """Options of `$name` (the other keys of its entry in ``rewards:``), validated and given to the hooks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target: int = Field(20, ge=1, description="Target length in words.")
+
+
+@hookimpl
+def register_rewards() -> list[RewardSpec]:
+    """Tell ft that this plugin computes the reward `$name`."""
+    return [RewardSpec("$name", "$summary", options=Options)]
+
+
+@hookimpl
+def setup_reward(name: str, options: Options, context: Any) -> Any:
+    """Once per run: what the reward needs (a model on ``context.device``, say); here nothing."""
+    return None
+
+
+@hookimpl
+def compute_reward(name: str, completions: list[str], options: Options, state: Any) -> list[float] | None:
+    """One score per completion: 1 at the target length, less the further off; ``None`` for other rewards."""
+    if name != "$name":
+        return None
+    return [1.0 / (1.0 + abs(len(c.split()) - options.target) / options.target) for c in completions]
+'''
+
 TESTS = {
     "method": '''\
 """The ftcore contract suite for the method `$name`, on ftcore's tiny test model."""
@@ -211,15 +259,29 @@ class TestMetric(MetricContract):
         (["one two three"], ["one"], {"$name": 3.0}),
     ]
 ''',
+    "reward": '''\
+"""The ftcore contract suite for the reward `$name`."""
+
+from ftcore.testing.suites import RewardContract
+
+
+class TestReward(RewardContract):
+    reward = "$name"
+    options = {"target": 2}
+    bad_options = [{"target": 0}, {"targt": 2}]
+    cases = [(["a b", "a b c d"], [1.0, 0.5])]
+''',
 }
 
-MODULES = {"method": METHOD_MODULE, "format": FORMAT_MODULE, "metric": METRIC_MODULE}
+MODULES = {"method": METHOD_MODULE, "format": FORMAT_MODULE, "metric": METRIC_MODULE, "reward": REWARD_MODULE}
 #: What each kind of generated plugin imports besides ftcore (a method builds on ftlora's LoRA).
-DEPENDENCIES = {"method": ("ftlora>=0.1.0", "pydantic>=2.6"), "format": ("datasets>=3.0",), "metric": ()}
+DEPENDENCIES = {"method": ("ftlora>=0.1.0", "pydantic>=2.6"), "format": ("datasets>=3.0",), "metric": (),
+                "reward": ("pydantic>=2.6",)}
 SUMMARIES = {
     "method": "LoRA on the attention projections only",
     "format": "records with input and target; loss on the target",
     "metric": "mean prediction/reference length ratio (words)",
+    "reward": "closeness of a completion's length to a target (words)",
 }
 
 
