@@ -49,12 +49,13 @@ def test_rm_trains_a_sequence_classifier(rm_run):
     assert [e["loss"] for e in history if "loss" in e]
 
 
-@pytest.mark.parametrize("command", [["generate", "--prompt", "hi"], ["merge", "--output", "merged"]])
+@pytest.mark.parametrize("command", [["generate", "RUN", "--prompt", "hi"], ["merge", "RUN", "--output", "merged"],
+                                     ["benchmark", "--tuned", "RUN"]])
 def test_text_commands_refuse_the_reward_model_in_one_line(rm_run, command, tmp_path):
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "ftcore", command[0], str(rm_run), *command[1:]]
+    args = [sys.executable, "-m", "ftcore", *(str(rm_run) if word == "RUN" else word for word in command)]
     result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
