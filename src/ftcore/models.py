@@ -285,7 +285,6 @@ def load_pretrained(source: str, options: LoadOptions = LoadOptions(), extra_kwa
                     device: str | None = None, kind: str = "causal_lm") -> Any:
     """Load a model of ``kind`` (a causal LM unless a method's :attr:`~ftcore.MethodSpec.model_kind` says otherwise)
     from a Hub id, local directory or GGUF file (safetensors unless allow_pickle)."""
-
     resolved = _local_source(source, options.allow_pickle)
     kwargs: dict[str, Any] = {
         "dtype": _torch_dtype(options.dtype),
