@@ -9,6 +9,7 @@ stops the run with one line naming the reward and the prompt it failed on.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -90,12 +91,15 @@ def build_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eva
     # ftcore checkpoints into <staging>/checkpoints: the run directory is its parent.
     context = RewardContext(device=args.device, run_dir=Path(args.output_dir).parent, tokenizer=tokenizer, config=config)
     rewards = RunRewards(options.rewards, context)
-    return GRPOTrainer(
+    trainer = GRPOTrainer(
         model=model, reward_funcs=[reward_function(rewards, i) for i in range(len(rewards.entries))],
         args=grpo_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, callbacks=[*callbacks, closing_callback(rewards)],
         peft_config=adapter_config(model, options),
     )
+    # A run that fails never reaches on_train_end: tear the rewards down when the trainer goes (close runs once).
+    weakref.finalize(trainer, rewards.close)
+    return trainer
 
 
 def closing_callback(rewards: Any) -> Any:
