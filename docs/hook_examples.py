@@ -184,5 +184,17 @@ def register_config_importers() -> list[ImporterSpec]:
 
 
 @hookimpl
-def compute_reward(completions: list[str]) -> list[float]:
-    return [min(1.0, 20 / max(len(c.split()), 1)) for c in completions]
+def setup_reward(options: Any, context: Any) -> Any:
+    """Once per run: what scoring needs (a reward model would load here, on ``context.device``)."""
+    return {"limit": 20, "tokenizer": context.tokenizer}
+
+
+@hookimpl
+def compute_reward(completions: list[str], state: Any) -> list[float]:
+    return [min(1.0, state["limit"] / max(len(c.split()), 1)) for c in completions]
+
+
+@hookimpl
+def teardown_reward(state: Any) -> None:
+    if state:
+        state.clear()

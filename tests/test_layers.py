@@ -67,6 +67,7 @@ MODULE_LAYERS = {
     "ftcore.hookspecs": "contract",
     "ftcore.plugins": "contract",
     "ftcore.records": "contract",
+    "ftcore.rewards": "contract",
     "ftcore.specs": "contract",
     "ftcore.errors": "base",
     "ftcore.logs": "base",

@@ -22,7 +22,8 @@ def _pip(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize(("kind", "name"), [("method", "tmplmethod"), ("format", "tmplformat"), ("metric", "tmplmetric")])
+@pytest.mark.parametrize(("kind", "name"), [("method", "tmplmethod"), ("format", "tmplformat"), ("metric", "tmplmetric"),
+                                           ("reward", "tmplreward")])
 def test_generated_plugin_installs_lists_and_passes_its_tests(tmp_path, kind, name):
     result = run_ft("plugin", "new", name, "--kind", kind, "--output", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -54,3 +55,16 @@ def test_bad_name_and_kind_and_existing_folder(tmp_path):
     new_plugin("twice", "metric", tmp_path)
     with pytest.raises(UsageError, match="already exists"):
         new_plugin("twice", "metric", tmp_path)
+
+
+def test_install_hint_installs_the_folder(tmp_path, monkeypatch):
+    """`pip install ft-NAME` would ask the package index for ft-NAME: the hint names the folder as a path."""
+    from click.testing import CliRunner
+
+    from ftcore.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["plugin", "new", "hinted", "--kind", "reward"])
+    assert result.exit_code == 0, result.output
+    assert "`pip install ./ft-hinted`" in result.output
+    assert (tmp_path / "ft-hinted" / "src" / "ft_hinted" / "__init__.py").is_file()

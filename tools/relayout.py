@@ -99,6 +99,7 @@ MOVES = {
     "ftcore.plugins": "ftcore.contract.plugins",
     "ftcore.builtin": "ftcore.contract.builtin",
     "ftcore.records": "ftcore.contract.records",
+    "ftcore.rewards": "ftcore.contract.rewards",
     # base helpers
     "ftcore.suggest": "ftcore.util.suggest",
     "ftcore.paths": "ftcore.util.paths",

@@ -84,6 +84,9 @@ _LAZY = {
     "reward_spec": "ftcore.plugins",
     "provider": "ftcore.plugins",
     "reward_scores": "ftcore.plugins",
+    "RewardEntry": "ftcore.rewards",
+    "RewardContext": "ftcore.rewards",
+    "RunRewards": "ftcore.rewards",
 }
 
 
@@ -131,6 +134,9 @@ __all__ = [
     "PluginError",
     "RewardSpec",
     "RunInfo",
+    "RewardEntry",
+    "RewardContext",
+    "RunRewards",
     "RunDirError",
     "ShapeSpec",
     "TrainingError",

@@ -138,9 +138,11 @@ def run_benchmark(
     """Evaluate the run's base model (or ``base``) and the run on the same data; write the report directory."""
     from ftcore.evaluation import DEFAULT_METRICS, data_config_for, evaluate_model, resolve_metrics
     from ftcore.generation import GenerationSettings
+    from ftcore.models import require_causal_lm
     from ftcore.rundir import load_run
 
     run = load_run(tuned)
+    require_causal_lm(run, "be benchmarked as a text generator")
     metric_names = list(metrics or DEFAULT_METRICS)
     resolve_metrics(metric_names)  # unknown names fail before any model loads
     out = Path(output_dir) if output_dir else run.path / "benchmark"

@@ -368,7 +368,10 @@ def format_errors(error: ValidationError, model: type[BaseModel], prefix: str = 
             lines.append(f"{key}: required key is missing")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            if item["type"] == "value_error":
+            nested = _nested_options_error(item)
+            if nested is not None:  # a reward's options inside a method's: its own keys, under this one
+                lines.extend(format_errors(nested.error, nested.model, prefix=f"{key}."))
+            elif item["type"] == "value_error":
                 # A validator may report several problems, one per line.
                 lines.extend(f"{key}: {part}" for part in message.splitlines())
             else:
@@ -384,6 +387,11 @@ def _literal_hint(item: dict[str, Any]) -> str:
         return ""
     choices = re.findall(r"'([^']*)'", str((item.get("ctx") or {}).get("expected", "")))
     return did_you_mean(item["input"], choices)
+def _nested_options_error(item: Any) -> Any:
+    """The :class:`ftcore.rewards.OptionsError` a validator raised for this error, if it was one."""
+    from ftcore.rewards import OptionsError
+    error = (item.get("ctx") or {}).get("error")
+    return error if isinstance(error, OptionsError) else None
 
 
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.sources import DataSource
     from ftcore.estimate import ModelShape, Setup
+    from ftcore.rewards import RewardContext
     from ftcore.specs import (
         FormatSpec,
         ImporterSpec,
@@ -436,8 +437,41 @@ def compute_metric(
 
 
 @hookspec(firstresult=True)
+def setup_reward(name: str, options: Any, context: RewardContext) -> Any | None:
+    """Prepare the reward ``name`` for a run (plugin API 3): load what it needs once, not once per batch.
+
+    Called on the plugin that registered ``name``, once per run and process, before the first batch is scored
+    (a run that names a reward twice sets it up twice, once per entry). ft keeps what this returns and passes
+    it to every :func:`compute_reward` and, at the end of the run, to :func:`teardown_reward`; the plugin keeps
+    nothing in globals. A reward that needs no set-up does not implement this hook (its state is ``None``).
+
+    Stops at the first non-None result.
+
+    :param name: the reward's name.
+    :param options: the reward's options, validated by its :attr:`RewardSpec.options` model (or ``None``).
+    :param context: the run: ``device`` (the ``torch.device`` the policy trains on), ``run_dir`` (the staging
+        directory), ``tokenizer`` (the policy's) and ``config``, a :class:`ftcore.RewardContext`.
+    :returns: the reward's state (a loaded model, a client...), or ``None``.
+    """
+
+
+@hookspec
+def teardown_reward(name: str, options: Any, state: Any) -> None:
+    """Release what :func:`setup_reward` loaded (plugin API 3).
+
+    Called on the plugin that registered ``name``, once per run and process, when training ends.
+
+    :param name: the reward's name.
+    :param options: the reward's validated options (or ``None``).
+    :param state: what :func:`setup_reward` returned (``None`` when it was not implemented).
+    :returns: nothing.
+    """
+
+
+@hookspec(firstresult=True)
 def compute_reward(
-    name: str, prompts: list[str], completions: list[str], examples: list[dict[str, Any]], options: Any
+    name: str, prompts: list[str], completions: list[str], examples: list[dict[str, Any]], options: Any,
+    state: Any,
 ) -> list[float] | None:
     """Score sampled completions with the reward ``name`` (plugin API 2).
 
@@ -450,7 +484,9 @@ def compute_reward(
     :param prompts: the prompt of each completion, as the model saw it (rendered with the chat template).
     :param completions: the generated texts.
     :param examples: for each completion, the other columns of its example (a reference ``answer``, say).
-    :param options: the reward's options, validated by its :attr:`RewardSpec.options` model (or ``None``).
+    :param options: the reward's options, validated by its :attr:`RewardSpec.options` model, defaults filled
+        (or ``None`` for a reward without an options model).
+    :param state: what the reward's :func:`setup_reward` returned for this run (plugin API 3; ``None`` without one).
     :returns: one finite float per completion (``None`` for "no opinion" is not allowed; NaN, inf, a string or
         the wrong count stops the run with one line naming the reward and its plugin).
     """

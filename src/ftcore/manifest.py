@@ -34,6 +34,7 @@ def build_manifest(run: RunState, trainer: Any, eval_loss: float | None, status:
         "method": run.config.method,
         "method_plugin": _method_plugin(run.config.method),
         "output": run.spec.output_for(run.options),
+        "model_kind": run.spec.model_kind,
         "base_model": resolve_source(run.config.model),
         "base_model_provenance": run.provenance or base_provenance(run.config.model, run.config.revision),
         "seed": run.config.seed,

@@ -28,9 +28,11 @@ log = logging.getLogger(__name__)
 
 def adapter_dir_of(run_dir: str | Path) -> RunInfo:
     """The run of ``run_dir`` when it saved an adapter; a RunDirError saying so otherwise."""
+    from ftcore.models import require_causal_lm
     from ftcore.rundir import load_run
 
     run = load_run(run_dir)
+    require_causal_lm(run, "be merged")
     if run.output != "adapter":
         kind = "full model weights" if run.output == "model" or (run.path / "config.json").is_file() else "no weights"
         raise RunDirError(

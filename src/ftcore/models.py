@@ -278,14 +278,13 @@ def load_model(config: FtConfig, extra_kwargs: dict[str, Any] | None = None) -> 
     """The run's base model, with the method's ``model_load_kwargs`` (e.g. 4-bit quantization) applied."""
     if config.trust_remote_code:
         log.warning("trust_remote_code is on: code from %s will run on this machine", config.model)
-    return load_pretrained(config.model, LoadOptions.from_config(config), extra_kwargs)
+    return load_pretrained(config.model, LoadOptions.from_config(config), extra_kwargs, kind=method_model_kind(config))
 
 
 def load_pretrained(source: str, options: LoadOptions = LoadOptions(), extra_kwargs: dict[str, Any] | None = None,
-                    device: str | None = None) -> Any:
-    """Load a causal LM from a Hub id, local directory or GGUF file (safetensors unless allow_pickle)."""
-    from transformers import AutoModelForCausalLM
-
+                    device: str | None = None, kind: str = "causal_lm") -> Any:
+    """Load a model of ``kind`` (a causal LM unless a method's :attr:`~ftcore.MethodSpec.model_kind` says otherwise)
+    from a Hub id, local directory or GGUF file (safetensors unless allow_pickle)."""
     resolved = _local_source(source, options.allow_pickle)
     kwargs: dict[str, Any] = {
         "dtype": _torch_dtype(options.dtype),
@@ -296,9 +295,10 @@ def load_pretrained(source: str, options: LoadOptions = LoadOptions(), extra_kwa
     if options.attn_implementation:
         kwargs["attn_implementation"] = options.attn_implementation
     kwargs.update(_placement(device))
+    kwargs.update(model_kind_kwargs(kind))
     kwargs.update(extra_kwargs or {})
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
+        model = model_class(kind).from_pretrained(resolved, **kwargs)
     except Exception as exc:
         if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
             # torch's own advice (weights_only=False) is the unsafe loader: never pass it on.
@@ -445,6 +445,7 @@ def load_for_inference(model_or_run_dir: str | Path, dtype: str | None = None, d
     source = str(model_or_run_dir)
     if is_run_dir(source):
         run = load_run(source)
+        require_causal_lm(run, "generate text or be scored as a language model")
         method = run_method(run) if run.output == "adapter" else None
         options = LoadOptions(dtype or run.config.get("dtype", "auto"), bool(run.config.get("trust_remote_code")))
         tokenizer = load_tokenizer_from(str(run.path), options)
@@ -480,3 +481,60 @@ def _with_adapter(base: Any, run: RunInfo, method: RunMethod) -> Any:
         raise PluginError(f"method {method.name!r}: its plugin did not load the adapter of {run.path} "
                           "(load_adapter returned None)")
     return model
+
+
+# ----------------------------------------------------------------------------- model kinds
+
+
+def method_model_kind(config: FtConfig) -> str:
+    """The kind of model the run's method trains (:attr:`MethodSpec.model_kind`); ``causal_lm`` when unknown."""
+    from ftcore.plugins import get_registry
+
+    try:
+        return get_registry().method(config.method).model_kind
+    except PluginError:
+        return "causal_lm"
+
+
+def model_class(kind: str) -> Any:
+    """The ``transformers`` auto class that loads a model of ``kind``."""
+    import transformers
+
+    from ftcore.specs import MODEL_KINDS
+
+    return getattr(transformers, MODEL_KINDS[kind])
+
+
+def model_kind_kwargs(kind: str) -> dict[str, Any]:
+    """``from_pretrained`` arguments of ``kind``: a sequence classifier of ft's has one output, a scalar score."""
+    return {"num_labels": 1} if kind == "sequence_classification" else {}
+
+
+def run_model_kind(run: RunInfo) -> str:
+    """The kind of model a run trained: its manifest's ``model_kind``, else its saved config's architecture."""
+    kind = run.manifest.get("model_kind")
+    if isinstance(kind, str):
+        return kind
+    try:
+        architectures = json.loads((run.path / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError):
+        architectures = []
+    return "sequence_classification" if any(a.endswith("ForSequenceClassification") for a in architectures) \
+        else "causal_lm"
+
+
+def require_causal_lm(run: RunInfo, what: str) -> None:
+    """Raise a one-line :class:`ModelError` when ``run`` trained no causal LM, which ``what`` needs."""
+    kind = run_model_kind(run)
+    if kind != "causal_lm":
+        method = run.manifest.get("method") or run.config.get("method") or "?"
+        raise ModelError(f"{run.path} is a {kind} model (method {method!r}), which cannot {what}; it scores "
+                         "text: use it as a reward (ftrl's reward_model) or load it with "
+                         f"transformers.{model_class_name(kind)}")
+
+
+def model_class_name(kind: str) -> str:
+    """The name of the ``transformers`` class of ``kind``."""
+    from ftcore.specs import MODEL_KINDS
+
+    return MODEL_KINDS[kind]

@@ -1,4 +1,4 @@
-"""``ft plugin new``: write a ready-to-install plugin package for a method, a dataset format or a metric.
+"""``ft plugin new``: write a ready-to-install plugin package for a method, a dataset format, a metric or a reward.
 
 The generated package has a pyproject with the ``ftcore`` entry point, one module with the hook
 implementations, a test that subclasses ftcore's contract suite, and a README, written from the template files
@@ -14,7 +14,7 @@ from string import Template
 
 from ftcore.errors import UsageError
 
-KINDS = ("method", "format", "metric")
+KINDS = ("method", "format", "metric", "reward")
 
 #: The template files (``string.Template`` text) and ``kinds.json`` (each kind's summary and dependencies).
 TEMPLATES = Path(__file__).with_name("templates") / "plugin"

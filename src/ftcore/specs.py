@@ -63,6 +63,10 @@ class MethodSpec:
         memory estimator. Default ``False``.
     :param generates: whether each step samples completions from the model being trained (GRPO), for the memory
         estimator (the key/value cache of generation). Default ``False``.
+    :param model_kind: the kind of model the method trains, which ft loads directly (plugin API 3):
+        ``"causal_lm"`` (the default; ``AutoModelForCausalLM``) or ``"sequence_classification"``
+        (``AutoModelForSequenceClassification`` with one output, a scalar score: a reward model). The manifest
+        records it; ``ft generate``, ``evaluate``, ``benchmark`` and ``merge`` refuse a run that is no causal LM.
 
     Where the method's options decide these (an adapter or full weights, a 4-bit base or not, a reference pass
     or none), give the options model a property of the same name (``output``, ``base_bits``,
@@ -82,9 +86,12 @@ class MethodSpec:
     sequences_per_example: int = 1
     reference_pass: bool = False
     generates: bool = False
+    model_kind: Literal["causal_lm", "sequence_classification"] = "causal_lm"
 
     def __post_init__(self) -> None:
         check_name("method", self.name)
+        if self.model_kind not in MODEL_KINDS:
+            raise ValueError(f"method {self.name!r}: model_kind {self.model_kind!r} is not one of {', '.join(MODEL_KINDS)}")
         object.__setattr__(self, "shapes", tuple(self.shapes))
         for shape in self.shapes:
             check_name("shape", shape)
@@ -319,3 +326,8 @@ class MemoryProfile:
     trained: int
     adapter: bool = True
     weights: int | None = None
+
+
+#: The kinds of model a method can train (:attr:`MethodSpec.model_kind`), each with the ``transformers`` class
+#: ft loads for it.
+MODEL_KINDS = {"causal_lm": "AutoModelForCausalLM", "sequence_classification": "AutoModelForSequenceClassification"}

@@ -219,7 +219,7 @@ def test_preference_files_given_to_lora_fail_in_one_line(rows, shape, tiny_model
         run_training(config)
     message = str(error.value)
     assert "prefs.jsonl" in message and f"'{shape}' data, which method 'lora' does not train on" in message
-    assert ("kto" if shape == "unpaired_preference" else "dpo, orpo, simpo") in message
+    assert ("kto" if shape == "unpaired_preference" else "dpo, orpo, rm, simpo") in message
     assert "\n" not in message and not (tmp_path / "run").exists()
 
 

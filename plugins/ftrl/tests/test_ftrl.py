@@ -213,7 +213,8 @@ def test_format_length_and_python_rewards(fresh_plugins):
 
     def call(name, completions, **options):
         return registry.call("compute_reward", "reward", name, name=name, prompts=["p"] * len(completions),
-                             completions=completions, examples=[{}] * len(completions), options=options)
+                             completions=completions, examples=[{}] * len(completions), options=options,
+                             state=None)
 
     assert call("format", ["<think>x</think> 4", "4"], pattern=r"<think>.*</think>") == [1.0, 0.0]
     assert call("format", ["abc", "abcd"], pattern="abc", full=True) == [1.0, 0.0]

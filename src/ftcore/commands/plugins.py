@@ -58,15 +58,18 @@ def plugin() -> None:
     "ft plugin new mymethod                     # a method plugin in ./ft-mymethod",
     "ft plugin new jsonl_qa --kind format -o plugins/",
     "ft plugin new bleurt --kind metric",
+    "ft plugin new brevity --kind reward             # a reward for grpo",
 ))
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["method", "format", "metric"]), default="method", show_default=True,
+@click.option("--kind", type=click.Choice(["method", "format", "metric", "reward"]), default="method", show_default=True,
               help="What the plugin provides.")
 @click.option("--output", "-o", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Folder to create the package in.")
 def new(name: str, kind: str, output: str) -> None:
-    """Write a ready-to-install plugin package providing the method/format/metric NAME."""
+    """Write a ready-to-install plugin package providing the method/format/metric/reward NAME."""
     from ftcore.scaffold import new_plugin
 
     root = new_plugin(name, kind, output)
-    click.echo(f"wrote {root}: `pip install {root}` then `ft plugins`; its tests: `pytest {root / 'tests'}`")
+    # "pip install ft-x" would look ft-x up on the package index: name the folder as a path.
+    folder = str(root) if root.is_absolute() or str(root).startswith(".") else f"./{root}"
+    click.echo(f"wrote {root}: `pip install {folder}` then `ft plugins`; its tests: `pytest {root / 'tests'}`")

@@ -4,7 +4,7 @@ Subclass in a test module named ``test_*.py``, with a class name starting with `
 
     from ftcore.testing.suites import MethodContract
 
-    class TestMyMethod(MethodContract):
+    class TestMyMethod(MethodContract):  # FormatContract, MetricContract, RewardContract alike
         method = "mymethod"
         options = {"r": 4}
         bad_options = [{"r": 0}]
@@ -192,9 +192,37 @@ class MethodContract:
         from ftcore.train import run_training
 
         result = run_training(self.make_config(tiny_model_dir, tmp_path))
-        self.check_learned(result.run_dir, tiny_model_dir)
+        self.learned_check(result.run_dir)(result.run_dir, tiny_model_dir)
         # Every run directory has its training curve, whatever the method.
         assert (result.run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    def learned_check(self, run_dir: Path) -> Any:
+        """The "it learned" check that fits the kind of model the run trained (its manifest's ``model_kind``):
+        :meth:`check_learned` for a causal LM, or when the subclass overrides it; :meth:`check_learned_scorer`
+        for a sequence classifier (a reward model), which has no text to generate."""
+        from ftcore.models import run_model_kind
+        from ftcore.rundir import load_run
+
+        overridden = type(self).check_learned is not MethodContract.check_learned
+        if overridden or run_model_kind(load_run(run_dir)) == "causal_lm":
+            return self.check_learned
+        return self.check_learned_scorer
+
+    def check_learned_scorer(self, run_dir: Path, model_dir: Path) -> None:
+        """Assert a sequence-classification run learned: the logged loss fell, and the reloaded run gives one finite
+        score per text that differs between texts."""
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        losses = logged_losses(run_dir)
+        assert len(losses) >= 2 and all(math.isfinite(v) for v in losses)
+        assert min(losses[-2:]) < losses[0], f"loss did not fall: {losses}"
+        model = AutoModelForSequenceClassification.from_pretrained(run_dir).eval()
+        tokenizer = AutoTokenizer.from_pretrained(run_dir)
+        with torch.no_grad():
+            scores = [model(**tokenizer(text, return_tensors="pt")).logits for text in ("blue", "Opposite of red:")]
+        assert all(s.shape == (1, 1) and torch.isfinite(s).all() for s in scores)
+        assert (scores[0] - scores[1]).abs().item() > 1e-6, "the reloaded scorer gives every text the same score"
 
 
 class FormatContract:
@@ -267,3 +295,71 @@ class MetricContract:
             scores, _details = metric_result(result, context)
             for key, value in expected.items():
                 assert scores[key] == pytest.approx(value, abs=self.tolerance), (key, predictions, references)
+
+
+class RewardContract:
+    """Checks every reward must pass: registration, options validated by its model (bad ones rejected with the
+    entry's key), one float per completion on known cases, set up and torn down once.
+
+    :cvar reward: the reward name; :cvar options: valid options (the other keys of its ``rewards:`` entry);
+    :cvar bad_options: option mappings its options model must reject; :cvar cases: ``(completions, expected
+        scores)`` or ``(completions, expected scores, examples)`` tuples, scored with prompt ``"p"``;
+    :cvar tolerance: absolute tolerance of the comparison.
+    """
+
+    reward: ClassVar[str]
+    options: ClassVar[dict[str, Any]] = {}
+    bad_options: ClassVar[list[dict[str, Any]]] = []
+    cases: ClassVar[list[tuple[Any, ...]]] = []
+    tolerance: ClassVar[float] = 1e-6
+
+    def entry(self, **options: Any) -> Any:
+        from ftcore.rewards import RewardEntry
+
+        return RewardEntry.model_validate({"name": self.reward, **options})
+
+    def test_reward_is_registered(self, fresh_plugins: None) -> None:
+        from ftcore.plugins import get_registry
+
+        registry = get_registry()
+        assert self.reward in registry.rewards, f"{self.reward!r} not registered; installed: {sorted(registry.rewards)}"
+
+    def test_options_validate(self, fresh_plugins: None) -> None:
+        from ftcore.plugins import get_registry
+
+        spec = get_registry().reward(self.reward)
+        options = self.entry(**self.options).options
+        assert options is None if spec.options is None else isinstance(options, spec.options)
+
+    def test_bad_options_are_rejected(self, fresh_plugins: None) -> None:
+        from pydantic import ValidationError
+
+        from ftcore.config import format_errors
+        from ftcore.rewards import RewardEntry
+
+        for bad in self.bad_options:
+            with pytest.raises(ValidationError) as error:
+                self.entry(**bad)
+            lines = format_errors(error.value, RewardEntry)
+            assert lines and all(line and ":" in line for line in lines), lines
+
+    def test_known_values_with_one_setup(self, fresh_plugins: None, tmp_path: Path) -> None:
+        from ftcore.rewards import RewardContext, RunRewards
+
+        context = RewardContext(device=_cpu(), run_dir=tmp_path, tokenizer=None, config=None)
+        rewards = RunRewards([self.entry(**self.options)], context)
+        try:
+            for completions, expected, *examples in self.cases:
+                rows = examples[0] if examples else [{} for _ in completions]
+                scores = rewards.score(0, ["p"] * len(completions), list(completions), rows)
+                assert scores is not None, f"no plugin answered for {self.reward!r}"
+                assert [float(s) for s in scores] == pytest.approx(expected, abs=self.tolerance), completions
+        finally:
+            rewards.close()
+        assert rewards.states == []
+
+
+def _cpu() -> Any:
+    import torch
+
+    return torch.device("cpu")

@@ -1,4 +1,5 @@
-"""ftpref: preference tuning for ft — methods ``dpo``, ``orpo``, ``simpo`` and ``kto`` through TRL.
+"""ftpref: preference tuning for ft — methods ``dpo``, ``orpo``, ``simpo`` and ``kto`` through TRL, and (in the
+plugin module :mod:`ftpref.rm`) ``rm``, a reward model trained on preference pairs that ftrl's ``reward_model`` uses.
 
 Registers the data shapes ``preference`` (prompt, chosen, rejected) and ``unpaired_preference`` (prompt,
 completion, label), formats for the layouts preference data comes in (TRL's, LLaMA-Factory's, Anthropic HH's),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 from ftqlora.choice import BaseChoiceOptions
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 #: The DPO losses TRL's ``DPOTrainer`` computes (checked against the installed TRL by the tests), so that a
 #: misspelt one fails at ``ft config validate`` rather than after the model loads.
@@ -66,3 +66,17 @@ class KtoOptions(PreferenceOptions):
     def reference_pass(self) -> bool:
         """The base with the adapter off runs each step (full weights: its log-probabilities are precomputed)."""
         return self.base != "full"
+
+
+class RmOptions(BaseModel):
+    """Options of ``rm``: a reward model (a scalar head on the base, every weight trained) on preference pairs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    center_rewards_coefficient: float = Field(
+        0.0, ge=0, description="Weight of a penalty on the squared scores, keeping them centred on 0 (0: none).")
+
+    @property
+    def sequences_per_example(self) -> int:
+        """Chosen and rejected go through the model together."""
+        return 2

@@ -4,8 +4,9 @@ rewards as plugins.
 A reward is registered like a method or a metric (``register_rewards``) and computed by its plugin
 (``compute_reward``), so ``pip install ftreward-something`` adds one that configs name in
 ``method_options.rewards``. ftrl ships ``answer_match`` (GSM8K ``#### N``, ``\\boxed{}``, last number),
-``format`` (a regular expression), ``length`` (a target length) and ``python`` (a function of the user's, by
-import path). Nothing heavy is imported here.
+``format`` (a regular expression), ``length`` (a target length), ``python`` (a function of the user's, by
+import path) and ``reward_model`` (a reward model trained with ftpref's ``rm``, loaded once per run). Nothing heavy
+is imported here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ftlora.kit import load_adapter  # noqa: F401  (ftlora's: the adapter is LoR
 
 from ftcore import FormatSpec, MethodSpec, RewardSpec, ShapeSpec, hookimpl
 from ftrl.options import GrpoOptions
+from ftrl.reward_model import RewardModelOptions
 from ftrl.rewards import AnswerMatchOptions, FormatOptions, LengthOptions, PythonOptions
 
 __version__ = "0.1.0"
@@ -38,6 +40,8 @@ REWARDS = (
                options=LengthOptions),
     RewardSpec("python", "a function of yours: module:function(prompts, completions, examples) -> floats",
                options=PythonOptions),
+    RewardSpec("reward_model", "the score of a reward model trained with `ft train --method rm` (option: path, its run "
+               "directory)", options=RewardModelOptions),
 )
 
 
@@ -88,8 +92,30 @@ def encode_examples(shape: str, examples: Any, tokenizer: Any, settings: Any) ->
 
 
 @hookimpl
+def setup_reward(name: str, options: Any, context: Any) -> Any:
+    """``reward_model`` loads its model once per run, on the policy's device; the other rewards need nothing."""
+    if name != "reward_model":
+        return None
+    from ftrl.reward_model import load_scorer
+
+    return load_scorer(options, context)
+
+
+@hookimpl
+def teardown_reward(name: str, state: Any) -> None:
+    if name == "reward_model":
+        from ftrl.reward_model import release
+
+        release(state)
+
+
+@hookimpl
 def compute_reward(name: str, prompts: list[str], completions: list[str], examples: list[dict[str, Any]],
-                   options: Any) -> list[float] | None:
+                   options: Any, state: Any) -> list[float] | None:
+    if name == "reward_model":
+        from ftrl.reward_model import score
+
+        return score(prompts, completions, options, state)
     from ftrl.rewards import compute
 
     return compute(name, prompts, completions, examples, options)

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from ftqlora.choice import BaseChoiceOptions
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
+
+from ftcore import RewardEntry
 
 #: The GRPO losses TRL's ``GRPOTrainer`` computes (checked against the installed TRL by the tests).
 GrpoLoss = Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"]
-
-
-class RewardEntry(BaseModel):
-    """One reward of the run: its registered ``name``, its ``weight`` and its own options (the other keys)."""
-
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    name: str = Field(description="A registered reward (ft plugins lists them).")
-    weight: float = Field(1.0, description="Weight of this reward in the sum GRPO ranks completions by.")
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The reward's own options: every key but name and weight."""
-        return dict(self.model_extra or {})
 
 
 class GrpoOptions(BaseChoiceOptions):
@@ -42,22 +30,6 @@ class GrpoOptions(BaseChoiceOptions):
     vllm_mode: Literal["colocate", "server"] = Field("colocate", description="vLLM in this process or a separate `trl vllm-serve` server.")
     raw_prompts: bool = Field(False, description="Feed plain-text prompts as written, not as a user message in the model's chat template.")
     sample_every: int = Field(10, ge=0, description="Every this many steps, append the step's completions and their rewards to samples.jsonl in the run (0: never).")
-
-    @field_validator("rewards")
-    @classmethod
-    def _known_rewards(cls, rewards: list[RewardEntry]) -> list[RewardEntry]:
-        from ftcore import PluginError, reward_spec
-
-        for entry in rewards:
-            try:
-                spec = reward_spec(entry.name)
-            except PluginError as exc:  # lists the installed rewards
-                raise ValueError(str(exc)) from None
-            if spec.options is not None:
-                spec.options.model_validate(entry.options)
-            elif entry.options:
-                raise ValueError(f"reward {entry.name!r} takes no options, got {', '.join(entry.options)}")
-        return rewards
 
     @model_validator(mode="after")
     def _vllm_needs_a_gpu(self) -> GrpoOptions:

@@ -9,6 +9,8 @@ stops the run with one line naming the reward and the prompt it failed on.
 from __future__ import annotations
 
 import dataclasses
+import weakref
+from pathlib import Path
 from typing import Any
 
 from ftcore import ConfigError, DataError, FtError, TrainingError
@@ -17,9 +19,10 @@ from ftcore import ConfigError, DataError, FtError, TrainingError
 _NOT_COLUMNS = {"trainer_state", "log_extra", "log_metric", "environments", "completion_ids"}
 
 
-def reward_function(entry: Any) -> Any:
-    """A TRL reward function calling reward ``entry.name`` on its plugin (``ftcore.reward_scores``)."""
-    from ftcore import reward_scores
+def reward_function(rewards: Any, index: int) -> Any:
+    """A TRL reward function scoring with reward ``index`` of the run's :class:`ftcore.RunRewards` (its plugin's
+    ``compute_reward``, with the reward's validated options and the state its set-up returned)."""
+    entry = rewards.entries[index]
 
     def reward(prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
         columns = {k: v for k, v in kwargs.items() if k not in _NOT_COLUMNS}
@@ -27,7 +30,7 @@ def reward_function(entry: Any) -> Any:
             if columns else [{} for _ in completions]
         texts = [c if isinstance(c, str) else "".join(m.get("content", "") for m in c) for c in completions]
         try:
-            scores = reward_scores(entry.name, prompts, texts, examples, entry.options)
+            scores = rewards.score(index, prompts, texts, examples)
         except Exception as exc:
             raise TrainingError(f"{reward_label(entry)} failed on the completion of prompt {str(prompts[0])[:80]!r}: "
                                 f"{_cause(exc)}") from exc
@@ -55,7 +58,7 @@ def reward_label(entry: Any) -> str:
         plugin = provider("reward", entry.name)
     except Exception:  # named in the options already; never hide the real problem behind this one
         plugin = "?"
-    function = entry.options.get("function") if entry.name == "python" else None
+    function = getattr(entry.options, "function", None) if entry.name == "python" else None
     return f"reward {entry.name!r} ({f'function {function}, ' if function else ''}plugin {plugin})"
 
 
@@ -140,6 +143,7 @@ def build_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eva
 
     from ftqlora.choice import adapter_config
 
+    from ftcore import RewardContext, RunRewards
     from ftrl.samples import Recorder, samples_callback
 
     with warnings.catch_warnings():
@@ -148,12 +152,31 @@ def build_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eva
 
     recorder = Recorder({entry.name: entry.weight for entry in options.rewards})
     train_dataset, eval_dataset = (chosen_prompts(d, options.raw_prompts) for d in (train_dataset, eval_dataset))
-    return GRPOTrainer(
-        model=model, reward_funcs=[recorder.wrap(reward_function(entry)) for entry in options.rewards],
-        args=grpo_arguments(args, options, config), train_dataset=train_dataset, eval_dataset=eval_dataset,
-        processing_class=tokenizer, callbacks=[*callbacks, samples_callback(recorder, options.sample_every)],
+    grpo_args = grpo_arguments(args, options, config)
+    # ftcore checkpoints into <staging>/checkpoints: the run directory is its parent.
+    context = RewardContext(device=args.device, run_dir=Path(args.output_dir).parent, tokenizer=tokenizer, config=config)
+    rewards = RunRewards(options.rewards, context)
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=[recorder.wrap(reward_function(rewards, i)) for i in range(len(rewards.entries))],
+        args=grpo_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=[*callbacks, samples_callback(recorder, options.sample_every), closing_callback(rewards)],
         peft_config=adapter_config(model, options),
     )
+    # A run that fails never reaches on_train_end: tear the rewards down when the trainer goes (close runs once).
+    weakref.finalize(trainer, rewards.close)
+    return trainer
+
+
+def closing_callback(rewards: Any) -> Any:
+    """A trainer callback that tears the run's rewards down when training ends."""
+    from transformers import TrainerCallback
+
+    class CloseRewards(TrainerCallback):
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            rewards.close()
+
+    return CloseRewards()
 
 
 #: The prompt as the data wrote it, kept beside the chat-rendered one for ``method_options.raw_prompts``.
