@@ -13,9 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.model  # trains the benchmark's tiny fixture
 def test_quick_benchmark_writes_results(tmp_path):
     output = tmp_path / "RESULTS.md"
     # An earlier results file: its history (what follows the generated section) must survive the run.

@@ -268,6 +268,7 @@ def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path)
     return work / "lora"
 
 
+@pytest.mark.model  # the pages' commands train and evaluate tiny models
 @pytest.mark.parametrize("page", RUNNABLE, ids=page_id)
 def test_page_commands_run_and_configs_validate(page: Page, tmp_path: Path, request: pytest.FixtureRequest):
     sandbox = tmp_path / "work"

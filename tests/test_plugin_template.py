@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ def _pip(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.model  # installs and tests a plugin package: a minute, not for the quick tier
 @pytest.mark.parametrize(("kind", "name"), [("method", "tmplmethod"), ("format", "tmplformat"), ("metric", "tmplmetric"),
                                            ("reward", "tmplreward")])
 def test_generated_plugin_installs_lists_and_passes_its_tests(tmp_path, kind, name):
@@ -30,21 +32,21 @@ def test_generated_plugin_installs_lists_and_passes_its_tests(tmp_path, kind, na
     root = tmp_path / f"ft-{name}"
     assert (root / "pyproject.toml").is_file() and (root / "README.md").is_file()
 
-    installed = _pip("install", "--no-deps", str(root))
+    # Installed into a folder of its own (put on PYTHONPATH), never into the environment the suite runs in.
+    site = tmp_path / "site"
+    installed = _pip("install", "--no-deps", "--target", str(site), str(root))
     assert installed.returncode == 0, installed.stderr
-    try:
-        listing = json.loads(run_ft("plugins", "--json").stdout)
-        mine = [p for p in listing["plugins"] if p["dist"] == f"ft-{name}"]
-        assert mine, listing
-        assert name in mine[0][kind + "s"]
-        tests = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
-            capture_output=True, text=True, cwd=tmp_path,
-        )
-        assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
-        assert " passed" in tests.stdout
-    finally:
-        _pip("uninstall", "-y", f"ft-{name}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listing = json.loads(run_ft("plugins", "--json", env=env).stdout)
+    mine = [p for p in listing["plugins"] if p["dist"] == f"ft-{name}"]
+    assert mine, listing
+    assert name in mine[0][kind + "s"]
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(root / "tests")],
+        capture_output=True, text=True, cwd=tmp_path, env=env,
+    )
+    assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-2000:]
+    assert " passed" in tests.stdout
 
 
 def test_bad_name_and_kind_and_existing_folder(tmp_path):

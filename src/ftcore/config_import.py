@@ -99,7 +99,10 @@ def read_source(path: str | Path, tool: str | None) -> tuple[ImporterSpec, Any, 
 
     importers = installed_importers()
     if tool is not None:
-        get_registry().importer(tool)  # an unknown name: one line listing the installed ones
+        try:
+            get_registry().importer(tool)
+        except PluginError as exc:  # an unknown name: one line listing the installed ones
+            raise PluginError(f"--from: {exc}") from None
     text = read_text(path)
     loaded = load_yaml(path, text)
     if not isinstance(loaded, dict):

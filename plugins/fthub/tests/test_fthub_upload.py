@@ -415,7 +415,7 @@ def test_without_fthub_upload_names_the_distribution(tmp_path: Path) -> None:
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert [line for line in result.stderr.splitlines() if "fthub" in line] == [
-        "Error: `ft upload` is added by the fthub plugin distribution, which is not installed: pip install fthub "
+        "error: `ft upload` is added by the fthub plugin distribution, which is not installed: pip install fthub "
         "(or ./plugins/fthub from ft's repository)"]
 
 
