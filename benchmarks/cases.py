@@ -290,7 +290,7 @@ def yaml_value(text: str) -> Any:
 def run_ft(case: Case, fixture: Path, work: Path, steps: int, meter: Meter, cache_dir: Path) -> Any:
     import yaml
 
-    import ftcore.train as ft_train
+    import ftcore.jobs.train as ft_train
     from ftcore.cli import main
 
     path = work / "config.yaml"

@@ -57,9 +57,9 @@ def write_alpaca(path: Path, n: int, seed: int = 0) -> None:
 
 
 def prepare_once(data: Path, gguf: Path, cache: Path, num_proc: int | None) -> tuple[float, dict]:
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.data import prepare_data
-    from ftcore.models import load_tokenizer
+    from ftcore.models.loading import load_tokenizer
 
     settings = {"train": str(data), "cache_dir": str(cache), "max_seq_len": 512}
     if num_proc:

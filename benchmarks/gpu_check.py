@@ -13,7 +13,7 @@ reason. ``--budget-s`` skips the cases left once the run has used that many seco
 What a training case measures (inside its child process): useful (non-padding) tokens/s over the steps after
 the warm-up (``benchmarks/cases.py``'s meter), peak ``torch.cuda.max_memory_allocated`` (peak RSS on CPU), the
 per-step losses, the weights' dtype, the mixed-precision flag and the attention kernel in use. The parent
-adds ``ft recommend``'s estimate of the same setup (``ftcore.estimate``). Writes ``gpu_check.json`` and
+adds ``ft recommend``'s estimate of the same setup (``ftcore.models.estimate``). Writes ``gpu_check.json`` and
 ``gpu_check.md`` into ``--out`` (default: benchmarks/).
 """
 
@@ -162,7 +162,7 @@ def smollm2_dir() -> Path | None:
     gguf = smollm2_gguf()
     if gguf is None:
         return None
-    code = f"from ftcore.models import gguf_as_model_dir; print(gguf_as_model_dir({str(gguf)!r}))"
+    code = f"from ftcore.models.loading import gguf_as_model_dir; print(gguf_as_model_dir({str(gguf)!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env())
     return Path(out.stdout.strip().splitlines()[-1])
 
@@ -312,7 +312,7 @@ def run_ft_child(spec: dict[str, Any], meter: Any) -> Any:
     """
     import yaml
 
-    import ftcore.train as ft_train
+    import ftcore.jobs.train as ft_train
     from ftcore.cli import main
 
     out = Path(spec["out"])
@@ -424,7 +424,7 @@ def run_trl_child(spec: dict[str, Any], meter: Any, cuda: bool) -> Any:
 
 def reload_check(run_dir: Path, want_dtype: str) -> dict[str, Any]:
     """Load the saved run back (ft's own loader) and report its weights' dtype against the configured one."""
-    from ftcore.models import load_for_inference
+    from ftcore.models.loading import load_for_inference
 
     model, _ = load_for_inference(run_dir)
     got = str(next(model.parameters()).dtype).replace("torch.", "")
@@ -460,7 +460,7 @@ def train_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 def eval_child(spec: dict[str, Any]) -> dict[str, Any]:
     """``ft evaluate`` of the base and of the tuned run, with the generation itself timed."""
-    import ftcore.evaluation as ev
+    import ftcore.jobs.evaluation as ev
     from ftcore.cli import main
 
     timed: list[float] = []
@@ -545,12 +545,12 @@ def run_child(case: Case, spec: dict[str, Any], timeout: float) -> dict[str, Any
 
 
 def recommend_estimate(case: Case, models: dict[str, Any], settings: Settings, row: dict[str, Any]) -> dict[str, Any]:
-    """``ft recommend``'s estimate (ftcore.estimate) of a finished training case's peak memory, by term, in MB.
+    """``ft recommend``'s estimate (ftcore.models.estimate) of a finished training case's peak memory, by term, in MB.
 
     The setup is the one the child reported running: its weights' main dtype, its mixed precision, its device.
     """
-    from ftcore.estimate import estimate, model_shape, setup_for
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
+    from ftcore.models.estimate import estimate, model_shape, setup_for
 
     spec = get_registry().method(case.method)
     micro = 4 if case.name.startswith("parity") else settings.micro
@@ -771,7 +771,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{_mb(peak)} | {_mb(est_mb)} | {ratio} | {dtypes} | {mixed} | {row.get('attn_implementation') or '–'} | "
                      f"{_num(row.get('final_loss'), 4)} |")
     lines.append("")
-    lines.append("Estimate: `ft recommend`'s formula (`ftcore.estimate`) for the same method, micro-batch and max "
+    lines.append("Estimate: `ft recommend`'s formula (`ftcore.models.estimate`) for the same method, micro-batch and max "
                  "length; " + ("less its CUDA runtime term, since `max_memory_allocated` does not count the CUDA "
                                "context." if cuda else "with its CPU runtime term, against the child's peak RSS."))
     dist = {n: r for n, r in train.items() if r.get("kind") == "dist" and r["status"] == "ok"}

@@ -77,10 +77,10 @@ def measured_peak(case: Case, workdir: Path, data: Path, steps: int = 3) -> int:
 
 def estimated_peak(case: Case) -> int:
     """The recommend estimate of ``case`` on CPU, in bytes."""
-    from ftcore import passes
-    from ftcore.config import DEFAULT_PASS_TOKENS
-    from ftcore.estimate import estimate, model_shape, setup_for
-    from ftcore.plugins import get_registry
+    from ftcore.config.schema import DEFAULT_PASS_TOKENS
+    from ftcore.contract.plugins import get_registry
+    from ftcore.models.estimate import estimate, model_shape, setup_for
+    from ftcore.run import passes
 
     # ft train runs with its default token budget per pass (on this CPU), so the estimate counts it too.
     setup = setup_for(get_registry().method(case.method), micro_batch=case.micro_batch, seq_len=case.seq_len,
@@ -109,7 +109,7 @@ def smollm2_dir() -> str | None:
     if gguf is None:
         return None
     # Converting in a separate process keeps the 1 GB GGUF reader out of the measured training process.
-    code = f"from ftcore.models import gguf_as_model_dir; print(gguf_as_model_dir({str(gguf)!r}))"
+    code = f"from ftcore.models.loading import gguf_as_model_dir; print(gguf_as_model_dir({str(gguf)!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()[-1]
 

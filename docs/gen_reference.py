@@ -1,9 +1,9 @@
 """Write the generated reference pages of the documentation from the code itself.
 
-* ``reference/config.md``: every key of ftcore's run config (``ftcore.config.FtConfig`` and its sections) and the
+* ``reference/config.md``: every key of ftcore's run config (``ftcore.config.schema.FtConfig`` and its sections) and the
   ``method_options`` of each method that ft's own plugin distributions register, from their pydantic models;
 * ``reference/cli.md``: the help of every ``ft`` command, walking the click group and its subgroups;
-* ``reference/hooks.md``: every hook of ``ftcore.hookspecs``, in source order, with its docstring, which plugin
+* ``reference/hooks.md``: every hook of ``ftcore.contract.hookspecs``, in source order, with its docstring, which plugin
   it is called on, and an example implementation taken from ``docs/hook_examples.py`` (registered with ftcore's
   hookspecs first, so an example naming an argument its hook does not offer fails the generation).
 
@@ -180,8 +180,8 @@ def names_table(registry: Any, kind: str) -> list[str]:
 
 def config_page() -> str:
     """The configuration reference."""
-    from ftcore.config import FtConfig
-    from ftcore.plugins import get_registry
+    from ftcore.config.schema import FtConfig
+    from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
     lines = [
@@ -342,7 +342,7 @@ def hook_signature(function: Any) -> str:
 
 def hook_functions() -> list[tuple[int, Any]]:
     """``(line, function)`` for every hookspec, in source order."""
-    from ftcore import hookspecs
+    from ftcore.contract import hookspecs
 
     found = []
     for name, function in vars(hookspecs).items():
@@ -367,7 +367,7 @@ def example_module() -> Any:
 
     import pluggy
 
-    from ftcore import hookspecs
+    from ftcore.contract import hookspecs
 
     spec = importlib.util.spec_from_file_location("ftdpolora_hook_examples", EXAMPLES)
     module = importlib.util.module_from_spec(spec)
@@ -419,7 +419,8 @@ def dispatch_line(function: Any) -> str:
 
 def hooks_page() -> str:
     """The hook reference."""
-    from ftcore import PLUGIN_API_VERSION, hookspecs
+    from ftcore import PLUGIN_API_VERSION
+    from ftcore.contract import hookspecs
 
     source = inspect.getsource(hookspecs)
     titles = banners(source)
@@ -428,7 +429,7 @@ def hooks_page() -> str:
         GENERATED,
         "# Hook reference",
         "",
-        f"The plugin contract, `ftcore.hookspecs`, at plugin API version {PLUGIN_API_VERSION}. Implement a hook",
+        f"The plugin contract, `ftcore.contract.hookspecs`, at plugin API version {PLUGIN_API_VERSION}. Implement a hook",
         "with the `ftcore.hookimpl` marker; an implementation may accept fewer arguments than listed (pluggy passes",
         "only the ones it names), which is how a hook gains an argument without breaking anyone.",
         "",
@@ -474,7 +475,7 @@ def tidy(lines: list[str]) -> str:
 def pages() -> dict[str, str]:
     """File name -> content of every generated page."""
     os.environ.pop("FT_PLUGINS", None)
-    from ftcore.plugins import reset_plugin_manager
+    from ftcore.contract.plugins import reset_plugin_manager
 
     reset_plugin_manager()
     generated = {"config.md": config_page(), "hooks.md": hooks_page()}

@@ -3,7 +3,7 @@
 :func:`make_adapter_run` builds one by hand: a real adapter saved with plain ``peft`` on the tiny model,
 its tokenizer, an ``ft_config.yaml`` and an ``ft_run.json`` manifest laid out as docs/architecture.md
 describes, without running ``ft train``. LoRA B matrices start random (``init_lora_weights=False``) so
-merging changes the weights. :func:`trained_run` trains one through ``ftcore.train`` on a task the tiny
+merging changes the weights. :func:`trained_run` trains one through ``ftcore.jobs.train`` on a task the tiny
 model starts to learn, with an eval split.
 """
 
@@ -80,9 +80,9 @@ def repeat_task(words_a: list[str], words_b: list[str]) -> list[dict]:
 
 
 def trained_run(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> Path:
-    """A LoRA run of the tiny model trained through ``ftcore.train`` (once per test process), with an eval split."""
-    from ftcore.config import load_config
-    from ftcore.train import run_training
+    """A LoRA run of the tiny model trained through ``ftcore.jobs.train`` (once per test process), with an eval split."""
+    from ftcore.config.schema import load_config
+    from ftcore.jobs.train import run_training
 
     root = tmp_path_factory.getbasetemp() / "ft-eval-run"
     run_dir = root / "run"

@@ -42,7 +42,7 @@ def write_records(directory: Path, name: str, rows: list[dict[str, Any]], kind: 
 
 def make_config(train: Any, tmp_path: Path, method: str = "lora", **data: Any) -> Any:
     """A validated run config over ``train`` with a per-test cache directory and no shuffling."""
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
 
     settings = {"train": train, "cache_dir": str(tmp_path / "cache"), "shuffle": False, **data}
     return build_config({"model": "unused", "method": method, "data": settings})

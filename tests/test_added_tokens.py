@@ -10,8 +10,8 @@ import pytest
 from conftest import run_ft
 from test_train_support import run_config, single_thread, write_config  # noqa: F401
 
-from ftcore.config import build_config
-from ftcore.train import run_training
+from ftcore.config.schema import build_config
+from ftcore.jobs.train import run_training
 
 NEW = ["<tool>", "</tool>"]
 
@@ -31,8 +31,8 @@ def test_added_tokens_train_reload_and_merge(tmp_path: Path, tiny_model_dir: Pat
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftcore.merge import merge_run
-    from ftcore.models import load_for_inference
+    from ftcore.jobs.merge import merge_run
+    from ftcore.models.loading import load_for_inference
 
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     base_vocab = len(AutoTokenizer.from_pretrained(tiny_model_dir))

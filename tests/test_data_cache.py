@@ -64,7 +64,7 @@ def test_rewriting_the_same_content_hits(tokenizer, tmp_path):
 
 
 def test_cache_dir_from_environment_and_unwritable_cache(tokenizer, tmp_path, monkeypatch):
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.data import prepare_data
 
     path = str(write_records(tmp_path, "alp", ROWS, "jsonl"))

@@ -162,8 +162,8 @@ def test_worker_processes_give_the_same_rows_and_report_progress(tokenizer, tmp_
 
 def test_audit_is_logged_by_ft_train_and_kept_in_the_manifest(tiny_model_dir, tmp_path, caplog):
     """One small run over a mix of layouts: nested paths, a compressed .txt corpus, per-source columns."""
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     seed = write_jsonl(tmp_path / "seed.jsonl", [{"instruction": f"Add {i} and 1.", "instances": [{"output": str(i + 1)}]}
                                                  for i in range(6)])
@@ -280,8 +280,8 @@ def test_json_file_of_one_record_object(tokenizer, tmp_path):
 
 def test_long_txt_trains_through_ft_train(tiny_model_dir, tmp_path):
     """The chunks of a long document train end to end (padding-free rows), and the run's manifest keeps the audit."""
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     corpus = tmp_path / "long.txt"
     corpus.write_text("\n".join(_documents(2, 120)) + "\n", encoding="utf-8")

@@ -151,7 +151,7 @@ def test_directory_of_mixed_files_with_weights_and_eval_split(tokenizer, tmp_pat
     folder.mkdir()
     write_records(folder, "a", [{"instruction": f"Say {w}", "output": w} for w in ("one", "two", "three")], "jsonl")
     write_records(folder, "b", [{"prompt": "Add:", "completion": " five"}], "csv")
-    from ftcore.config import DataFile
+    from ftcore.config.schema import DataFile
     from ftcore.data import prepare_data
 
     config = make_config([str(folder), DataFile(path=str(folder / "b.csv"), weight=2.0)], tmp_path, eval_ratio=0.2)
@@ -198,7 +198,7 @@ def test_instruction_method_rejects_raw_text(tokenizer, tmp_path):
 
 
 def test_evaluation_helpers_render_prompt_as_training(tokenizer, tmp_path):
-    from ftcore.config import DataConfig
+    from ftcore.config.schema import DataConfig
     from ftcore.data import load_examples, prompt_and_reference, prompt_token_ids
 
     path = write_records(tmp_path, "m", MESSAGES, "jsonl")
@@ -217,8 +217,8 @@ def test_evaluation_helpers_render_prompt_as_training(tokenizer, tmp_path):
 
 def test_third_party_format_plugin(tokenizer, tmp_path, fresh_plugins):
     from ftcore import FormatSpec, hookimpl
+    from ftcore.contract.plugins import register_plugin, unregister_plugin
     from ftcore.data import get_str, map_records
-    from ftcore.plugins import register_plugin, unregister_plugin
 
     class QAPlugin:
         @hookimpl
@@ -254,7 +254,7 @@ def test_hub_dataset_goes_through_datasets_load_dataset(tokenizer, tmp_path, mon
         return datasets.Dataset.from_list(ALPACA)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_hub)
-    from ftcore.config import DataFile
+    from ftcore.config.schema import DataFile
     from ftcore.data import prepare_data
 
     config = make_config([DataFile(path="someone/alpaca-mini", name="en", split="train[:10]")], tmp_path)

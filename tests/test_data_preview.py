@@ -36,8 +36,8 @@ def test_instruction_method_is_registered_with_chat_and_attaches_lora(tiny_model
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftcore.config import build_config, validate_run_config
-    from ftcore.plugins import get_registry
+    from ftcore.config.schema import build_config, validate_run_config
+    from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
     spec = registry.method("instruction")

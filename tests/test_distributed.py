@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from test_train_support import logged_losses, run_config, siblings, write_config, write_reversal_text
 
-from ftcore import distributed, launch
-from ftcore.config import build_config
+from ftcore.config.schema import build_config
 from ftcore.errors import ConfigError
+from ftcore.run import distributed, launch
 from ftcore.testing.suites import answer_loss
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def kill_job_after(process: subprocess.Popen, checkpoint: Path, timeout: float =
     import psutil
 
     deadline = time.time() + timeout
-    from ftcore.rundir import checkpoint_complete
+    from ftcore.artifacts.rundir import checkpoint_complete
 
     # Wait for a whole checkpoint: its state file exists before its content is written.
     while not ((checkpoint / "rng_state_1.pth").is_file() and checkpoint_complete(checkpoint)):
@@ -183,7 +183,7 @@ def test_torchrun_command_lines_parse_as_torchrun_reads_them() -> None:
 
     single = launch.launcher_argv("torchrun", launch.Layout(4), ["train", "-c", "x.yaml"])
     args = get_args_parser().parse_args(single[3:])
-    assert single[:3] == [sys.executable, "-m", "ftcore.torchrun"]
+    assert single[:3] == [sys.executable, "-m", "ftcore.run.torchrun"]
     assert (args.nproc_per_node, args.standalone, args.module) == ("4", True, True)
     assert [args.training_script, *args.training_script_args] == ["ftcore.cli", "train", "-c", "x.yaml"]
 
@@ -212,9 +212,9 @@ def test_accelerate_command_lines_parse_as_accelerate_reads_them() -> None:
 
 def test_nproc_passes_every_other_option_through(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The launcher gets the same command line minus the launch options (the exec itself is the OS boundary)."""
-    from ftcore import plugins
     from ftcore.cli import main
-    from ftcore.logs import setup_logging
+    from ftcore.contract import plugins
+    from ftcore.util.logs import setup_logging
 
     # The config and the checkpoint to resume are checked once before the launcher starts: give it both.
     monkeypatch.chdir(tmp_path)
@@ -314,7 +314,7 @@ def test_fsdp_wraps_the_models_decoder_layer(sharding: str, reshard: bool, tmp_p
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from ftcore.trainargs import training_arguments
+    from ftcore.run.arguments import training_arguments
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(r=4, target_modules=["q_proj"]))
     config = config_with(tmp_path, fsdp={"sharding": sharding, "activation_checkpointing": True})
@@ -330,7 +330,7 @@ def test_fsdp_wraps_the_models_decoder_layer(sharding: str, reshard: bool, tmp_p
 
 
 def test_worker_status_as_the_shell_reports_it() -> None:
-    from ftcore.torchrun import child_status
+    from ftcore.run.torchrun import child_status
 
     assert (child_status(143), child_status(-9), child_status(2), child_status(0)) == (143, 137, 2, 1)
 
@@ -401,7 +401,7 @@ def test_sharded_weights_are_saved_in_the_dtype_they_loaded_in(tmp_path: Path, t
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftcore.distributed import cast_saved_weights
+    from ftcore.run.distributed import cast_saved_weights
 
     saved = tmp_path / "saved"
     shutil.copytree(tiny_model_dir, saved)

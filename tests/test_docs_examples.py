@@ -214,7 +214,7 @@ def run_block(block: Block, sandbox: Path) -> None:
 def validate_config(block: Block, path: Path, sandbox: Path) -> None:
     """A config block must load, pass the method's options check, and pass ``ft config validate``."""
     from ftcore.cli import main
-    from ftcore.config import load_config, validate_run_config
+    from ftcore.config.schema import load_config, validate_run_config
 
     validate_run_config(load_config(path))
     # `ft config validate` through the console script's entry point, in this process: a subprocess per block

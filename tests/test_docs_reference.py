@@ -23,7 +23,7 @@ def load_generator():
 
 
 def hook_names() -> list[str]:
-    from ftcore import hookspecs
+    from ftcore.contract import hookspecs
 
     return [name for name, f in vars(hookspecs).items() if inspect.isfunction(f) and hasattr(f, "ftcore_spec")]
 
@@ -53,8 +53,8 @@ def test_every_hook_is_in_the_reference_and_the_authoring_guide():
 
 def test_every_command_and_config_key_is_in_the_reference(fresh_plugins):
     from ftcore.cli import cli
-    from ftcore.config import FtConfig
-    from ftcore.plugins import get_registry
+    from ftcore.config.schema import FtConfig
+    from ftcore.contract.plugins import get_registry
 
     names = cli.list_commands(None)
     own = load_generator().own_distributions()

@@ -67,7 +67,7 @@ def test_tutorial_plugin_is_listed_and_validates(tutorial):
 @pytest.fixture
 def ftnorm_registered(tutorial, fresh_plugins):
     """The tutorial's module, imported from its file and registered in this process's plugin manager."""
-    from ftcore.plugins import register_plugin, unregister_plugin
+    from ftcore.contract.plugins import register_plugin, unregister_plugin
 
     work, _ = tutorial
     spec = importlib.util.spec_from_file_location("ftnorm", work / "ftnorm" / "src" / "ftnorm" / "__init__.py")
@@ -84,8 +84,8 @@ def ftnorm_registered(tutorial, fresh_plugins):
 
 
 def test_tutorial_method_trains_only_norms_and_loss_falls(ftnorm_registered, tiny_model_dir, tmp_path):
-    from ftcore.config import load_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import load_config
+    from ftcore.jobs.train import run_training
 
     work = ftnorm_registered
     # The tutorial's two faq lines, repeated so that a few steps see several batches.
@@ -111,7 +111,7 @@ def test_tutorial_method_trains_only_norms_and_loss_falls(ftnorm_registered, tin
 def test_tutorial_setup_peft_leaves_only_norms_trainable(ftnorm_registered, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     module = sys.modules["ftnorm"]
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -57,7 +57,7 @@ def test_ft_evaluate_run_dir_writes_eval_json(run_dir, heldout, tmp_path):
     assert all(isinstance(row["prediction"], str) for row in rows)
 
     # The saved predictions are enough to recompute the scores.
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     recomputed = get_registry().call(
         "compute_metric", "metric", "bleu", name="bleu", predictions=[r["prediction"] for r in rows],
@@ -71,7 +71,7 @@ def test_perplexity_equals_hand_computed_token_nll(tiny_model_dir, heldout):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftcore.evaluation import evaluate_model
+    from ftcore.jobs.evaluation import evaluate_model
 
     result = evaluate_model(tiny_model_dir, heldout, ["perplexity"], limit=4)
 
@@ -92,8 +92,8 @@ def test_perplexity_equals_hand_computed_token_nll(tiny_model_dir, heldout):
 
 
 def test_left_padded_batches_generate_what_single_prompts_do(tiny_model_dir):
-    from ftcore.generation import GenerationSettings, generate_predictions
-    from ftcore.models import load_for_inference
+    from ftcore.models.generation import GenerationSettings, generate_predictions
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(tiny_model_dir)
     prompts = [tokenizer(text)["input_ids"] for text in ["Hello", "The blue river and the green tree", "Cat", "one two three four five six"]]
@@ -105,8 +105,8 @@ def test_left_padded_batches_generate_what_single_prompts_do(tiny_model_dir):
 
 
 def test_generation_stops_at_eos(tiny_model_dir):
-    from ftcore.generation import GenerationSettings, generate_predictions
-    from ftcore.models import load_for_inference
+    from ftcore.models.generation import GenerationSettings, generate_predictions
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(tiny_model_dir)
     prompt = tokenizer("Hello world")["input_ids"]
@@ -120,8 +120,8 @@ def test_generation_stops_at_eos(tiny_model_dir):
 
 
 def test_sampling_is_seeded(tiny_model_dir):
-    from ftcore.generation import GenerationSettings, generate_predictions
-    from ftcore.models import load_for_inference
+    from ftcore.models.generation import GenerationSettings, generate_predictions
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(tiny_model_dir)
     prompts = [tokenizer("Hello")["input_ids"]] * 3
@@ -134,8 +134,8 @@ def test_sampling_is_seeded(tiny_model_dir):
 
 
 def test_chat_examples_are_prompted_with_the_chat_template(tiny_model_dir, tmp_path):
-    from ftcore.evaluation import evaluate_model
-    from ftcore.generation import GenerationSettings
+    from ftcore.jobs.evaluation import evaluate_model
+    from ftcore.models.generation import GenerationSettings
 
     data = write_jsonl(tmp_path / "chat.jsonl", [
         {"messages": [{"role": "user", "content": "Name a color"}, {"role": "assistant", "content": "blue"}]},
@@ -152,8 +152,8 @@ def test_chat_examples_are_prompted_with_the_chat_template(tiny_model_dir, tmp_p
 
 
 def test_reference_file_without_needed_fields_says_which(tiny_model_dir, tmp_path):
-    from ftcore.evaluation import evaluate_model
-    from ftcore.generation import GenerationSettings
+    from ftcore.jobs.evaluation import evaluate_model
+    from ftcore.models.generation import GenerationSettings
 
     text_only = write_jsonl(tmp_path / "text.jsonl", [{"text": "just some text"}])
     with pytest.raises(DataError, match=r"text\.jsonl: example 1 has no reference answer \(fields: text\).*'prompt' and 'completion'"):
@@ -167,7 +167,7 @@ def test_reference_file_without_needed_fields_says_which(tiny_model_dir, tmp_pat
 
 
 def test_unknown_format_names_the_fields(tiny_model_dir, tmp_path):
-    from ftcore.evaluation import evaluate_model
+    from ftcore.jobs.evaluation import evaluate_model
 
     odd = write_jsonl(tmp_path / "odd.jsonl", [{"query": "q", "label": "a"}])
     with pytest.raises(DataError, match=r"odd\.jsonl: cannot detect the data format from the fields 'label', 'query'"):
@@ -176,7 +176,7 @@ def test_unknown_format_names_the_fields(tiny_model_dir, tmp_path):
 
 def test_bad_requests_fail_before_the_model_loads(tmp_path):
     from ftcore.errors import PluginError
-    from ftcore.evaluation import evaluate_model, parse_metric_names, parse_metric_options
+    from ftcore.jobs.evaluation import evaluate_model, parse_metric_names, parse_metric_options
 
     missing_model = tmp_path / "nowhere"
     with pytest.raises(PluginError, match="unknown metric 'blue'"):

@@ -31,9 +31,9 @@ def reference_reply(run_dir: Path, base_dir: Path, messages: list[dict], max_new
 
 
 def test_generate_returns_text_from_adapter_run(run_dir: Path, tiny_model_dir: Path) -> None:
-    from ftcore.generate import generate
-    from ftcore.generation import GenerationSettings
-    from ftcore.models import load_for_inference
+    from ftcore.jobs.generate import generate
+    from ftcore.models.generation import GenerationSettings
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(run_dir)
     assert type(model).__name__ == "PeftModelForCausalLM"
@@ -46,9 +46,9 @@ def test_generate_returns_text_from_adapter_run(run_dir: Path, tiny_model_dir: P
 
 
 def test_sampling_is_seeded(run_dir: Path) -> None:
-    from ftcore.generate import generate
-    from ftcore.generation import GenerationSettings
-    from ftcore.models import load_for_inference
+    from ftcore.jobs.generate import generate
+    from ftcore.models.generation import GenerationSettings
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(run_dir)
     hot = GenerationSettings(max_new_tokens=16, do_sample=True, temperature=1.5, seed=3)
@@ -83,7 +83,7 @@ def test_replies_stop_at_eos_and_the_templates_end_of_turn(tiny_tokenizer_dir: P
     from transformers import AutoTokenizer
 
     from ftcore.data.builtin_templates import ALPACA
-    from ftcore.generation import end_of_turn_id, stop_token_ids
+    from ftcore.models.generation import end_of_turn_id, stop_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     eos, im_end = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -141,10 +141,10 @@ def test_evaluation_and_generate_stop_at_the_end_of_turn_not_only_eos(tmp_path: 
     import torch
     from data_helpers import write_jsonl
 
-    from ftcore.evaluation import evaluate_model
-    from ftcore.generate import generate
-    from ftcore.generation import GenerationSettings
-    from ftcore.models import load_for_inference
+    from ftcore.jobs.evaluation import evaluate_model
+    from ftcore.jobs.generate import generate
+    from ftcore.models.generation import GenerationSettings
+    from ftcore.models.loading import load_for_inference
 
     model_dir, ids = turn_model(tmp_path / "model", tiny_tokenizer_dir)
     model, tokenizer = load_for_inference(model_dir)
@@ -166,7 +166,7 @@ def test_evaluation_and_generate_stop_at_the_end_of_turn_not_only_eos(tmp_path: 
 
 
 def test_decoding_options_mean_the_same_in_every_command() -> None:
-    from ftcore.generation import GenerationSettings
+    from ftcore.models.generation import GenerationSettings
 
     assert GenerationSettings.from_options() == GenerationSettings()  # greedy, seeded, 128 tokens
     hot = GenerationSettings.from_options(temperature=0.7, top_p=0.9, seed=3)

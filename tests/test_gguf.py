@@ -90,9 +90,9 @@ def test_gguf_loads_trains_and_saves(tmp_path: Path, tiny_model_dir: Path, monke
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from ftcore.config import build_config
-    from ftcore.models import gguf_as_model_dir, load_pretrained, load_tokenizer_from
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
+    from ftcore.models.loading import gguf_as_model_dir, load_pretrained, load_tokenizer_from
 
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     gguf_file = export_gguf(tiny_model_dir, tmp_path / "tiny.gguf")

@@ -54,7 +54,7 @@ def test_ft_config_of_cases(gpu_check, tmp_path: Path) -> None:
     assert liger["training"]["trainer_args"] == {"use_liger_kernel": True} and liger["training"]["max_steps"] == s.steps
     full = gpu_check.ft_config(gpu_check.CASES["big_ft_full"], models, s, tmp_path / "out")
     assert "method_options" not in full and "precision" not in full["training"]  # ft's defaults
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
 
     for config in (padded, zero3, liger, full):
         build_config(config)

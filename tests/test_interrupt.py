@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from test_train_support import logged_losses, run_config, siblings, write_config, write_reversal_text
 
-from ftcore.config import build_config
+from ftcore.config.schema import build_config
 from ftcore.errors import TrainingError
-from ftcore.train import run_training
+from ftcore.jobs.train import run_training
 
 STEPS = 12
 
@@ -165,7 +165,7 @@ def test_nan_policy_stop_and_skip(tmp_path: Path, tiny_model_dir: Path, monkeypa
     import torch
     from safetensors.torch import load_file
 
-    from ftcore.plugins import register_plugin, unregister_plugin
+    from ftcore.contract.plugins import register_plugin, unregister_plugin
 
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     register_plugin(_poison_plugin(), "poison-test")

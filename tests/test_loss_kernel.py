@@ -1,4 +1,4 @@
-"""The loss without full logits (``training.kernels``, ftcore.loss): the same loss and gradients as the
+"""The loss without full logits (``training.kernels``, ftcore.models.loss): the same loss and gradients as the
 model's own forward, for LoRA and full fine-tuning, masked prompts, padded and flattened batches."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _examples():
 @pytest.fixture
 def small_chunks(monkeypatch):
     """Chunks of 4 rows, so every batch here is cut into several chunks."""
-    from ftcore import loss
+    from ftcore.models import loss
 
     monkeypatch.setattr(loss, "MIN_ROWS", 1)
     monkeypatch.setattr(loss, "CHUNK_ELEMENTS", 4 * 512)
@@ -58,7 +58,7 @@ def _loss_and_grads(model, batch):
 
 
 def _compare(model, batch, kernel="chunked"):
-    from ftcore import loss
+    from ftcore.models import loss
 
     reference = _loss_and_grads(model, batch)
     assert loss.install(model, kernel)
@@ -89,8 +89,8 @@ def test_padded_batch_same_loss_and_gradients(method, tiny_model_dir, small_chun
 
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_flattened_batch_with_token_count_same_loss_and_gradients(method, tiny_model_dir, small_chunks):
-    from ftcore.attention import use_segment_attention
     from ftcore.data.collate import PackedCollator
+    from ftcore.models.attention import use_segment_attention
 
     model = _model(tiny_model_dir, method)
     use_segment_attention(model.get_base_model() if method == "lora" else model)
@@ -111,8 +111,8 @@ def test_tied_embeddings_get_the_head_gradient(tiny_model_dir, small_chunks):
 
 
 def test_evaluation_keeps_the_logits_and_saved_model_its_forward(tiny_model_dir):
-    from ftcore import loss
     from ftcore.data.collate import PaddingCollator
+    from ftcore.models import loss
 
     model = _model(tiny_model_dir, "lora")
     batch = PaddingCollator(pad_token_id=0)(_examples())
@@ -124,7 +124,7 @@ def test_evaluation_keeps_the_logits_and_saved_model_its_forward(tiny_model_dir)
 
 
 def test_architectures_with_changed_logits_keep_their_own_loss(tiny_model_dir):
-    from ftcore import loss
+    from ftcore.models import loss
 
     model = _model(tiny_model_dir, "full")
     model.config.final_logit_softcapping = 30.0
@@ -135,9 +135,9 @@ def test_architectures_with_changed_logits_keep_their_own_loss(tiny_model_dir):
 
 
 def test_kernel_choice_and_liger_errors(monkeypatch):
-    from ftcore import loss
-    from ftcore.config import FtConfig
+    from ftcore.config.schema import FtConfig
     from ftcore.errors import ConfigError
+    from ftcore.models import loss
 
     monkeypatch.setattr(loss, "liger_installed", lambda: False)
     assert loss.choose_kernel("auto", cuda=False) == "chunked"
@@ -161,15 +161,15 @@ def test_kernel_choice_and_liger_errors(monkeypatch):
 def test_ft_train_same_losses_with_and_without_full_logits(tmp_path, tiny_model_dir, caplog):
     import logging
 
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     data = write_reversal_pairs(tmp_path / "pairs.jsonl")
     losses = {}
     for kernel in ("none", "chunked"):
         raw = run_config(tiny_model_dir, data, tmp_path / kernel, "lora", max_steps=3, logging_steps=1,
                          gradient_accumulation=2, kernels=kernel)
-        with caplog.at_level(logging.INFO, logger="ftcore.trainer"):
+        with caplog.at_level(logging.INFO, logger="ftcore.run.trainer"):
             run_training(build_config(raw))
         losses[kernel] = logged_losses(tmp_path / kernel)
     assert "training loss: chunked cross-entropy over labelled positions" in caplog.text

@@ -36,7 +36,7 @@ def load_plain(path: Path):
 def test_merged_logits_equal_adapter_logits(tmp_path: Path, tiny_model_dir: Path, dora: bool) -> None:
     import torch
 
-    from ftcore.merge import merge_run
+    from ftcore.jobs.merge import merge_run
 
     run = make_adapter_run(tmp_path / "run", tiny_model_dir, dora=dora)
     shard = "100KB" if dora else "5GB"  # the tiny model is ~0.6 MB in float32: several shards at 100KB

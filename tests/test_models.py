@@ -1,4 +1,4 @@
-"""ftcore.models: where a model source points, and which plugin a run directory needs."""
+"""ftcore.models.loading: where a model source points, and which plugin a run directory needs."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from ftcore.errors import ModelError
-from ftcore.models import resolve_source
-from ftcore.paths import looks_local
+from ftcore.models.loading import resolve_source
+from ftcore.util.paths import looks_local
 
 
 @pytest.mark.parametrize("source", ["./models/none", "/abs/missing", "a/b/c", "x.gguf"])
@@ -36,9 +36,9 @@ def test_run_of_a_method_not_installed_names_it_and_its_distribution(tmp_path: P
 
     from adapter_runs import make_adapter_run
 
+    from ftcore.contract.plugins import disable
     from ftcore.errors import PluginError
-    from ftcore.models import load_for_inference
-    from ftcore.plugins import disable
+    from ftcore.models.loading import load_for_inference
 
     run = make_adapter_run(tmp_path / "run", tiny_model_dir, method="qlora")
     manifest = json.loads((run / "ft_run.json").read_text())
@@ -56,7 +56,7 @@ def test_count_parameters_counts_a_packed_linear_weight_unpacked_and_tied_weight
     """A quantized Linear stores two 4-bit weights per element: it counts in x out, whatever its storage."""
     import torch
 
-    from ftcore.models import count_parameters
+    from ftcore.models.loading import count_parameters
 
     class Packed(torch.nn.Module):
         def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Token-budgeted passes (``training.micro_batch_tokens``, ftcore.passes): a micro-batch run in slices of whole
+"""Token-budgeted passes (``training.micro_batch_tokens``, ftcore.run.passes): a micro-batch run in slices of whole
 examples gives the unsliced step's loss and gradients, for flattened and padded batches, LoRA and full."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ EXAMPLES = [
 
 def test_flattened_row_is_cut_at_example_starts():
     from ftcore.data.collate import PackedCollator
-    from ftcore.passes import split_batch
+    from ftcore.run.passes import split_batch
 
     batch = PackedCollator()(EXAMPLES)
     parts = split_batch(batch, 12)
@@ -36,7 +36,7 @@ def test_flattened_row_is_cut_at_example_starts():
 
 def test_padded_batch_is_cut_between_rows_without_unneeded_padding():
     from ftcore.data.collate import PaddingCollator
-    from ftcore.passes import split_batch
+    from ftcore.run.passes import split_batch
 
     batch = PaddingCollator(pad_token_id=0)(EXAMPLES)  # 4 rows of 9
     parts = split_batch(batch, 14)
@@ -52,7 +52,7 @@ def test_padded_batch_is_cut_between_rows_without_unneeded_padding():
 def _model(tiny_model_dir, method):
     from transformers import AutoModelForCausalLM
 
-    from ftcore.attention import use_segment_attention
+    from ftcore.models.attention import use_segment_attention
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
     use_segment_attention(model)
@@ -70,7 +70,7 @@ def _step(model, batch, budget, tmp_path, num_items):
     """One ``training_step`` of ft's trainer; the loss it returns, its gradients and the passes it took."""
     from transformers import TrainingArguments
 
-    from ftcore.passes import trainer_class
+    from ftcore.run.passes import trainer_class
 
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, disable_tqdm=True)
     trainer = trainer_class()(model=model, args=args, micro_batch_tokens=budget)
@@ -85,8 +85,8 @@ def _step(model, batch, budget, tmp_path, num_items):
 @pytest.mark.parametrize(("method", "layout", "kernel"), [
     ("lora", "flat", "chunked"), ("lora", "padded", "chunked"), ("full", "flat", "none"), ("full", "padded", "none")])
 def test_sliced_step_has_the_unsliced_gradients(method, layout, kernel, tiny_model_dir, tmp_path):
-    from ftcore import loss
     from ftcore.data.collate import PackedCollator, PaddingCollator
+    from ftcore.models import loss
 
     model = _model(tiny_model_dir, method)
     loss.install(model, kernel)
@@ -114,15 +114,15 @@ def test_no_token_count_runs_whole(tiny_model_dir, tmp_path):
 def test_ft_train_with_a_token_budget_same_losses(tmp_path, tiny_model_dir, caplog):
     import logging
 
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     data = write_reversal_pairs(tmp_path / "pairs.jsonl")
     losses = {}
     for budget in (None, 24):
         raw = run_config(tiny_model_dir, data, tmp_path / str(budget), "lora", max_steps=6, logging_steps=1,
                          gradient_accumulation=2, micro_batch_tokens=budget)
-        with caplog.at_level(logging.INFO, logger="ftcore.trainer"):
+        with caplog.at_level(logging.INFO, logger="ftcore.run.trainer"):
             run_training(build_config(raw))
         losses[budget] = logged_losses(tmp_path / str(budget))
     assert len(losses[24]) == 6 and losses[24][-1] < losses[24][0]
@@ -139,7 +139,7 @@ def test_ft_train_with_a_token_budget_same_losses(tmp_path, tiny_model_dir, capl
     (True, "training.micro_batch_tokens: must be a number of tokens, auto or null (got True)"),
 ])
 def test_bad_budgets_are_one_line_errors(tmp_path, value, message):
-    from ftcore.config import load_config
+    from ftcore.config.schema import load_config
     from ftcore.errors import ConfigError
 
     path = tmp_path / "c.yaml"
@@ -157,8 +157,8 @@ def json_value(value):
 
 
 def test_budgets_accepted():
-    from ftcore.config import FtConfig
-    from ftcore.passes import AUTO_TOKENS, budget_for
+    from ftcore.config.schema import FtConfig
+    from ftcore.run.passes import AUTO_TOKENS, budget_for
 
     base = {"model": "m", "method": "lora", "data": {"train": "d.jsonl"}}
     for value in (16, 4096, "auto", None):

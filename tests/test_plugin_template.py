@@ -12,7 +12,7 @@ import pytest
 from conftest import run_ft
 
 from ftcore.errors import UsageError
-from ftcore.scaffold import new_plugin
+from ftcore.jobs.scaffold import new_plugin
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess:

@@ -9,8 +9,8 @@ import pytest
 from conftest import run_ft
 
 from ftcore import MethodSpec, hookimpl
+from ftcore.contract.plugins import get_registry, register_plugin, unregister_plugin
 from ftcore.errors import PluginError
-from ftcore.plugins import get_registry, register_plugin, unregister_plugin
 
 SHIPPED = {"ftlora", "ftqlora", "ftfull", "ftinstruct", "ftmetrics"}
 
@@ -235,7 +235,7 @@ def test_plugins_hooks_listing():
 def test_plugin_entry_modules_import_nothing_heavy(name):
     code = (
         f"import sys, importlib; importlib.import_module({name!r}); "
-        "from ftcore.plugins import get_registry; get_registry(); "
+        "from ftcore.contract.plugins import get_registry; get_registry(); "
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'datasets', 'evaluate', 'bitsandbytes') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
@@ -282,7 +282,7 @@ def test_plugin_needing_a_newer_api_is_reported_not_loaded(fake_site):
 
 def test_a_config_without_method_takes_the_method_ft_recommend_tries_first(fresh_plugins, tmp_path, monkeypatch):
     """ftcore names no method: the default is the installed one with the lowest MethodSpec.recommend."""
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.errors import ConfigError
 
     raw = {"model": "m", "data": {"train": str(tmp_path / "train.jsonl")}}
@@ -299,7 +299,7 @@ def test_a_config_without_method_takes_the_method_ft_recommend_tries_first(fresh
         assert build_config({**raw, "method": "full"}).method == "full"
     finally:
         unregister_plugin("eager")
-    from ftcore.plugins import reset_plugin_manager
+    from ftcore.contract.plugins import reset_plugin_manager
 
     monkeypatch.setenv("FT_PLUGINS", "ftpairrank")  # only a method that takes no part in recommendations
     reset_plugin_manager()

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU choice; on a GPU auto follows the GPU")
 @pytest.mark.parametrize(("native", "expected"), [(True, {"bf16": True, "use_cpu": True}), (False, {})])
 def test_auto_precision_follows_the_cpu(native, expected, monkeypatch):
-    from ftcore import trainargs
+    import ftcore.run.arguments as trainargs
 
     monkeypatch.setattr(trainargs, "cpu_has_bf16", lambda: native)
     assert trainargs._precision("auto") == expected
@@ -21,7 +21,7 @@ def test_auto_precision_follows_the_cpu(native, expected, monkeypatch):
 def test_cpu_bf16_detection_matches_the_cpu_flags():
     from pathlib import Path
 
-    from ftcore.trainargs import cpu_has_bf16
+    from ftcore.run.arguments import cpu_has_bf16
 
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.exists():

@@ -52,5 +52,5 @@ def test_every_export_resolves() -> None:
 
 def test_a_private_import_is_caught(tmp_path: Path) -> None:
     module = tmp_path / "plugin.py"
-    module.write_text("def hook():\n    from ftcore.models import load_for_inference\n    import ftcore.testing\n")
-    assert [entry[1] for entry in ftcore_imports(module)] == ["ftcore.models", "ftcore.testing"]
+    module.write_text("def hook():\n    from ftcore.models.loading import load_for_inference\n    import ftcore.testing\n")
+    assert [entry[1] for entry in ftcore_imports(module)] == ["ftcore.models.loading", "ftcore.testing"]

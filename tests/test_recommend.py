@@ -33,7 +33,7 @@ def test_parameters_counted_on_meta_match_the_real_model(tiny_model_dir: Path) -
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from ftcore.estimate import Setup, memory_profile, model_shape
+    from ftcore.models.estimate import Setup, memory_profile, model_shape
 
     shape = model_shape(str(tiny_model_dir))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
@@ -47,7 +47,7 @@ def test_parameters_counted_on_meta_match_the_real_model(tiny_model_dir: Path) -
 def test_billion_parameter_model_counted_without_weights(tinyllama_config_dir: Path) -> None:
     import psutil
 
-    from ftcore.estimate import model_shape
+    from ftcore.models.estimate import model_shape
 
     rss = psutil.Process().memory_info().rss
     shape = model_shape(str(tinyllama_config_dir))
@@ -56,8 +56,8 @@ def test_billion_parameter_model_counted_without_weights(tinyllama_config_dir: P
 
 
 def test_recommendation_fits_and_is_the_fastest_that_does(tinyllama_config_dir: Path) -> None:
-    from ftcore.estimate import GB, Hardware, Setup, estimate, model_shape
-    from ftcore.recommend import recommend
+    from ftcore.jobs.recommend import recommend
+    from ftcore.models.estimate import GB, Hardware, Setup, estimate, model_shape
 
     shape = model_shape(str(tinyllama_config_dir))
     cpu = Hardware("cpu", "CPU", 12 * GB, 12 * GB, 2)
@@ -77,7 +77,7 @@ def test_recommendation_fits_and_is_the_fastest_that_does(tinyllama_config_dir: 
 
 
 def test_estimate_follows_the_loss_kernel_and_the_token_budget(tinyllama_config_dir: Path) -> None:
-    from ftcore.estimate import Setup, estimate, model_shape
+    from ftcore.models.estimate import Setup, estimate, model_shape
 
     shape = model_shape(str(tinyllama_config_dir))  # llama: the chunked loss applies; vocabulary 32,000
     full = estimate(shape, Setup("lora", 8, 512, False, loss="logits"))
@@ -114,7 +114,7 @@ def test_recommend_writes_a_config_that_validates(tiny_model_dir: Path, tmp_path
     from click.testing import CliRunner
 
     from ftcore.cli import cli
-    from ftcore.config import load_config
+    from ftcore.config.schema import load_config
 
     cfg = tmp_path / "cfg.yaml"
     result = CliRunner().invoke(cli, ["recommend", "--model", str(tiny_model_dir), "--seq-len", "64", "--memory", "4",
@@ -150,9 +150,9 @@ def test_smollm2_estimates_within_20_percent() -> None:
 def test_methods_come_from_their_specs_in_recommend_order(tinyllama_config_dir: Path, fresh_plugins: None) -> None:
     """The search order, full or adapter training and the base's bits all come from each method's MethodSpec."""
     from ftcore import MethodSpec, hookimpl
-    from ftcore.estimate import GB, Hardware, model_shape
-    from ftcore.plugins import register_plugin, unregister_plugin
-    from ftcore.recommend import recommend, recommended_methods
+    from ftcore.contract.plugins import register_plugin, unregister_plugin
+    from ftcore.jobs.recommend import recommend, recommended_methods
+    from ftcore.models.estimate import GB, Hardware, model_shape
 
     class EightBit:
         @hookimpl

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_train_support import logged_losses, run_config, siblings, single_thread, write_config, write_reversal_text  # noqa: F401
 
-from ftcore.config import build_config
-from ftcore.train import run_training
+from ftcore.config.schema import build_config
+from ftcore.jobs.train import run_training
 
 STEPS = 20
 
@@ -29,7 +29,7 @@ def start_ft(*args: str, env: dict[str, str]) -> subprocess.Popen:
 
 def kill_after_checkpoint(process: subprocess.Popen, checkpoint: Path, timeout: float = 300) -> None:
     """SIGKILL ``process`` as soon as ``checkpoint`` is complete (its trainer_state.json is written last)."""
-    from ftcore.rundir import checkpoint_complete
+    from ftcore.artifacts.rundir import checkpoint_complete
 
     deadline = time.time() + timeout
     while not checkpoint_complete(checkpoint):
@@ -77,8 +77,8 @@ def test_sigkill_then_resume_matches_uninterrupted(method: str, tmp_path: Path, 
 
 
 def test_checkpoint_cut_short_while_saving_is_skipped(tmp_path):
+    from ftcore.artifacts.rundir import _checkpoint_at, latest_checkpoint
     from ftcore.errors import RunDirError
-    from ftcore.rundir import _checkpoint_at, latest_checkpoint
 
     checkpoints = tmp_path / "checkpoints"
     for step, state in [(5, '{"global_step": 5}'), (10, '{"global_st'), (15, None)]:

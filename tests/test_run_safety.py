@@ -199,16 +199,16 @@ def test_disk_full_names_path_and_space_and_stays_resumable(setup, tiny_model_di
     tmp_path, data, env = setup
     fake_site.add("ft-fulldisk", """
         import errno, os
-        import ftcore.rundir
+        import ftcore.artifacts.rundir
 
-        original = ftcore.rundir.write_metrics
+        original = ftcore.artifacts.rundir.write_metrics
 
         def full(path, log_history):
             if os.environ.get("FT_TEST_DISK_FULL"):
                 raise OSError(errno.ENOSPC, "No space left on device", str(path))
             original(path, log_history)
 
-        ftcore.rundir.write_metrics = full
+        ftcore.artifacts.rundir.write_metrics = full
         """)
     output = tmp_path / "run"
     config = write_config(tmp_path / "c.yaml", run_config(tiny_model_dir, data, output, max_steps=2, save_steps=2))
@@ -227,14 +227,14 @@ def test_disk_full_names_path_and_space_and_stays_resumable(setup, tiny_model_di
 
 @pytest.mark.parametrize(("rank", "lines"), [("0", 1), ("1", 0)])
 def test_interruption_is_reported_once_by_rank_zero(rank: str, lines: int, tmp_path: Path, monkeypatch, capsys) -> None:
-    import ftcore.train
+    import ftcore.jobs.train
     from ftcore.cli import main
-    from ftcore.guard import Interrupted
+    from ftcore.run.guard import Interrupted
 
     def interrupted(*args, **kwargs):
         raise Interrupted("training interrupted by SIGTERM at step 3; ...", signal.SIGTERM)
 
-    monkeypatch.setattr(ftcore.train, "run_training", interrupted)
+    monkeypatch.setattr(ftcore.jobs.train, "run_training", interrupted)
     monkeypatch.setenv("RANK", rank)
     config = tmp_path / "c.yaml"
     config.write_text("model: m\ndata:\n  train: d.jsonl\n")

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from test_train_support import run_config, write_config, write_reversal_text
 
-from ftcore import preflight
-from ftcore.config import build_config
-from ftcore.rundir import plan_run
+from ftcore.artifacts.rundir import plan_run
+from ftcore.config.schema import build_config
+from ftcore.run import preflight
 
 FAKE_TOKEN = "hf_LeakCanary0123456789abcdefFAKE"
 
@@ -50,7 +50,7 @@ def _model_with_remote_code(root: Path, tiny_model_dir: Path) -> tuple[Path, Pat
 
 def test_remote_code_runs_only_when_asked(tmp_path: Path, tiny_model_dir: Path, caplog: pytest.LogCaptureFixture,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from ftcore.models import load_model
+    from ftcore.models.loading import load_model
 
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "modules"))
     model_dir, marker = _model_with_remote_code(tmp_path, tiny_model_dir)
@@ -110,7 +110,7 @@ def test_pickle_weights_need_allow_pickle(tmp_path: Path, tiny_model_dir: Path) 
     import torch
     from safetensors.torch import load_file
 
-    from ftcore.models import LoadOptions, load_pretrained
+    from ftcore.models.loading import LoadOptions, load_pretrained
 
     pickled = tmp_path / "pickled"
     shutil.copytree(tiny_model_dir, pickled)
@@ -186,7 +186,7 @@ def test_tokens_are_redacted_from_errors_and_logs(tmp_path: Path) -> None:
     """The user's token and anything shaped like a Hub token never reach the terminal, even inside a message."""
     import logging
 
-    from ftcore.logs import setup_logging
+    from ftcore.util.logs import setup_logging
 
     own = "my-own-secret-token-42"
     shaped = "hf_SomebodyElses0123456789abcdef"
@@ -237,7 +237,7 @@ Usage = namedtuple("Usage", "total used free")
 
 def test_preflight_warns_about_disk_space_with_numbers(plan_and_config, tiny_model_dir: Path,
                                                        monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    from ftcore.config import validate_run_config
+    from ftcore.config.schema import validate_run_config
 
     config, plan = plan_and_config
     spec, options = validate_run_config(config)
@@ -257,8 +257,8 @@ def test_preflight_warns_about_disk_space_with_numbers(plan_and_config, tiny_mod
 def test_preflight_warns_about_memory_with_numbers(plan_and_config, monkeypatch: pytest.MonkeyPatch) -> None:
     import psutil
 
-    from ftcore import estimate
-    from ftcore.config import validate_run_config
+    from ftcore.config.schema import validate_run_config
+    from ftcore.models import estimate
 
     config, plan = plan_and_config
     spec, options = validate_run_config(config)
@@ -287,7 +287,7 @@ def test_preflight_never_fails_a_run(plan_and_config, monkeypatch: pytest.Monkey
 
 def test_yaml_dump_of_config_is_plain(tmp_path: Path, tiny_model_dir: Path) -> None:
     """ft_config.yaml is written with safe_dump: reading it back with safe_load gives the same mapping."""
-    from ftcore.config import config_to_yaml
+    from ftcore.config.schema import config_to_yaml
 
     config = build_config(run_config(tiny_model_dir, tmp_path / "t.jsonl", tmp_path / "run"))
     assert build_config(yaml.safe_load(config_to_yaml(config))) == config

@@ -23,8 +23,8 @@ def smollm2_gguf() -> Path:
 
 
 def test_lora_on_smollm2_loss_falls(tmp_path: Path) -> None:
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     data = tmp_path / "train.jsonl"
     words = ["apple", "river", "stone", "cloud", "tiger", "lemon", "paper", "glass", "music", "winter"]

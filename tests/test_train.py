@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from test_train_support import logged_losses, run_config, siblings, single_thread, write_reversal_text  # noqa: F401
 
-from ftcore.config import build_config
+from ftcore.config.schema import build_config
+from ftcore.jobs.train import run_training
 from ftcore.testing.suites import answer_loss
-from ftcore.train import run_training
 
 #: Least drop of the answer loss per method (about a third of the drop measured below, in the test).
 MIN_DROP = {"lora": 0.25, "qlora": 0.25, "full": 1.5}
@@ -93,7 +93,7 @@ def test_method_trains_saves_and_reloads(method: str, tmp_path: Path, tiny_model
     assert manifest["versions"]["torch"] == metadata.version("torch")
     assert manifest["data"]["fingerprint"]
     assert 0 < manifest["trainable_params"] <= manifest["total_params"]
-    # Readable by transformers 4.x too (ftcore.portable): a class 4.x knows, and the RoPE base where 4.x reads it.
+    # Readable by transformers 4.x too (ftcore.artifacts.portable): a class 4.x knows, and the RoPE base where 4.x reads it.
     assert json.loads((output / "tokenizer_config.json").read_text())["tokenizer_class"] != "TokenizersBackend"
     if kind == "model":
         assert json.loads((output / "config.json").read_text())["rope_theta"] == base_config_rope(tiny_model_dir)
@@ -111,7 +111,7 @@ def test_method_trains_saves_and_reloads(method: str, tmp_path: Path, tiny_model
     assert (tuned_logits - base_logits).abs().max() > 1e-2
 
     if method in ("lora", "full"):
-        from ftcore.models import load_for_inference
+        from ftcore.models.loading import load_for_inference
 
         model, tokenizer = load_for_inference(output)
         assert torch.allclose(logits(model, ids), tuned_logits, atol=1e-5)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_train_support import single_thread  # noqa: F401
 
-from ftcore.config import load_config, validate_run_config
+from ftcore.config.schema import load_config, validate_run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "examples" / "configs").glob("*.yaml"))
@@ -50,7 +50,7 @@ def test_sample_data_is_the_reversal_task(tmp_path: Path) -> None:
 
 def test_lora_example_trains_on_the_sample_data(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lora example, pointed at the tiny model, runs on what generate_sample_data writes."""
-    from ftcore.train import run_training
+    from ftcore.jobs.train import run_training
 
     sys.path.insert(0, str(ROOT / "examples"))
     try:

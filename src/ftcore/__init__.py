@@ -10,18 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from ftcore.errors import (
-    ConfigError,
-    DataError,
-    FtError,
-    HubError,
-    ModelError,
-    PluginError,
-    RunDirError,
-    TrainingError,
-    UsageError,
-)
-from ftcore.specs import (
+from ftcore.contract.specs import (
     CORE_SHAPES,
     FormatSpec,
     ImportedConfig,
@@ -34,30 +23,41 @@ from ftcore.specs import (
     RewardSpec,
     ShapeSpec,
 )
+from ftcore.errors import (
+    ConfigError,
+    DataError,
+    FtError,
+    HubError,
+    ModelError,
+    PluginError,
+    RunDirError,
+    TrainingError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
-    from ftcore.config import DataConfig, FtConfig
+    from ftcore.artifacts.provenance import is_hub_id
+    from ftcore.artifacts.rundir import RunInfo, load_run
+    from ftcore.config.keys import check_trainer_args
+    from ftcore.config.schema import DataConfig, FtConfig
+    from ftcore.contract.plugins import provider, reward_scores, reward_spec
     from ftcore.data.encode import EncodeOptions
     from ftcore.data.formats import FieldProblem, get_list, get_str, map_records
     from ftcore.data.messages import chat_message, text_content, tool_calls, tools_json, train_flag
     from ftcore.data.sources import DataSource
     from ftcore.data.templates import render_chat, with_system_prompt
-    from ftcore.generation import stop_token_ids
-    from ftcore.keys import check_trainer_args
-    from ftcore.merge import merge_run, merged_model
-    from ftcore.models import enable_gradient_checkpointing, load_for_inference
-    from ftcore.plugins import provider, reward_scores, reward_spec
-    from ftcore.provenance import is_hub_id
-    from ftcore.rundir import RunInfo, load_run
+    from ftcore.jobs.merge import merge_run, merged_model
+    from ftcore.models.generation import stop_token_ids
+    from ftcore.models.loading import enable_gradient_checkpointing, load_for_inference
 
 __version__ = "0.1.0"
 
 #: Names importable from ``ftcore`` that live in modules importing pydantic/yaml (still no torch): loaded on
 #: first use so that ``import ftcore`` stays cheap.
 _LAZY = {
-    "added_token_ids": "ftcore.models",
-    "DataConfig": "ftcore.config",
-    "FtConfig": "ftcore.config",
+    "added_token_ids": "ftcore.models.loading",
+    "DataConfig": "ftcore.config.schema",
+    "FtConfig": "ftcore.config.schema",
     "DataSource": "ftcore.data.sources",
     "EncodeOptions": "ftcore.data.encode",
     "FieldProblem": "ftcore.data.formats",
@@ -69,24 +69,24 @@ _LAZY = {
     "render_chat": "ftcore.data.templates",
     "with_system_prompt": "ftcore.data.templates",
     "help_examples": "ftcore.commands.output",
-    "check_trainer_args": "ftcore.keys",
-    "load_run": "ftcore.rundir",
-    "RunInfo": "ftcore.rundir",
-    "is_hub_id": "ftcore.provenance",
-    "merge_run": "ftcore.merge",
-    "load_for_inference": "ftcore.models",
-    "merged_model": "ftcore.merge",
-    "stop_token_ids": "ftcore.generation",
-    "enable_gradient_checkpointing": "ftcore.models",
+    "check_trainer_args": "ftcore.config.keys",
+    "load_run": "ftcore.artifacts.rundir",
+    "RunInfo": "ftcore.artifacts.rundir",
+    "is_hub_id": "ftcore.artifacts.provenance",
+    "merge_run": "ftcore.jobs.merge",
+    "load_for_inference": "ftcore.models.loading",
+    "merged_model": "ftcore.jobs.merge",
+    "stop_token_ids": "ftcore.models.generation",
+    "enable_gradient_checkpointing": "ftcore.models.loading",
     "tool_calls": "ftcore.data.messages",
     "tools_json": "ftcore.data.messages",
     "train_flag": "ftcore.data.messages",
-    "reward_spec": "ftcore.plugins",
-    "provider": "ftcore.plugins",
-    "reward_scores": "ftcore.plugins",
-    "RewardEntry": "ftcore.rewards",
-    "RewardContext": "ftcore.rewards",
-    "RunRewards": "ftcore.rewards",
+    "reward_spec": "ftcore.contract.plugins",
+    "provider": "ftcore.contract.plugins",
+    "reward_scores": "ftcore.contract.plugins",
+    "RewardEntry": "ftcore.contract.rewards",
+    "RewardContext": "ftcore.contract.rewards",
+    "RunRewards": "ftcore.contract.rewards",
 }
 
 

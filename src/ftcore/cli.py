@@ -16,7 +16,7 @@ import click
 
 from ftcore.commands import COMMANDS
 from ftcore.errors import FtError, UsageError, unreachable_hub
-from ftcore.redact import redact
+from ftcore.util.redact import redact
 
 #: Commands of ft's own plugin distributions: when one is missing, ``ft NAME`` says which distribution adds it.
 PLUGIN_COMMANDS = {"export": "ftexport", "upload": "fthub"}
@@ -55,14 +55,14 @@ class LazyGroup(click.Group):
 
 
 def _plugin_commands() -> dict[str, tuple[click.Command, object]]:
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     return get_registry().commands(reserved=frozenset(COMMANDS))
 
 
 def _unknown_command(name: str) -> str:
     """One line for ``ft NAME`` that nothing provides: the distribution that adds it, or a did-you-mean."""
-    from ftcore.suggest import did_you_mean
+    from ftcore.util.suggest import did_you_mean
 
     dist = PLUGIN_COMMANDS.get(name)
     if dist:
@@ -73,7 +73,7 @@ def _unknown_command(name: str) -> str:
 
 def _versions() -> str:
     from ftcore import __version__
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     lines = [f"ftcore {__version__}"]
     registry = get_registry()
@@ -115,8 +115,8 @@ def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool, disabled: tu
 
     Methods, dataset formats and metrics come from plugins; `ft plugins` lists them.
     """
-    from ftcore import plugins
-    from ftcore.logs import setup_logging
+    from ftcore.contract import plugins
+    from ftcore.util.logs import setup_logging
 
     if ctx.invoked_subcommand not in READS_STDIN:
         _close_stdin()
@@ -156,7 +156,7 @@ def _close_stdin() -> None:
 
 def _said_by_rank_zero(exc: FtError) -> bool:
     """True on ranks other than 0 for an interruption: every rank stops alike, and rank 0 says so once."""
-    from ftcore.guard import Interrupted
+    from ftcore.run.guard import Interrupted
 
     return isinstance(exc, Interrupted) and os.environ.get("RANK", "0") != "0"
 

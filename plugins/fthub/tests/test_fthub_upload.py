@@ -221,8 +221,8 @@ def test_symlink_out_of_the_run_dir_is_not_published(full_run: Path, tmp_path: P
 def evaluation(model: str, data: str, scores: dict[str, float], ci: dict | None = None):
     from dataclasses import asdict
 
-    from ftcore.evaluation import EvalResult
-    from ftcore.generation import GenerationSettings
+    from ftcore.jobs.evaluation import EvalResult
+    from ftcore.models.generation import GenerationSettings
 
     metrics = {"rouge": {"scores": ["rougeL"], "higher_is_better": True}, "perplexity": {"scores": ["perplexity"], "higher_is_better": False}}
     return EvalResult(model=model, data=data, data_fingerprint="sha256:feedbeef", n_examples=20, generation=asdict(GenerationSettings()),
@@ -232,9 +232,9 @@ def evaluation(model: str, data: str, scores: dict[str, float], ci: dict | None 
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """An adapter run with eval/eval.json, a benchmark report (with intervals) and loss.png, written by ft's code."""
-    from ftcore.benchmark import BenchmarkReport, compare, write_report
-    from ftcore.curves import write_loss_curve
-    from ftcore.evaluation import write_outputs
+    from ftcore.artifacts.curves import write_loss_curve
+    from ftcore.jobs.benchmark import BenchmarkReport, compare, write_report
+    from ftcore.jobs.evaluation import write_outputs
 
     pytest.importorskip("peft")
     run = make_run(tmp_path_factory.mktemp("runs") / "evaluated", tiny_model_dir, hub_id="acme/tiny-llama")

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ftcore.config import build_config
-from ftcore.config_import import import_config
+from ftcore.config.schema import build_config
 from ftcore.errors import ConfigError, PluginError
+from ftcore.jobs.config_import import import_config
 
 CONFIGS = Path(__file__).parent / "configs"
 ALPACA = [{"instruction": f"Repeat the word {w}.", "input": "", "output": f"{w} {w}"}
@@ -295,7 +295,7 @@ def test_no_importer_installed_says_what_to_install(tmp_path: Path) -> None:
 
 def test_a_third_party_importer_registers_through_the_hook(tmp_path: Path) -> None:
     from ftcore import ImportedConfig, ImporterSpec, ImportRow, hookimpl
-    from ftcore.plugins import register_plugin, unregister_plugin
+    from ftcore.contract.plugins import register_plugin, unregister_plugin
 
     def convert(source: dict[str, Any], base_dir: Path) -> ImportedConfig:
         return ImportedConfig({"model": source["checkpoint"], "method": "lora", "data": {"train": source["file"]}},
@@ -330,7 +330,7 @@ def test_validate_refuses_a_missing_deepspeed_file_as_train_does(tmp_path: Path)
 
 def train_imported(raw: dict[str, Any], tiny_model_dir: Path, tmp_path: Path) -> dict[str, Any]:
     """Point the import at the tiny model, take 2 CPU-friendly steps without trackers, and train it."""
-    from ftcore.train import run_training
+    from ftcore.jobs.train import run_training
 
     raw = {**raw, "model": str(tiny_model_dir), "output_dir": str(tmp_path / "run"), "dtype": "auto",
            "trust_remote_code": False}

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from ftcore import MetricResult
+from ftcore.contract.plugins import get_registry
 from ftcore.errors import PluginError
-from ftcore.plugins import get_registry
 
 PREDICTIONS = [
     "the cat sat on the mat",
@@ -195,7 +195,7 @@ def test_unknown_option_lists_the_metric_options():
 
 
 def test_unknown_metric_lists_installed_metrics(fresh_plugins):
-    from ftcore.evaluation import resolve_metrics
+    from ftcore.jobs.evaluation import resolve_metrics
 
     with pytest.raises(PluginError, match=r"unknown metric 'rogue' \(did you mean 'rouge'\?\); installed metrics: .*bleu.*perplexity"):
         resolve_metrics(["rouge", "rogue"])
@@ -206,8 +206,8 @@ def test_unknown_metric_lists_installed_metrics(fresh_plugins):
 
 
 def test_no_metrics_plugin_explains_how_to_install(fresh_plugins):
-    from ftcore.evaluation import resolve_metrics
-    from ftcore.plugins import disable
+    from ftcore.contract.plugins import disable
+    from ftcore.jobs.evaluation import resolve_metrics
 
     disable(["ftmetrics", "ftpref"])  # every plugin that registers metrics (ftpref's preference metrics, where installed)
     with pytest.raises(PluginError, match=r"installed metrics: none \(install one, e\.g\. `pip install ftmetrics`\)"):
@@ -236,8 +236,8 @@ def test_ftmetrics_entry_module_and_commands_import_nothing_heavy():
     import sys
 
     code = (
-        "import sys, ftmetrics, ftcore.commands.evaluate, ftcore.commands.benchmark, ftcore.evaluation, ftcore.benchmark\n"
-        "from ftcore.plugins import get_registry\n"
+        "import sys, ftmetrics, ftcore.commands.evaluate, ftcore.commands.benchmark, ftcore.jobs.evaluation, ftcore.jobs.benchmark\n"
+        "from ftcore.contract.plugins import get_registry\n"
         "assert 'rouge' in get_registry().metrics\n"
         "heavy = [m for m in ('torch', 'transformers', 'evaluate', 'datasets', 'matplotlib', 'sacrebleu') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ftcore.curves import method_curves
+from ftcore.artifacts.curves import method_curves
 from ftcore.testing.suites import FormatContract, MethodContract, logged_losses
 
 WORDS = [("up", "down"), ("hot", "cold"), ("big", "small"), ("old", "new"), ("yes", "no"), ("red", "green")]
@@ -28,7 +28,7 @@ def preference_margins(model_or_run: Path) -> list[float]:
     """For each training pair, the chosen answer's summed log-probability minus the rejected one's (eval mode)."""
     import torch
 
-    from ftcore.models import load_for_inference
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(model_or_run)
     margins = []
@@ -208,9 +208,9 @@ def test_layouts_are_detected_without_format_or_columns(rows, expected, tmp_path
     ([{"messages": CHAT["prompt"] + CHAT["chosen"], "label": True}], "unpaired_preference"),
 ], ids=["trl", "llamafactory-dpo", "llamafactory-kto"])
 def test_preference_files_given_to_lora_fail_in_one_line(rows, shape, tiny_model_dir, tmp_path, fresh_plugins):
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.errors import DataError
-    from ftcore.train import run_training
+    from ftcore.jobs.train import run_training
 
     data = write_jsonl(tmp_path / "prefs.jsonl", rows)
     config = build_config({"model": str(tiny_model_dir), "method": "lora", "output_dir": str(tmp_path / "run"),
@@ -227,9 +227,9 @@ def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_pa
     """Preference accuracy and margin rise after DPO on the pairs it trained on; a generation metric scores the
     prompts. (Pairs it never saw are no oracle: over seeds 42/1/2/3 their margin moved from 0.45 to anywhere
     between -0.50 and 1.70, since the tiny model does not generalise.)"""
-    from ftcore.benchmark import run_benchmark
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.benchmark import run_benchmark
+    from ftcore.jobs.train import run_training
 
     chats = [{"prompt": [{"role": "user", "content": f"Opposite of {a}?"}], "chosen": [{"role": "assistant", "content": b}],
               "rejected": [{"role": "assistant", "content": a}]} for a, b in WORDS[:4]]
@@ -242,7 +242,7 @@ def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_pa
                      "lr_scheduler": "constant"},
     })
     run = run_training(config).run_dir
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     # A generation metric on the same pairs, where one is installed (ftmetrics; not in `nox -s plugin` for ftpref).
     generation = ["exact_match"] if "exact_match" in get_registry().metrics else []
@@ -258,8 +258,8 @@ def test_benchmark_shows_preference_metrics_base_vs_tuned(tiny_model_dir, tmp_pa
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftcore.merge import merge_run
-    from ftcore.models import load_for_inference
+    from ftcore.jobs.merge import merge_run
+    from ftcore.models.loading import load_for_inference
 
     merged = AutoModelForCausalLM.from_pretrained(merge_run(run, tmp_path / "merged"))
     adapted, tokenizer = load_for_inference(run)
@@ -297,8 +297,8 @@ def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path)
 
 
 def test_memory_estimate_counts_pairs_and_the_reference_pass(fresh_plugins):
-    from ftcore.estimate import ModelShape, estimate, setup_for
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
+    from ftcore.models.estimate import ModelShape, estimate, setup_for
 
     registry = get_registry()
     shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, linear_in_out=50_000, layers=4,
@@ -331,7 +331,7 @@ def test_overlong_pairs_are_measured_as_trl_tokenizes_and_truncates_them(tiny_mo
     from ftpref.trainers import build_trainer
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainingArguments
 
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.data import prepare_data
     from ftcore.data.audit import report_lines
 
@@ -370,7 +370,7 @@ def test_overlong_pairs_are_measured_as_trl_tokenizes_and_truncates_them(tiny_mo
 def test_pairs_mostly_without_answer_tokens_are_refused(tiny_model_dir, tmp_path, fresh_plugins):
     from transformers import AutoTokenizer
 
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.data import prepare_data
     from ftcore.errors import DataError
 
@@ -386,8 +386,8 @@ def test_console_lines_show_the_methods_numbers(method, tiny_model_dir, tmp_path
     """Each logged step shows DPO's reward accuracy and margin beside the loss; KTO trains on measured rows too."""
     import logging
 
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     rows = pairs() if method == "dpo" else [{"prompt": r["prompt"], "completion": r[k], "label": k == "chosen"}
                                             for r in pairs() for k in ("chosen", "rejected")]

@@ -23,9 +23,9 @@ def smollm2_gguf() -> Path:
 def test_dpo_example_on_smollm2_beats_its_base_on_held_out_pairs(tmp_path, monkeypatch):
     import torch
 
-    from ftcore.benchmark import run_benchmark
-    from ftcore.config import load_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import load_config
+    from ftcore.jobs.benchmark import run_benchmark
+    from ftcore.jobs.train import run_training
 
     torch.set_num_threads(1)
     gguf = smollm2_gguf()

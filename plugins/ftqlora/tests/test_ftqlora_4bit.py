@@ -66,7 +66,7 @@ def test_qlora_run_merges_into_dequantized_base(tmp_path: Path, tiny_model_dir: 
     import torch
     from peft import PeftModel
 
-    from ftcore.merge import merge_run
+    from ftcore.jobs.merge import merge_run
 
     run = make_qlora_run(tmp_path / "run", tiny_model_dir)
     out = merge_run(run, tmp_path / "merged")
@@ -81,7 +81,7 @@ def test_qlora_run_merges_into_dequantized_base(tmp_path: Path, tiny_model_dir: 
 
 
 def run_config(tmp_path: Path, model_dir: Path, **training) -> object:
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
 
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"text": f"example {i}"}) + "\n" for i in range(8)))
@@ -107,7 +107,7 @@ def test_without_bitsandbytes_qlora_stops_before_loading(tmp_path: Path, tiny_mo
     import importlib.util
 
     from ftcore.errors import FtError
-    from ftcore.train import run_training
+    from ftcore.jobs.train import run_training
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -116,7 +116,7 @@ def test_without_bitsandbytes_qlora_stops_before_loading(tmp_path: Path, tiny_mo
     def load_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the 4-bit check")
 
-    monkeypatch.setattr("ftcore.models.load_model", load_model)
+    monkeypatch.setattr("ftcore.models.loading.load_model", load_model)
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(FtError, match="method qlora needs bitsandbytes.*use method lora"):
         run_training(run_config(tmp_path, tiny_model_dir))

@@ -14,10 +14,10 @@ def test_8bit_base_trains_and_merges(tmp_path: Path, tiny_model_dir: Path, monke
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from ftcore.config import build_config
-    from ftcore.merge import merge_run
-    from ftcore.plugins import get_registry
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.contract.plugins import get_registry
+    from ftcore.jobs.merge import merge_run
+    from ftcore.jobs.train import run_training
 
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     torch.set_num_threads(1)

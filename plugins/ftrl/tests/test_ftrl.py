@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ftcore.curves import method_curves
+from ftcore.artifacts.curves import method_curves
 from ftcore.testing.suites import FormatContract, MethodContract
 
 
@@ -37,7 +37,7 @@ def sampled_length_reward(model_or_run: Path, samples: int = 64) -> float:
     import torch
     from ftrl.rewards import LengthOptions, length_target
 
-    from ftcore.models import load_for_inference
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(model_or_run)
     torch.manual_seed(0)
@@ -106,7 +106,7 @@ def test_gsm8k_layout_maps_with_columns(tiny_tokenizer_dir, tmp_path, fresh_plug
     """GSM8K's question/answer records are prompts for grpo with columns: {prompt: question}; the answer is kept."""
     from transformers import AutoTokenizer
 
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.data import prepare_data
 
     path = tmp_path / "gsm8k.jsonl"
@@ -136,7 +136,7 @@ def test_prompts_longer_than_max_seq_len_are_dropped_and_named(tiny_tokenizer_di
     from ftrl.trainer import TOO_LONG
     from transformers import AutoTokenizer
 
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.data import prepare_data
     from ftcore.errors import DataError
 
@@ -169,8 +169,8 @@ def test_samples_are_kept_and_steps_without_reward_variance_are_told(raw, tiny_m
                                                                    caplog):
     import logging
 
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     config = build_config({
         "model": str(tiny_model_dir), "method": "grpo", "output_dir": str(tmp_path / "run"),
@@ -207,7 +207,7 @@ def test_answer_match(completion, reference, extract, score, fresh_plugins):
 
 
 def test_format_length_and_python_rewards(fresh_plugins):
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
 
@@ -223,7 +223,7 @@ def test_format_length_and_python_rewards(fresh_plugins):
 
 
 def test_unknown_reward_lists_the_installed_ones(tiny_model_dir, tmp_path, fresh_plugins):
-    from ftcore.config import build_config, validate_method_options
+    from ftcore.config.schema import build_config, validate_method_options
     from ftcore.errors import ConfigError
 
     config = build_config({"model": str(tiny_model_dir), "method": "grpo", "data": {"train": "x.jsonl"},
@@ -236,9 +236,9 @@ def test_unknown_reward_lists_the_installed_ones(tiny_model_dir, tmp_path, fresh
 
 
 def test_a_reward_that_raises_is_named_with_the_example(tiny_model_dir, tmp_path, fresh_plugins):
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
     from ftcore.errors import TrainingError
-    from ftcore.train import run_training
+    from ftcore.jobs.train import run_training
 
     config = build_config({
         "model": str(tiny_model_dir), "method": "grpo", "output_dir": str(tmp_path / "run"),
@@ -259,8 +259,8 @@ def test_a_reward_that_raises_is_named_with_the_example(tiny_model_dir, tmp_path
 
 def test_memory_estimate_counts_generation(fresh_plugins):
     """GRPO's estimate adds the key/value cache of sampling (and a reference pass only with a KL penalty)."""
-    from ftcore.estimate import ModelShape, estimate, setup_for
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
+    from ftcore.models.estimate import ModelShape, estimate, setup_for
 
     registry = get_registry()
     shape = ModelShape("m", params=10_000_000, linear_params=8_000_000, linear_in_out=50_000, layers=4,

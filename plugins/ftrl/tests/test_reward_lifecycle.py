@@ -55,7 +55,7 @@ class ModelReward:
 
 @pytest.fixture
 def model_reward(tiny_model_dir, fresh_plugins):
-    from ftcore.plugins import register_plugin, unregister_plugin
+    from ftcore.contract.plugins import register_plugin, unregister_plugin
 
     plugin = ModelReward(tiny_model_dir)
     register_plugin(plugin, "ftreward-test")
@@ -68,7 +68,7 @@ def model_reward(tiny_model_dir, fresh_plugins):
 def grpo_config(tmp_path: Path, model_dir: Path, rewards: list[dict[str, Any]]) -> Any:
     from test_ftrl import write_prompts
 
-    from ftcore.config import build_config
+    from ftcore.config.schema import build_config
 
     return build_config({
         "model": str(model_dir), "method": "grpo", "output_dir": str(tmp_path / "run"),
@@ -81,7 +81,7 @@ def grpo_config(tmp_path: Path, model_dir: Path, rewards: list[dict[str, Any]]) 
 def test_a_reward_that_loads_a_model_loads_it_once_per_run(model_reward, tiny_model_dir, tmp_path):
     from transformers import PreTrainedTokenizerBase
 
-    from ftcore.train import run_training
+    from ftcore.jobs.train import run_training
 
     run_training(grpo_config(tmp_path, tiny_model_dir, [{"name": "scaled_length", "target": 3}]))
 
@@ -106,7 +106,7 @@ def test_a_reward_that_loads_a_model_loads_it_once_per_run(model_reward, tiny_mo
     ({"name": "scaled_lenght"}, "method_options.rewards.0.name: unknown reward 'scaled_lenght'"),
 ])
 def test_reward_option_errors_name_index_and_key(model_reward, tiny_model_dir, entry, line):
-    from ftcore.config import build_config, validate_method_options
+    from ftcore.config.schema import build_config, validate_method_options
     from ftcore.errors import ConfigError
 
     config = build_config({"model": str(tiny_model_dir), "method": "grpo", "data": {"train": "x.jsonl"},

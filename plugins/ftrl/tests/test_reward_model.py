@@ -17,8 +17,8 @@ def write_pairs(path: Path, repeats: int = 4) -> Path:
 
 
 def train_rm(model_dir: Path, tmp_path: Path) -> Any:
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     config = build_config({
@@ -32,7 +32,7 @@ def train_rm(model_dir: Path, tmp_path: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def rm_run(tiny_model_dir, tmp_path_factory):
-    from ftcore.plugins import reset_plugin_manager
+    from ftcore.contract.plugins import reset_plugin_manager
 
     reset_plugin_manager()
     return train_rm(tiny_model_dir, tmp_path_factory.mktemp("rm")).run_dir
@@ -66,8 +66,8 @@ def test_text_commands_refuse_the_reward_model_in_one_line(rm_run, command, tmp_
 def test_grpo_trains_with_the_reward_model(rm_run, tiny_model_dir, tmp_path, fresh_plugins):
     from test_ftrl import rewards_logged, write_prompts
 
-    from ftcore.config import build_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
 
     config = build_config({
         "model": str(tiny_model_dir), "method": "grpo", "output_dir": str(tmp_path / "grpo"),
@@ -83,7 +83,7 @@ def test_grpo_trains_with_the_reward_model(rm_run, tiny_model_dir, tmp_path, fre
 
 
 def test_reward_model_path_must_be_a_reward_model(tiny_model_dir, tmp_path, fresh_plugins):
-    from ftcore.config import build_config, validate_method_options
+    from ftcore.config.schema import build_config, validate_method_options
     from ftcore.errors import ConfigError
 
     config = build_config({"model": str(tiny_model_dir), "method": "grpo", "data": {"train": "x.jsonl"},

@@ -7,7 +7,7 @@ import click
 from ftcore.commands.decoding import settings_from
 from ftcore.commands.evaluate import generation_options
 from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
-from ftcore.evaluation import DEFAULT_METRICS
+from ftcore.jobs.evaluation import DEFAULT_METRICS
 
 
 @click.command(epilog=examples(
@@ -27,8 +27,8 @@ from ftcore.evaluation import DEFAULT_METRICS
 def benchmark(tuned: str, base: str | None, data: str | None, metrics: str, output: str | None, samples: int,
               as_json: bool, **kwargs) -> None:
     """Evaluate --base and --tuned with the same settings; write report.json, report.md and report.png."""
-    from ftcore.benchmark import report_payload, run_benchmark
-    from ftcore.evaluation import parse_metric_names, parse_metric_options
+    from ftcore.jobs.benchmark import report_payload, run_benchmark
+    from ftcore.jobs.evaluation import parse_metric_names, parse_metric_options
 
     with result_on_stdout(as_json) as out:
         report = run_benchmark(

@@ -23,12 +23,12 @@ def config() -> None:
 @click.option("--method", default=None, help="Override the method.")
 def validate(path: str, overrides: tuple[str, ...], method: str | None) -> None:
     """Validate PATH against ftcore's schema and the method plugin's options, without loading anything heavy."""
-    from ftcore.config import load_config, validate_run_config
+    from ftcore.config.schema import load_config, validate_run_config
 
     cfg = load_config(path, overrides, method=method)
     spec, _ = validate_run_config(cfg)
     if isinstance(cfg.training.deepspeed, str):
-        from ftcore.distributed import load_deepspeed
+        from ftcore.run.distributed import load_deepspeed
 
         load_deepspeed(cfg.training.deepspeed)  # the file ft train reads, checked the same way
     click.echo(f"{path}: valid (method {spec.name}, model {cfg.model})")
@@ -41,9 +41,9 @@ def validate(path: str, overrides: tuple[str, ...], method: str | None) -> None:
 @click.option("--method", default=None, help="Print the options schema of this method instead.")
 def schema(method: str | None) -> None:
     """Print the JSON Schema of the run config (or of one method's options)."""
-    from ftcore.config import json_schema
+    from ftcore.config.schema import json_schema
+    from ftcore.contract.plugins import get_registry
     from ftcore.errors import UsageError
-    from ftcore.plugins import get_registry
 
     if method is None:
         click.echo(json.dumps(json_schema(), indent=2))
@@ -70,8 +70,8 @@ def import_(path: str, tool: str | None, output: str | None, overwrite: bool) ->
     with a table of what became of each key. A kind of training ft cannot run is refused: nothing is written."""
     from pathlib import Path
 
-    from ftcore.config_import import as_yaml, check_target, import_config, problems, table, write_output
     from ftcore.errors import ConfigError
+    from ftcore.jobs.config_import import as_yaml, check_target, import_config, problems, table, write_output
 
     if output is not None:
         check_target(output, overwrite)

@@ -44,7 +44,7 @@ def preview(files: tuple[str, ...], config_path: str | None, model: str | None, 
     color = use_color(click.get_text_stream("stdout"), color)
     tokenizer = None
     if tokenize:
-        from ftcore.models import load_tokenizer
+        from ftcore.models.loading import load_tokenizer
 
         tokenizer = load_tokenizer(cfg)
     show_preview(cfg, tokenizer, count, color, as_json, click.echo)

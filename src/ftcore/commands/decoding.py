@@ -1,5 +1,5 @@
 """The decoding options every generating command shares (``ft evaluate``, ``ft benchmark``, ``ft generate``,
-``ft chat``), and the :class:`ftcore.generation.GenerationSettings` they make: one meaning everywhere."""
+``ft chat``), and the :class:`ftcore.models.generation.GenerationSettings` they make: one meaning everywhere."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def decoding_options(func: Any) -> Any:
 
 
 def settings_from(kwargs: dict[str, Any]) -> Any:
-    """The :class:`ftcore.generation.GenerationSettings` of the decoding options (and ``--batch-size``)."""
-    from ftcore.generation import GenerationSettings
+    """The :class:`ftcore.models.generation.GenerationSettings` of the decoding options (and ``--batch-size``)."""
+    from ftcore.models.generation import GenerationSettings
 
     return GenerationSettings.from_options(
         max_new_tokens=kwargs["max_new_tokens"], temperature=kwargs["temperature"], top_p=kwargs["top_p"],

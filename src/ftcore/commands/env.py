@@ -67,7 +67,7 @@ def _devices() -> dict[str, Any]:
 
 def _libraries(registry: Any) -> list[str]:
     """ftcore's libraries, then what the installed plugins require (ft's own plugin distributions left out)."""
-    from ftcore.plugins import required_libraries
+    from ftcore.contract.plugins import required_libraries
 
     plugin_dists = {info.dist for info in registry.plugins}
     required = required_libraries(sorted(plugin_dists - {"ftcore"}))
@@ -77,7 +77,7 @@ def _libraries(registry: Any) -> list[str]:
 def environment() -> dict[str, Any]:
     """Everything ``ft env`` reports."""
     from ftcore import __version__
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
     shown = {}

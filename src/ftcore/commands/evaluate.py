@@ -7,8 +7,8 @@ import click
 from ftcore.commands.decoding import decoding_options, settings_from
 from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
 
-# ftcore.evaluation imports nothing heavy at module level; the default list is defined there once.
-from ftcore.evaluation import DEFAULT_METRICS
+# ftcore.jobs.evaluation imports nothing heavy at module level; the default list is defined there once.
+from ftcore.jobs.evaluation import DEFAULT_METRICS
 
 
 def generation_options(func):
@@ -44,7 +44,7 @@ def generation_options(func):
 @json_option
 def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None, as_json: bool, **kwargs) -> None:
     """Evaluate MODEL_OR_RUN_DIR (a run directory, local model, Hub id or .gguf file) on --data."""
-    from ftcore.evaluation import (
+    from ftcore.jobs.evaluation import (
         default_output_dir,
         evaluate_model,
         format_table,

@@ -19,7 +19,7 @@ def _sampling_options(command):
 
 
 def _load(model: str, dtype: str | None):
-    from ftcore.models import load_for_inference
+    from ftcore.models.loading import load_for_inference
 
     return load_for_inference(model, dtype=dtype)
 
@@ -35,7 +35,7 @@ def _load(model: str, dtype: str | None):
 @_sampling_options
 def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str | None, **decoding) -> None:
     """Generate a reply to --prompt with RUN_DIR_OR_MODEL: a run directory, model directory, Hub id or .gguf file."""
-    from ftcore.generate import generate as run_generate
+    from ftcore.jobs.generate import generate as run_generate
 
     loaded, tokenizer = _load(model, dtype)
     settings = settings_from(decoding)
@@ -52,7 +52,7 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str 
 @_sampling_options
 def chat(model: str, system: str | None, dtype: str | None, **decoding) -> None:
     """Chat with RUN_DIR_OR_MODEL using its chat template; /reset clears the history, /exit or Ctrl-D ends."""
-    from ftcore.generate import chat_loop
+    from ftcore.jobs.generate import chat_loop
 
     loaded, tokenizer = _load(model, dtype)
     interactive = sys.stdin.isatty()

@@ -23,7 +23,7 @@ def merge(run_dir: str, output: str, dtype: str | None, max_shard_size: str, ove
 
     A QLoRA run is merged into its dequantized 4-bit base, the weights it was trained against.
     """
-    from ftcore.merge import merge_run
+    from ftcore.jobs.merge import merge_run
 
     with result_on_stdout(as_json) as out:
         path = merge_run(run_dir, output, dtype=dtype, max_shard_size=max_shard_size, overwrite=overwrite)

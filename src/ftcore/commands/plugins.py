@@ -24,7 +24,7 @@ def _describe(info) -> str:
 @click.option("--hooks", "show_hooks", is_flag=True, help="Also show which hooks each plugin implements.")
 def plugins(as_json: bool, show_hooks: bool) -> None:
     """List installed plugins: distribution, version, what they provide, and any that failed."""
-    from ftcore.plugins import clash_message, get_registry
+    from ftcore.contract.plugins import clash_message, get_registry
 
     registry = get_registry()
     registry.commands(reserved=frozenset(COMMANDS))
@@ -67,7 +67,7 @@ def plugin() -> None:
               help="Folder to create the package in.")
 def new(name: str, kind: str, output: str) -> None:
     """Write a ready-to-install plugin package providing the method/format/metric/reward NAME."""
-    from ftcore.scaffold import new_plugin
+    from ftcore.jobs.scaffold import new_plugin
 
     root = new_plugin(name, kind, output)
     # "pip install ft-x" would look ft-x up on the package index: name the folder as a path.

@@ -9,7 +9,7 @@ import click
 from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
 
 if TYPE_CHECKING:
-    from ftcore.specs import MethodSpec
+    from ftcore.contract.specs import MethodSpec
 
 
 @click.command(epilog=examples(
@@ -39,9 +39,9 @@ def recommend(model: str, method: str | None, seq_len: int, memory: float | None
     """Estimate peak training memory of MODEL per method and recommend a setup that fits."""
     import yaml
 
-    from ftcore import estimate
-    from ftcore import recommend as rc
     from ftcore.errors import FtError
+    from ftcore.jobs import recommend as rc
+    from ftcore.models import estimate
 
     with result_on_stdout(as_json) as out:
         methods = _methods(method)
@@ -65,10 +65,10 @@ def recommend(model: str, method: str | None, seq_len: int, memory: float | None
 
 def _methods(name: str | None) -> list[MethodSpec]:
     """The methods to consider: ``name`` checked against the installed ones, else the recommended ones."""
+    from ftcore.contract.plugins import get_registry
     from ftcore.errors import UsageError
-    from ftcore.plugins import get_registry
-    from ftcore.recommend import recommended_methods
-    from ftcore.suggest import did_you_mean
+    from ftcore.jobs.recommend import recommended_methods
+    from ftcore.util.suggest import did_you_mean
 
     if name is None:
         return recommended_methods()

@@ -6,16 +6,17 @@ import click
 
 from ftcore.commands.output import examples, json_option, print_json, result_on_stdout
 from ftcore.errors import UsageError
-from ftcore.launch import launch_options
+from ftcore.run.launch import launch_options
 
 
 def check_before_launch(config_path: str | None, method: str | None, overrides: tuple[str, ...],
                         output_dir: str | None, resume: str | None, overwrite: bool, allow_config_change: bool,
                         processes: int, as_json: bool = False) -> None:
     """With ``--nproc``: the checks that need no heavy import, once, before the launcher starts the ranks."""
-    from ftcore import distributed, rundir
-    from ftcore.config import load_config, validate_run_config
-    from ftcore.runlock import RunLock
+    from ftcore.artifacts import rundir
+    from ftcore.config.schema import load_config, validate_run_config
+    from ftcore.run import distributed
+    from ftcore.run.runlock import RunLock
 
     _check_flags(resume, allow_config_change)
     config = load_config(config_path, overrides, method=method, output_dir=output_dir)
@@ -54,8 +55,8 @@ def _check_flags(resume: str | None, allow_config_change: bool) -> None:
 def train(config_path: str | None, method: str | None, overrides: tuple[str, ...], output_dir: str | None,
           resume: str | None, overwrite: bool, allow_config_change: bool, as_json: bool) -> None:
     """Fine-tune a causal language model and save the adapter or model as a run directory."""
-    from ftcore.config import load_config
-    from ftcore.train import run_training
+    from ftcore.config.schema import load_config
+    from ftcore.jobs.train import run_training
 
     with result_on_stdout(as_json) as out:
         config = load_config(config_path, overrides, method=method, output_dir=output_dir)

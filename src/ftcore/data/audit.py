@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcore.contract.specs import CORE_SHAPES
 from ftcore.data.encode import EMPTY, IGNORE, TOO_LONG, TRAINED_STATUSES, TRUNCATED, TRUNCATED_AWAY
-from ftcore.specs import CORE_SHAPES
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from ftcore.contract.records import FieldProblem, convert_records
+from ftcore.contract.records import get_list as get_list  # re-exported: plugins' converters read fields with these
+from ftcore.contract.records import get_str as get_str
+from ftcore.contract.records import short as _short
+from ftcore.contract.specs import CORE_SHAPES
 from ftcore.errors import DataError, PluginError
-from ftcore.records import FieldProblem, convert_records
-from ftcore.records import get_list as get_list  # re-exported: plugins' converters read fields with these
-from ftcore.records import get_str as get_str
-from ftcore.records import short as _short
-from ftcore.specs import CORE_SHAPES
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from ftcore.config import DataConfig, FtConfig
+    from ftcore.config.schema import DataConfig, FtConfig
     from ftcore.data.sources import DataSource
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -51,7 +51,7 @@ def map_records(
 
 def declared_shape(format_name: str | None) -> str | None:
     """The shape format ``format_name`` declares, or ``None`` (an API-1 format, or no such format)."""
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     found = get_registry().formats.get(format_name or "")
     return found[0].shape if found else None
@@ -104,7 +104,7 @@ def _check_message(message: dict[str, Any], where: str) -> None:
 
 
 def _check_plugin_shape(example: dict[str, Any], shape: str) -> None:
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     for column in get_registry().shape(shape).columns:
         if example.get(column) is None:
@@ -114,7 +114,7 @@ def _check_plugin_shape(example: dict[str, Any], shape: str) -> None:
 def shape_of(columns: Iterable[str], where: str = "") -> str:
     """Which shape examples with these columns have: ``tokens``, else the registered shape whose columns
     are all present (most columns wins: ftcore's ``messages``, ``completion``, ``text``, or a plugin's)."""
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     columns = set(columns)
     if "input_ids" in columns and "labels" in columns:
@@ -144,7 +144,7 @@ def detect_format(source: DataSource, method_shapes: tuple[str, ...] | None = No
     format would also fit. When no such format fits, every format is considered (and a shape the method does not
     train on is then refused, naming the methods that do).
     """
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
     present = set(source.records.column_names) if source.records is not None else set()
@@ -178,7 +178,7 @@ def _gives(spec: Any, shapes: tuple[str, ...]) -> bool:
 
 def canonical_examples(source: DataSource, data: DataConfig, config: FtConfig | None = None) -> tuple[Dataset, str]:
     """Resolve the source's format, ask its plugin (``load_dataset`` hook) for examples: ``(examples, shape)``."""
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
     if source.format is None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftcore.contract.specs import CORE_SHAPES
 from ftcore.data import cache
 from ftcore.data.audit import AUDIT_COLUMNS, Auditor, audit_batch
 from ftcore.data.collate import PackedCollator, PaddingCollator, pack_rows
@@ -39,12 +40,11 @@ from ftcore.data.progress import encode_table, tokenize_processes
 from ftcore.data.sources import DataSource, data_files, expand, skipped_files
 from ftcore.data.templates import render_chat, resolve_chat_template, with_system_prompt
 from ftcore.errors import DataError, PluginError
-from ftcore.specs import CORE_SHAPES
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from ftcore.config import DataConfig, DataFile, FtConfig
+    from ftcore.config.schema import DataConfig, DataFile, FtConfig
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def make_collator(data: DataConfig, tokenizer: Any, shape: str = "completion") -
 def _fingerprint_parts(
     config: FtConfig, tokenizer: Any, options: EncodeOptions, all_entries: list[Any], read_cache: dict[int, list[DataSource]]
 ) -> dict[str, Any]:
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     data = config.data
     inputs = []
@@ -195,7 +195,7 @@ def _entry_key(data: DataConfig, i: int) -> str:
 
 
 def _chat_method(method: str) -> bool:
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     found = get_registry().methods.get(method)
     return bool(found and found[0].chat)
@@ -208,7 +208,7 @@ def tokenized_shape(shape: str) -> bool:
 
 def check_method_shape(method: str, shape: str, where: str) -> None:
     """Raise a DataError unless ``method`` trains on data of ``shape``, naming the methods that do."""
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
     spec = registry.method(method)
@@ -409,7 +409,7 @@ def _encode_plugin_shape(
     from datasets import Dataset
     from datasets.table import InMemoryTable
 
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
     encoded = registry.call("encode_examples", "shape", shape, shape=shape, examples=examples, tokenizer=tokenizer,
@@ -615,7 +615,7 @@ def as_supervised(example: dict[str, Any], tokenizer: Any, data_config: DataConf
     """``example`` as ftcore's shapes have it: examples of ftcore's shapes unchanged, a plugin shape's as a
     ``prompt`` + ``completion`` pair of its prompt (a conversation rendered with the chat template and the
     generation prompt) and its :attr:`ftcore.ShapeSpec.reference` answer, for generation and loss metrics."""
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     shape = shape_of(example.keys())
     if tokenized_shape(shape):

@@ -57,7 +57,7 @@ def preview_config(config_path: str | None, files: tuple[str, ...], model: str |
     is ``--method`` or one that trains on the data's shape. Without a config or ``--model`` there is no
     tokenizer: the records are checked, not tokenized.
     """
-    from ftcore.config import apply_overrides, build_config, read_yaml
+    from ftcore.config.schema import apply_overrides, build_config, read_yaml
     from ftcore.errors import UsageError
 
     if not config_path and not files:
@@ -97,10 +97,10 @@ def _columns(pairs: tuple[str, ...]) -> dict[str, str]:
 
 def pick_method(config: Any) -> str:
     """A method that trains on the shape of the first source's format (detected without method preferences)."""
+    from ftcore.contract.plugins import get_registry, ranked_methods
     from ftcore.data.formats import detect_format
     from ftcore.data.pipeline import entries
     from ftcore.data.sources import expand
-    from ftcore.plugins import get_registry, ranked_methods
 
     registry = get_registry()
     data = config.data
@@ -117,7 +117,7 @@ def pick_method(config: Any) -> str:
 def show_preview(config: Any, tokenizer: Any, count: int, color: bool, as_json: bool, echo: Any) -> None:
     """Print what ``ft data preview`` shows: examples, then the audit, then the length distribution.
 
-    ``tokenizer`` is the run's (:func:`ftcore.models.load_tokenizer`), or None to check the records untokenized.
+    ``tokenizer`` is the run's (:func:`ftcore.models.loading.load_tokenizer`), or None to check the records untokenized.
     """
     from ftcore.data.audit import report_lines
 

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftcore.errors import DataError
-from ftcore.paths import looks_local
-from ftcore.suggest import did_you_mean
+from ftcore.util.paths import looks_local
+from ftcore.util.suggest import did_you_mean
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
-    from ftcore.config import DataFile
+    from ftcore.config.schema import DataFile
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def _skipped_note(directory: Path) -> str:
 
 def _known_fields() -> set[str]:
     """Every field an installed format reads or identifies itself by."""
-    from ftcore.plugins import get_registry
+    from ftcore.contract.plugins import get_registry
 
     return {name for spec, _ in get_registry().formats.values() for name in (*spec.columns, *spec.fields)}
 

@@ -43,7 +43,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir:
 @pytest.fixture
 def fresh_plugins():
     """A fresh plugin manager for the test, and again after it (no state leaks between tests)."""
-    from ftcore.plugins import disable, reset_plugin_manager
+    from ftcore.contract.plugins import disable, reset_plugin_manager
 
     disable(())
     reset_plugin_manager()

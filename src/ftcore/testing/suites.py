@@ -46,10 +46,10 @@ def answer_loss(model_or_run: str | Path, run_dir: str | Path) -> float:
     run ``run_dir``, tokenized and masked as that run trained on them (loss on the answers only), in eval mode."""
     import torch
 
-    from ftcore.config import build_config
+    from ftcore.artifacts.rundir import load_run
+    from ftcore.config.schema import build_config
     from ftcore.data import prepare_data
-    from ftcore.models import load_for_inference
-    from ftcore.rundir import load_run
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(model_or_run)
     prepared = prepare_data(build_config(load_run(run_dir).config), tokenizer)
@@ -75,7 +75,7 @@ def kill_at_checkpoint_then_resume(config: Path, checkpoint: str, env: dict[str,
     import sys
     import time
 
-    from ftcore.rundir import checkpoint_complete
+    from ftcore.artifacts.rundir import checkpoint_complete
 
     def ft(*args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "ftcore", "train", "--config", str(config), *args], env=env,
@@ -132,7 +132,7 @@ class MethodContract:
         return write_completion_data(directory / "train.jsonl")
 
     def make_config(self, model_dir: Path, tmp_path: Path, **training: Any) -> Any:
-        from ftcore.config import build_config
+        from ftcore.config.schema import build_config
 
         data = self.write_data(tmp_path)
         raw = {
@@ -165,13 +165,13 @@ class MethodContract:
             f"(a drop of {before - after:.3f}; at least {self.min_drop} expected)")
 
     def test_method_is_registered(self, fresh_plugins: None) -> None:
-        from ftcore.plugins import get_registry
+        from ftcore.contract.plugins import get_registry
 
         registry = get_registry()
         assert self.method in registry.methods, f"{self.method!r} not registered; installed: {sorted(registry.methods)}"
 
     def test_options_validate(self, fresh_plugins: None, tiny_model_dir: Path, tmp_path: Path) -> None:
-        from ftcore.config import validate_method_options
+        from ftcore.config.schema import validate_method_options
 
         spec, options = validate_method_options(self.make_config(tiny_model_dir, tmp_path))
         assert spec.name == self.method
@@ -179,7 +179,7 @@ class MethodContract:
             assert isinstance(options, spec.options)
 
     def test_bad_options_are_rejected(self, fresh_plugins: None, tiny_model_dir: Path, tmp_path: Path) -> None:
-        from ftcore.config import validate_method_options
+        from ftcore.config.schema import validate_method_options
         from ftcore.errors import ConfigError
 
         base = self.make_config(tiny_model_dir, tmp_path)
@@ -189,7 +189,7 @@ class MethodContract:
                 validate_method_options(config)
 
     def test_loss_falls_and_run_reloads(self, fresh_plugins: None, tiny_model_dir: Path, tmp_path: Path) -> None:
-        from ftcore.train import run_training
+        from ftcore.jobs.train import run_training
 
         result = run_training(self.make_config(tiny_model_dir, tmp_path))
         self.learned_check(result.run_dir)(result.run_dir, tiny_model_dir)
@@ -200,8 +200,8 @@ class MethodContract:
         """The "it learned" check that fits the kind of model the run trained (its manifest's ``model_kind``):
         :meth:`check_learned` for a causal LM, or when the subclass overrides it; :meth:`check_learned_scorer`
         for a sequence classifier (a reward model), which has no text to generate."""
-        from ftcore.models import run_model_kind
-        from ftcore.rundir import load_run
+        from ftcore.artifacts.rundir import load_run
+        from ftcore.models.loading import run_model_kind
 
         overridden = type(self).check_learned is not MethodContract.check_learned
         if overridden or run_model_kind(load_run(run_dir)) == "causal_lm":
@@ -242,13 +242,13 @@ class FormatContract:
         return path
 
     def _load(self, path: Path) -> list[dict[str, Any]]:
-        from ftcore.config import DataConfig
+        from ftcore.config.schema import DataConfig
         from ftcore.data import load_examples
 
         return list(load_examples(str(path), DataConfig(train=str(path), format=self.format)))
 
     def test_format_is_registered(self, fresh_plugins: None) -> None:
-        from ftcore.plugins import get_registry
+        from ftcore.contract.plugins import get_registry
 
         assert self.format in get_registry().formats
 
@@ -278,13 +278,13 @@ class MetricContract:
     tolerance: ClassVar[float] = 1e-6
 
     def test_metric_is_registered(self, fresh_plugins: None) -> None:
-        from ftcore.plugins import get_registry
+        from ftcore.contract.plugins import get_registry
 
         assert self.metric in get_registry().metrics
 
     def test_known_values(self, fresh_plugins: None) -> None:
-        from ftcore.evaluation import metric_result
-        from ftcore.plugins import get_registry
+        from ftcore.contract.plugins import get_registry
+        from ftcore.jobs.evaluation import metric_result
 
         registry = get_registry()
         for predictions, references, expected in self.cases:
@@ -314,18 +314,18 @@ class RewardContract:
     tolerance: ClassVar[float] = 1e-6
 
     def entry(self, **options: Any) -> Any:
-        from ftcore.rewards import RewardEntry
+        from ftcore.contract.rewards import RewardEntry
 
         return RewardEntry.model_validate({"name": self.reward, **options})
 
     def test_reward_is_registered(self, fresh_plugins: None) -> None:
-        from ftcore.plugins import get_registry
+        from ftcore.contract.plugins import get_registry
 
         registry = get_registry()
         assert self.reward in registry.rewards, f"{self.reward!r} not registered; installed: {sorted(registry.rewards)}"
 
     def test_options_validate(self, fresh_plugins: None) -> None:
-        from ftcore.plugins import get_registry
+        from ftcore.contract.plugins import get_registry
 
         spec = get_registry().reward(self.reward)
         options = self.entry(**self.options).options
@@ -334,8 +334,8 @@ class RewardContract:
     def test_bad_options_are_rejected(self, fresh_plugins: None) -> None:
         from pydantic import ValidationError
 
-        from ftcore.config import format_errors
-        from ftcore.rewards import RewardEntry
+        from ftcore.config.schema import format_errors
+        from ftcore.contract.rewards import RewardEntry
 
         for bad in self.bad_options:
             with pytest.raises(ValidationError) as error:
@@ -344,7 +344,7 @@ class RewardContract:
             assert lines and all(line and ":" in line for line in lines), lines
 
     def test_known_values_with_one_setup(self, fresh_plugins: None, tmp_path: Path) -> None:
-        from ftcore.rewards import RewardContext, RunRewards
+        from ftcore.contract.rewards import RewardContext, RunRewards
 
         context = RewardContext(device=_cpu(), run_dir=tmp_path, tokenizer=None, config=None)
         rewards = RunRewards([self.entry(**self.options)], context)

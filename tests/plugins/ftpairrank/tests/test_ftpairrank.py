@@ -26,7 +26,7 @@ def margins(model_or_run: Path) -> list[float]:
     from ftpairrank.encode import encode_pairs
     from ftpairrank.trainer import collate_pairs, mean_logprobs
 
-    from ftcore.models import load_for_inference
+    from ftcore.models.loading import load_for_inference
 
     model, tokenizer = load_for_inference(model_or_run)
     rows = encode_pairs(Dataset.from_list([{"query": q, "better": b, "worse": w} for q, b, w in PAIRS]), tokenizer, 32)

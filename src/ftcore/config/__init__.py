@@ -1,0 +1,1 @@
+"""The run configuration: its schema, YAML loading and overrides, where each key belongs."""

@@ -1,0 +1,35 @@
+"""One logging setup for the CLI: ``--verbose`` / ``--quiet`` choose the level."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+_LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
+
+
+class _RedactingFormatter(logging.Formatter):
+    """A formatter that hides Hub tokens (see :mod:`ftcore.util.redact`) in every formatted line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ftcore.util.redact import redact
+
+        return redact(super().format(record))
+
+
+def setup_logging(verbosity: int = 0) -> None:
+    """Log ft's messages to stderr: -1 warnings only, 0 info, 1 debug (also third-party libraries)."""
+    level = _LEVELS[max(-1, min(1, verbosity))]
+    handler = logging.StreamHandler()
+    handler.setFormatter(_RedactingFormatter("%(levelname).1s %(name)s: %(message)s" if verbosity > 0 else "%(message)s"))
+    root = logging.getLogger("ftcore")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if verbosity < 1:
+        # transformers and datasets are chatty at INFO; keep them at warnings unless debugging.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error" if verbosity < 0 else "warning")
+        os.environ.setdefault("DATASETS_VERBOSITY", "error" if verbosity < 0 else "warning")
+        # bitsandbytes' CPU backend warns on import that an optional faster kernel is missing; it is
+        # not actionable for ft users and would precede every one-line error.
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
