@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def run_ft(*args: str, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: int = 600,
-           stdin: str | None = None):
-    """Run the real ``ft`` console entry point in a subprocess (``stdin`` as its input); returns the CompletedProcess."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "ftcore", *args],
-        input=stdin, capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
-    )
 
 
 @pytest.fixture

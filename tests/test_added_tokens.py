@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_ft
 from test_train_support import run_config, single_thread, write_config  # noqa: F401
 
 from ftcore.config.schema import build_config
 from ftcore.jobs.train import run_training
+from ftcore.testing.process import run_ft
 
 NEW = ["<tool>", "</tool>"]
 

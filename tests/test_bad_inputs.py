@@ -16,8 +16,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_ft
 from test_train_support import run_config, write_config, write_reversal_text
+
+from ftcore.testing.process import run_ft
 
 # Progress bars would share stderr with the error line; tqdm is not what these tests are about.
 QUIET_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_OFFLINE": "1"}
@@ -64,7 +65,7 @@ class Case:
 
 
 def _run_with(preexec, argv: list[str], env: dict[str, str]):
-    """conftest.run_ft, with an optional ``preexec_fn`` for the child."""
+    """ftcore.testing.process.run_ft, with an optional ``preexec_fn`` for the child."""
     import subprocess
     import sys
 

@@ -21,8 +21,9 @@ def run_dir(tmp_path_factory, tiny_model_dir) -> Path:
 
 
 def test_ft_benchmark_writes_report_on_the_runs_eval_split(run_dir, tiny_model_dir, tmp_path):
-    from conftest import run_ft
     from PIL import Image
+
+    from ftcore.testing.process import run_ft
 
     out = tmp_path / "report"
     result = run_ft("benchmark", "--tuned", str(run_dir), "--metrics", "rouge,chrf,perplexity",

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from conftest import run_ft
 
 from ftcore.cli import COMMANDS, cli
+from ftcore.testing.process import run_ft
 
 HEAVY = ("torch", "transformers", "peft", "datasets", "evaluate", "bitsandbytes", "matplotlib")
 

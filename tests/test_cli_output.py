@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import run_ft
 from test_train_support import run_config, single_thread, write_config  # noqa: F401
 
 from ftcore.cli import COMMANDS, LazyGroup, cli
 from ftcore.commands.output import use_color
+from ftcore.testing.process import run_ft
 
 
 def _write_pairs(path: Path, n: int) -> Path:

@@ -87,7 +87,7 @@ def test_peer_names_in_method_options_and_settings_point_to_ft() -> None:
 
 
 def test_several_problems_print_one_per_line(tmp_path: Path) -> None:
-    from conftest import run_ft
+    from ftcore.testing.process import run_ft
 
     config = tmp_path / "c.yaml"
     config.write_text("model: m\nlearning_rate: 0.1\ndata:\n  train: t.jsonl\n  cutoff_len: 8\n")

@@ -10,8 +10,9 @@ import sys
 import textwrap
 
 import pytest
-from conftest import run_ft
 from data_helpers import make_config, write_jsonl
+
+from ftcore.testing.process import run_ft
 
 pytest.importorskip("ftpairrank", reason="install tests/plugins/ftpairrank (nox -s tests does)")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_ft
 from data_helpers import write_records
+
+from ftcore.testing.process import run_ft
 
 
 def test_preview_brackets_trained_spans_and_shows_lengths(tmp_path, tiny_tokenizer_dir):

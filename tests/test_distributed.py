@@ -241,7 +241,7 @@ def test_nproc_passes_every_other_option_through(monkeypatch: pytest.MonkeyPatch
 
 
 def test_launch_options_need_nproc_and_no_launcher_around() -> None:
-    from conftest import run_ft
+    from ftcore.testing.process import run_ft
 
     done = run_ft("train", "-c", "c.yaml", "--node-rank", "1")
     assert done.returncode == 2 and "--node-rank needs --nproc" in done.stderr

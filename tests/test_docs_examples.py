@@ -25,7 +25,8 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import run_ft
+
+from ftcore.testing.process import run_ft
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

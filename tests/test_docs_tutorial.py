@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from conftest import run_ft
 from test_docs_examples import DOCS, parse_page
+
+from ftcore.testing.process import run_ft
 
 TUTORIAL = DOCS / "plugins" / "tutorial.md"
 

@@ -24,7 +24,7 @@ def heldout(tmp_path) -> Path:
 
 
 def test_ft_evaluate_run_dir_writes_eval_json(run_dir, heldout, tmp_path):
-    from conftest import run_ft
+    from ftcore.testing.process import run_ft
 
     out = tmp_path / "eval"
     result = run_ft(

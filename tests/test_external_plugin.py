@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_ft
+
+from ftcore.testing.process import run_ft
 
 pytest.importorskip("fttopn", reason="install examples/plugins/fttopn (nox -s tests does)")
 

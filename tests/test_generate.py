@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from adapter_runs import make_adapter_run
-from conftest import run_ft
+
+from ftcore.testing.process import run_ft
 
 
 @pytest.fixture(scope="module")

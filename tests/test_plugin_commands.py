@@ -4,8 +4,9 @@ or exiting plugin hook is named in one line."""
 from __future__ import annotations
 
 import pytest
-from conftest import run_ft
 from data_helpers import write_jsonl
+
+from ftcore.testing.process import run_ft
 
 pytest.importorskip("ftrunnotes", reason="install tests/plugins/ftrunnotes (nox -s tests does)")
 

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_ft
 
 from ftcore.errors import UsageError
 from ftcore.jobs.scaffold import new_plugin
+from ftcore.testing.process import run_ft
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess:

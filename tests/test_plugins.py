@@ -6,11 +6,11 @@ import json
 import os
 
 import pytest
-from conftest import run_ft
 
 from ftcore import MethodSpec, hookimpl
 from ftcore.contract.plugins import get_registry, register_plugin, unregister_plugin
 from ftcore.errors import PluginError
+from ftcore.testing.process import run_ft
 
 SHIPPED = {"ftlora", "ftqlora", "ftfull", "ftinstruct", "ftmetrics"}
 

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_ft
 from test_train_support import run_config, write_config, write_reversal_text
+
+from ftcore.testing.process import run_ft
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def test_only_top_layers_train(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    prepared = fttopn.setup_peft(model, "topn", fttopn.TopNOptions(layers=1, train_head=False))
+    prepared = fttopn.setup_peft(model, fttopn.TopNOptions(layers=1, train_head=False))
     trained = {name for name, p in prepared.named_parameters() if p.requires_grad}
     last = model.config.num_hidden_layers - 1
     assert trained and all(f".layers.{last}." in name for name in trained)
