@@ -120,15 +120,20 @@ PEER_NAMES = {
     "early_stopping_patience": "training.early_stopping_patience",
     "adapter": "method",
     "finetuning_type": "method",
-    "lora_r": "method_options.r",
-    "lora_rank": "method_options.r",
-    "lora_alpha": "method_options.alpha",
-    "lora_dropout": "method_options.dropout",
-    "lora_target_modules": "method_options.target_modules",
-    "lora_target": "method_options.target_modules",
-    "load_in_4bit": "method: qlora",
-    "quantization_bit": "method: qlora",
 }
+
+
+def peer_target(name: str) -> str | None:
+    """Where another tool's key ``name`` goes in ft: ft's own table, then what installed methods declare
+    (:attr:`ftcore.MethodSpec.peer_keys`: ``lora_r`` comes from ftlora); None when nobody knows it."""
+    if name in PEER_NAMES:
+        return PEER_NAMES[name]
+    from ftcore.contract.plugins import get_registry
+
+    for spec, _plugin in get_registry().methods.values():
+        if name in spec.peer_keys:
+            return spec.peer_keys[name]
+    return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -202,7 +207,7 @@ def where_it_belongs(name: str, section: str, root: Any) -> str | None:
     own = paths.get(name)
     if own is not None and own != here:
         return f" (did you mean {own}? it belongs in {_section_name(own)})"
-    target = PEER_NAMES.get(name)
+    target = peer_target(name)
     if target is not None and target != here:
         return peer_hint(target)
     return None

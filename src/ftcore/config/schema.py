@@ -396,7 +396,7 @@ def _nested_options_error(item: Any) -> Any:
 
 def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str) -> str:
     """Did-you-mean for an unknown key: another section's key or a peer's name first, then a close spelling."""
-    from ftcore.config.keys import PEER_NAMES, misspelt_elsewhere, peer_hint, where_it_belongs
+    from ftcore.config.keys import misspelt_elsewhere, peer_hint, peer_target, where_it_belongs
 
     name = str(loc[-1])
     section = ".".join(str(p) for p in loc[:-1] if isinstance(p, str) and p in ("data", "training"))
@@ -404,8 +404,8 @@ def _unknown_key_hint(model: type[BaseModel], loc: tuple[Any, ...], prefix: str)
         hint = where_it_belongs(name, section, FtConfig)
         if hint:
             return hint
-    elif prefix and PEER_NAMES.get(name, "").startswith(prefix):
-        return peer_hint(PEER_NAMES[name])
+    elif prefix and (peer_target(name) or "").startswith(prefix):
+        return peer_hint(peer_target(name))
     here = did_you_mean(name, _fields_at(model, loc[:-1]))
     if not here and model is FtConfig:
         here = misspelt_elsewhere(name, section, FtConfig) or ""

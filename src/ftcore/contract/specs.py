@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from pydantic import BaseModel
@@ -67,6 +67,9 @@ class MethodSpec:
         ``"causal_lm"`` (the default; ``AutoModelForCausalLM``) or ``"sequence_classification"``
         (``AutoModelForSequenceClassification`` with one output, a scalar score: a reward model). The manifest
         records it; ``ft generate``, ``evaluate``, ``benchmark`` and ``merge`` refuse a run that is no causal LM.
+    :param peer_keys: what other tools call this method's settings, and where each goes in ft
+        (``{"lora_r": "method_options.r", "load_in_4bit": "method: qlora"}``): a config that uses such a name gets
+        that hint in its error (plugin API 3). Default: none.
 
     Where the method's options decide these (an adapter or full weights, a 4-bit base or not, a reference pass
     or none), give the options model a property of the same name (``output``, ``base_bits``,
@@ -87,6 +90,7 @@ class MethodSpec:
     reference_pass: bool = False
     generates: bool = False
     model_kind: Literal["causal_lm", "sequence_classification"] = "causal_lm"
+    peer_keys: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         check_name("method", self.name)

@@ -30,6 +30,3 @@ def setup_logging(verbosity: int = 0) -> None:
         # transformers and datasets are chatty at INFO; keep them at warnings unless debugging.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error" if verbosity < 0 else "warning")
         os.environ.setdefault("DATASETS_VERBOSITY", "error" if verbosity < 0 else "warning")
-        # bitsandbytes' CPU backend warns on import that an optional faster kernel is missing; it is
-        # not actionable for ft users and would precede every one-line error.
-        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)

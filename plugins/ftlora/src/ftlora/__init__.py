@@ -41,6 +41,10 @@ METHOD = MethodSpec(
     options=LoraOptions,
     output="adapter",
     recommend=10,
+    # Axolotl's and LLaMA-Factory's names for LoRA's settings, for the hint a config using them gets.
+    peer_keys={"lora_r": "method_options.r", "lora_rank": "method_options.r", "lora_alpha": "method_options.alpha",
+               "lora_dropout": "method_options.dropout", "lora_target_modules": "method_options.target_modules",
+               "lora_target": "method_options.target_modules"},
 )
 
 __all__ = [
