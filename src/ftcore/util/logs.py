@@ -17,6 +17,12 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+#: Loggers of libraries that transformers imports when they are installed, which warn at import about things
+#: ft's users cannot act on (an optional faster CPU kernel missing; a kernel hub's trust check skipped offline)
+#: and would precede every one-line error. Shown again with -v.
+QUIET_LIBRARY_LOGGERS = ("bitsandbytes.backends.cpu.ops", "kernels")
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """Log ft's messages to stderr: -1 warnings only, 0 info, 1 debug (also third-party libraries)."""
     level = _LEVELS[max(-1, min(1, verbosity))]
@@ -30,3 +36,5 @@ def setup_logging(verbosity: int = 0) -> None:
         # transformers and datasets are chatty at INFO; keep them at warnings unless debugging.
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error" if verbosity < 0 else "warning")
         os.environ.setdefault("DATASETS_VERBOSITY", "error" if verbosity < 0 else "warning")
+        for name in QUIET_LIBRARY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)

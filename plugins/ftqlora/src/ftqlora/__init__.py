@@ -8,7 +8,6 @@ folding the adapter in. The entry module imports nothing heavy.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,10 +49,6 @@ METHOD = MethodSpec(
     recommend=20,
     peer_keys={"load_in_4bit": "method: qlora", "quantization_bit": "method: qlora"},
 )
-
-# bitsandbytes' CPU backend warns on import that an optional faster kernel is missing: not actionable for ft's
-# users, and it would precede every one-line error. Set before anything imports bitsandbytes.
-logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 @hookimpl
