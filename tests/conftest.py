@@ -57,3 +57,15 @@ def fake_trackers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             (site / name).mkdir(parents=True)
             (site / name / "__init__.py").write_text('"""A stand-in: ft only checks that the tracker is installed."""\n')
     monkeypatch.syspath_prepend(str(site))
+
+
+@pytest.fixture
+def single_thread():
+    """One torch thread for the test: the tiny model gains nothing from more, and on a busy machine
+    several threads per process spin against each other (10x slower measured on 2 shared cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

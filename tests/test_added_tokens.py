@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_support import run_config, single_thread, write_config  # noqa: F401
+from train_helpers import run_config, write_config
 
 from ftcore.config.schema import build_config
 from ftcore.jobs.train import run_training

@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_train_support import run_config, write_config, write_reversal_text
+from train_helpers import run_config, write_config, write_reversal_text
 
 from ftcore.testing.process import run_ft
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from data_helpers import write_jsonl
-from test_train_support import run_config, write_config, write_reversal_text
+from train_helpers import run_config, write_config, write_reversal_text
 
 # ----------------------------------------------------------------------------- rewards the runs below name
 

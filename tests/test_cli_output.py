@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from test_train_support import run_config, single_thread, write_config  # noqa: F401
+from train_helpers import run_config, write_config
 
 from ftcore.cli import COMMANDS, LazyGroup, cli
 from ftcore.commands.output import use_color

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train_support import single_thread  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).parent / "compat"))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_train_support import run_config, single_thread, write_reversal_text  # noqa: F401
+from train_helpers import run_config, write_reversal_text
 
 from ftcore.config.schema import build_config
 from ftcore.errors import ConfigError

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train_support import logged_losses, run_config, siblings, write_config, write_reversal_text
+from train_helpers import logged_losses, run_config, siblings, write_config, write_reversal_text
 
 from ftcore.config.schema import build_config
 from ftcore.errors import ConfigError

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_support import run_config, single_thread, write_reversal_text  # noqa: F401
+from train_helpers import run_config, write_reversal_text
 
 pytest.importorskip("gguf")
 

@@ -4,7 +4,7 @@ model's own forward, for LoRA and full fine-tuning, masked prompts, padded and f
 from __future__ import annotations
 
 import pytest
-from test_train_support import logged_losses, run_config, single_thread, write_reversal_pairs  # noqa: F401
+from train_helpers import logged_losses, run_config, write_reversal_pairs
 
 torch = pytest.importorskip("torch")
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train_support import logged_losses, run_config, siblings, single_thread, write_config, write_reversal_text  # noqa: F401
+from train_helpers import logged_losses, run_config, siblings, write_config, write_reversal_text
 
 from ftcore.config.schema import build_config
 from ftcore.jobs.train import run_training

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_train_support import run_config, write_config, write_reversal_text
+from train_helpers import run_config, write_config, write_reversal_text
 
 from ftcore.artifacts.rundir import plan_run
 from ftcore.config.schema import build_config

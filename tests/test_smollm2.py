@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from test_train_support import single_thread  # noqa: F401
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_thread")]
 

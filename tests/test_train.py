@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from test_train_support import logged_losses, run_config, siblings, single_thread, write_reversal_text  # noqa: F401
+from train_helpers import logged_losses, run_config, siblings, write_reversal_text
 
 from ftcore.config.schema import build_config
 from ftcore.jobs.train import run_training

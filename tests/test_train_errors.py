@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_train_support import run_config, single_thread, write_config, write_reversal_text  # noqa: F401
+from train_helpers import run_config, write_config, write_reversal_text
 
 from ftcore.cli import main
 

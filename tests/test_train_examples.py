@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train_support import single_thread  # noqa: F401
 
 from ftcore.config.schema import load_config, validate_run_config
 

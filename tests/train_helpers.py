@@ -7,7 +7,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 WORDS = ["red", "green", "blue", "cat", "dog", "bird", "fish", "tree", "river", "one", "two", "three"]
@@ -76,15 +75,3 @@ def logged_losses(run_dir: Path) -> list[float]:
 def siblings(path: Path) -> list[str]:
     """Names next to ``path`` that belong to it (the run itself and any staging/old directory)."""
     return sorted(p.name for p in path.parent.iterdir() if p.name.lstrip(".").startswith(path.name))
-
-
-@pytest.fixture
-def single_thread():
-    """One torch thread for the test: the tiny model gains nothing from more, and on a busy machine
-    several threads per process spin against each other (10x slower measured on 2 shared cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
