@@ -60,7 +60,9 @@ def measured_peak(case: Case, workdir: Path, data: Path, steps: int = 3) -> int:
         "model": case.model, "method": case.method, "dtype": "float32", "output_dir": str(workdir / "run"),
         "data": {"train": str(data), "format": "text", "max_seq_len": case.seq_len, "packing": True},
         "training": {"max_steps": steps, "batch_size": case.micro_batch, "gradient_accumulation": 1,
-                     "gradient_checkpointing": case.checkpointing, "save_steps": 1000, "logging_steps": 1},
+                     "gradient_checkpointing": case.checkpointing, "save_steps": 1000, "logging_steps": 1,
+                     # The estimate is of fp32 training; "auto" autocasts to bf16 on CPUs with AVX512_BF16.
+                     "precision": "fp32"},
     }
     if case.method != "full":
         config["method_options"] = {"r": case.rank, "alpha": 2 * case.rank, "dropout": 0.0}
