@@ -81,6 +81,21 @@ def test_grpo_trains_with_the_reward_model(rm_run, tiny_model_dir, tmp_path, fre
     assert len(rewards) == 2 and all(isinstance(r, float) for r in rewards)
     assert (result.run_dir / "adapter_model.safetensors").is_file()
 
+    # The last link of the loop: the GRPO run against its base, through ft benchmark.
+    import json
+
+    from ftcore.testing.process import run_ft
+
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("".join(json.dumps({"prompt": f"Count: {w}", "completion": " 1"}) + "\n"
+                                for w in ("red", "blue", "green")))
+    report = tmp_path / "report"
+    benchmark = run_ft("benchmark", "--tuned", str(result.run_dir), "--data", str(held_out), "--metrics",
+                       "exact_match,perplexity", "--max-new-tokens", "4", "--output", str(report))
+    assert benchmark.returncode == 0, benchmark.stderr[-3000:]
+    scores = {row["score"] for row in json.loads((report / "report.json").read_text())["comparison"]}
+    assert {"exact_match", "perplexity"} <= scores
+
 
 def test_reward_model_path_must_be_a_reward_model(tiny_model_dir, tmp_path, fresh_plugins):
     from ftcore.config.schema import build_config, validate_method_options
