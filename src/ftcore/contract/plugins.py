@@ -157,8 +157,12 @@ class Registry:
 
     def broadcast(self, hook: str, /, **kwargs: Any) -> list[Any]:
         """Call ``hook`` on every plugin that implements it, one at a time, each failure named as in :meth:`call`."""
+        return [self._call_on(info, hook, kwargs) for info in self._implementing(hook)]
+
+    def _implementing(self, hook: str) -> list[PluginInfo]:
+        """The loaded plugins that implement ``hook``, in load order."""
         implementers = {impl.plugin_name for impl in getattr(self.pm.hook, hook).get_hookimpls()}
-        return [self._call_on(info, hook, kwargs) for info in self.plugins if info.name in implementers]
+        return [info for info in self.plugins if info.name in implementers]
 
     def commands(self, reserved: set[str] | frozenset[str] = frozenset()) -> dict[str, tuple[Any, PluginInfo]]:
         """``{name: (click command, plugin)}`` of every command plugins add through ``register_commands``.
@@ -168,7 +172,7 @@ class Registry:
         """
         if self._commands is None:
             self._commands = {}
-            for info in self.plugins:
+            for info in self._implementing("register_commands"):
                 self._add_commands(info, set(reserved))
         return self._commands
 
@@ -176,9 +180,6 @@ class Registry:
         import click
 
         group = click.Group(name=info.name)
-        implementers = {impl.plugin_name for impl in self.pm.hook.register_commands.get_hookimpls()}
-        if info.name not in implementers:
-            return
         try:
             self._call_on(info, "register_commands", {"cli": group})
         except PluginError as exc:
