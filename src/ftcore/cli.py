@@ -94,9 +94,9 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog="""\b
 Examples:
-  ft train --config examples/configs/lora.yaml     # fine-tune; writes a run directory
-  ft benchmark --tuned runs/lora                   # base vs tuned on held-out data
-  ft generate runs/lora -p "Hello"                 # try the tuned model
+  ft train --config cfg.yaml                       # fine-tune; writes a run directory
+  ft benchmark --tuned runs/run1                   # base vs tuned on held-out data
+  ft generate runs/run1 -p "Hello"                 # try the tuned model
   ft env                                           # versions and devices for a bug report
 
 \b

@@ -11,9 +11,9 @@ from ftcore.jobs.evaluation import DEFAULT_METRICS
 
 
 @click.command(epilog=examples(
-    "ft benchmark --tuned runs/lora                       # held-out data of the run",
-    "ft benchmark --tuned runs/lora --data data/test.jsonl --ci",
-    "ft benchmark --tuned runs/lora --json | jq '.comparison[] | {score, base, tuned}'",
+    "ft benchmark --tuned runs/run1                       # held-out data of the run",
+    "ft benchmark --tuned runs/run1 --data data/test.jsonl --ci",
+    "ft benchmark --tuned runs/run1 --json | jq '.comparison[] | {score, base, tuned}'",
 ))
 @click.option("--tuned", required=True, type=click.Path(file_okay=False), help="The fine-tuned run directory.")
 @click.option("--base", default=None, help="Base model to compare with (default: the run's base model).")

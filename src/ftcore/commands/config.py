@@ -16,7 +16,7 @@ def config() -> None:
 
 @config.command(epilog=examples(
     "ft config validate cfg.yaml",
-    "ft config validate cfg.yaml --method qlora --set training.learning_rate=1e-4",
+    "ft config validate cfg.yaml --method full --set training.learning_rate=1e-4",
 ))
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key, e.g. training.learning_rate=1e-4.")
@@ -36,7 +36,7 @@ def validate(path: str, overrides: tuple[str, ...], method: str | None) -> None:
 
 @config.command(epilog=examples(
     "ft config schema > ft-config.schema.json     # for editor completion of YAML configs",
-    "ft config schema --method lora",
+    "ft config schema --method full",
 ))
 @click.option("--method", default=None, help="Print the options schema of this method instead.")
 def schema(method: str | None) -> None:
@@ -56,8 +56,8 @@ def schema(method: str | None) -> None:
 
 @config.command(name="import", epilog=examples(
     "ft config import axolotl.yml -o ft.yaml",
-    "ft config import llama3_lora_sft.yaml --from llamafactory",
-    "ft config import dpo.yaml -o ft.yaml --overwrite",
+    "ft config import llama3_sft.yaml --from llamafactory",
+    "ft config import peer.yaml -o ft.yaml --overwrite",
 ))
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--from", "tool", default=None, metavar="TOOL",

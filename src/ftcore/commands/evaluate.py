@@ -29,10 +29,10 @@ def generation_options(func):
 
 
 @click.command(epilog=examples(
-    "ft evaluate runs/lora --data data/test.jsonl",
-    "ft evaluate runs/lora --data data/test.jsonl --metrics exact_match,rouge --ci",
+    "ft evaluate runs/run1 --data data/test.jsonl",
+    "ft evaluate runs/run1 --data data/test.jsonl --metrics exact_match,rouge --ci",
     "ft evaluate HuggingFaceTB/SmolLM2-135M-Instruct --data data/test.jsonl --limit 50",
-    "ft evaluate runs/lora --data data/test.jsonl --json | jq .scores",
+    "ft evaluate runs/run1 --data data/test.jsonl --json | jq .scores",
 ))
 @click.argument("model_or_run_dir")
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Examples to evaluate on (.jsonl/.json/.csv/.parquet).")

@@ -25,9 +25,9 @@ def _load(model: str, dtype: str | None):
 
 
 @click.command(epilog=examples(
-    'ft generate runs/lora -p "Name three primary colours."',
+    'ft generate runs/run1 -p "Name three primary colours."',
     'ft generate merged/ -p "Once upon a time" --raw --max-new-tokens 64',
-    'ft generate runs/lora -p "Write a haiku" --temperature 0.8 --seed 1',
+    'ft generate runs/run1 -p "Write a haiku" --temperature 0.8 --seed 1',
 ))
 @click.argument("model", metavar="RUN_DIR_OR_MODEL")
 @click.option("--prompt", "-p", required=True, help="The prompt (a user message when the tokenizer has a chat template).")
@@ -44,9 +44,9 @@ def generate(model: str, prompt: str, raw: bool, system: str | None, dtype: str 
 
 
 @click.command(epilog=examples(
-    "ft chat runs/lora",
-    'ft chat runs/lora --system "You are terse." --temperature 0.7',
-    "printf 'hi\\n' | ft chat runs/lora           # one turn from a pipe; replies on stdout",
+    "ft chat runs/run1",
+    'ft chat runs/run1 --system "You are terse." --temperature 0.7',
+    "printf 'hi\\n' | ft chat runs/run1           # one turn from a pipe; replies on stdout",
 ))
 @click.argument("model", metavar="RUN_DIR_OR_MODEL")
 @_sampling_options

@@ -8,8 +8,8 @@ from ftcore.commands.output import examples, json_option, print_json, result_on_
 
 
 @click.command(epilog=examples(
-    "ft merge runs/lora -o merged/",
-    "ft merge runs/qlora -o merged/ --dtype bfloat16 --max-shard-size 2GB",
+    "ft merge runs/run1 -o merged/",
+    "ft merge runs/run2 -o merged/ --dtype bfloat16 --max-shard-size 2GB",
 ))
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(), help="Directory for the merged model.")

@@ -19,7 +19,7 @@ def _describe(info) -> str:
     return "; ".join(provides) or "hooks only"
 
 
-@click.command(epilog=examples("ft plugins", "ft plugins --hooks", "ft plugins --json", "ft --disable ftqlora plugins"))
+@click.command(epilog=examples("ft plugins", "ft plugins --hooks", "ft plugins --json", "ft --disable ftmetrics plugins"))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--hooks", "show_hooks", is_flag=True, help="Also show which hooks each plugin implements.")
 def plugins(as_json: bool, show_hooks: bool) -> None:
@@ -58,7 +58,7 @@ def plugin() -> None:
     "ft plugin new mymethod                     # a method plugin in ./ft-mymethod",
     "ft plugin new jsonl_qa --kind format -o plugins/",
     "ft plugin new bleurt --kind metric",
-    "ft plugin new brevity --kind reward             # a reward for grpo",
+    "ft plugin new brevity --kind reward             # a reward for RL methods",
 ))
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["method", "format", "metric", "reward"]), default="method", show_default=True,

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 @click.command(epilog=examples(
     "ft recommend --model HuggingFaceTB/SmolLM2-135M-Instruct",
     "ft recommend -m meta-llama/Llama-3.1-8B --memory 24 --seq-len 2048 -o cfg.yaml",
-    "ft recommend -m ./my-model --method qlora --json",
+    "ft recommend -m ./my-model --method full --json",
 ))
 @click.option("--model", "-m", required=True, help="Hub id, local model directory, .gguf file or run directory.")
 @click.option("--method", default=None,

@@ -32,8 +32,8 @@ def _check_flags(resume: str | None, allow_config_change: bool) -> None:
 
 
 @click.command(epilog=examples(
-    "ft train --config examples/configs/lora.yaml",
-    "ft train -c cfg.yaml --method qlora --set training.max_steps=50 -o runs/try1",
+    "ft train --config cfg.yaml",
+    "ft train -c cfg.yaml --method full --set training.max_steps=50 -o runs/try1",
     "ft train -c cfg.yaml --resume                # continue after an interruption",
     "ft train -c cfg.yaml --nproc 2               # two processes (torchrun)",
     "ft train -c cfg.yaml --json > result.json    # the run's manifest as JSON",

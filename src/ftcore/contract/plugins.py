@@ -102,8 +102,8 @@ class Registry:
     importers: dict[str, tuple[ImporterSpec, PluginInfo]] = field(default_factory=dict)
     #: ``(kind, name)`` -> every plugin that registered it, for names registered more than once.
     clashes: dict[tuple[str, str], list[PluginInfo]] = field(default_factory=dict)
-    #: ``ft`` subcommands added by plugins (``register_commands``), collected on first use.
-    _commands: dict[str, tuple[Any, PluginInfo]] | None = field(default=None, repr=False)
+    #: ``ft`` subcommands added by plugins (``register_commands``), collected on first use, per reserved set.
+    _commands: dict[frozenset[str], dict[str, tuple[Any, PluginInfo]]] = field(default_factory=dict, repr=False)
 
     @property
     def hook(self) -> Any:
@@ -170,13 +170,15 @@ class Registry:
         Each plugin fills a click group of its own; a plugin that fails there, or a name in ``reserved``
         (ftcore's own commands) or already taken by another plugin, is skipped with a warning naming it.
         """
-        if self._commands is None:
-            self._commands = {}
+        key = frozenset(reserved)
+        if key not in self._commands:
+            found: dict[str, tuple[Any, PluginInfo]] = {}
             for info in self._implementing("register_commands"):
-                self._add_commands(info, set(reserved))
-        return self._commands
+                self._add_commands(info, key, found)
+            self._commands[key] = found
+        return self._commands[key]
 
-    def _add_commands(self, info: PluginInfo, reserved: set[str]) -> None:
+    def _add_commands(self, info: PluginInfo, reserved: frozenset[str], found: dict[str, tuple[Any, PluginInfo]]) -> None:
         import click
 
         group = click.Group(name=info.name)
@@ -186,12 +188,13 @@ class Registry:
             log.warning("%s", exc)
             return
         for name, command in group.commands.items():
-            taken = "ftcore" if name in reserved else self._commands[name][1].label if name in self._commands else None
+            taken = "ftcore" if name in reserved else found[name][1].label if name in found else None
             if taken:
                 log.warning("%s adds command %r, which %s already has; ignored", info.label, name, taken)
                 continue
-            self._commands[name] = (command, info)
-            info.commands.append(name)
+            found[name] = (command, info)
+            if name not in info.commands:
+                info.commands.append(name)
 
     def _call_on(self, info: PluginInfo, hook: str, kwargs: dict[str, Any]) -> Any:
         others = [plugin for plugin in self.pm.get_plugins() if plugin is not info.plugin]
