@@ -105,6 +105,10 @@ def test_gguf_loads_trains_and_saves(tmp_path: Path, tiny_model_dir: Path, monke
     assert all(torch.equal(loaded[k], original[k]) for k in original)
     cached = gguf_as_model_dir(gguf_file)
     assert cached.parent == tmp_path / "cache" / "gguf" and (cached / "model.safetensors").is_file()
+    # The cache is what a run's adapter names when the GGUF names no Hub id: transformers 4.x reads its RoPE base
+    # only from a top-level rope_theta (without it 4.x silently uses 10000).
+    cached_config = json.loads((cached / "config.json").read_text())
+    assert cached_config["rope_theta"] == cached_config["rope_parameters"]["rope_theta"]
     tokenizer = load_tokenizer_from(str(gguf_file))
     sample = "Reverse: red cat -> cat red"
     from transformers import AutoTokenizer

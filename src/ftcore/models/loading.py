@@ -174,6 +174,11 @@ def _convert_gguf(path: Path, output: Path) -> None:
     model = _plain_copy(quantized)
     model.save_pretrained(str(output))
     tokenizer.save_pretrained(str(output))
+    # An adapter trained on this base names this directory when the GGUF names no Hub id: transformers 4.x and
+    # peft reading it must get the same RoPE base and tokenizer as ft did.
+    from ftcore.artifacts.portable import make_portable
+
+    make_portable(output)
 
 
 def _plain_copy(quantized: Any) -> Any:
