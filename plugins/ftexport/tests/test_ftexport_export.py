@@ -220,20 +220,21 @@ def test_unsupported_architecture_type_and_format(tmp_path: Path) -> None:
     assert not (run / "export").exists()
 
 
-def test_sentencepiece_style_tokenizer_is_refused_before_loading_weights(tmp_path: Path) -> None:
+def test_a_unigram_tokenizer_is_refused_before_loading_weights(tmp_path: Path) -> None:
     from ftexport.export import export_run
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, PreTrainedTokenizerFast
 
     from ftcore import FtError
 
-    raw = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    raw = Tokenizer(models.Unigram())
     raw.pre_tokenizer = pre_tokenizers.Metaspace()
     raw.train_from_iterator(
         ["a small corpus of words", "more words here"],
-        trainers.BpeTrainer(vocab_size=60, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False),
+        trainers.UnigramTrainer(vocab_size=40, special_tokens=["<unk>", "<s>", "</s>"], unk_token="<unk>",
+                                show_progress=False),
     )
-    run = tmp_path / "spm-run"
+    run = tmp_path / "unigram-run"
     PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="</s>").save_pretrained(run)
     LlamaConfig(
         vocab_size=60, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
@@ -241,10 +242,56 @@ def test_sentencepiece_style_tokenizer_is_refused_before_loading_weights(tmp_pat
     (run / "ft_config.yaml").write_text("model: spm\nmethod: full\n")
     (run / "ft_run.json").write_text(json.dumps({"status": "complete", "method": "full", "output": "model"}))
     # no weights in the run directory: the refusal comes before anything would load them
-    with pytest.raises(
-        FtError, match=r"^GGUF export supports byte-level BPE tokenizers .*; this tokenizer is BPE with byte fallback$"
-    ):
+    with pytest.raises(FtError, match=r"^GGUF export supports byte-level BPE tokenizers .* this tokenizer is Unigram$"):
         export_run(run)
+    assert not (run / "export").exists()
+
+
+def sentencepiece_tokenizer():
+    """A Llama-2-style tokenizer (BPE over ``▁``-spelled pieces with byte fallback), learned from a few lines:
+    ``<unk> <s> </s>``, the 256 byte pieces, then the learned pieces in the order they were learned."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaTokenizer
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    text = ["Don't stop: it's 3.14 and we're here.", "Café 東京 is a place", "the cat sat on the mat, didn't it?",
+            "Name three primary colours: red, blue and yellow.", "a small corpus of words to learn pieces from"] * 3
+    raw.train_from_iterator(text, trainers.BpeTrainer(vocab_size=220, show_progress=False))
+    learned = json.loads(raw.to_str())["model"]
+    pieces = sorted(learned["vocab"], key=learned["vocab"].get)
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)}}
+    for piece in pieces:
+        vocab.setdefault(piece, len(vocab))
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=merges)
+    tokenizer.chat_template = ("{% for m in messages %}{{ '<s>' if loop.first else '' }}[{{ m['role'] }}] "
+                               "{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+    return tokenizer
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
+def test_a_sentencepiece_style_tokenizer_exports_with_parity(model_type: str, tmp_path: Path, full_run,
+                                                            gguf_contents) -> None:
+    """Llama 2, Mistral and Gemma tokenizers: a ``llama`` GGUF vocabulary with scores and byte pieces, read back
+    to the same token ids (text with bytes no piece covers included)."""
+    from ftexport.export import export_run
+
+    tokenizer = sentencepiece_tokenizer()
+    assert tokenizer.convert_ids_to_tokens(tokenizer("€")["input_ids"])[-3:] == ["<0xE2>", "<0x82>", "<0xAC>"]
+    run = full_run(tiny_model(model_type, tokenizer), tokenizer, tmp_path / "run")
+    result = export_run(run, prompts=["Don't stop: it's 3.14!", "Café 東京 costs 5 €, n'est-ce pas?", "  two  spaces"],
+                        max_new_tokens=8)
+    meta, _ = gguf_contents(result.path)
+    assert meta["tokenizer.ggml.model"] == "llama" and meta["tokenizer.ggml.pre"] == "default"
+    assert meta["tokenizer.ggml.token_type"][3] == 6 and meta["tokenizer.ggml.token_type"][0] == 2  # byte, unknown
+    scores = meta["tokenizer.ggml.scores"]
+    assert scores[300] > scores[301] and scores[3] == 0.0
+    assert meta["tokenizer.ggml.add_space_prefix"] is True
+    assert meta["tokenizer.ggml.add_bos_token"] is (tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id)
+    parity = result.parity
+    assert parity.checked and parity.passed, parity.line()
+    assert parity.tokenizer_identical == 3
 
 
 # ----------------------------------------------------------------------------- output location (issue 31)

@@ -45,7 +45,7 @@ def export(
 
     An f16 export that disagrees with the run beyond the tolerance is removed and the command fails;
     for q8_0 the agreement is reported. Architectures: Llama, Mistral, Mixtral, Qwen2, Qwen3, Qwen3-MoE,
-    Gemma 2, Gemma 3 (text), Phi-3, with a byte-level BPE tokenizer.
+    Gemma 2, Gemma 3 (text), Phi-3, with a byte-level or SentencePiece-style BPE tokenizer.
     """
     from ftexport.export import export_run
 

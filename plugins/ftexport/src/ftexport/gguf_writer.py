@@ -3,7 +3,8 @@
 Follows llama.cpp's conventions (``convert_hf_to_gguf.py``), which is what llama.cpp, Ollama and
 transformers' GGUF loader read: tensor names from ``gguf.get_tensor_name_map``, the per-architecture
 differences of :mod:`ftexport.architectures` (q/k row order, Gemma's ``1 + w`` norms, stacked experts),
-norms kept in float32, a ``gpt2`` (byte-level BPE) vocabulary with merges, token types, special token ids,
+norms kept in float32, a ``gpt2`` (byte-level BPE) vocabulary with merges or a ``llama`` (SentencePiece-style,
+:mod:`ftexport.spm`) one with scores, token types, special token ids,
 the pre-tokenizer name llama.cpp tokenizes by, the chat template, and the provenance keys of a GGUF base.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from ftcore import FtError
 from ftexport.architectures import Architecture, check_supported, rope_dimensions, rope_theta
+from ftexport.spm import adds_space_prefix, is_sentencepiece, sentencepiece_vocabulary
 
 # The pre-tokenizer split regexes llama.cpp names (tokenizer.ggml.pre); plain ByteLevel splitting is "gpt-2".
 _LLAMA3_SPLIT = (
@@ -155,25 +157,48 @@ def _stored(array: Any, gguf_type: str) -> tuple[Any, Any]:
 
 
 def check_tokenizer(tokenizer: Any) -> dict[str, Any]:
-    """The tokenizer's ``tokenizer.json`` content; an FtError unless it is byte-level BPE (what ``gpt2`` GGUFs hold)."""
+    """The tokenizer's ``tokenizer.json`` content; an FtError unless it is byte-level BPE (what ``gpt2`` GGUFs hold)
+    or SentencePiece-style BPE with byte fallback (a ``llama`` GGUF vocabulary)."""
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise FtError(f"GGUF export needs a fast (tokenizers) tokenizer; this one is {type(tokenizer).__name__}")
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
+    if is_sentencepiece(spec):
+        return spec
     if model.get("type") != "BPE" or model.get("byte_fallback") or not _is_byte_level(spec):
         kind = f"{model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}"
         raise FtError(
-            "GGUF export supports byte-level BPE tokenizers (GPT-2 style: SmolLM2, Llama 3, Qwen2); "
-            f"this tokenizer is {kind}"
+            "GGUF export supports byte-level BPE tokenizers (GPT-2 style: SmolLM2, Llama 3, Qwen2) and "
+            f"SentencePiece-style BPE with byte fallback (Llama 2, Mistral, Gemma); this tokenizer is {kind}"
         )
     return spec
 
 
 def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int, pre: str | None) -> None:
-    """Vocabulary, merges, token types, special ids and chat template of a byte-level BPE tokenizer."""
+    """Vocabulary, merges, token types, special ids and chat template of the tokenizer."""
     spec = check_tokenizer(tokenizer)
     model = spec["model"]
     vocab = tokenizer.get_vocab()
     if len(vocab) > vocab_rows:
         raise FtError(f"the tokenizer has {len(vocab)} tokens but the model's embedding only {vocab_rows} rows")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+    if is_sentencepiece(spec):
+        tokens, scores, types = sentencepiece_vocabulary(tokenizer, spec, vocab_rows)
+        writer.add_tokenizer_model("llama")
+        writer.add_tokenizer_pre("default")  # llama.cpp's SentencePiece tokenizer splits nothing first
+        writer.add_token_list(tokens)
+        writer.add_token_scores(scores)
+        writer.add_token_types(types)
+        writer.add_token_merges(merges)
+        writer.add_add_space_prefix(adds_space_prefix(spec))
+    else:
+        _write_byte_level(writer, tokenizer, spec, vocab, vocab_rows, merges, pre)
+    _write_special_tokens(writer, tokenizer)
+
+
+def _write_byte_level(writer: Any, tokenizer: Any, spec: dict[str, Any], vocab: dict[str, int], vocab_rows: int,
+                      merges: list[str], pre: str | None) -> None:
+    """A ``gpt2`` vocabulary: tokens in the byte alphabet, merges, token types and the pre-tokenizer's name."""
     by_id = {index: token for token, index in vocab.items()}
     added = tokenizer.added_tokens_decoder
     tokens, types = [], []
@@ -184,12 +209,15 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_rows: int, pre: str | No
             types.append(_CONTROL if added[index].special else _USER_DEFINED)
         else:
             types.append(_NORMAL if index in by_id else _UNUSED)
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre or pre_tokenizer_name(spec))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
+
+
+def _write_special_tokens(writer: Any, tokenizer: Any) -> None:
+    """Special token ids, whether BOS/EOS are added, and the chat template."""
     for token, add in (
         ("bos", writer.add_bos_token_id),
         ("eos", writer.add_eos_token_id),
