@@ -13,6 +13,8 @@ tiny one and at most one training step. ``test_the_corpus_is_large_enough`` coun
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -115,6 +117,9 @@ class Bad:
     status: int | None = None
     bad_hook: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    #: The command fails after training saved a checkpoint: it may leave ``out/.run.tmp-partial`` for
+    #: ``--resume`` (the run's work is kept, not lost), and nothing else.
+    resumable: bool = False
 
 
 WORDS = [("up", "down"), ("hot", "cold"), ("big", "small"), ("old", "new")]
@@ -144,7 +149,7 @@ for _method in PAIRED:
         Bad(f"{_method}-empty-file", "preference", lambda lab, m=_method: lab.train(m, ""), ("train.jsonl",)),
         Bad(f"{_method}-identical-pairs", "preference",
             lambda lab, m=_method: lab.train(m, [{**r, "rejected": r["chosen"]} for r in PAIRS]),
-            ("chosen", "rejected", "identical")),
+            ("train.jsonl:1", "rejected", "identical to chosen")),
         Bad(f"{_method}-no-rejected-column", "preference", lambda lab, m=_method: lab.train(m, with_(PAIRS, rejected=...)),
             ("train.jsonl",)),
         Bad(f"{_method}-all-prompts-over-max-seq-len", "preference",
@@ -154,7 +159,7 @@ for _method in PAIRED:
         Bad(f"{_method}-rejected-null", "preference", lambda lab, m=_method: lab.train(m, with_(PAIRS, rejected=None)),
             ("train.jsonl", "rejected")),
         Bad(f"{_method}-empty-chosen", "preference", lambda lab, m=_method: lab.train(m, with_(PAIRS, chosen="")),
-            ("train.jsonl", "chosen")),
+            ("train.jsonl:1", "chosen", "is empty")),
         Bad(f"{_method}-prompt-a-list-of-numbers", "preference",
             lambda lab, m=_method: lab.train(m, with_(PAIRS, prompt=[1, 2])), ("train.jsonl", "prompt")),
     ]
@@ -167,7 +172,10 @@ PREFERENCE += [
         ("max_seq_len",)),
     Bad("kto-completion-a-number", "preference", lambda lab: lab.train("kto", with_(UNPAIRED, completion=5)),
         ("train.jsonl", "completion")),
-    Bad("kto-only-desirable", "preference", lambda lab: lab.train("kto", UNPAIRED[:4]), ("label",)),
+    Bad("kto-label-null", "preference", lambda lab: lab.train("kto", with_(UNPAIRED, label=None)),
+        ("train.jsonl", "label")),
+    Bad("kto-empty-completion", "preference", lambda lab: lab.train("kto", with_(UNPAIRED, completion=" ")),
+        ("train.jsonl", "completion", "is empty")),
     Bad("kto-given-pairs", "preference", lambda lab: lab.train("kto", PAIRS), ("kto",)),
     Bad("dpo-given-unpaired", "preference", lambda lab: lab.train("dpo", UNPAIRED), ("dpo",)),
     Bad("dpo-given-plain-text", "preference", lambda lab: lab.train("dpo", [{"text": "hello"}] * 4), ("dpo",)),
@@ -272,16 +280,17 @@ def export_existing(lab: Lab) -> list[str]:
 
 EXPORT: list[Bad] = [
     Bad("export-missing-run", "export", lambda lab: ["export", str(lab.root / "nope")], ("{root}/nope",)),
-    Bad("export-run-is-a-file", "export", lambda lab: ["export", str(lab.write("afile", "x"))], ("{root}/afile",)),
+    Bad("export-run-is-a-file", "export", lambda lab: ["export", str(lab.write("afile", "x"))], ("{root}/afile",),
+        status=2),
     Bad("export-dir-without-manifest", "export", lambda lab: ["export", str(lab.write("empty/readme", "x").parent)],
         ("{root}/empty",)),
     Bad("export-unfinished-run", "export", lambda lab: ["export", str(lab.run_dir(status="running"))], ("{root}/run",)),
     Bad("export-unsupported-architecture", "export", lambda lab: ["export", str(lab.model_run(config_class="gpt2"))],
         ("architecture 'gpt2'",)),
     Bad("export-unsupported-type", "export", lambda lab: ["export", str(lab.model_run()), "--type", "q4_0"],
-        ("--type 'q4_0'",)),
+        ("--type", "'q4_0'"), status=2),
     Bad("export-unsupported-format", "export", lambda lab: ["export", str(lab.model_run()), "--format", "onnx"],
-        ("--format 'onnx'",)),
+        ("--format", "'onnx'"), status=2),
     Bad("export-output-under-a-file", "export",
         lambda lab: ["export", str(lab.model_run()), "-o", str(lab.write("out/afile", "x") / "m.gguf")],
         ("{root}/out/afile is a file",)),
@@ -311,7 +320,8 @@ IMPORT: list[Bad] = [
     Bad("import-missing-file", "import", lambda lab: import_(lab, lab.root / "nope.yml"), ("{root}/nope.yml",)),
     Bad("import-binary-file", "import", lambda lab: import_(lab, lab.write("model.bin", b"\x89PNG\x00\x01" * 50)),
         ("{root}/model.bin",)),
-    Bad("import-directory", "import", lambda lab: import_(lab, lab.write("adir/x", "").parent), ("{root}/adir",)),
+    Bad("import-directory", "import", lambda lab: import_(lab, lab.write("adir/x", "").parent), ("{root}/adir",),
+        status=2),
     Bad("import-deeply-nested", "import", lambda lab: import_(lab, lab.write("deep.yml", "a: " + "[" * 3000 + "]" * 3000)),
         ("{root}/deep.yml",)),
     Bad("import-not-yaml", "import", lambda lab: import_(lab, lab.write("bad.yml", "a: [1, 2\nb: {")), ("{root}/bad.yml",)),
@@ -493,7 +503,14 @@ def badf_train(lab: Lab) -> list[str]:
 
 
 def badm_run(lab: Lab) -> Path:
-    return lab.run_dir(method="badm")
+    """A finished run of ``badm`` with the tiny model's tokenizer (and no adapter: the broken hook comes first)."""
+    import shutil
+
+    run = lab.run_dir(method="badm")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (lab.model / name).exists():
+            shutil.copy(lab.model / name, run / name)
+    return run
 
 
 def evaluate_badmetric(lab: Lab) -> list[str]:
@@ -516,25 +533,26 @@ HOOK_CASES: list[tuple[str, Callable[[Lab], list[str]], tuple[str, ...], tuple[s
     ("badcmd", lambda lab: ["badcmd"], (PLUGIN,), ("raise", "exit")),
     ("model_load_kwargs", badm_train, (PLUGIN, "model_load_kwargs"), ("raise", "exit")),
     ("setup_peft", badm_train, (PLUGIN, "setup_peft"), ("raise", "exit", "none")),
-    ("memory_profile", badm_train, (PLUGIN, "memory_profile"), ("raise", "exit")),
+    ("memory_profile", lambda lab: ["recommend", "--model", str(lab.model), "--method", "badm", "--memory", "8"],
+     (PLUGIN, "memory_profile"), ("raise", "exit")),
     ("make_trainer", badm_train, (PLUGIN, "make_trainer"), ("raise", "exit")),
     ("run_started", badm_train, (PLUGIN, "run_started"), ("raise", "exit")),
     ("run_finished", badm_train, (PLUGIN, "run_finished"), ("raise", "exit")),
     ("load_dataset", badf_train, (PLUGIN, "load_dataset"), ("raise", "exit", "none")),
     ("encode_examples", badf_train, (PLUGIN, "encode_examples"), ("raise", "exit", "none")),
-    ("load_adapter", lambda lab: ["generate", str(badm_run(lab)), "hello", "--max-new-tokens", "1"],
+    ("load_adapter", lambda lab: ["generate", str(badm_run(lab)), "-p", "hello", "--max-new-tokens", "1"],
      (PLUGIN, "load_adapter"), ("raise", "exit")),
     ("merge_adapter", lambda lab: ["merge", str(badm_run(lab)), "--output", str(lab.out / "merged")],
      (PLUGIN, "merge_adapter"), ("raise", "exit")),
     ("compute_metric", evaluate_badmetric, (PLUGIN, "compute_metric"), ("raise", "exit")),
-    ("setup_reward", grpo_badreward, ("badreward", PLUGIN), ("raise", "exit")),
+    ("setup_reward", grpo_badreward, (PLUGIN, "setup_reward"), ("raise", "exit")),
     ("compute_reward", grpo_badreward, ("badreward", PLUGIN), ("raise", "exit")),
-    ("teardown_reward", grpo_badreward, ("badreward", PLUGIN), ("raise", "exit")),
+    ("teardown_reward", grpo_badreward, (PLUGIN, "teardown_reward"), ("raise", "exit")),
 ]
 HOOKS: list[Bad] = [
     Bad(f"hook-{hook}-{how}", "plugin hooks", make, said + (("SystemExit(7)",) if how == "exit" else
                                                             ("RuntimeError: broken",) if how == "raise" else ()),
-        bad_hook=f"{hook}:{how}")
+        bad_hook=f"{hook}:{how}", resumable=hook in ("run_finished", "teardown_reward"))
     for hook, make, said, hows in HOOK_CASES for how in hows
 ]
 
@@ -638,6 +656,8 @@ def lab(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, f
     monkeypatch.setenv("FT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the python rewards above
+    # As in a fresh process: no handler of an earlier case's main() (bound to that case's captured stderr).
+    monkeypatch.setattr(logging.getLogger("ftcore"), "handlers", [])
     return Lab(tmp_path / "case", tiny_model_dir)
 
 
@@ -671,13 +691,31 @@ def test_bad_input(case: Bad, lab: Lab, capsys: pytest.CaptureFixture[str], monk
     assert isinstance(status, int) and status != 0, (status, stderr[-3000:])
     if case.status is not None:
         assert status == case.status, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    lines = stderr.splitlines()
+    # ft's own line, or click's for a command line it refuses itself (exit status 2, after a usage line)
+    errors = [i for i, line in enumerate(lines) if line.startswith("error: ") or
+              (status == 2 and line.startswith("Error: "))]
     assert len(errors) == 1, stderr[-3000:]
     assert "Traceback" not in stderr and "error: unexpected" not in stderr, stderr[-3000:]
+    # The line, and the ``  - problem`` lines of an invalid config with several problems.
+    message = lines[errors[0]]
+    for line in lines[errors[0] + 1:]:
+        if not line.startswith("  - "):
+            break
+        message += "\n" + line
+    if os.environ.get("FT_CORPUS_SHOW"):  # FT_CORPUS_SHOW=1 pytest -k ...: each case's message, to read them
+        sys.__stderr__.write(f"\n[{case.id}] {message}\n")
     for said in case.said:
         said = said.replace("{root}", str(lab.root))
-        assert said in errors[0], (said, errors[0])
-    assert snapshot(lab.root) == before, "the command changed, added or removed files"
+        assert said in message, (said, message)
+    after = snapshot(lab.root)
+    if case.resumable and "out/.run.tmp-partial" in after:
+        from ftcore.artifacts.rundir import latest_checkpoint
+
+        staging = lab.out / ".run.tmp-partial"
+        assert latest_checkpoint(staging / "checkpoints") is not None, sorted(after)
+        after = {path: data for path, data in after.items() if not path.startswith("out/.run.tmp-partial")}
+    assert after == before, "the command changed, added or removed files"
 
 
 def test_the_corpus_is_large_enough() -> None:
