@@ -78,21 +78,22 @@ class Lab:
         return ["config", "validate", argv[2]] if validate else argv
 
     def run_dir(self, name: str = "run", method: str = "lora", output: str = "adapter", status: str = "complete",
-                config: dict[str, Any] | None = None) -> Path:
+                config: dict[str, Any] | None = None, **manifest: Any) -> Path:
         """A run directory as ``ft train`` leaves it, as far as the commands read before loading anything."""
         run = self.root / name
         run.mkdir()
         self.write(f"{name}/ft_config.yaml", {"model": str(self.model), "method": method,
                                                "data": {"train": "train.jsonl"}, **(config or {})})
-        manifest = {"status": status, "method": method, "output": output, "base_model": str(self.model)}
+        manifest = {"status": status, "method": method, "output": output, "base_model": str(self.model), **manifest}
         self.write(f"{name}/ft_run.json", json.dumps(manifest))
         return run
 
-    def model_run(self, name: str = "run", config_class: str = "llama") -> Path:
+    def model_run(self, name: str = "run", config_class: str = "llama", tokenizer: bool = True,
+                  method: str = "full", **manifest: Any) -> Path:
         """A full fine-tune's run directory: the tiny model's config and tokenizer, no weights."""
         import shutil
 
-        run = self.run_dir(name, method="full", output="model")
+        run = self.run_dir(name, method=method, output="model", **manifest)
         for item in self.model.iterdir():
             if item.suffix in (".json", ".txt", ".model") and item.name not in ("ft_run.json",):
                 shutil.copy(item, run / item.name)
@@ -101,6 +102,9 @@ class Lab:
 
             (run / "config.json").unlink()
             GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(run)
+        if not tokenizer:
+            for item in run.glob("*token*"):
+                item.unlink()
         return run
 
 
@@ -263,7 +267,8 @@ GRPO: list[Bad] = [
     Bad("grpo-unknown-loss", "grpo", lambda lab: lab.grpo(validate=True, loss_type="dapoo"),
         ("method_options.loss_type", "did you mean 'dapo'"), status=2),
     Bad("grpo-given-pairs", "grpo", lambda lab: lab.train("grpo", PAIRS, {"rewards": [{"name": "length", "target": 4}]},
-                                                          batch_size=4), ("grpo", "preference")),
+                                                          batch_size=4),
+        ("{root}/train.jsonl", "the examples are 'preference' data, which method 'grpo' does not train on")),
     Bad("grpo-empty-prompts", "grpo", lambda lab: lab.train("grpo", [{"prompt": ""}] * 4,
                                                             {"rewards": [{"name": "length", "target": 4}]}, batch_size=4),
         ("train.jsonl", "prompt")),
@@ -284,7 +289,8 @@ EXPORT: list[Bad] = [
         status=2),
     Bad("export-dir-without-manifest", "export", lambda lab: ["export", str(lab.write("empty/readme", "x").parent)],
         ("{root}/empty",)),
-    Bad("export-unfinished-run", "export", lambda lab: ["export", str(lab.run_dir(status="running"))], ("{root}/run",)),
+    Bad("export-run-without-tokenizer", "export", lambda lab: ["export", str(lab.model_run(tokenizer=False))],
+        ("tokenizer", "{root}/run")),
     Bad("export-unsupported-architecture", "export", lambda lab: ["export", str(lab.model_run(config_class="gpt2"))],
         ("architecture 'gpt2'",)),
     Bad("export-unsupported-type", "export", lambda lab: ["export", str(lab.model_run()), "--type", "q4_0"],
@@ -297,8 +303,9 @@ EXPORT: list[Bad] = [
     Bad("export-output-read-only", "export", lambda lab: ["export", str(lab.model_run()), "-o", "/proc/ft-corpus/m.gguf"],
         ("/proc/ft-corpus",)),
     Bad("export-output-exists", "export", export_existing, ("{root}/out/m.gguf exists", "--overwrite")),
-    Bad("export-reward-model-run", "export", lambda lab: ["export", str(lab.run_dir(method="rm", output="model"))],
-        ("{root}/run",)),
+    Bad("export-reward-model-run", "export",
+        lambda lab: ["export", str(lab.model_run(method="rm", model_kind="sequence_classification"))],
+        ("{root}/run is a sequence_classification model",)),
 ]
 
 # ----------------------------------------------------------------------------- ft config import (ftimport)
