@@ -68,7 +68,11 @@ def _unknown_command(name: str) -> str:
     if dist:
         return (f"`ft {name}` is added by the {dist} plugin distribution, which is not installed: "
                 f"pip install {dist} (or ./plugins/{dist} from ft's repository)")
-    return f"no such command {name!r}{did_you_mean(name, [*COMMANDS, *_plugin_commands()])}; `ft --help` lists them"
+    from ftcore.contract.plugins import get_registry
+
+    failed = "".join(f" ({failure})" for failure in get_registry().command_failures)
+    return (f"no such command {name!r}{did_you_mean(name, [*COMMANDS, *_plugin_commands()])}; `ft --help` lists "
+            f"them{failed}")
 
 
 def _versions() -> str:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ftcore.artifacts.curves import method_curves
-from ftcore.testing.suites import FormatContract, MethodContract, logged_losses
+from ftcore.testing.suites import FormatContract, MethodContract, logged_counters, logged_losses
 
 WORDS = [("up", "down"), ("hot", "cold"), ("big", "small"), ("old", "new"), ("yes", "no"), ("red", "green")]
 
@@ -293,6 +293,11 @@ def test_dpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path)
     assert reference.returncode == 0, reference.stderr[-3000:]
     kill_at_checkpoint_then_resume(config("run"), "checkpoint-3", env)
     assert logged_losses(tmp_path / "run") == pytest.approx(logged_losses(tmp_path / "reference"), abs=1e-4)
+    # Every logged counter (step, epoch, num_tokens) continues from the checkpoint as the uninterrupted run's did.
+    counters, reference_counters = logged_counters(tmp_path / "run"), logged_counters(tmp_path / "reference")
+    assert len(counters) == len(reference_counters) == 6 and all("num_tokens" in row for row in counters), counters
+    for got, want in zip(counters, reference_counters, strict=True):
+        assert got == pytest.approx(want), (got, want)
     assert not list((tmp_path / "run").rglob("ref")), "a reference adapter was saved"
 
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from ftcore.artifacts.curves import method_curves
-from ftcore.testing.suites import FormatContract, MethodContract
+from ftcore.testing.suites import FormatContract, MethodContract, logged_counters
 
 
 def digit_share(prompts: list[str], completions: list[str], examples: list[dict[str, Any]]) -> list[float]:
@@ -309,6 +309,11 @@ def test_grpo_sigkill_then_resume_matches_uninterrupted(tiny_model_dir, tmp_path
     for key in ("reward", "loss"):
         assert rewards_logged(tmp_path / "run", key) == pytest.approx(rewards_logged(tmp_path / "reference", key),
                                                                       abs=1e-4), key
+    # Every logged counter (step, epoch, num_tokens) continues from the checkpoint as the uninterrupted run's did.
+    counters, reference_counters = logged_counters(tmp_path / "run"), logged_counters(tmp_path / "reference")
+    assert len(counters) == len(reference_counters) == 4 and all("num_tokens" in row for row in counters), counters
+    for got, want in zip(counters, reference_counters, strict=True):
+        assert got == pytest.approx(want), (got, want)
 
 
 @pytest.mark.slow

@@ -40,9 +40,11 @@ def generation_options(func):
               help="Comma-separated metric names (`ft plugins` lists them; evaluate:<name> for any Hub metric).")
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help="Where eval.json and predictions.jsonl go (default: RUN_DIR/eval, or ./eval-<model>).")
+@click.option("--overwrite", is_flag=True, help="Replace the eval.json and predictions.jsonl of an earlier evaluation.")
 @generation_options
 @json_option
-def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None, as_json: bool, **kwargs) -> None:
+def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None, overwrite: bool, as_json: bool,
+             **kwargs) -> None:
     """Evaluate MODEL_OR_RUN_DIR (a run directory, local model, Hub id or .gguf file) on --data."""
     from ftcore.jobs.evaluation import (
         default_output_dir,
@@ -58,6 +60,7 @@ def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None,
             model_or_run_dir, data, parse_metric_names(metrics), settings=settings_from(kwargs), limit=kwargs["limit"],
             output_dir=output_dir, ci=kwargs["ci"], ci_resamples=kwargs["ci_resamples"],
             metric_options=parse_metric_options(kwargs["metric_options"]), dtype=kwargs["dtype"], device=kwargs["device"],
+            overwrite=overwrite,
         )
     if as_json:
         print_json({**result.as_dict(), "output_dir": str(output_dir)}, out)

@@ -514,6 +514,10 @@ def load_config(
 def validate_method_options(config: FtConfig) -> tuple[Any, Any]:
     """Resolve the config's method against the installed plugins and validate its options.
 
+    The options model is validated with the whole config as pydantic's validation context
+    (``info.context["config"]``, an :class:`FtConfig`), so a method can check its options against the rest of the
+    config (GRPO's ``num_generations`` against ``training.batch_size``) at ``ft config validate``.
+
     :returns: ``(MethodSpec, options)`` where options is the plugin's validated model (or ``None``).
     """
     from ftcore.contract.plugins import get_registry
@@ -529,7 +533,7 @@ def validate_method_options(config: FtConfig) -> tuple[Any, Any]:
             raise ConfigError(f"method_options: method {config.method!r} takes no options")
         return spec, None
     try:
-        return spec, spec.options.model_validate(config.method_options)
+        return spec, spec.options.model_validate(config.method_options, context={"config": config})
     except ValidationError as exc:
         problems = format_errors(exc, spec.options, prefix="method_options.")
         raise ConfigError([_owner_hint(line, config.method, registry.methods) for line in problems]) from exc

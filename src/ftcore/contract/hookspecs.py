@@ -58,6 +58,12 @@ def register_methods() -> Sequence[MethodSpec]:
     validation and error messages). Must not import heavy libraries.
 
     :returns: a sequence of :class:`ftcore.MethodSpec`; names must be unique across all plugins.
+
+    A method's ``options`` model validates the config's ``method_options`` with the whole config as pydantic's
+    validation context: a validator taking ``info: pydantic.ValidationInfo`` finds the :class:`ftcore.FtConfig` at
+    ``info.context["config"]`` (absent when the options are validated on their own) and may refuse options that do
+    not fit the rest of the config (ftrl: ``num_generations`` against ``training.batch_size``), at
+    ``ft config validate`` and before any model loads.
     """
 
 

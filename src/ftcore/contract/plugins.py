@@ -104,6 +104,8 @@ class Registry:
     clashes: dict[tuple[str, str], list[PluginInfo]] = field(default_factory=dict)
     #: ``ft`` subcommands added by plugins (``register_commands``), collected on first use, per reserved set.
     _commands: dict[frozenset[str], dict[str, tuple[Any, PluginInfo]]] = field(default_factory=dict, repr=False)
+    #: Why a plugin's ``register_commands`` failed (its commands are missing), one line per plugin.
+    command_failures: list[str] = field(default_factory=list)
 
     @property
     def hook(self) -> Any:
@@ -186,12 +188,15 @@ class Registry:
             self._call_on(info, "register_commands", {"cli": group})
         except PluginError as exc:
             log.warning("%s", exc)
+            if str(exc) not in self.command_failures:
+                self.command_failures.append(str(exc))
             return
         for name, command in group.commands.items():
             taken = "ftcore" if name in reserved else found[name][1].label if name in found else None
             if taken:
                 log.warning("%s adds command %r, which %s already has; ignored", info.label, name, taken)
                 continue
+            command.invoke = _guarded(command.invoke, f"{info.label} failed in command {name!r}")
             found[name] = (command, info)
             if name not in info.commands:
                 info.commands.append(name)
@@ -203,7 +208,7 @@ class Registry:
         except FtError:
             raise
         except (Exception, SystemExit) as exc:
-            raise PluginError(f"{info.label} failed in {hook}: {_describe_error(exc)}") from exc
+            raise PluginError(f"{info.label} failed in {hook}: {describe_error(exc)}") from exc
 
     def _lookup(self, kind: str, name: str) -> Any:
         table = self.table(kind)
@@ -213,6 +218,26 @@ class Registry:
         if clash:
             raise PluginError(clash_message(kind, name, clash))
         raise PluginError(unknown_name_message(kind, name, sorted(table), self.failed))
+
+
+def _guarded(invoke: Any, failed: str) -> Any:
+    """``invoke`` of a plugin's command, with its bugs (an exception that is neither an FtError nor click's, or
+    ``sys.exit`` with a failing code) raised as a PluginError starting with ``failed``."""
+    import click
+
+    def run(ctx: Any) -> Any:
+        try:
+            return invoke(ctx)
+        except (FtError, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except SystemExit as exc:
+            if exc.code in (0, None):
+                raise
+            raise PluginError(f"{failed}: {describe_error(exc)}") from exc
+        except Exception as exc:
+            raise PluginError(f"{failed}: {describe_error(exc)}") from exc
+
+    return run
 
 
 def clash_message(kind: str, name: str, owners: list[PluginInfo]) -> str:
@@ -229,7 +254,8 @@ def unknown_name_message(kind: str, name: str, installed: list[str], failed: lis
     if not installed:
         message += f" (install one, e.g. `pip install {_SUGGESTED[kind]}`)"
     if failed:
-        message += f"; plugins that failed to load: {', '.join(p.name for p in failed)} (see `ft plugins`)"
+        reasons = ", ".join(f"{p.name} ({p.error})" if p.error else p.name for p in failed)
+        message += f"; plugins that failed to load: {reasons} (see `ft plugins`)"
     return message
 
 
@@ -279,7 +305,7 @@ class _Builder:
             try:
                 plugin = ep.load()
             except (Exception, SystemExit) as exc:  # a broken plugin must never brick the CLI
-                self._fail(info, f"failed to import: {_describe_error(exc)}")
+                self._fail(info, f"failed to import: {describe_error(exc)}")
                 continue
             self._add(plugin, info)
         return self.registry
@@ -309,7 +335,7 @@ class _Builder:
             provided = {kind: self._collect(plugin, kind) for kind in _KINDS}
         except (Exception, SystemExit) as exc:
             self.pm.unregister(plugin)
-            message = str(exc) if isinstance(exc, PluginError) else _describe_error(exc)
+            message = str(exc) if isinstance(exc, PluginError) else describe_error(exc)
             self._fail(info, f"failed to register: {message}")
             return
         info.plugin = plugin
@@ -349,7 +375,8 @@ class _Builder:
             log.warning("%s", clash_message(kind, spec.name, self.registry.clashes[key]))
 
 
-def _describe_error(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """What a plugin's failure was, in one phrase: ``SystemExit(3) (the plugin called sys.exit)`` or ``Type: message``."""
     if isinstance(exc, SystemExit):
         return f"SystemExit({exc.code!r}) (the plugin called sys.exit)"
     return f"{type(exc).__name__}: {exc}"

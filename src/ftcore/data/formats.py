@@ -181,7 +181,8 @@ def canonical_examples(source: DataSource, data: DataConfig, config: FtConfig | 
     from ftcore.contract.plugins import get_registry
 
     registry = get_registry()
-    if source.format is None:
+    detected = source.format is None
+    if detected:
         method = registry.methods.get(config.method) if config is not None else None
         source.format = detect_format(source, method[0].shapes if method else None)
     try:
@@ -200,6 +201,10 @@ def canonical_examples(source: DataSource, data: DataConfig, config: FtConfig | 
     found = shape_of(examples.column_names, source.path)
     shape = spec.shape or found
     if found != shape and not (found == "tokens" and shape in ("completion", "messages", "text")):
+        if detected and config is not None:  # ft guessed the format from the method: the data is what is wrong
+            from ftcore.data.pipeline import check_method_shape
+
+            check_method_shape(config.method, found, f"{source.path} (format {source.format})")
         raise PluginError(f"{source.path}: format {source.format!r} declares shape {shape!r} but its load_dataset "
                           f"returned {found!r} examples (columns: {', '.join(examples.column_names)})")
     return examples, found if found == "tokens" else shape

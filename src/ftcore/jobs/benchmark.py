@@ -156,6 +156,7 @@ def run_benchmark(
         "ci_resamples": ci_resamples, "metric_options": metric_options, "dtype": dtype, "device": device,
         # Both models read the data as the run reads it, so they see the same prompts.
         "data_config": data_config if data_config is not None else data_config_for(run.path, data_path),
+        "overwrite": True,  # the report directory is ft benchmark's own, rewritten whole on every run
     }
     log.info("evaluating the base model %s", base)
     base_result = evaluate_model(base, data_path, output_dir=out / "base", **common)

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ftcore.contract.plugins import describe_error
 from ftcore.contract.specs import IMPORT_STATUSES, ImportedConfig, ImporterSpec, ImportRow
 from ftcore.errors import ConfigError, PluginError, UsageError
 
@@ -124,7 +125,7 @@ def _parsed(spec: ImporterSpec, plugin: Any, text: str) -> dict[str, Any] | None
     except ConfigError:
         raise
     except (Exception, SystemExit) as exc:
-        raise PluginError(f"{plugin.label} failed in importer {spec.name!r} (parse): {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{plugin.label} failed in importer {spec.name!r} (parse): {describe_error(exc)}") from exc
 
 
 def _detected(path: str | Path, source: dict[str, Any], importers: dict[str, tuple[ImporterSpec, Any]]) -> tuple[ImporterSpec, Any]:
@@ -146,7 +147,7 @@ def import_config(path: str | Path, tool: str | None = None) -> tuple[str, Impor
     except ConfigError:
         raise
     except (Exception, SystemExit) as exc:
-        raise PluginError(f"{plugin.label} failed in importer {spec.name!r}: {type(exc).__name__}: {exc}") from exc
+        raise PluginError(f"{plugin.label} failed in importer {spec.name!r}: {describe_error(exc)}") from exc
     if not isinstance(result, ImportedConfig):
         raise PluginError(f"{plugin.label}: importer {spec.name!r} returned {type(result).__name__}, "
                           "expected ImportedConfig")

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore.errors import DataError, PluginError, UsageError
+from ftcore.errors import DataError, PluginError, RunDirError, UsageError
 from ftcore.models.generation import GenerationSettings
 
 if TYPE_CHECKING:
@@ -359,11 +359,13 @@ def evaluate_model(
     dtype: str | None = None,
     device: str | None = None,
     data_config: DataConfig | None = None,
+    overwrite: bool = False,
 ) -> EvalResult:
     """Evaluate a model, run directory, Hub id or GGUF file on ``data``; write eval.json and predictions.jsonl.
 
     ``data_config`` says how to read ``data`` (default: the run's data settings, or ft's defaults for a
-    plain model). Metric names and the data file are checked before the model is loaded.
+    plain model). Metric names, the data file and ``output_dir`` (writable; no earlier eval.json or
+    predictions.jsonl in it unless ``overwrite``) are checked before the model is loaded.
     """
     from ftcore.models.loading import load_for_inference
 
@@ -377,6 +379,7 @@ def evaluate_model(
         from ftcore.run.preflight import check_output_dir
 
         check_output_dir(Path(output_dir), "--output")
+        _check_no_earlier_outputs(Path(output_dir), overwrite)
     data_config = data_config or data_config_for(model_or_run_dir, data)
     canonical = load_records(data, data_config, limit)
     _check_metric_shapes(resolved, canonical)
@@ -469,6 +472,18 @@ def _score_references(
         "mean_token_nll": sum(e.token_nll for e in examples) / tokens if tokens else None,
         "examples_without_tokens": sum(1 for e in examples if e.token_count == 0),
     }
+
+
+#: What :func:`write_outputs` writes into the output directory.
+OUTPUT_FILES = ("eval.json", "predictions.jsonl")
+
+
+def _check_no_earlier_outputs(output_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace an earlier evaluation's files unless ``overwrite`` (as ``ft merge`` and ``ft export`` do)."""
+    existing = [output_dir / name for name in OUTPUT_FILES if (output_dir / name).exists()]
+    if existing and not overwrite:
+        raise RunDirError(f"--output: {existing[0]} exists (an earlier evaluation); choose another --output "
+                      "or pass --overwrite to replace it")
 
 
 def write_outputs(result: EvalResult, output_dir: Path) -> None:

@@ -108,7 +108,11 @@ def _train(run: RunState, terminate: TerminateGuard) -> TrainResult:
         rundir.begin(plan)
         if not plan.resume_from:
             rundir.record_start(plan, config_to_yaml(config), getattr(run.data, "fingerprint", None))
-        get_registry().broadcast("run_started", config=config, run_dir=plan.staging)
+        try:
+            get_registry().broadcast("run_started", config=config, run_dir=plan.staging)
+        except BaseException:
+            rundir.abandon(plan)
+            raise
     # No rank trains (or loads an adopted checkpoint) before rank 0 has the staging directory ready.
     distributed.wait_for_everyone()
     try:
@@ -243,7 +247,8 @@ def _prepare(run: RunState) -> None:
     run.model = registry.call("setup_peft", "method", config.method, model=base, method=config.method, config=config,
                               options=run.options)
     if run.model is None:
-        raise PluginError(f"method {config.method!r}: its plugin did not prepare the model (setup_peft returned None)")
+        owner = registry.owner("method", config.method).label
+        raise PluginError(f"method {config.method!r}: {owner} did not prepare the model (setup_peft returned None)")
 
 
 def _float_dtype(model: Any) -> str | None:

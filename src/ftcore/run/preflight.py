@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ftcore.errors import RunDirError
+from ftcore.errors import PluginError, RunDirError
 
 if TYPE_CHECKING:
     from ftcore.artifacts.rundir import RunPlan
@@ -157,6 +157,9 @@ def preflight(config: FtConfig, spec: MethodSpec | None, options: Any, plan: Run
     for check in (lambda: disk_warning(config, full, plan), lambda: memory_warning(config, spec, options)):
         try:
             message = check()
+        except PluginError as exc:  # a plugin's bug (its memory_profile) is named, as one at import is
+            log.warning("preflight: memory estimate skipped: %s", exc)
+            continue
         except Exception as exc:  # an estimate is advice; a model it cannot read fails later, properly
             log.debug("preflight check skipped: %s: %s", type(exc).__name__, exc)
             continue

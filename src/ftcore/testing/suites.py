@@ -41,6 +41,16 @@ def logged_losses(run_dir: Path) -> list[float]:
     return [entry["loss"] for entry in map(json.loads, lines) if "loss" in entry]
 
 
+def logged_counters(run_dir: Path) -> list[dict[str, Any]]:
+    """The counters of every training log row of a run directory's ``metrics.jsonl``, in step order: ``step``,
+    ``epoch`` and every ``num_*`` count (``num_tokens``; a method's own, such as ``num_generations``). A resumed run
+    must log the same ones an uninterrupted run does: each continues from the checkpoint, none restarts at 0."""
+    lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [entry for entry in map(json.loads, lines) if "loss" in entry]
+    return [{k: v for k, v in row.items() if k in ("step", "epoch") or k.startswith("num_") or "/num_" in k}
+            for row in rows]
+
+
 def answer_loss(model_or_run: str | Path, run_dir: str | Path) -> float:
     """Mean cross-entropy per trained token of ``model_or_run`` (a model or run directory) on the training rows of
     run ``run_dir``, tokenized and masked as that run trained on them (loss on the answers only), in eval mode."""

@@ -42,8 +42,10 @@ def _messages(record: dict[str, Any], name: str) -> list[dict[str, str]]:
 
 
 def _answer(value: Any, name: str) -> list[dict[str, str]] | str:
-    """An answer: a string, one assistant message object, or a list of messages."""
+    """An answer: a string (not blank), one assistant message object, or a list of messages."""
     if isinstance(value, str):
+        if not value.strip():
+            raise FieldProblem(name, "is empty: an answer to learn from needs text")
         return value
     if isinstance(value, dict):
         return [_message(value, name)]
@@ -59,6 +61,9 @@ def _pair(prompt: Any, chosen: Any, rejected: Any, extra: dict[str, Any]) -> dic
         if isinstance(answer, list) != conversational:
             kind = "a conversation" if conversational else "text"
             raise FieldProblem(name, f"the prompt is {kind}, so {name} must be {kind} too")
+    if chosen == rejected:
+        raise FieldProblem("rejected", "is identical to chosen, so the pair teaches nothing; remove the pair or "
+                                       "give a rejected answer that differs")
     return {**extra, "prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 

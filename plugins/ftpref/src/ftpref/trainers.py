@@ -86,7 +86,27 @@ def build_trainer(method: str, model: Any, tokenizer: Any, args: Any, train_data
         peft_config=adapter_config(model, options),
     )
     _check_kept(trainer, config.data.max_seq_len)
+    trainer.add_callback(token_count_resumer(trainer))
     return trainer
+
+
+def token_count_resumer(trainer: Any) -> Any:
+    """A callback that starts TRL's own token count (``num_tokens`` in the logs; DPO and KTO keep it in the trainer,
+    not in checkpoints) where a resumed run's state left it, not at 0. Both count the ``attention_mask`` of every
+    training batch, as the state's ``num_input_tokens_seen`` does under ft's ``non_padding`` setting."""
+    import weakref
+
+    from transformers import TrainerCallback
+
+    owner = weakref.ref(trainer)
+
+    class ResumeTokenCount(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            current = owner()
+            if current is not None and hasattr(current, "_total_train_tokens") and state.global_step > 0:
+                current._total_train_tokens = int(state.num_input_tokens_seen)
+
+    return ResumeTokenCount()
 
 
 def _check_kept(trainer: Any, max_seq_len: int) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from ftqlora.choice import BaseChoiceOptions
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ftcore import RewardEntry
 
@@ -41,7 +41,35 @@ class GrpoOptions(BaseChoiceOptions):
                                  "use generation: transformers")
         return self
 
+    @field_validator("num_generations")
+    @classmethod
+    def _groups_fit_the_batches(cls, value: int, info: ValidationInfo) -> int:
+        """TRL samples whole groups: the completions of a step (and of an eval batch) must hold whole groups.
+        Checked against the whole config, which ftcore passes as the validation context."""
+        config = (info.context or {}).get("config")
+        problem = batch_problem(value, config) if config is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @property
     def reference_pass(self) -> bool:
         """With a KL penalty the base (adapter off) scores every completion without gradients."""
         return self.beta > 0
+
+
+def batch_problem(num_generations: int, config: Any) -> str | None:
+    """Why ``num_generations`` does not fit the run's batches (per process, as TRL counts them), or None."""
+    t = config.training
+    step = t.batch_size * t.gradient_accumulation
+    if step % num_generations:
+        return (f"{num_generations} must divide the {step} completions of a step "
+                f"(training.batch_size {t.batch_size} x training.gradient_accumulation {t.gradient_accumulation}); "
+                f"set num_generations to a divisor of {step} or the batch to a multiple of {num_generations}")
+    evaluates = (config.data.eval is not None or config.data.eval_ratio > 0) and t.eval_steps
+    eval_batch = t.eval_batch_size or t.batch_size
+    if evaluates and eval_batch % num_generations:
+        return (f"{num_generations} must divide the evaluation batch of {eval_batch} "
+                f"(training.eval_batch_size, default training.batch_size); "
+                f"set training.eval_batch_size to a multiple of {num_generations}")
+    return None

@@ -164,8 +164,19 @@ def build_trainer(model: Any, tokenizer: Any, args: Any, train_dataset: Any, eva
         peft_config=adapter_config(model, options),
     )
     # A run that fails never reaches on_train_end: tear the rewards down when the trainer goes (close runs once).
-    weakref.finalize(trainer, rewards.close)
+    weakref.finalize(trainer, close_after_failure, rewards)
     return trainer
+
+
+def close_after_failure(rewards: Any) -> None:
+    """Tear the rewards of a run that failed down; a reward that fails there too is a warning (the run's own
+    error was reported), never a traceback from the garbage collector."""
+    import logging
+
+    try:
+        rewards.close()
+    except FtError as exc:
+        logging.getLogger("ftcore").warning("%s", exc)
 
 
 def closing_callback(rewards: Any) -> Any:
