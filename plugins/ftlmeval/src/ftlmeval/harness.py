@@ -31,8 +31,11 @@ def evaluate_tasks(name: str, context: dict[str, Any]) -> MetricResult:
     specs = task_specs(name, options)
     names = [spec for spec in specs if not _is_file(spec)]
     include = [str(Path(p).resolve()) for p in _as_list(options.get("include_path"))]
-    # lm-eval indexes its own thousands of task files only when a task is asked for by name.
-    manager = TaskManager(include_path=include or None, include_defaults=bool(names))
+    # Indexing lm-eval's own thousands of task files takes seconds (a minute on a busy disk): only when a task
+    # named is not a file and not in include_path.
+    manager = TaskManager(include_path=include or None, include_defaults=False)
+    if any(spec not in manager.all_tasks for spec in names):
+        manager = TaskManager(include_path=include or None)
     for spec in names:
         check_task_name(spec, manager.all_tasks)
     model = HFLM(pretrained=context["model"], tokenizer=context["tokenizer"],
@@ -78,12 +81,13 @@ def check_task_name(task: str, known: list[str]) -> None:
 
 
 def scores(results: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """``{"<task>/<metric>[/<filter>]": value}`` of every numeric result that is not a standard error."""
+    """``{"<task>/<metric>[/<filter>]": value}`` of every metric lm-eval reports (its ``metric,filter`` keys), less
+    the standard errors."""
     flat: dict[str, float] = {}
     for task, values in results.items():
         for key, value in values.items():
-            metric, _, filter_name = key.partition(",")
-            if "_stderr" in metric or isinstance(value, bool) or not isinstance(value, (int, float)):
+            metric, comma, filter_name = key.partition(",")  # a score is "metric,filter"; "sample_len" and the like are not
+            if not comma or "_stderr" in metric or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             flat[score_name(task, metric, filter_name)] = float(value)
     return flat
