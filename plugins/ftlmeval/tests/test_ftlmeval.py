@@ -115,8 +115,9 @@ def test_ft_evaluate_without_data_names_the_metrics_that_need_it(tiny_model_dir,
 
 
 def test_without_lm_eval_the_metric_says_what_to_install(monkeypatch):
-    from ftcore import PluginError
     from ftlmeval.harness import evaluate_tasks
+
+    from ftcore import PluginError
 
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # as if the package were not installed
     with pytest.raises(PluginError, match=r"needs the lm-eval package .*pip install ftlmeval"):
@@ -124,8 +125,9 @@ def test_without_lm_eval_the_metric_says_what_to_install(monkeypatch):
 
 
 def test_a_metric_name_without_a_task_is_refused():
-    from ftcore import UsageError
     from ftlmeval.harness import task_specs
+
+    from ftcore import UsageError
 
     with pytest.raises(UsageError, match=r"needs a task: write lm_eval:<task>"):
         task_specs("lm_eval", {})
@@ -133,8 +135,9 @@ def test_a_metric_name_without_a_task_is_refused():
 
 
 def test_an_unknown_task_name_gets_the_closest_names():
-    from ftcore import UsageError
     from ftlmeval.harness import check_task_name
+
+    from ftcore import UsageError
 
     check_task_name("arc_easy", ["arc_easy", "arc_challenge"])
     with pytest.raises(UsageError, match=r"^lm_eval: unknown task 'arc_esay' \(did you mean arc_easy\?\); `lm-eval ls tasks`"):
