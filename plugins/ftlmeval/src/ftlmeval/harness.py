@@ -7,7 +7,10 @@ that object as it is (adapter applied or merged), so lm-eval never loads a model
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,9 @@ def evaluate_tasks(name: str, context: dict[str, Any]) -> MetricResult:
         manager = TaskManager(include_path=include or None)
     for spec in names:
         check_task_name(spec, manager.all_tasks)
-    model = HFLM(pretrained=context["model"], tokenizer=context["tokenizer"],
-                 batch_size=int(options.get("batch_size") or context.get("batch_size") or 1))
+    with _quiet("lm_eval.models.huggingface"):  # its warnings that a loaded model is passed: ft means to
+        model = HFLM(pretrained=context["model"], tokenizer=context["tokenizer"],
+                     batch_size=int(options.get("batch_size") or context.get("batch_size") or 1))
     try:
         out = lm_eval.simple_evaluate(
             model=model, tasks=specs, task_manager=manager, num_fewshot=options.get("num_fewshot"),
@@ -48,8 +52,8 @@ def evaluate_tasks(name: str, context: dict[str, Any]) -> MetricResult:
         )
     except (OSError, ConnectionError) as error:  # the Hub unreachable, a data file missing
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise PluginError(f"metric {name!r}: lm-eval could not load a task's data ({first}); offline, use a task "
-                          ".yaml whose data is a local file") from None
+        raise PluginError(f"metric {name!r}: lm-eval could not load a task's data ({first}); check the task's data "
+                          "files, or, offline, use a task .yaml whose data is a local file") from None
     return MetricResult(scores(out["results"]), details(out))
 
 
@@ -115,6 +119,18 @@ def details(out: dict[str, Any]) -> dict[str, Any]:
             "stderr": stderr,
         }
     return {"lm_eval_version": getattr(lm_eval, "__version__", "unknown"), "tasks": _jsonable(tasks)}
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only errors from ``logger`` while the block runs."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _import_lm_eval() -> Any:
