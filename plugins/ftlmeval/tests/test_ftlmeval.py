@@ -77,6 +77,9 @@ def test_benchmark_scores_base_and_tuned_with_lm_eval(run_dir, tmp_path):
     assert row["tuned"] > row["base"], row  # the run learned the task lm-eval scores
     assert row["tuned"] == pytest.approx(hand_accuracy(run_dir))
     assert row["base"] == pytest.approx(hand_accuracy(Path(payload["base"]["model"])))
+    markdown = (report / "report.md").read_text(encoding="utf-8")
+    assert "| ft_colors/acc (↑) |" in markdown and "- data: the metrics' own tasks" in markdown
+    assert "- generation:" not in markdown  # ft's decoding settings do not reach lm-eval
     tuned = json.loads((report / "tuned" / "eval.json").read_text(encoding="utf-8"))
     assert tuned["data"] is None and tuned["n_examples"] == 0  # lm-eval brought its own examples
     described = tuned["metrics"][f"lm_eval:{TASK}.yaml"]

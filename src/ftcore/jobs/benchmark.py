@@ -240,7 +240,8 @@ def report_markdown(report: BenchmarkReport, samples: int) -> str:
         f"- tuned: `{report.tuned.model}`",
         (f"- data: `{report.data}` ({report.data_source}), {report.tuned.n_examples} examples, fingerprint `{report.tuned.data_fingerprint}`"
          if report.data is not None else f"- data: {report.data_source}"),
-        f"- generation: {_settings_text(report.tuned.generation)}",
+        # ft's decoding settings say nothing of metrics that bring their own data (they decode as their tasks say).
+        *([f"- generation: {_settings_text(report.tuned.generation)}"] if report.data is not None else []),
         "",
         "| metric | base | tuned | Δ | Δ % | better |",
         "|---|---:|---:|---:|---:|:---:|",
