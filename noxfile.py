@@ -36,9 +36,11 @@ def plugin_dirs() -> dict[str, Path]:
 
 
 def local_dependencies(name: str, dirs: dict[str, Path]) -> list[str]:
-    """The plugins of this repository that plugin ``name`` declares as dependencies (ftqlora: ftlora), then ``name``."""
+    """The plugins of this repository that plugin ``name`` declares as dependencies (ftqlora: ftlora), or that its
+    tests need (its ``test`` extra: ftlmeval's tests train a LoRA run), then ``name``."""
     with (dirs[name] / "pyproject.toml").open("rb") as handle:
-        requirements = tomllib.load(handle)["project"].get("dependencies", [])
+        project = tomllib.load(handle)["project"]
+    requirements = [*project.get("dependencies", []), *project.get("optional-dependencies", {}).get("test", [])]
     declared = {re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0] for requirement in requirements}
     order: list[str] = []
     for dependency in sorted(declared & set(dirs) - {name}):

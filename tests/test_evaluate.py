@@ -191,3 +191,11 @@ def test_bad_requests_fail_before_the_model_loads(tmp_path):
     }
     with pytest.raises(UsageError, match="METRIC.OPTION=VALUE"):
         parse_metric_options(["use_stemmer=true"])
+
+
+def test_own_data_is_for_metrics_that_score_with_the_model():
+    from ftcore import MetricSpec
+
+    assert MetricSpec("harness", needs="model", own_data=True).own_data
+    with pytest.raises(ValueError, match="own_data=True needs needs='model'"):
+        MetricSpec("harness", own_data=True)

@@ -12,7 +12,7 @@ from ftcore.contract.plugins import get_registry, register_plugin, unregister_pl
 from ftcore.errors import PluginError
 from ftcore.testing.process import run_ft
 
-SHIPPED = {"ftlora", "ftqlora", "ftfull", "ftinstruct", "ftmetrics"}
+SHIPPED = {"ftlora", "ftqlora", "ftfull", "ftinstruct", "ftmetrics", "ftlmeval"}
 
 BROKEN_IMPORT = """
 raise ImportError("this plugin needs a library that is not installed")

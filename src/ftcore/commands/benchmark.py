@@ -40,7 +40,8 @@ def benchmark(tuned: str, base: str | None, data: str | None, metrics: str, outp
     if as_json:
         print_json({**report_payload(report, samples), "output_dir": str(report.output_dir)}, out)
         return
-    click.echo(f"{report.tuned.n_examples} examples from {report.data} ({report.data_source})")
+    click.echo(f"{report.tuned.n_examples} examples from {report.data} ({report.data_source})" if report.data is not None
+               else f"data: {report.data_source}")
     click.echo(comparison_table(report))
     click.echo(f"wrote {report.output_dir}/report.md, report.json and report.png")
 

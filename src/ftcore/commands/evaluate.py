@@ -35,7 +35,8 @@ def generation_options(func):
     "ft evaluate runs/run1 --data data/test.jsonl --json | jq .scores",
 ))
 @click.argument("model_or_run_dir")
-@click.option("--data", required=True, type=click.Path(dir_okay=False), help="Examples to evaluate on (.jsonl/.json/.csv/.parquet).")
+@click.option("--data", default=None, type=click.Path(dir_okay=False),
+              help="Examples to evaluate on (.jsonl/.json/.csv/.parquet); not needed when every metric brings its own.")
 @click.option("--metrics", default=",".join(DEFAULT_METRICS), show_default=True,
               help="Comma-separated metric names (`ft plugins` lists them; evaluate:<name> for any Hub metric).")
 @click.option("--output", default=None, type=click.Path(file_okay=False),
@@ -43,8 +44,8 @@ def generation_options(func):
 @click.option("--overwrite", is_flag=True, help="Replace the eval.json and predictions.jsonl of an earlier evaluation.")
 @generation_options
 @json_option
-def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None, overwrite: bool, as_json: bool,
-             **kwargs) -> None:
+def evaluate(model_or_run_dir: str, data: str | None, metrics: str, output: str | None, overwrite: bool,
+             as_json: bool, **kwargs) -> None:
     """Evaluate MODEL_OR_RUN_DIR (a run directory, local model, Hub id or .gguf file) on --data."""
     from ftcore.jobs.evaluation import (
         default_output_dir,
@@ -65,6 +66,7 @@ def evaluate(model_or_run_dir: str, data: str, metrics: str, output: str | None,
     if as_json:
         print_json({**result.as_dict(), "output_dir": str(output_dir)}, out)
         return
-    click.echo(f"{result.model} on {result.data} ({result.n_examples} examples, {result.seconds:.1f}s)")
+    where = f"{result.data} ({result.n_examples} examples, " if result.data is not None else "its metrics' own tasks ("
+    click.echo(f"{result.model} on {where}{result.seconds:.1f}s)")
     click.echo(format_table(result.scores, result.ci))
     click.echo(f"wrote {output_dir}/eval.json and predictions.jsonl")

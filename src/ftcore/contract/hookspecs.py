@@ -431,7 +431,10 @@ def compute_metric(
     :param predictions: generated texts (empty for ``needs="loss"`` metrics).
     :param references: reference texts, aligned with ``predictions``.
     :param context: extra inputs, read-only: ``token_nll`` (sum of token negative log-likelihoods) and
-        ``token_count`` for loss-based metrics, ``options`` (the user's metric options).
+        ``token_count`` for loss-based metrics, ``options`` (the user's metric options); for ``needs="model"``
+        metrics the loaded ``model`` and ``tokenizer``, the ``examples`` and what :class:`ftcore.MetricSpec` lists
+        (``examples`` is empty for a metric with ``own_data=True``, which scores data of its own: lm-eval's tasks,
+        say).
     :returns: a :class:`ftcore.MetricResult` (scores plus non-numeric ``details`` such as a sacrebleu
         signature, recorded in ``eval.json``) or a plain ``{score_name: value}``. (Plugin API 1 wrote details into ``context["details"]``; that still works.)
     """

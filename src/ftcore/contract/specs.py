@@ -207,6 +207,9 @@ class MetricSpec:
     :param higher_is_better: direction for reports (perplexity: ``False``). Default ``True``.
     :param shapes: the data shapes a ``needs="model"`` metric scores; ``None`` (the default) means any shape
         that has a reference answer.
+    :param own_data: ``True`` for a ``needs="model"`` metric that brings its own examples (a benchmark harness's
+        tasks, say) and never reads ft's: when every metric asked for has it, ``ft evaluate`` needs no ``--data``
+        and ``ft benchmark`` reads none, and ``context["examples"]`` is empty. Default ``False``.
     """
 
     name: str
@@ -214,9 +217,12 @@ class MetricSpec:
     needs: Literal["generation", "loss", "model"] = "generation"
     higher_is_better: bool = True
     shapes: tuple[str, ...] | None = None
+    own_data: bool = False
 
     def __post_init__(self) -> None:
         check_name("metric", self.name)
+        if self.own_data and self.needs != "model":
+            raise ValueError(f"metric {self.name!r}: own_data=True needs needs='model' (it scores with the model itself)")
 
 
 @dataclass(frozen=True)

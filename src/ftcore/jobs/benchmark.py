@@ -59,7 +59,7 @@ class BenchmarkReport:
 
     base: EvalResult
     tuned: EvalResult
-    data: str
+    data: str | None
     data_source: str
     comparisons: list[Comparison]
     output_dir: Path
@@ -137,17 +137,20 @@ def run_benchmark(
 ) -> BenchmarkReport:
     """Evaluate the run's base model (or ``base``) and the run on the same data; write the report directory."""
     from ftcore.artifacts.rundir import load_run
-    from ftcore.jobs.evaluation import DEFAULT_METRICS, data_config_for, evaluate_model, resolve_metrics
+    from ftcore.jobs.evaluation import DEFAULT_METRICS, bring_own_data, data_config_for, evaluate_model, resolve_metrics
     from ftcore.models.generation import GenerationSettings
     from ftcore.models.loading import require_causal_lm
 
     run = load_run(tuned)
     require_causal_lm(run, "be benchmarked as a text generator")
     metric_names = list(metrics or DEFAULT_METRICS)
-    resolve_metrics(metric_names)  # unknown names fail before any model loads
+    resolved = resolve_metrics(metric_names)  # unknown names fail before any model loads
     out = Path(output_dir) if output_dir else run.path / "benchmark"
     base = base or run.base_model
-    if data is not None:
+    data_path: str | None
+    if data is None and bring_own_data(resolved):
+        data_path, source, data_config = None, "the metrics' own tasks", None
+    elif data is not None:
         data_path, source, data_config = str(data), "--data", None
     else:
         data_path, source, data_config = benchmark_data(run, out)
@@ -155,7 +158,7 @@ def run_benchmark(
         "metrics": metric_names, "settings": settings or GenerationSettings(), "limit": limit, "ci": ci,
         "ci_resamples": ci_resamples, "metric_options": metric_options, "dtype": dtype, "device": device,
         # Both models read the data as the run reads it, so they see the same prompts.
-        "data_config": data_config if data_config is not None else data_config_for(run.path, data_path),
+        "data_config": data_config if data_config is not None or data_path is None else data_config_for(run.path, data_path),
         "overwrite": True,  # the report directory is ft benchmark's own, rewritten whole on every run
     }
     log.info("evaluating the base model %s", base)
@@ -236,8 +239,10 @@ def report_markdown(report: BenchmarkReport, samples: int) -> str:
         "",
         f"- base: `{report.base.model}`",
         f"- tuned: `{report.tuned.model}`",
-        f"- data: `{report.data}` ({report.data_source}), {report.tuned.n_examples} examples, fingerprint `{report.tuned.data_fingerprint}`",
-        f"- generation: {_settings_text(report.tuned.generation)}",
+        (f"- data: `{report.data}` ({report.data_source}), {report.tuned.n_examples} examples, fingerprint `{report.tuned.data_fingerprint}`"
+         if report.data is not None else f"- data: {report.data_source}"),
+        # ft's decoding settings say nothing of metrics that bring their own data (they decode as their tasks say).
+        *([f"- generation: {_settings_text(report.tuned.generation)}"] if report.data is not None else []),
         "",
         "| metric | base | tuned | Δ | Δ % | better |",
         "|---|---:|---:|---:|---:|:---:|",

@@ -55,8 +55,8 @@ class EvalResult:
     """Everything ``eval.json`` holds, plus the examples (written to ``predictions.jsonl``)."""
 
     model: str
-    data: str
-    data_fingerprint: str
+    data: str | None
+    data_fingerprint: str | None
     n_examples: int
     generation: dict[str, Any]
     scores: dict[str, float]
@@ -84,6 +84,11 @@ def parse_metric_names(text: str | list[str] | tuple[str, ...]) -> list[str]:
     if not names:
         raise UsageError(f"--metrics: no metric named (e.g. --metrics {','.join(DEFAULT_METRICS)})")
     return list(dict.fromkeys(names))
+
+
+def bring_own_data(metrics: list[ResolvedMetric]) -> bool:
+    """Whether every metric brings its own examples (``MetricSpec.own_data``), so no ``--data`` is read."""
+    return bool(metrics) and all(m.spec.own_data for m in metrics)
 
 
 def resolve_metrics(names: list[str]) -> list[ResolvedMetric]:
@@ -347,7 +352,7 @@ def _quantile(values: list[float], q: float) -> float:
 
 def evaluate_model(
     model_or_run_dir: str | Path,
-    data: str | Path,
+    data: str | Path | None,
     metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
     *,
     settings: GenerationSettings = GenerationSettings(),
@@ -365,7 +370,8 @@ def evaluate_model(
 
     ``data_config`` says how to read ``data`` (default: the run's data settings, or ft's defaults for a
     plain model). Metric names, the data file and ``output_dir`` (writable; no earlier eval.json or
-    predictions.jsonl in it unless ``overwrite``) are checked before the model is loaded.
+    predictions.jsonl in it unless ``overwrite``) are checked before the model is loaded. ``data`` may be
+    ``None`` when every metric brings its own examples (``MetricSpec.own_data``, a benchmark harness's tasks).
     """
     from ftcore.models.loading import load_for_inference
 
@@ -373,16 +379,22 @@ def evaluate_model(
     resolved = resolve_metrics(list(metrics))
     options = metric_options or {}
     _check_options_target(options, resolved)
-    if not Path(data).exists():
+    own_data = bring_own_data(resolved)
+    if data is None and not own_data:
+        needing = ", ".join(m.name for m in resolved if not m.spec.own_data)
+        raise UsageError(f"--data: the metrics {needing} score examples; pass --data FILE")
+    if data is not None and not Path(data).exists():
         raise DataError(f"--data: file not found: {data}")
     if output_dir is not None:
         from ftcore.run.preflight import check_output_dir
 
         check_output_dir(Path(output_dir), "--output")
         _check_no_earlier_outputs(Path(output_dir), overwrite)
-    data_config = data_config or data_config_for(model_or_run_dir, data)
-    canonical = load_records(data, data_config, limit)
-    _check_metric_shapes(resolved, canonical)
+    canonical: list[dict[str, Any]] = []
+    if not own_data:
+        data_config = data_config or data_config_for(model_or_run_dir, data)
+        canonical = load_records(data, data_config, limit)
+        _check_metric_shapes(resolved, canonical)
     model, tokenizer = load_for_inference(model_or_run_dir, dtype=dtype, device=device)
     model_context = _model_context(resolved, canonical, model, tokenizer, data_config, settings.batch_size)
     if any(m.spec.needs != "model" for m in resolved):
@@ -397,8 +409,8 @@ def evaluate_model(
     scores, described = score(resolved, examples, options, model_context)
     result = EvalResult(
         model=str(model_or_run_dir),
-        data=str(data),
-        data_fingerprint=data_fingerprint(records),
+        data=None if own_data else str(data),
+        data_fingerprint=None if own_data else data_fingerprint(records),
         n_examples=len(examples),
         generation=asdict(settings),
         scores=scores,
@@ -426,13 +438,16 @@ def _check_metric_shapes(resolved: list[ResolvedMetric], canonical: list[dict[st
 
 
 def _model_context(resolved: list[ResolvedMetric], canonical: list[dict[str, Any]], model: Any, tokenizer: Any,
-                   data_config: DataConfig, batch_size: int) -> dict[str, Any]:
+                   data_config: DataConfig | None, batch_size: int) -> dict[str, Any]:
     """What ``needs="model"`` metrics are handed in their context."""
     from ftcore.data.formats import shape_of
     from ftcore.data.templates import resolve_chat_template
 
     if not any(m.spec.needs == "model" for m in resolved):
         return {}
+    if not canonical:  # every metric brings its own examples: no data was read
+        return {"model": model, "tokenizer": tokenizer, "examples": [], "shape": None,
+                "template": resolve_chat_template(None, tokenizer), "system_prompt": None, "batch_size": batch_size}
     shape = shape_of(canonical[0].keys())
     return {"model": model, "tokenizer": tokenizer, "examples": canonical, "shape": shape,
             "template": resolve_chat_template(data_config.chat_template, tokenizer),
