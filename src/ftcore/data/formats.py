@@ -202,9 +202,21 @@ def canonical_examples(source: DataSource, data: DataConfig, config: FtConfig | 
     shape = spec.shape or found
     if found != shape and not (found == "tokens" and shape in ("completion", "messages", "text")):
         if detected and config is not None:  # ft guessed the format from the method: the data is what is wrong
-            from ftcore.data.pipeline import check_method_shape
-
             check_method_shape(config.method, found, f"{source.path} (format {source.format})")
         raise PluginError(f"{source.path}: format {source.format!r} declares shape {shape!r} but its load_dataset "
                           f"returned {found!r} examples (columns: {', '.join(examples.column_names)})")
     return examples, found if found == "tokens" else shape
+
+
+def check_method_shape(method: str, shape: str, where: str) -> None:
+    """Raise a DataError unless ``method`` trains on data of ``shape``, naming the methods that do."""
+    from ftcore.contract.plugins import get_registry
+
+    registry = get_registry()
+    spec = registry.method(method)
+    if spec.trains_on(shape):
+        return
+    others = sorted(name for name, (other, _) in registry.methods.items() if other.trains_on(shape))
+    instead = f"use a method that does: {', '.join(others)}" if others else f"no installed method trains on {shape} data"
+    raise DataError(f"{where}: the examples are {shape!r} data, which method {method!r} does not train on "
+                    f"(it trains on {', '.join(spec.shapes)}); {instead}")

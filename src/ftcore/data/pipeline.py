@@ -35,7 +35,7 @@ from ftcore.data.encode import (
     require_fast,
     split_rows,
 )
-from ftcore.data.formats import canonical_examples, shape_of
+from ftcore.data.formats import canonical_examples, check_method_shape, shape_of
 from ftcore.data.progress import encode_table, tokenize_processes
 from ftcore.data.sources import DataSource, data_files, expand, skipped_files
 from ftcore.data.templates import render_chat, resolve_chat_template, with_system_prompt
@@ -204,20 +204,6 @@ def _chat_method(method: str) -> bool:
 def tokenized_shape(shape: str) -> bool:
     """Whether examples of ``shape`` become ftcore's token rows (``input_ids`` + ``labels``)."""
     return shape in CORE_SHAPES or shape == "tokens"
-
-
-def check_method_shape(method: str, shape: str, where: str) -> None:
-    """Raise a DataError unless ``method`` trains on data of ``shape``, naming the methods that do."""
-    from ftcore.contract.plugins import get_registry
-
-    registry = get_registry()
-    spec = registry.method(method)
-    if spec.trains_on(shape):
-        return
-    others = sorted(name for name, (other, _) in registry.methods.items() if other.trains_on(shape))
-    instead = f"use a method that does: {', '.join(others)}" if others else f"no installed method trains on {shape} data"
-    raise DataError(f"{where}: the examples are {shape!r} data, which method {method!r} does not train on "
-                    f"(it trains on {', '.join(spec.shapes)}); {instead}")
 
 
 # ----------------------------------------------------------------------------- building
