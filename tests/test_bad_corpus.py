@@ -18,7 +18,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,6 @@ class Bad:
     said: tuple[str, ...] = ()
     status: int | None = None
     bad_hook: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
     #: The command fails after training saved a checkpoint: it may leave ``out/.run.tmp-partial`` for
     #: ``--resume`` (the run's work is kept, not lost), and nothing else.
     resumable: bool = False
@@ -235,7 +234,7 @@ GRPO: list[Bad] = [
         lambda lab: lab.grpo([{"name": "python", "function": "test_bad_corpus:no_such_function"}]),
         ("test_bad_corpus:no_such_function",)),
     Bad("grpo-python-reward-no-colon", "grpo", lambda lab: lab.grpo([{"name": "python", "function": "test_bad_corpus"}]),
-        ("test_bad_corpus",)),
+        ("method_options.rewards.0.function: expected module:function", "'test_bad_corpus'"), status=2),
     Bad("grpo-python-reward-not-callable", "grpo",
         lambda lab: lab.grpo([{"name": "python", "function": "test_bad_corpus:not_callable"}]),
         ("test_bad_corpus:not_callable",)),
@@ -687,8 +686,6 @@ def test_bad_input(case: Bad, lab: Lab, capsys: pytest.CaptureFixture[str], monk
 
     if case.bad_hook:
         install_bad_plugin(request.getfixturevalue("fake_site"), monkeypatch, case.bad_hook)
-    for name, value in case.env.items():
-        monkeypatch.setenv(name, value)
     argv = case.make(lab)
     before = snapshot(lab.root)
     capsys.readouterr()
