@@ -647,6 +647,23 @@ DISK: list[Bad] = [
         ("{root}/out/m.gguf",)),
 ]
 
+# /sys refuses new files even to root (chmod does not stop root): a location without write permission.
+HELD = [{"prompt": "a", "completion": "b"}]
+DISK += [
+    Bad("train-output-no-permission", "disk", lambda lab: lora_train(lab, output="/sys/ft-corpus/run"),
+        ("/sys/ft-corpus/run cannot be written", "/sys")),
+    Bad("merge-output-no-permission", "disk", lambda lab: ["merge", str(lab.run_dir()), "--output", "/sys/ft-corpus/m"],
+        ("/sys/ft-corpus/m cannot be written",)),
+    Bad("evaluate-output-no-permission", "disk",
+        lambda lab: ["evaluate", str(lab.model), "--data", str(lab.write("h.jsonl", HELD)), "--output", "/sys/ft-corpus/e"],
+        ("/sys/ft-corpus/e cannot be written",)),
+    Bad("export-output-no-permission", "disk", lambda lab: ["export", str(lab.model_run()), "-o", "/sys/ft-corpus.gguf"],
+        ("/sys",)),
+    Bad("import-output-no-permission", "disk",
+        lambda lab: ["config", "import", str(lab.write("axolotl.yml", AXOLOTL)), "-o", "/sys/ft-corpus.yaml"],
+        ("/sys/ft-corpus.yaml",)),
+]
+
 CORPUS: list[Bad] = PREFERENCE + GRPO + EXPORT + IMPORT + HOOKS + DISK
 
 # ----------------------------------------------------------------------------- running a case
