@@ -18,7 +18,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,6 @@ class Bad:
     said: tuple[str, ...] = ()
     status: int | None = None
     bad_hook: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
     #: The command fails after training saved a checkpoint: it may leave ``out/.run.tmp-partial`` for
     #: ``--resume`` (the run's work is kept, not lost), and nothing else.
     resumable: bool = False
@@ -235,7 +234,7 @@ GRPO: list[Bad] = [
         lambda lab: lab.grpo([{"name": "python", "function": "test_bad_corpus:no_such_function"}]),
         ("test_bad_corpus:no_such_function",)),
     Bad("grpo-python-reward-no-colon", "grpo", lambda lab: lab.grpo([{"name": "python", "function": "test_bad_corpus"}]),
-        ("test_bad_corpus",)),
+        ("method_options.rewards.0.function: expected module:function", "'test_bad_corpus'"), status=2),
     Bad("grpo-python-reward-not-callable", "grpo",
         lambda lab: lab.grpo([{"name": "python", "function": "test_bad_corpus:not_callable"}]),
         ("test_bad_corpus:not_callable",)),
@@ -648,6 +647,23 @@ DISK: list[Bad] = [
         ("{root}/out/m.gguf",)),
 ]
 
+# /sys refuses new files even to root (chmod does not stop root): a location without write permission.
+HELD = [{"prompt": "a", "completion": "b"}]
+DISK += [
+    Bad("train-output-no-permission", "disk", lambda lab: lora_train(lab, output="/sys/ft-corpus/run"),
+        ("/sys/ft-corpus/run cannot be written", "/sys")),
+    Bad("merge-output-no-permission", "disk", lambda lab: ["merge", str(lab.run_dir()), "--output", "/sys/ft-corpus/m"],
+        ("/sys/ft-corpus/m cannot be written",)),
+    Bad("evaluate-output-no-permission", "disk",
+        lambda lab: ["evaluate", str(lab.model), "--data", str(lab.write("h.jsonl", HELD)), "--output", "/sys/ft-corpus/e"],
+        ("/sys/ft-corpus/e cannot be written",)),
+    Bad("export-output-no-permission", "disk", lambda lab: ["export", str(lab.model_run()), "-o", "/sys/ft-corpus.gguf"],
+        ("/sys",)),
+    Bad("import-output-no-permission", "disk",
+        lambda lab: ["config", "import", str(lab.write("axolotl.yml", AXOLOTL)), "-o", "/sys/ft-corpus.yaml"],
+        ("/sys/ft-corpus.yaml",)),
+]
+
 CORPUS: list[Bad] = PREFERENCE + GRPO + EXPORT + IMPORT + HOOKS + DISK
 
 # ----------------------------------------------------------------------------- running a case
@@ -687,8 +703,6 @@ def test_bad_input(case: Bad, lab: Lab, capsys: pytest.CaptureFixture[str], monk
 
     if case.bad_hook:
         install_bad_plugin(request.getfixturevalue("fake_site"), monkeypatch, case.bad_hook)
-    for name, value in case.env.items():
-        monkeypatch.setenv(name, value)
     argv = case.make(lab)
     before = snapshot(lab.root)
     capsys.readouterr()

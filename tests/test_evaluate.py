@@ -66,6 +66,30 @@ def test_ft_evaluate_run_dir_writes_eval_json(run_dir, heldout, tmp_path):
     assert recomputed.scores["bleu"] == pytest.approx(report["scores"]["bleu"])
 
 
+def test_an_earlier_evaluation_is_replaced_only_with_overwrite(run_dir, heldout, tmp_path, capsys, fresh_plugins):
+    """A second ``ft evaluate`` into the same directory refuses before loading, naming the file, and leaves the
+    earlier files as they were; ``--overwrite`` replaces them."""
+    from ftcore.cli import main
+
+    out = tmp_path / "eval"
+
+    def evaluate(*extra: str) -> tuple[int, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exited:
+            main(["-q", "evaluate", str(run_dir), "--data", str(heldout), "--metrics", "exact_match",
+                  "--max-new-tokens", "2", "--limit", "2", "--output", str(out), *extra])
+        return exited.value.code, capsys.readouterr().err
+
+    assert evaluate()[0] == 0
+    (out / "eval.json").write_text("the earlier evaluation\n")
+    status, stderr = evaluate()
+    assert status == 1 and stderr == (f"error: --output: {out}/eval.json exists (an earlier evaluation); choose "
+                                      "another --output or pass --overwrite to replace it\n")
+    assert (out / "eval.json").read_text() == "the earlier evaluation\n"
+    assert evaluate("--overwrite")[0] == 0
+    assert json.loads((out / "eval.json").read_text())["n_examples"] == 2
+
+
 def test_perplexity_equals_hand_computed_token_nll(tiny_model_dir, heldout):
     """exp(mean NLL of completion + EOS tokens), computed here with plain torch, as training masks the loss."""
     import torch

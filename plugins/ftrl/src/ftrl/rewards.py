@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
@@ -41,6 +41,14 @@ class PythonOptions(BaseModel):
 
     function: str = Field(description="module:function returning one float per completion, called as "
                           "function(prompts=..., completions=..., examples=...).")
+
+    @field_validator("function")
+    @classmethod
+    def _module_and_name(cls, value: str) -> str:
+        module, _, name = value.partition(":")
+        if not module.strip() or not name.strip():
+            raise ValueError(f"expected module:function (such as my_rewards:score), got {value!r}")
+        return value
 
 
 def _boxed(text: str) -> str | None:
