@@ -23,7 +23,7 @@ def test_f16_export_loads_back_and_matches_the_run(adapter_run: Path, tiny_model
     out = adapter_run / "export"
     path, modelfile, parity_file = out / "run-f16.gguf", out / "run-f16.Modelfile", out / "run-f16.parity.json"
     assert path.is_file() and modelfile.is_file() and parity_file.is_file()
-    assert "parity (f16):" in result.output and ": passed" in result.output
+    assert "parity (f16, judged by " in result.output and ": passed" in result.output
 
     parity = json.loads(parity_file.read_text())
     assert parity["passed"] and parity["enforced"] and parity["checked"] and parity["prompts"] == 4
@@ -31,6 +31,7 @@ def test_f16_export_loads_back_and_matches_the_run(adapter_run: Path, tiny_model
     assert 0 < parity["max_abs_diff"] < 5e-3  # float16 rounding: not zero, far below the 1% tolerance
     assert parity["relative_diff"] < 0.01
     assert parity["run"] == "run" and str(adapter_run.parent) not in parity_file.read_text()  # no machine path
+    assert parity["judge"].startswith(("transformers ", "llama.cpp "))  # llama.cpp where llama-cpp-python is
 
     meta, types = gguf_contents(path)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -81,7 +82,7 @@ def test_a_wrong_conversion_fails_the_parity_check(
     from ftcore import FtError
 
     monkeypatch.setattr(gguf_writer, "permute_rows", lambda weight, heads: weight)
-    with pytest.raises(FtError, match=r"parity \(f16\).*FAILED.*logits differ.*was removed"):
+    with pytest.raises(FtError, match=r"parity \(f16, judged by .*FAILED.*logits differ.*was removed"):
         export_run(adapter_run, output=tmp_path / "bad.gguf", prompts=["Name two colours."], max_new_tokens=4)
     assert not (tmp_path / "bad.gguf").exists() and not (tmp_path / "bad.Modelfile").exists()
     report = json.loads((tmp_path / "bad.parity.json").read_text())
