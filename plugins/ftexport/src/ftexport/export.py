@@ -13,10 +13,10 @@ Order of work, so that nothing heavy happens before every refusal and only one m
 3. the Modelfile is written (:mod:`ftexport.modelfile`);
 4. the GGUF is judged against the run: by llama.cpp itself when llama-cpp-python is installed (its tokenizer,
    logits and greedy answers), else loaded back with transformers' GGUF loader; the result, naming its judge,
-   is printed and saved as ``<name>.parity.json``. An f16 export past the tolerance is removed and the command fails; a quantized
-   one is kept and its numbers reported. A check that cannot run (an error while loading back) removes the
-   unverified GGUF and Modelfile; an architecture transformers cannot read back is kept, reported unchecked
-   (when transformers is the judge).
+   is printed and saved as ``<name>.parity.json``. An f16 export past the tolerance is removed and the command
+   fails; a quantized one is kept and its numbers reported. A check that cannot run (an error while loading
+   back) removes the unverified GGUF and Modelfile; an architecture transformers cannot read back is kept,
+   reported unchecked (when transformers is the judge).
 """
 
 from __future__ import annotations

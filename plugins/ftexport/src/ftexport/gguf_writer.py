@@ -254,7 +254,7 @@ def _adds_eos(tokenizer: Any) -> bool:
 
 def _looks_special(token: str) -> bool:
     """An added token llama.cpp's converter makes a control token although it is not marked special: ``<|...|>``."""
-    return (token.startswith("<|") and token.endswith("|>")) or (token.startswith("<\uff5c") and token.endswith("\uff5c>"))
+    return any(token.startswith(f"<{bar}") and token.endswith(f"{bar}>") for bar in ("|", "\uff5c"))
 
 
 def _is_byte_level(spec: dict[str, Any]) -> bool:
