@@ -114,3 +114,19 @@ def test_smollm2_run_is_judged_by_llama_cpp(smollm2_run: Path, tmp_path: Path, g
     meta, _ = gguf_contents(result.path)
     assert meta["tokenizer.ggml.pre"] == "smollm" and meta["tokenizer.ggml.add_bos_token"] is False
     assert_same_tokens(result.path, smollm2_run)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "gemma2",
+                                        "gemma3_text", "phi3"])
+def test_each_architecture_is_judged_by_llama_cpp(model_type: str, tmp_path: Path, tiny_tokenizer_dir: Path,
+                                                  full_run) -> None:
+    """Every architecture ft writes, read by llama.cpp itself (Mixtral too, which transformers cannot read)."""
+    from ftexport.export import export_run
+    from test_ftexport_export import tiny_model
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    run = full_run(tiny_model(model_type, tokenizer), tokenizer, tmp_path / "run")
+    parity = export_run(run, prompts=["Don't stop: it's 3.14!", "Café 東京"], max_new_tokens=8).parity
+    assert parity.judge.startswith("llama.cpp") and parity.checked and parity.passed, parity.line()
+    assert parity.tokenizer_identical == 2 and parity.relative_diff < 0.01
