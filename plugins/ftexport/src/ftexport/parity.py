@@ -201,26 +201,30 @@ def judge_with_llama_cpp(path: str, reference: Reference, max_new_tokens: int, s
     import numpy as np
 
     vocab = llama_cpp.Llama(path, vocab_only=True, verbose=False)
-    ids = [vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True) for text in reference.texts]
-    chat_template = vocab.metadata.get("tokenizer.chat_template")
-    del vocab
+    try:
+        ids = [vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True) for text in reference.texts]
+        chat_template = vocab.metadata.get("tokenizer.chat_template")
+    finally:
+        vocab.close()
     longest = max(len(row) for row in reference.ids) + max_new_tokens
     model = llama_cpp.Llama(path, n_ctx=longest + 8, n_batch=longest + 8, logits_all=True, n_gpu_layers=0,
                             verbose=False)
     logits, generations = [], []
-    for row in reference.ids:
-        model.reset()
-        model.eval(row)
-        logits.append(np.array(model.scores[: len(row)], dtype=np.float32))
-        tokens: list[int] = []
-        while len(tokens) < max_new_tokens:
-            token = int(np.argmax(model.scores[model.n_tokens - 1]))
-            tokens.append(token)
-            if token in stop_ids:
-                break
-            model.eval([token])
-        generations.append(tokens)
-    del model
+    try:
+        for row in reference.ids:
+            model.reset()
+            model.eval(row)
+            logits.append(np.array(model.scores[: len(row)], dtype=np.float32))
+            tokens: list[int] = []
+            while len(tokens) < max_new_tokens:
+                token = int(np.argmax(model.scores[model.n_tokens - 1]))
+                tokens.append(token)
+                if token in stop_ids:
+                    break
+                model.eval([token])
+            generations.append(tokens)
+    finally:
+        model.close()
     return Judged(f"llama.cpp (llama-cpp-python {llama_cpp.__version__})", ids, logits, generations, chat_template)
 
 
