@@ -21,8 +21,9 @@ from ftexport.architectures import Architecture, check_supported, rope_dimension
 # How llama.cpp's converter names a tokenizer's pre-tokenizer (tokenizer.ggml.pre): it encodes one fixed text, full
 # of what pre-tokenizers split differently (runs of whitespace, emoji joins, digit runs, Khmer and CJK, punctuation
 # runs, contractions in odd casings), and looks up the SHA-256 of the token ids' Python list. The text (llama.cpp's
-# ``chktxt``) and the hashes of the byte-level BPE tokenizers ft exports are below; a tokenizer whose hash is
-# unknown (a trained or resized vocabulary) is named by its split rule instead (``_PRE_TOKENIZERS``).
+# ``chktxt``) and the hashes of the byte-level BPE tokenizers ft exports are below; for a hash it does not know
+# (a trained or resized vocabulary) llama.cpp's converter stops, ft keeps a GGUF base's name or names the split
+# rule of tokenizer.json (``_PRE_TOKENIZERS``).
 CHECK_TEXT = (
     "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n"
     "\U0001f680 (normal) \U0001f636\u200d\U0001f32b\ufe0f (multiple emojis concatenated) \u2705 \U0001f999\U0001f999 "
@@ -67,7 +68,8 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, gguf_type: str, name: str
     """Write ``model`` (float weights) and ``tokenizer`` to ``path`` as GGUF; returns the number of tensors.
 
     ``pre``: a GGUF base's pre-tokenizer name, written when the tokenizer's check hash is unknown (see
-    :func:`pre_tokenizer_name`); ``carried``: ``(key, value, GGUFValueType)`` metadata of a GGUF base to keep (license, sources).
+    :func:`pre_tokenizer_name`); ``carried``: ``(key, value, GGUFValueType)`` metadata of a GGUF base to keep
+    (license, sources).
     """
     import gguf
 
