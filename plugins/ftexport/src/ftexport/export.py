@@ -11,10 +11,12 @@ Order of work, so that nothing heavy happens before every refusal and only one m
    in memory), a full fine-tune's weights are read as they are; they are written with the tokenizer and
    chat template by :mod:`ftexport.gguf_writer` to a staging file, renamed when complete;
 3. the Modelfile is written (:mod:`ftexport.modelfile`);
-4. the GGUF is loaded back with transformers' GGUF loader and compared; the result is printed and saved as
-   ``<name>.parity.json``. An f16 export past the tolerance is removed and the command fails; a quantized
-   one is kept and its numbers reported. A check that cannot run (an error while loading back) removes the
-   unverified GGUF and Modelfile; an architecture transformers cannot read back is kept, reported unchecked.
+4. the GGUF is judged against the run: by llama.cpp itself when llama-cpp-python is installed (its tokenizer,
+   logits and greedy answers), else loaded back with transformers' GGUF loader; the result, naming its judge,
+   is printed and saved as ``<name>.parity.json``. An f16 export past the tolerance is removed and the command
+   fails; a quantized one is kept and its numbers reported. A check that cannot run (an error while loading
+   back) removes the unverified GGUF and Modelfile; an architecture transformers cannot read back is kept,
+   reported unchecked (when transformers is the judge).
 """
 
 from __future__ import annotations
@@ -107,6 +109,17 @@ def check_gguf_package() -> None:
                       "(it comes with ftexport's own install)") from exc
 
 
+def check_judge(judge: str | None) -> None:
+    """Refuse an unknown parity judge, and the llama.cpp judge where llama-cpp-python is missing."""
+    from ftexport.parity import llama_cpp_version
+
+    if judge not in (None, "llama.cpp", "transformers"):
+        raise FtError(f"unknown parity judge {judge!r}; known: llama.cpp, transformers")
+    if judge == "llama.cpp" and llama_cpp_version() is None:
+        raise FtError("the llama.cpp parity judge needs llama-cpp-python, which is not installed (or does not load): "
+                      "pip install llama-cpp-python")
+
+
 def model_config(run: RunInfo) -> dict[str, Any]:
     """The run's model config as a mapping, read without loading weights (a GGUF base: from its metadata)."""
     from transformers import AutoConfig
@@ -152,8 +165,12 @@ def export_run(
     overwrite: bool = False,
     prompts: list[str] | tuple[str, ...] | None = None,
     max_new_tokens: int = 16,
+    judge: str | None = None,
 ) -> ExportResult:
     """Export the run in ``run_dir`` as GGUF with a Modelfile, then check it against the run (see the module doc).
+
+    ``judge``: "llama.cpp" or "transformers" to insist on one parity judge; by default llama.cpp where
+    llama-cpp-python is installed, transformers' GGUF loader otherwise.
 
     Raises FtError for an unsupported format, type, architecture or tokenizer, an output location that cannot
     be written, an existing file without ``overwrite``, and an f16 export whose parity check fails.
@@ -167,6 +184,7 @@ def export_run(
     paths = export_paths(run, output, gguf_type)
     check_request(fmt, gguf_type, paths, overwrite)
     check_gguf_package()
+    check_judge(judge)
     config = model_config(run)
     arch = check_supported(config.get("model_type", ""), gguf_type, config)
     tokenizer = _tokenizer(run)
@@ -175,7 +193,7 @@ def export_run(
     path, modelfile, parity_file = paths
     _write(run, tokenizer, path, modelfile, gguf_type)
     try:
-        parity = _check(path, reference, gguf_type, max_new_tokens, stop_ids, arch.unreadable(config))
+        parity = _check(path, reference, gguf_type, max_new_tokens, stop_ids, arch.unreadable(config), judge)
         _write_text(parity_file, json.dumps({"file": path.name, "run": run.path.name, **parity.as_json()}, indent=2)
                     + "\n")
     except BaseException:  # an unverified export is not kept (nor an older report beside it)
@@ -276,19 +294,36 @@ def _write_error(path: Path, exc: OSError) -> FtError:
 
 
 def _check(path: Path, reference: Any, gguf_type: str, max_new_tokens: int, stop_ids: list[int],
-           unreadable: str | None) -> Parity:
+           unreadable: str | None, judge: str | None) -> Parity:
+    """Judge ``path`` against the reference with llama.cpp when llama-cpp-python is installed (or ``judge`` says
+    "llama.cpp"), else with transformers' GGUF loader (or say why that cannot read it)."""
+    from ftexport.parity import compare, judge_with_llama_cpp, llama_cpp_version
+
+    if llama_cpp_version() is not None and judge != "transformers":
+        try:
+            judged = judge_with_llama_cpp(str(path), reference, max_new_tokens, stop_ids)
+        except Exception as exc:
+            raise FtError(f"{path}: llama.cpp cannot load or run the exported GGUF: {type(exc).__name__}: {exc}; "
+                          "the unverified GGUF and Modelfile were removed") from exc
+        return compare(reference, judged, gguf_type)
+    return _check_with_transformers(path, reference, gguf_type, max_new_tokens, stop_ids, unreadable)
+
+
+def _check_with_transformers(path: Path, reference: Any, gguf_type: str, max_new_tokens: int, stop_ids: list[int],
+                             unreadable: str | None) -> Parity:
     """Load ``path`` with transformers' GGUF loader and compare it with the reference (or say why it cannot)."""
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftexport.parity import compare, unchecked
+    from ftexport.parity import compare, judge_with_transformers, unchecked
 
     if unreadable:
-        return unchecked(gguf_type, len(reference.ids), unreadable)
+        return unchecked(gguf_type, f"transformers {transformers.__version__}", len(reference.ids), unreadable)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
     except Exception as exc:
         raise FtError(f"{path}: transformers cannot load the exported GGUF back: {type(exc).__name__}: {exc}; "
                       "the unverified GGUF and Modelfile were removed") from exc
-    return compare(reference, model, tokenizer, gguf_type, max_new_tokens, stop_ids)
+    return compare(reference, judge_with_transformers(model, tokenizer, reference, max_new_tokens, stop_ids), gguf_type)

@@ -10,6 +10,7 @@ the pre-tokenizer name llama.cpp tokenizes by, the chat template, and the proven
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,38 @@ from ftcore import FtError
 from ftexport.architectures import Architecture, check_supported, rope_dimensions, rope_theta
 from ftexport.spm import adds_space_prefix, is_sentencepiece, sentencepiece_vocabulary
 
-# The pre-tokenizer split regexes llama.cpp names (tokenizer.ggml.pre); plain ByteLevel splitting is "gpt-2".
+# How llama.cpp's converter names a tokenizer's pre-tokenizer (tokenizer.ggml.pre): it encodes one fixed text, full
+# of what pre-tokenizers split differently (runs of whitespace, emoji joins, digit runs, Khmer and CJK, punctuation
+# runs, contractions in odd casings), and looks up the SHA-256 of the token ids' Python list. The text (llama.cpp's
+# ``chktxt``) and the hashes of the byte-level BPE tokenizers ft exports are below; for a hash it does not know
+# (a trained or resized vocabulary) llama.cpp's converter stops, ft keeps a GGUF base's name or names the split
+# rule of tokenizer.json (``_PRE_TOKENIZERS``).
+CHECK_TEXT = (
+    "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n"
+    "\U0001f680 (normal) \U0001f636\u200d\U0001f32b\ufe0f (multiple emojis concatenated) \u2705 \U0001f999\U0001f999 "
+    "3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 "
+    "\u1780\u17b6\u1793\u17cb\u178f\u17c2\u1796\u17b7\u179f\u17c1\u179f\u17a2\u17b6\u1785\U0001f601 "
+    "?\u6211\u60f3\u5728apple\u5de5\u4f5c1314151\u5929\uff5e ------======= "
+    "\u043d\u0435\u0449\u043e \u043d\u0430 \u0411\u044a\u043b\u0433\u0430\u0440\u0441\u043a\u0438 "
+    "''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? "
+    "'M not sure I'll make it, 'D you like some tea? We'Ve a'lL"
+)
+#: SHA-256 of ``str(tokenizer.encode(CHECK_TEXT))`` → llama.cpp's pre-tokenizer name, for the tokenizers of the
+#: architectures ft exports (values as llama.cpp's converter records them; the model each was measured on beside it).
+KNOWN_PRE_TOKENIZERS = {
+    "3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454": "gpt-2",  # GPT-2
+    "0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5": "llama-bpe",  # Llama 3
+    "c136ed14d01c2745d4f60a9596ae66800e2b61fa45643e72436041855ad4089d": "smaug-bpe",  # Smaug-Llama-3
+    "855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249": "smollm",  # SmolLM, SmolLM2
+    "e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea": "qwen2",  # Qwen1.5, Qwen2, Qwen2.5
+    "d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c": "qwen2",  # Qwen3
+    "b3f499bb4255f8ca19fccd664443283318f2fd2414d5e0b040fbdd0cc195d6c5": "deepseek-r1-qwen",  # DeepSeek-R1-Distill-Qwen
+    "049ecf7629871e3041641907f3de7c733e4dbfdc736f57d882ba0b0845599754": "deepseek-llm",  # DeepSeek LLM
+    "9d032fcbd5501f4a38150912590928bfb36091efb5df11b8e2124b0390e3fb1e": "falcon3",  # Falcon3 (llama)
+    "63b97e4253352e6f357cc59ea5b583e3a680eaeaf2632188c2b952de2588485e": "tekken",  # Mistral Nemo
+}
+# The split regexes of tokenizer.json that llama.cpp names, for tokenizers whose check hash is unknown; plain
+# ByteLevel splitting is GPT-2's rule ("gpt-2"), ByteLevel after single-digit splitting SmolLM's ("smollm").
 _LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -37,8 +69,9 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, gguf_type: str, name: str
                carried: list[tuple[str, Any, Any]] = ()) -> int:
     """Write ``model`` (float weights) and ``tokenizer`` to ``path`` as GGUF; returns the number of tensors.
 
-    ``pre``: the pre-tokenizer name to write (a GGUF base's own), else the one the tokenizer's split rule
-    has; ``carried``: ``(key, value, GGUFValueType)`` metadata of a GGUF base to keep (license, sources).
+    ``pre``: a GGUF base's pre-tokenizer name, written when the tokenizer's check hash is unknown (see
+    :func:`pre_tokenizer_name`); ``carried``: ``(key, value, GGUFValueType)`` metadata of a GGUF base to keep
+    (license, sources).
     """
     import gguf
 
@@ -206,11 +239,11 @@ def _write_byte_level(writer: Any, tokenizer: Any, spec: dict[str, Any], vocab: 
         token = by_id.get(index, f"[PAD{index}]")  # embedding rows past the vocabulary: unused placeholders
         tokens.append(token)
         if index in added:
-            types.append(_CONTROL if added[index].special else _USER_DEFINED)
+            types.append(_CONTROL if added[index].special or _looks_special(token) else _USER_DEFINED)
         else:
             types.append(_NORMAL if index in by_id else _UNUSED)
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre or pre_tokenizer_name(spec))
+    writer.add_tokenizer_pre(pre_tokenizer_name(tokenizer, spec, pre))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
@@ -249,6 +282,11 @@ def _adds_eos(tokenizer: Any) -> bool:
     return eos is not None and tokenizer("a")["input_ids"][-1:] == [eos]
 
 
+def _looks_special(token: str) -> bool:
+    """An added token llama.cpp's converter makes a control token although it is not marked special: ``<|...|>``."""
+    return any(token.startswith(f"<{bar}") and token.endswith(f"{bar}>") for bar in ("|", "\uff5c"))
+
+
 def _is_byte_level(spec: dict[str, Any]) -> bool:
     def parts(node: dict[str, Any] | None) -> list[dict[str, Any]]:
         if not node:
@@ -258,10 +296,23 @@ def _is_byte_level(spec: dict[str, Any]) -> bool:
     return any(p.get("type") == "ByteLevel" for p in parts(spec.get("pre_tokenizer")))
 
 
-def pre_tokenizer_name(spec: dict[str, Any]) -> str:
-    """llama.cpp's name for the tokenizer's split rule: ``llama-bpe``, ``qwen2``, ``smollm``, or ``gpt-2`` for plain
-    byte-level splitting (GPT-2's regex), which llama.cpp's converter writes for it. Never ``default``: llama.cpp's
-    default splits punctuation runs first, so contractions would tokenize unlike training."""
+def pre_tokenizer_name(tokenizer: Any, spec: dict[str, Any], base: str | None = None) -> str:
+    """llama.cpp's name for how the tokenizer splits text before BPE, chosen as llama.cpp's converter chooses it:
+    by the hash of its encoding of :data:`CHECK_TEXT` (:data:`KNOWN_PRE_TOKENIZERS`). For an unknown hash: the
+    ``base`` GGUF's own name when there is one (what the converter chose for the tokenizer the run started from),
+    else the split rule of ``tokenizer.json`` (:func:`split_rule_name`)."""
+    return KNOWN_PRE_TOKENIZERS.get(check_hash(tokenizer)) or base or split_rule_name(spec)
+
+
+def check_hash(tokenizer: Any) -> str:
+    """The SHA-256 by which llama.cpp's converter recognizes a pre-tokenizer: of the ids' list, as Python prints it."""
+    return hashlib.sha256(str(tokenizer.encode(CHECK_TEXT)).encode()).hexdigest()
+
+
+def split_rule_name(spec: dict[str, Any]) -> str:
+    """llama.cpp's name for the split rule of ``tokenizer.json`` (``spec``): ``llama-bpe``, ``qwen2``, ``smollm``
+    (single digits split off first), or ``gpt-2`` for plain byte-level splitting (GPT-2's regex). Never
+    ``default``: llama.cpp's default splits punctuation runs first, so contractions would tokenize unlike training."""
     node = spec.get("pre_tokenizer") or {}
     parts = node.get("pretokenizers", [node]) if node.get("type") == "Sequence" else [node]
     for part in parts:
