@@ -248,26 +248,32 @@ def test_a_unigram_tokenizer_is_refused_before_loading_weights(tmp_path: Path) -
     assert not (run / "export").exists()
 
 
-def sentencepiece_tokenizer():
-    """A Llama-2-style tokenizer (BPE over ``▁``-spelled pieces with byte fallback), learned from a few lines:
-    ``<unk> <s> </s>``, the 256 byte pieces, then the learned pieces in the order they were learned."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaTokenizer
+def sentencepiece_tokenizer(prefix: bool = True):
+    """A tokenizer shaped like Llama 2's and Mistral's ``tokenizer.json``: BPE over ``▁``-spelled pieces with byte
+    fallback, a ``▁`` prepended by the normalizer (not with ``prefix=False``: Gemma's), BOS added; ``<unk> <s>
+    </s>``, the 256 byte pieces, then pieces learned from a few lines, in the order they were learned."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
 
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    learner = Tokenizer(models.BPE())
+    learner.pre_tokenizer = pre_tokenizers.Metaspace()
     text = ["Don't stop: it's 3.14 and we're here.", "Café 東京 is a place", "the cat sat on the mat, didn't it?",
             "Name three primary colours: red, blue and yellow.", "a small corpus of words to learn pieces from"] * 3
-    raw.train_from_iterator(text, trainers.BpeTrainer(vocab_size=220, show_progress=False))
-    learned = json.loads(raw.to_str())["model"]
-    pieces = sorted(learned["vocab"], key=learned["vocab"].get)
+    learner.train_from_iterator(text, trainers.BpeTrainer(vocab_size=220, show_progress=False))
+    learned = json.loads(learner.to_str())["model"]
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"<0x{b:02X}>": 3 + b for b in range(256)}}
-    for piece in pieces:
+    for piece in sorted(learned["vocab"], key=learned["vocab"].get):
         vocab.setdefault(piece, len(vocab))
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
-    tokenizer = LlamaTokenizer(vocab=vocab, merges=merges)
-    tokenizer.chat_template = ("{% for m in messages %}{{ '<s>' if loop.first else '' }}[{{ m['role'] }}] "
-                               "{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}[assistant] {% endif %}")
+    raw = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True, byte_fallback=True))
+    spaces = normalizers.Replace(" ", "\u2581")
+    raw.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), spaces] if prefix else [spaces])
+    raw.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     *([decoders.Strip(" ", 1, 0)] if prefix else [])])
+    raw.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokenizer.chat_template = ("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}</s>{% endfor %}"
+                               "{% if add_generation_prompt %}[assistant] {% endif %}")
     return tokenizer
 
 
@@ -278,7 +284,7 @@ def test_a_sentencepiece_style_tokenizer_exports_with_parity(model_type: str, tm
     to the same token ids (text with bytes no piece covers included)."""
     from ftexport.export import export_run
 
-    tokenizer = sentencepiece_tokenizer()
+    tokenizer = sentencepiece_tokenizer(prefix=model_type != "gemma3_text")
     assert tokenizer.convert_ids_to_tokens(tokenizer("€")["input_ids"])[-3:] == ["<0xE2>", "<0x82>", "<0xAC>"]
     run = full_run(tiny_model(model_type, tokenizer), tokenizer, tmp_path / "run")
     result = export_run(run, prompts=["Don't stop: it's 3.14!", "Café 東京 costs 5 €, n'est-ce pas?", "  two  spaces"],
@@ -288,11 +294,29 @@ def test_a_sentencepiece_style_tokenizer_exports_with_parity(model_type: str, tm
     assert meta["tokenizer.ggml.token_type"][3] == 6 and meta["tokenizer.ggml.token_type"][0] == 2  # byte, unknown
     scores = meta["tokenizer.ggml.scores"]
     assert scores[300] > scores[301] and scores[3] == 0.0
-    assert meta["tokenizer.ggml.add_space_prefix"] is True
-    assert meta["tokenizer.ggml.add_bos_token"] is (tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id)
+    assert meta["tokenizer.ggml.add_space_prefix"] is (model_type != "gemma3_text")
+    assert meta["tokenizer.ggml.add_bos_token"] is True
     parity = result.parity
     assert parity.checked and parity.passed, parity.line()
     assert parity.tokenizer_identical == 3
+
+
+def test_a_space_before_the_first_piece_only_is_refused() -> None:
+    """transformers 5's ``LlamaTokenizer`` (legacy=False) puts ``▁`` before the first piece only; llama.cpp puts one
+    after each special token too, so a chat prompt would tokenize differently: refused, saying what to do."""
+    from ftexport.gguf_writer import check_tokenizer
+    from transformers import LlamaTokenizer
+
+    from ftcore import FtError
+
+    legacy = sentencepiece_tokenizer()
+    vocab, merges = legacy.get_vocab(), json.loads(legacy.backend_tokenizer.to_str())["model"]["merges"]
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=[tuple(m) for m in merges], legacy=False)
+    assert tokenizer.convert_ids_to_tokens(tokenizer("</s>hi")["input_ids"])[-2:] != ["\u2581", "hi"]
+    with pytest.raises(FtError, match=r"^this SentencePiece-style tokenizer puts a space before the text's first "
+                                      r"piece only .*: save the tokenizer with legacy=True"):
+        check_tokenizer(tokenizer)
+    assert check_tokenizer(legacy)["model"]["byte_fallback"] is True
 
 
 # ----------------------------------------------------------------------------- output location (issue 31)

@@ -153,3 +153,49 @@ def test_each_architecture_is_judged_by_llama_cpp(model_type: str, tmp_path: Pat
     parity = export_run(run, prompts=["Don't stop: it's 3.14!", "Café 東京"], max_new_tokens=8).parity
     assert parity.judge.startswith("llama.cpp") and parity.checked and parity.passed, parity.line()
     assert parity.tokenizer_identical == 2 and parity.relative_diff < 0.01
+
+
+#: Sizes transformers' GGUF loader does not read from the file (it assumes Qwen3's and Gemma's released ones):
+#: llama.cpp reads them, so it checks these exports where transformers cannot.
+OTHER_SIZES = {
+    "qwen3": {"head_dim": 16},
+    "qwen3_moe": {"head_dim": 16, "num_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+                  "norm_topk_prob": True},
+    "gemma2": {"head_dim": 16, "query_pre_attn_scalar": 16},
+    "gemma3_text": {"head_dim": 16, "query_pre_attn_scalar": 16},
+}
+
+
+@pytest.mark.parametrize("model_type", list(OTHER_SIZES))
+def test_sizes_transformers_cannot_read_are_judged_by_llama_cpp(model_type: str, tmp_path: Path,
+                                                                tiny_tokenizer_dir: Path, full_run,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import test_ftexport_export
+    from ftexport.architectures import ARCHITECTURES
+    from ftexport.export import export_run
+    from transformers import AutoTokenizer
+
+    name, _ = test_ftexport_export.ARCHITECTURES[model_type]
+    monkeypatch.setitem(test_ftexport_export.ARCHITECTURES, model_type, (name, OTHER_SIZES[model_type]))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    model = test_ftexport_export.tiny_model(model_type, tokenizer)
+    assert ARCHITECTURES[model_type].unreadable(model.config.to_dict())  # transformers could not judge this one
+    run = full_run(model, tokenizer, tmp_path / "run")
+    parity = export_run(run, prompts=["Don't stop: it's 3.14!", "Café 東京"], max_new_tokens=8).parity
+    assert parity.judge.startswith("llama.cpp") and parity.checked and parity.passed, parity.line()
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
+def test_a_sentencepiece_vocabulary_is_judged_by_llama_cpp(model_type: str, tmp_path: Path, full_run) -> None:
+    """A Llama-2-style vocabulary (``▁`` pieces, byte fallback) tokenizes in llama.cpp as in transformers."""
+    from ftexport.export import export_run
+    from test_ftexport_export import sentencepiece_tokenizer, tiny_model
+
+    tokenizer = sentencepiece_tokenizer(prefix=model_type != "gemma3_text")  # Gemma puts no space first
+    run = full_run(tiny_model(model_type, tokenizer), tokenizer, tmp_path / "run")
+    result = export_run(run, prompts=["Don't stop: it's 3.14!", "Café 東京 costs 5 €", "  two  spaces"],
+                        max_new_tokens=8)
+    assert result.parity.judge.startswith("llama.cpp") and result.parity.passed, result.parity.line()
+    texts = ("Don't worry: we're sure it's fine.", "the cat sat on the mat", "€ 5 and ¥ 1200", "  lead and trail  ")
+    expected = [tokenizer(text)["input_ids"] for text in texts]
+    assert llama_cpp_ids(result.path, texts) == expected

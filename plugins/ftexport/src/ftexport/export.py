@@ -321,9 +321,25 @@ def _check_with_transformers(path: Path, reference: Any, gguf_type: str, max_new
     if unreadable:
         return unchecked(gguf_type, f"transformers {transformers.__version__}", len(reference.ids), unreadable)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        tokenizer = _as_llama_cpp_reads(AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name))
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
     except Exception as exc:
         raise FtError(f"{path}: transformers cannot load the exported GGUF back: {type(exc).__name__}: {exc}; "
                       "the unverified GGUF and Modelfile were removed") from exc
     return compare(reference, judge_with_transformers(model, tokenizer, reference, max_new_tokens, stop_ids), gguf_type)
+
+
+def _as_llama_cpp_reads(tokenizer: Any) -> Any:
+    """transformers' rebuild of a SentencePiece-style GGUF vocabulary puts ``▁`` before the text's first piece only;
+    llama.cpp, reading ``add_space_prefix``, puts one after every special token too (as SentencePiece does). The
+    judge stands in for llama.cpp, so it reads the text as llama.cpp does."""
+    import json
+
+    from tokenizers import pre_tokenizers
+
+    from ftexport.spm import prefix_only_first
+
+    backend = tokenizer.backend_tokenizer
+    if prefix_only_first(json.loads(backend.to_str())):
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=False)
+    return tokenizer

@@ -18,7 +18,7 @@ from typing import Any
 
 from ftcore import FtError
 from ftexport.architectures import Architecture, check_supported, rope_dimensions, rope_theta
-from ftexport.spm import adds_space_prefix, is_sentencepiece, sentencepiece_vocabulary
+from ftexport.spm import adds_space_prefix, is_sentencepiece, prefix_only_first, sentencepiece_vocabulary
 
 # How llama.cpp's converter names a tokenizer's pre-tokenizer (tokenizer.ggml.pre): it encodes one fixed text, full
 # of what pre-tokenizers split differently (runs of whitespace, emoji joins, digit runs, Khmer and CJK, punctuation
@@ -197,6 +197,11 @@ def check_tokenizer(tokenizer: Any) -> dict[str, Any]:
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     model = spec.get("model", {})
     if is_sentencepiece(spec):
+        if prefix_only_first(spec):
+            raise FtError("this SentencePiece-style tokenizer puts a space before the text's first piece only "
+                          "(Metaspace prepend_scheme 'first'); llama.cpp puts one after every special token too, so "
+                          "the GGUF would read chat prompts differently: save the tokenizer with legacy=True "
+                          "(prepend_scheme 'always') to export it")
         return spec
     if model.get("type") != "BPE" or model.get("byte_fallback") or not _is_byte_level(spec):
         kind = f"{model.get('type')}{' with byte fallback' if model.get('byte_fallback') else ''}"

@@ -7,7 +7,10 @@ score falls with the order it was learned in, which is the order of the ids, so 
 ``-id``. Byte pieces, the unknown piece and special tokens score 0 and carry their own token types. The merges
 go into the file too (llama.cpp ignores them there; transformers' GGUF loader uses them), with
 ``add_space_prefix`` saying whether a ``▁`` is put before the text, as the tokenizer's ``Metaspace`` or
-``Prepend`` normalizer does.
+``Prepend`` normalizer does. llama.cpp puts it before every stretch of text that follows a special token, as
+SentencePiece itself and the ``Prepend`` normalizer of Llama 2's and Mistral's ``tokenizer.json`` do; a tokenizer
+that puts it before the first stretch only (``prepend_scheme: first``) would read chat prompts differently, so it
+is refused (:func:`prefix_only_first`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,13 @@ def adds_space_prefix(spec: dict[str, Any]) -> bool:
             return scheme != "never"
     return any(p.get("type") == "Prepend" and p.get("prepend") == SPACE
                for p in _parts(spec.get("normalizer"), "normalizers"))
+
+
+def prefix_only_first(spec: dict[str, Any]) -> bool:
+    """Whether a ``▁`` goes before the text's first piece only, not after each special token (``Metaspace`` with
+    ``prepend_scheme: first``, what transformers 5 builds for ``legacy=False``): llama.cpp cannot tokenize so."""
+    return any(p.get("type") == "Metaspace" and p.get("prepend_scheme") == "first"
+               for p in _parts(spec.get("pre_tokenizer"), "pretokenizers"))
 
 
 def sentencepiece_vocabulary(tokenizer: Any, spec: dict[str, Any], rows: int) -> tuple[list[str], list[float], list[int]]:
