@@ -77,3 +77,14 @@ def test_the_generation_prompt_is_checked_before_it_is_used(tiny_tokenizer):
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
     text = templates.render_chat(messages, tiny_tokenizer, chatml)
     assert templates._answer_start(text, messages, tiny_tokenizer, chatml) == text.index("Hello.")
+
+
+def test_an_earlier_identical_answer_is_not_taken_for_the_last(tiny_tokenizer):
+    # A template that leaves the last answer out: the same answer earlier must not be located as the last one.
+    dropping = ("{% for m in messages %}{% if not loop.last %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+                "{% else %}<|im_start|>{{ m.role }}\n<|im_end|>\n{% endif %}{% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yes"},
+                {"role": "user", "content": "Again"}, {"role": "assistant", "content": "Yes"}]
+    text = templates.render_chat(messages, tiny_tokenizer, dropping)
+    assert templates._answer_start(text, messages, tiny_tokenizer, NAMED_TEMPLATES["chatml"]) is None

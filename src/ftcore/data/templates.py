@@ -230,7 +230,8 @@ def _answer_start(text: str, messages: list[dict[str, Any]], tokenizer: Any, tem
 
     That is exactly :func:`_turn_span`'s start (after the prompt rendered with the generation prompt) for a
     template whose :func:`_generation_prompt` was checked on probe conversations; ``None`` sends the example to
-    :func:`_turn_span` (the answer not found as written after the generation prompt, or a richer conversation).
+    :func:`_turn_span` (the answer not found as written after the generation prompt, another turn opening after
+    it, or a richer conversation).
     """
     last = messages[-1]
     if len(messages) < 2 or last["role"] != "assistant" or not last["content"] or not FAST_SPANS:
@@ -241,7 +242,10 @@ def _answer_start(text: str, messages: list[dict[str, Any]], tokenizer: Any, tem
     if opening is None:
         return None
     at = text.rfind(opening + last["content"])
-    return at + len(opening) if at >= 0 else None
+    # The last turn's opening, not an earlier turn's with the same answer (nothing opens a turn after it).
+    if at < 0 or text.find(opening, at + len(opening) + len(last["content"])) >= 0:
+        return None
+    return at + len(opening)
 
 
 #: Whether :func:`render_messages` may locate a single last answer without a second rendering (tests compare
