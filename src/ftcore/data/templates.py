@@ -215,8 +215,83 @@ def render_messages(
     text = render_chat(messages, tokenizer, template, tools=tools)
     if train_on_inputs:
         return text, [(0, len(text))]
-    return text, [_turn_span(k, text, messages, tokenizer, template, tools)
-                  for k, message in enumerate(messages) if trains(message)]
+    trained = [k for k, message in enumerate(messages) if trains(message)]
+    if trained == [len(messages) - 1] and tools is None:
+        start = _answer_start(text, messages, tokenizer, template)
+        if start is not None:
+            return text, [(start, len(text))]
+    return text, [_turn_span(k, text, messages, tokenizer, template, tools) for k in trained]
+
+
+def _answer_start(text: str, messages: list[dict[str, Any]], tokenizer: Any, template: str) -> int | None:
+    """Where the last message's span starts in ``text`` (the conversation rendered whole), found without
+    rendering the conversation again: for a plain conversation (no tools, tool calls or reasoning) ending in an
+    assistant answer whose text the template writes as given, right after the template's generation prompt.
+
+    That is exactly :func:`_turn_span`'s start (after the prompt rendered with the generation prompt) for a
+    template whose :func:`_generation_prompt` was checked on probe conversations; ``None`` sends the example to
+    :func:`_turn_span` (the answer not found as written after the generation prompt, another turn opening after
+    it, or a richer conversation).
+    """
+    last = messages[-1]
+    if len(messages) < 2 or last["role"] != "assistant" or not last["content"] or not FAST_SPANS:
+        return None
+    if any(m.get("tool_calls") or m.get("reasoning_content") for m in messages):
+        return None
+    opening = _generation_prompt(tokenizer, template)
+    if opening is None:
+        return None
+    at = text.rfind(opening + last["content"])
+    # The last turn's opening, not an earlier turn's with the same answer (nothing opens a turn after it).
+    if at < 0 or text.find(opening, at + len(opening) + len(last["content"])) >= 0:
+        return None
+    return at + len(opening)
+
+
+#: Whether :func:`render_messages` may locate a single last answer without a second rendering (tests compare
+#: both ways).
+FAST_SPANS = True
+#: (id(tokenizer), template) -> (tokenizer, the checked generation prompt or None).
+_OPENINGS: dict[tuple[int, str], tuple[Any, str | None]] = {}
+
+
+def _generation_prompt(tokenizer: Any, template: str) -> str | None:
+    """What the template adds for ``add_generation_prompt`` (for ChatML ``<|im_start|>assistant\n``), when
+    locating a last answer right after it gives :func:`_turn_span`'s start on every probe conversation, else
+    ``None``."""
+    key = (id(tokenizer), template)
+    if key not in _OPENINGS:
+        _OPENINGS[key] = (tokenizer, _checked_opening(tokenizer, template))
+    return _OPENINGS[key][1]
+
+
+def _checked_opening(tokenizer: Any, template: str) -> str | None:
+    answers = ["Hello.", "Yes", "  two\nlines ", "<b>{{ x }}</b>", "Hi {{ there }}"]
+    plain = [{"role": "user", "content": "Hi {{ there }}"}, {"role": "assistant", "content": "Hello."},
+             {"role": "user", "content": "Again?"}, {"role": "assistant", "content": "Yes."}]
+    probes = [plain, [{"role": "system", "content": "Be brief."}, *plain],
+              *([{"role": "user", "content": "Say it."}, {"role": "assistant", "content": a}] for a in answers)]
+    opening = None
+    try:
+        for messages in probes:
+            for k in range(1, len(messages)):
+                if messages[k]["role"] != "assistant":
+                    continue
+                chat = (messages[: k + 1], tokenizer, template, None)
+                text = _render(chat, k + 1)
+                before = _render(chat, k, generation_prompt=True)
+                plain_before = _render(chat, k)
+                if opening is None:
+                    if not before.startswith(plain_before) or len(before) == len(plain_before):
+                        return None
+                    opening = before[len(plain_before):]
+                content = messages[k]["content"]
+                at = text.rfind(opening + content)
+                if not text.startswith(before) or at < 0 or at + len(opening) != len(before):
+                    return None
+    except DataError:
+        return None
+    return opening
 
 
 Chat = tuple[list[dict[str, Any]], Any, str, Any]  # messages, tokenizer, template, tools
