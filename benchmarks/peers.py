@@ -204,8 +204,11 @@ def run_trl(fixture: Path, work: Path, steps: int, padding_free: bool) -> None:
     config = {"model_name_or_path": str(fixture / "model"), "dataset_name": str(data), "dtype": "float32",
               "output_dir": str(work / "run"), "max_steps": steps, "per_device_train_batch_size": 8,
               "gradient_accumulation_steps": 1, "learning_rate": LR, "lr_scheduler_type": "cosine", "logging_steps": 1,
-              "save_strategy": "no", "report_to": "none", "seed": SEED, "bf16": False, "max_length": MAX_LEN,
-              "padding_free": padding_free, "use_peft": True, "lora_r": LORA["r"], "lora_alpha": LORA["alpha"],
+              "save_strategy": "no", "report_to": "none", "seed": SEED, "bf16": False,
+              # Padding-free takes no max_length (no example here is longer); TRL checkpoints by default, which
+              # trades speed for memory: off, like every other tool here.
+              "max_length": None if padding_free else MAX_LEN, "padding_free": padding_free,
+              "gradient_checkpointing": False, "use_peft": True, "lora_r": LORA["r"], "lora_alpha": LORA["alpha"],
               "lora_dropout": LORA["dropout"], "lora_target_modules": LORA["targets"], "disable_tqdm": True}
     path = work / "trl.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -64,8 +64,7 @@ def _host_trainer(run: RunState, common: dict[str, Any]) -> Any:
         log.info("training.micro_batch_tokens: DeepSpeed and FSDP take whole micro-batches (no token budget)")
         budget = None
     elif choice is not None:
-        log.info("training.micro_batch_tokens: %s: %s", "whole micro-batches" if budget is None
-                 else f"passes of at most {budget} tokens", choice.reason)
+        log.info("training.micro_batch_tokens %s: %s", choice.setting, choice.reason)
     return passes.trainer_class()(processing_class=run.tokenizer, micro_batch_tokens=budget, **common)
 
 
