@@ -293,6 +293,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             found = json.loads(done.stdout.strip().splitlines()[-1])
             found["round"] = round_
             report["runs"].append(found)
+            (HERE / "RESULTS-peers.json").write_text(json.dumps(report, indent=1), encoding="utf-8")  # so far
             print(f"[peers]   {found['label_tokens_per_s']:.0f} trained tok/s, {found['peak_rss_mb']:.0f} MB, "
                   f"loss {found['final_loss']}", file=sys.stderr, flush=True)
     report["uptime_end"] = uptime()

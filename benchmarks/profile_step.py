@@ -92,7 +92,11 @@ def main() -> None:
         return trainer
 
     ft_train.build_trainer = build
-    ft_main(["train", "-c", str(work / "c.yaml"), "--overwrite"])
+    try:
+        ft_main(["train", "-c", str(work / "c.yaml"), "--overwrite"])
+    except SystemExit as exc:
+        if exc.code:
+            raise
     wall = timing["stop"] - timing["start"]
     vocab = int(timing["vocab"])
     events = profiler.key_averages(group_by_input_shape=True)
