@@ -227,7 +227,11 @@ def worker(case: str, fixture: Path, work: Path, steps: int, warmup: int) -> dic
     meter.install()
     work.mkdir(parents=True, exist_ok=True)
     {"ft": run_ft, "hf": run_hf, "llamafactory": run_llamafactory, "trl": run_trl}[tool](fixture, work, steps, **settings)
-    return {"case": case, **meter.result(), "versions": versions()}
+    found = {"case": case, **meter.result(), "versions": versions()}
+    manifest = work / "run" / "ft_run.json"
+    if tool == "ft" and manifest.is_file():  # what ft chose for its passes, and why
+        found["ft_passes"] = json.loads(manifest.read_text(encoding="utf-8")).get("passes")
+    return found
 
 
 def versions() -> dict[str, str]:
@@ -319,8 +323,11 @@ def markdown(report: dict[str, Any]) -> str:
              f"{report['warmup']} warm-up steps.",
              "- Tokens are each tool's own count, taken inside `transformers.Trainer.training_step`: input = "
              "non-padding tokens fed, trained = labelled tokens (the loss's targets).",
-             "- Versions: " + "; ".join(f"{r['case']}: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items())
-                                       for r in {r["case"]: r for r in report["runs"]}.values()),
+             "- Versions: " + "; ".join(f"{', '.join(cases)}: " + ", ".join(f"{k} {v}" for k, v in json.loads(env).items())
+                                       for env, cases in environments(report["runs"]).items()),
+             *passes_note(report["runs"]),
+             "- LLaMA-Factory's packing (`packing: true`, no `neat_packing`) lets the examples of a row attend to each "
+             "other, as plain packing does; ft and TRL's padding-free attend within each example.",
              "", "| case | what | trained tok/s median (min–max) | vs ft per round | input tok/s | trained tokens "
              "(whole run) | peak RSS MB median | vs ft | final loss | rounds |", "|---|---|---|---|---|---|---|---|---|---|"]
     for case, runs in by_case.items():
@@ -336,6 +343,25 @@ def markdown(report: dict[str, Any]) -> str:
     if report["skipped"]:
         lines += ["", f"Not run (no environment given): {', '.join(report['skipped'])}."]
     return "\n".join(lines) + "\n"
+
+
+def environments(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The cases run in each distinct set of package versions."""
+    found: dict[str, list[str]] = {}
+    for r in runs:
+        cases = found.setdefault(json.dumps(r["versions"]), [])
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    return found
+
+
+def passes_note(runs: list[dict[str, Any]]) -> list[str]:
+    """What ft's defaults chose for their passes (from its ft_run.json), once."""
+    chosen = next((r["ft_passes"] for r in runs if r.get("ft_passes")), None)
+    if not chosen:
+        return []
+    return [f"- ft's passes (`training.micro_batch_tokens: auto`): {chosen['reason']}; {chosen['micro_batches']} "
+            f"micro-batches ran in {chosen['passes']} passes."]
 
 
 def merge(path: Path, section: str) -> None:
@@ -358,16 +384,19 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ft-bench-peers"))
     parser.add_argument("--no-write", action="store_true", help="print the table; leave RESULTS.md and the docs alone")
+    parser.add_argument("--from-json", type=Path, help="write the tables of a finished run's RESULTS-peers.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.fixture, args.work, args.steps, args.warmup)))
         return
-    report = run(args)
+    # --from-json renders a finished run again.
+    report = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else run(args)
     section = markdown(report)
     print(section)
-    (HERE / "RESULTS-peers.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    if not args.from_json:
+        (HERE / "RESULTS-peers.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     if not args.no_write:
         for path in (HERE / "RESULTS.md", HERE.parent / "docs" / "performance.md"):
             merge(path, section)
