@@ -70,8 +70,9 @@ def build_manifest(run: RunState, trainer: Any, eval_loss: float | None, status:
 
 
 def _passes(run: RunState, trainer: Any) -> dict[str, Any] | None:
-    """The token budget of one pass the run chose and why, with the passes its micro-batches took."""
-    if run.passes is None:
+    """The token budget of one pass the run chose and why, with the passes its micro-batches took (ft's own trainer
+    only: a method plugin's trainer runs its own steps)."""
+    if run.passes is None or not hasattr(trainer, "micro_batch_tokens"):
         return None
     counts = {"micro_batches": getattr(trainer, "micro_batches", None), "passes": getattr(trainer, "passes", None)}
     return {**run.passes.record(), **counts}
