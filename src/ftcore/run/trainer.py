@@ -63,8 +63,10 @@ def _host_trainer(run: RunState, common: dict[str, Any]) -> Any:
     if budget is not None and distributed.shards_model(run.config):
         log.info("training.micro_batch_tokens: DeepSpeed and FSDP take whole micro-batches (no token budget)")
         budget = None
-    elif choice is not None:
-        log.info("training.micro_batch_tokens %s: %s", choice.setting, choice.reason)
+    elif choice is not None and choice.setting == "auto":
+        log.info("training.micro_batch_tokens auto: %s", choice.reason)
+    elif budget is not None:
+        log.info("training.micro_batch_tokens: each micro-batch runs in passes of at most %d tokens", budget)
     return passes.trainer_class()(processing_class=run.tokenizer, micro_batch_tokens=budget, **common)
 
 
