@@ -328,7 +328,7 @@ def markdown(report: dict[str, Any]) -> str:
              *passes_note(report["runs"]),
              "- LLaMA-Factory's packing (`packing: true`, no `neat_packing`) lets the examples of a row attend to each "
              "other, as plain packing does; ft and TRL's padding-free attend within each example.",
-             "", "| case | what | trained tok/s median (min–max) | vs ft per round | input tok/s | trained tokens "
+             "", "| case | what | trained tok/s median (min–max) | ft's speed ÷ this, per round | input tok/s | trained tokens "
              "(whole run) | peak RSS MB median | vs ft | final loss | rounds |", "|---|---|---|---|---|---|---|---|---|---|"]
     for case, runs in by_case.items():
         speeds = [r["label_tokens_per_s"] for r in runs]
@@ -337,7 +337,7 @@ def markdown(report: dict[str, Any]) -> str:
         ft_rss = statistics.median(r["peak_rss_mb"] for r in ft.values()) if ft else None
         lines.append(
             f"| {case} | {CASES[case][1]} | {statistics.median(speeds):.0f} ({min(speeds):.0f}–{max(speeds):.0f}) | "
-            f"ft {', '.join(f'{x:.2f}×' for x in ratio)} | {statistics.median(r['input_tokens_per_s'] for r in runs):.0f} | "
+            f"{', '.join(f'{x:.2f}×' for x in ratio)} | {statistics.median(r['input_tokens_per_s'] for r in runs):.0f} | "
             f"{runs[0]['label_tokens']:,} | {rss:.0f} | {rss / ft_rss:.2f}× | "
             f"{statistics.median(r['final_loss'] for r in runs):.4f} | {len(runs)} |" if ft_rss else "")
     if report["skipped"]:
