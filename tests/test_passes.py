@@ -166,3 +166,70 @@ def test_budgets_accepted():
         setting = FtConfig.model_validate({**base, "training": {"micro_batch_tokens": value}}).training.micro_batch_tokens
         assert setting == value
     assert budget_for("auto") == AUTO_TOKENS and budget_for(None) is None and budget_for(300) == 300
+
+
+# ----------------------------------------------------------------------------- auto: the budget that fits
+
+GB = 1024**3
+
+
+def _linear_need(fixed, per_token, seq_len, whole):
+    """An estimate like ftcore.models.estimate's: fixed bytes plus bytes per token of the largest pass."""
+    return lambda tokens: fixed + per_token * (whole if tokens is None else min(whole, max(tokens, seq_len)))
+
+
+@pytest.mark.parametrize(("available", "expected"), [
+    (100 * GB, None),  # everything fits: whole micro-batches
+    (8 * GB, 4096),  # 8192 tokens need 9 GB; 4096 need 5 GB <= 6.4 GB
+    (4 * GB, 2048),  # 3.2 GB of room: 2048 tokens need 3 GB
+    (3 * GB, 1024),  # 2.4 GB of room: 1024 tokens (one longest example) need 2 GB
+    (GB // 2, 256),  # nothing fits: the smallest budget, said so
+])
+def test_auto_chooses_whole_micro_batches_when_they_fit_else_the_largest_budget(available, expected):
+    from ftcore.run.passes import choose_pass_tokens
+
+    needed = _linear_need(GB, GB // 1024, seq_len=1024, whole=8192)
+    choice = choose_pass_tokens(needed, available, whole_tokens=8192)
+    assert choice.tokens == expected and choice.available == available
+    assert choice.needed == needed(expected)
+    if expected is None:
+        assert choice.reason.startswith("whole micro-batches (up to 8192 tokens) are estimated at 9.0 GB, within ")
+    elif expected == 256:
+        assert choice.reason.startswith("even passes of 256 tokens are estimated at 2.0 GB, over 0.4 GB (80% of 0.5 GB free)")
+    else:
+        assert f"; passes of {expected} tokens at " in choice.reason and ", over " in choice.reason
+    assert choice.record()["micro_batch_tokens"] == expected and choice.record()["setting"] == "auto"
+
+
+def test_auto_budgets_stay_below_the_micro_batch():
+    from ftcore.run.passes import choose_pass_tokens
+
+    # A micro-batch of 300 tokens that does not fit whole is cut in passes of 256, never "passes" of 512.
+    choice = choose_pass_tokens(_linear_need(0, 10, 16, 300), available=3300, whole_tokens=300)
+    assert choice.tokens == 256 and choice.needed == 2560
+
+
+def test_set_budget_is_kept_and_said_so(tiny_model_dir):
+    from ftcore.config.schema import build_config
+    from ftcore.run.preflight import choose_passes
+
+    base = {"model": str(tiny_model_dir), "method": "lora", "data": {"train": "d.jsonl"}}
+    for value, tokens, reason in ((512, 512, "512 tokens"), (None, None, "null (whole micro-batches)")):
+        choice = choose_passes(build_config({**base, "training": {"micro_batch_tokens": value}}), None, None)
+        assert choice.tokens == tokens and choice.reason == f"training.micro_batch_tokens is set to {reason}"
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_ft_train_records_the_auto_choice_in_its_manifest(tmp_path, tiny_model_dir):
+    from ftcore.config.schema import build_config
+    from ftcore.jobs.train import run_training
+
+    data = write_reversal_pairs(tmp_path / "pairs.jsonl")
+    raw = run_config(tiny_model_dir, data, tmp_path / "run", "lora", max_steps=2, precision="fp32")
+    manifest = run_training(build_config(raw)).manifest
+    passes = manifest["passes"]
+    # The tiny model's micro-batch of 4 x 64 tokens needs far less than any machine's free memory: whole passes.
+    assert passes["setting"] == "auto" and passes["micro_batch_tokens"] is None
+    assert passes["reason"].startswith("whole micro-batches (up to 256 tokens) are estimated at ")
+    assert 0 < passes["estimated_bytes"] < passes["available_bytes"]
+    assert passes["micro_batches"] == passes["passes"] == 2

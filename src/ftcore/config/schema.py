@@ -136,10 +136,11 @@ class DataConfig(Strict):
 MICRO_BATCH_TOKENS = (
     "Run each micro-batch's forward and backward in passes of whole examples of at most this many tokens (an "
     "example longer than that runs alone): peak memory follows this budget instead of batch_size, with the same "
-    "loss and gradients. null: the whole micro-batch in one pass. auto: 256 tokens on a CPU (there ft's default "
-    "micro-batch of 8 then peaks below a hand-written micro-batch-1 loop), whole micro-batches on a GPU. Used by "
-    "ft's own trainer (not by a method plugin's "
-    "own trainer, make_trainer), in one process or DDP; DeepSpeed and FSDP runs take whole micro-batches."
+    "loss and gradients. null: the whole micro-batch in one pass. auto: whole micro-batches when the run's memory "
+    "estimate (batch_size x max_seq_len tokens) fits 80% of the free memory (RAM on a CPU, the GPU's free memory), "
+    "else the largest power-of-two budget that fits (at least 256); the run log and ft_run.json's `passes` say "
+    "what was chosen and why. Used by ft's own trainer (not by a method plugin's own trainer, make_trainer), in "
+    "one process or DDP; DeepSpeed and FSDP runs take whole micro-batches."
 )
 
 

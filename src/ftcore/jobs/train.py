@@ -230,7 +230,8 @@ def _prepare(run: RunState) -> None:
     # transformers.trainer_utils imports peft and bitsandbytes (seconds): only once the data is known good.
     from transformers import set_seed
 
-    preflight.preflight(config, run.spec, run.options, run.plan)
+    run.passes = preflight.choose_passes(config, run.spec, run.options)
+    preflight.preflight(config, run.spec, run.options, run.plan, run.passes.tokens)
     # Seed before the adapter is initialised, so the same seed gives the same run.
     set_seed(config.seed)
     base = load_model(config, extra)

@@ -58,6 +58,7 @@ def build_manifest(run: RunState, trainer: Any, eval_loss: float | None, status:
         "run_name": trackers.run_name(run.config),
         "logs": str(trackers.logging_dir(run.config).resolve()) if run.config.training.report_to else None,
         "trainer_args": dict(run.config.training.trainer_args),
+        "passes": _passes(run, trainer),
         "resume_changes": run.config_changes or None,
         "data": {"fingerprint": getattr(run.data, "fingerprint", None), "stats": _jsonable(getattr(run.data, "stats", None))},
         "versions": package_versions(_method_dist(run.config.method)),
@@ -66,6 +67,15 @@ def build_manifest(run: RunState, trainer: Any, eval_loss: float | None, status:
         "git_commit": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def _passes(run: RunState, trainer: Any) -> dict[str, Any] | None:
+    """The token budget of one pass the run chose and why, with the passes its micro-batches took (ft's own trainer
+    only: a method plugin's trainer runs its own steps)."""
+    if run.passes is None or not hasattr(trainer, "micro_batch_tokens"):
+        return None
+    counts = {"micro_batches": getattr(trainer, "micro_batches", None), "passes": getattr(trainer, "passes", None)}
+    return {**run.passes.record(), **counts}
 
 
 def _shown_checkpoint(plan: RunPlan) -> str | None:

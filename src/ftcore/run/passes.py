@@ -20,28 +20,81 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: ``training.micro_batch_tokens: auto`` on a CPU: the token budget of one pass. A CPU's matrix units are busy
-#: from a few hundred rows, so passes of 256 tokens cost little speed, and the memory is that of one or two
-#: examples (see docs/performance.md for the measurements).
+#: ``training.micro_batch_tokens: auto`` on a CPU when no memory estimate can be made, and the smallest budget
+#: ``auto`` chooses: a CPU's matrix units are busy from a few hundred rows, so passes of 256 tokens cost little
+#: speed, and the memory is that of one or two examples (see docs/performance.md for the measurements).
 AUTO_TOKENS = 256
+#: The share of the free memory (RAM on a CPU, the device's on a GPU) that ``auto`` plans a run to fill; the rest
+#: is slack for the estimate's error and for the machine's other processes.
+MEMORY_SHARE = 0.8
 
 
 def budget_for(setting: int | str | None, cuda: bool = False) -> int | None:
-    """The token budget of one pass for ``training.micro_batch_tokens`` (None: whole micro-batches).
+    """The token budget of one pass for ``training.micro_batch_tokens`` without a memory estimate (None: whole
+    micro-batches).
 
-    ``auto`` is :data:`AUTO_TOKENS` on a CPU and whole micro-batches on a GPU, where throughput keeps growing with
-    the tokens of a pass and the budget's cost has not been measured yet.
+    ``auto`` is :data:`AUTO_TOKENS` on a CPU and whole micro-batches on a GPU; a run chooses ``auto``'s budget from
+    its memory estimate and the free memory instead (:func:`choose_pass_tokens`), this is its fallback.
     """
     if setting is None:
         return None
     if setting == "auto":
         return None if cuda else AUTO_TOKENS
     return int(setting)
+
+
+@dataclass(frozen=True)
+class PassChoice:
+    """The token budget of one pass a run uses (``tokens``; None: whole micro-batches) and why."""
+
+    tokens: int | None
+    reason: str
+    setting: int | str | None = "auto"
+    #: Estimated peak bytes of the chosen passes and the free bytes they were weighed against (None when unknown).
+    needed: int | None = None
+    available: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        """What the run manifest keeps of the choice."""
+        return {"micro_batch_tokens": self.tokens, "setting": self.setting, "reason": self.reason,
+                "estimated_bytes": self.needed, "available_bytes": self.available}
+
+
+def choose_pass_tokens(needed: Callable[[int | None], int], available: int, whole_tokens: int,
+                       floor: int = AUTO_TOKENS, share: float = MEMORY_SHARE) -> PassChoice:
+    """``auto``'s budget: whole micro-batches when their estimate fits ``share`` of ``available`` bytes, else the
+    largest power-of-two budget below ``whole_tokens`` whose estimate fits, else ``floor`` tokens.
+
+    :param needed: the estimated peak bytes of the run with passes of at most that many tokens (None: whole).
+    :param whole_tokens: the tokens of the largest micro-batch (micro-batch × sequence length).
+    """
+    limit = int(available * share)
+    room = f"{_gb(limit)} ({share:.0%} of {_gb(available)} free)"
+    whole = needed(None)
+    if whole <= limit:
+        return PassChoice(None, f"whole micro-batches (up to {whole_tokens} tokens) are estimated at {_gb(whole)}, "
+                                f"within {room}", needed=whole, available=available)
+    tokens = 1 << max(whole_tokens - 1, 1).bit_length() - 1
+    while tokens >= floor:
+        if (bytes_ := needed(tokens)) <= limit:
+            return PassChoice(tokens, f"whole micro-batches (up to {whole_tokens} tokens) are estimated at "
+                                      f"{_gb(whole)}, over {room}; passes of {tokens} tokens at {_gb(bytes_)}",
+                              needed=bytes_, available=available)
+        tokens //= 2
+    least = needed(floor)
+    return PassChoice(floor, f"even passes of {floor} tokens are estimated at {_gb(least)}, over {room}: the "
+                             "smallest budget auto chooses", needed=least, available=available)
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1024**3:.1f} GB"
 
 
 def split_batch(inputs: dict[str, Any], budget: int) -> list[dict[str, Any]] | None:

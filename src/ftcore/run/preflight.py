@@ -120,23 +120,70 @@ def disk_warning(config: FtConfig, full: bool, plan: RunPlan) -> str | None:
     )
 
 
-def memory_warning(config: FtConfig, spec: MethodSpec, options: Any) -> str | None:
-    """A warning when :mod:`ftcore.models.estimate`'s peak-memory estimate of the run exceeds the memory available."""
+def _memory_setup(config: FtConfig, spec: MethodSpec, options: Any, hardware: Any, pass_tokens: int | None) -> Any:
+    """The estimate's :class:`~ftcore.models.estimate.Setup` of this run with passes of at most ``pass_tokens``."""
+    from ftcore.models import estimate as est
+
+    t = config.training
+    dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if hardware.device == "cuda" else "float32")
+    precision = t.precision if t.precision != "auto" else ("bf16" if hardware.bf16 else "fp32")
+    return est.setup_for(spec, options, micro_batch=t.batch_size, seq_len=config.data.max_seq_len,
+                         checkpointing=t.gradient_checkpointing, dtype=dtype, precision=precision, optimizer=t.optimizer,
+                         loss="logits" if t.kernels == "none" or _sharded(config) else "chunked",
+                         pass_tokens=None if _sharded(config) else pass_tokens)
+
+
+def _sharded(config: FtConfig) -> bool:
+    """FSDP or DeepSpeed: ft's chunked loss and token budget stay off."""
+    return config.training.fsdp is not None or bool(config.training.deepspeed)
+
+
+def choose_passes(config: FtConfig, spec: MethodSpec | None, options: Any) -> Any:
+    """The token budget of one pass this run uses (a :class:`~ftcore.run.passes.PassChoice`): the configured one,
+    or for ``training.micro_batch_tokens: auto`` the largest that its memory estimate fits in the free memory
+    (:func:`~ftcore.run.passes.choose_pass_tokens`), whole micro-batches when they fit."""
+    from ftcore.run import passes
+
+    setting = config.training.micro_batch_tokens
+    if setting != "auto":
+        shown = "null (whole micro-batches)" if setting is None else f"{setting} tokens"
+        return passes.PassChoice(passes.budget_for(setting), f"training.micro_batch_tokens is set to {shown}", setting)
+    if _sharded(config):
+        return passes.PassChoice(None, "DeepSpeed and FSDP take whole micro-batches")
+    from ftcore.models import estimate as est
+
+    try:
+        shape = est.model_shape(config.model, config.trust_remote_code)
+        hardware = est.detect_hardware()
+
+        def needed(tokens: int | None) -> int:
+            return est.estimate(shape, _memory_setup(config, spec, options, hardware, tokens), hardware.device).total
+
+        whole = config.training.batch_size * config.data.max_seq_len
+        return passes.choose_pass_tokens(needed, hardware.available, whole)
+    except Exception as exc:  # an estimate is advice; the run goes on with the fixed default
+        from ftcore.run.arguments import cuda_available
+
+        budget = passes.budget_for("auto", cuda_available())
+        return passes.PassChoice(budget, f"no memory estimate ({type(exc).__name__}: {exc}); the fixed default "
+                                         f"{'whole micro-batches' if budget is None else f'{budget} tokens'}")
+
+
+def memory_warning(config: FtConfig, spec: MethodSpec, options: Any, pass_tokens: Any = "auto") -> str | None:
+    """A warning when :mod:`ftcore.models.estimate`'s peak-memory estimate of the run exceeds the memory available.
+
+    :param pass_tokens: the run's token budget per pass (:func:`choose_passes`); ``"auto"``: ``auto``'s fixed default.
+    """
     from ftcore.models import estimate as est
 
     shape = est.model_shape(config.model, config.trust_remote_code)
     hardware = est.detect_hardware()
     t = config.training
-    dtype = config.dtype if config.dtype != "auto" else ("bfloat16" if hardware.device == "cuda" else "float32")
-    precision = t.precision if t.precision != "auto" else ("bf16" if hardware.bf16 else "fp32")
-    from ftcore.run import passes
+    if pass_tokens == "auto":
+        from ftcore.run import passes
 
-    sharded = t.fsdp is not None or bool(t.deepspeed)  # ft's chunked loss and token budget stay off there
-    setup = est.setup_for(spec, options, micro_batch=t.batch_size, seq_len=config.data.max_seq_len,
-                          checkpointing=t.gradient_checkpointing, dtype=dtype, precision=precision, optimizer=t.optimizer,
-                          loss="logits" if t.kernels == "none" or sharded else "chunked",
-                          pass_tokens=None if sharded else passes.budget_for(t.micro_batch_tokens, hardware.device == "cuda"))
-    needed = est.estimate(shape, setup, hardware.device).total
+        pass_tokens = passes.budget_for(t.micro_batch_tokens, hardware.device == "cuda")
+    needed = est.estimate(shape, _memory_setup(config, spec, options, hardware, pass_tokens), hardware.device).total
     if needed <= hardware.available:
         return None
     return (
@@ -146,7 +193,7 @@ def memory_warning(config: FtConfig, spec: MethodSpec, options: Any) -> str | No
     )
 
 
-def preflight(config: FtConfig, spec: MethodSpec | None, options: Any, plan: RunPlan) -> list[str]:
+def preflight(config: FtConfig, spec: MethodSpec | None, options: Any, plan: RunPlan, pass_tokens: Any = "auto") -> list[str]:
     """Warn (never fail) when disk or memory look too small for the run; returns the warnings logged.
 
     Called before the model is loaded. An estimate that cannot be made is skipped (logged at debug level):
@@ -154,7 +201,7 @@ def preflight(config: FtConfig, spec: MethodSpec | None, options: Any, plan: Run
     """
     full = getattr(spec, "output", "adapter") == "model"
     warnings = []
-    for check in (lambda: disk_warning(config, full, plan), lambda: memory_warning(config, spec, options)):
+    for check in (lambda: disk_warning(config, full, plan), lambda: memory_warning(config, spec, options, pass_tokens)):
         try:
             message = check()
         except PluginError as exc:  # a plugin's bug (its memory_profile) is named, as one at import is

@@ -39,3 +39,5 @@ class RunState:
     added_token_ids: list[int] = field(default_factory=list)
     #: Where the base model came from (:func:`ftcore.artifacts.provenance.base_provenance`), found once at the end.
     provenance: dict[str, Any] | None = None
+    #: The token budget of one pass and why (:func:`ftcore.run.preflight.choose_passes`).
+    passes: Any = None

@@ -58,13 +58,15 @@ def _host_trainer(run: RunState, common: dict[str, Any]) -> Any:
     """ft's own trainer, running micro-batches in passes of ``training.micro_batch_tokens``."""
     from ftcore.run import passes
 
-    budget = passes.budget_for(run.config.training.micro_batch_tokens, cuda_available())
-    if budget is not None:
-        if distributed.shards_model(run.config):
-            log.info("training.micro_batch_tokens: DeepSpeed and FSDP take whole micro-batches (no token budget)")
-            budget = None
-        else:
-            log.info("training.micro_batch_tokens: each micro-batch runs in passes of at most %d tokens", budget)
+    choice = run.passes
+    budget = choice.tokens if choice is not None else passes.budget_for(run.config.training.micro_batch_tokens, cuda_available())
+    if budget is not None and distributed.shards_model(run.config):
+        log.info("training.micro_batch_tokens: DeepSpeed and FSDP take whole micro-batches (no token budget)")
+        budget = None
+    elif choice is not None and choice.setting == "auto":
+        log.info("training.micro_batch_tokens auto: %s", choice.reason)
+    elif budget is not None:
+        log.info("training.micro_batch_tokens: each micro-batch runs in passes of at most %d tokens", budget)
     return passes.trainer_class()(processing_class=run.tokenizer, micro_batch_tokens=budget, **common)
 
 
