@@ -56,13 +56,18 @@ def write_text_data(path: Path, rows: int = 200) -> Path:
 
 def measured_peak(case: Case, workdir: Path, data: Path, steps: int = 3) -> int:
     """Peak RSS in bytes of ``ft train`` running ``case`` for ``steps`` optimizer steps."""
+    from ftcore.run.passes import AUTO_TOKENS
+
     config = {
         "model": case.model, "method": case.method, "dtype": "float32", "output_dir": str(workdir / "run"),
         "data": {"train": str(data), "format": "text", "max_seq_len": case.seq_len, "packing": True},
         "training": {"max_steps": steps, "batch_size": case.micro_batch, "gradient_accumulation": 1,
                      "gradient_checkpointing": case.checkpointing, "save_steps": 1000, "logging_steps": 1,
                      # The estimate is of fp32 training; "auto" autocasts to bf16 on CPUs with AVX512_BF16.
-                     "precision": "fp32"},
+                     "precision": "fp32",
+                     # ft recommend assumes passes of AUTO_TOKENS (a run's "auto" may run whole micro-batches
+                     # when they fit the free memory): the estimate is checked at the budget it assumes.
+                     "micro_batch_tokens": AUTO_TOKENS},
     }
     if case.method != "full":
         config["method_options"] = {"r": case.rank, "alpha": 2 * case.rank, "dropout": 0.0}
@@ -79,14 +84,13 @@ def measured_peak(case: Case, workdir: Path, data: Path, steps: int = 3) -> int:
 
 def estimated_peak(case: Case) -> int:
     """The recommend estimate of ``case`` on CPU, in bytes."""
-    from ftcore.config.schema import DEFAULT_PASS_TOKENS
     from ftcore.contract.plugins import get_registry
     from ftcore.models.estimate import estimate, model_shape, setup_for
     from ftcore.run import passes
 
-    # ft train runs with its default token budget per pass (on this CPU), so the estimate counts it too.
+    # The measured run is held to the budget per pass that ft recommend assumes on a CPU.
     setup = setup_for(get_registry().method(case.method), micro_batch=case.micro_batch, seq_len=case.seq_len,
-                      checkpointing=case.checkpointing, rank=case.rank, pass_tokens=passes.budget_for(DEFAULT_PASS_TOKENS))
+                      checkpointing=case.checkpointing, rank=case.rank, pass_tokens=passes.AUTO_TOKENS)
     return estimate(model_shape(case.model), setup, "cpu").total
 
 

@@ -209,7 +209,7 @@ def test_no_metrics_plugin_explains_how_to_install(fresh_plugins):
     from ftcore.contract.plugins import disable
     from ftcore.jobs.evaluation import resolve_metrics
 
-    disable(["ftmetrics", "ftpref"])  # every plugin that registers metrics (ftpref's preference metrics, where installed)
+    disable(["ftmetrics", "ftpref", "ftlmeval"])  # every plugin that registers metrics, where installed
     with pytest.raises(PluginError, match=r"installed metrics: none \(install one, e\.g\. `pip install ftmetrics`\)"):
         resolve_metrics(["rouge"])
 
@@ -221,8 +221,9 @@ def test_cli_without_metrics_plugin_explains_how_to_install(tmp_path):
 
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n')
-    # Every plugin that registers metrics is left out (ftpref's preference metrics too, where installed).
-    for args, env in ((["--disable", "ftmetrics", "--disable", "ftpref"], {}), ([], {"FT_PLUGINS": "-ftmetrics,-ftpref"})):
+    # Every plugin that registers metrics is left out (ftpref's and ftlmeval's too, where installed).
+    disabled = ["--disable", "ftmetrics", "--disable", "ftpref", "--disable", "ftlmeval"]
+    for args, env in ((disabled, {}), ([], {"FT_PLUGINS": "-ftmetrics,-ftpref,-ftlmeval"})):
         command = [sys.executable, "-m", "ftcore", *args, "evaluate", str(tmp_path / "no-model"), "--data", str(data),
                    "--metrics", "rouge"]
         done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env})

@@ -18,9 +18,10 @@ class _RedactingFormatter(logging.Formatter):
 
 
 #: Loggers of libraries that transformers imports when they are installed, which warn at import about things
-#: ft's users cannot act on (a kernel hub's trust check skipped offline) and would precede every one-line error.
-#: Shown again with -v. A plugin that brings such a library quiets its own (ftqlora: bitsandbytes' CPU kernels).
-QUIET_LIBRARY_LOGGERS = ("kernels",)
+#: ft's users cannot act on (an optional faster CPU kernel missing; a kernel hub's trust check skipped offline)
+#: and would precede every one-line error. Shown again with -v. Quieted here, not by the plugin that brings the
+#: library: transformers imports it while ft checks a config, before any plugin is loaded.
+QUIET_LIBRARY_LOGGERS = ("bitsandbytes.backends.cpu.ops", "kernels")
 
 
 def setup_logging(verbosity: int = 0) -> None:

@@ -8,7 +8,6 @@ folding the adapter in. The entry module imports nothing heavy.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,11 +21,6 @@ __version__ = "0.1.0"
 
 #: Needs plugin API 3 (memory_profile; API 2: load_adapter, merge_adapter, trained_tensor_shapes, MethodSpec.base_bits).
 FTCORE_PLUGIN_API = 3
-
-# bitsandbytes warns at import, on CPUs, that its optional faster kernel is missing: nothing a user can act on, and
-# it would precede every one-line error. ft's -v (debug) shows it again.
-if not logging.getLogger("ftcore").isEnabledFor(logging.DEBUG):
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 class QLoraOptions(LoraOptions):
