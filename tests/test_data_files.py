@@ -7,6 +7,8 @@ import bz2
 import gzip
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 from data_helpers import chatml, expected, make_config, write_jsonl
@@ -293,3 +295,30 @@ def test_long_txt_trains_through_ft_train(tiny_model_dir, tmp_path):
     source = manifest["data"]["stats"]["audit"]["sources"][0]
     assert source["dropped_tokens"] == 0 and source["trained_tokens"] == source["tokens_in"]
     assert manifest["data"]["stats"]["split"] == 2
+
+
+WORKERS_UNDER_FT_TRAINS_SIGTERM_HANDLER = """
+import time
+from datasets import Dataset
+from ftcore.data.progress import encode_table
+from ftcore.run.guard import TerminateGuard
+
+def encode(batch):
+    time.sleep(0.005)
+    return {"input_ids": [[1, 2]] * len(batch["x"]), "labels": [[-100, 2]] * len(batch["x"])}
+
+rows = Dataset.from_dict({"x": list(range(256 * 6))})
+for _ in range(40):
+    with TerminateGuard():  # what ft train holds while it prepares data
+        assert encode_table(rows, encode, 3, "t").num_rows == 256 * 6
+print("done")
+"""
+
+
+def test_worker_processes_end_cleanly_under_ft_trains_signal_handler():
+    # The pool ends its workers with SIGTERM; with ft train's handler inherited, a worker raised inside its
+    # queue lock (a traceback each time) and, one run in a few dozen, the next worker waited on that lock forever.
+    done = subprocess.run([sys.executable, "-c", WORKERS_UNDER_FT_TRAINS_SIGTERM_HANDLER], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -106,6 +107,17 @@ def tokenize_processes(num_proc: int | None, examples: int) -> int:
 _JOB: tuple[Dataset, Callable[[dict[str, list[Any]]], dict[str, list[Any]]]] | None = None
 
 
+def _worker_signals() -> None:
+    """In each forked worker: SIGTERM ends it at once, SIGINT is the parent's to handle.
+
+    A worker inherits the parent's Python handlers, and ``ft train``'s turns SIGTERM into an exception. The pool
+    ends its workers with SIGTERM; raised inside the worker's queue lock, that exception could leave the lock
+    held, and the next worker then waited for it forever (the pool, and ``ft train``, with it).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_batch(bounds: tuple[int, int]) -> Any:
     examples, function = _JOB
     try:
@@ -163,7 +175,7 @@ def _batches(bounds: list[tuple[int, int]], processes: int) -> Any:
     was = os.environ.get("TOKENIZERS_PARALLELISM")
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     try:
-        with multiprocessing.get_context("fork").Pool(min(processes, len(bounds))) as pool:
+        with multiprocessing.get_context("fork").Pool(min(processes, len(bounds)), _worker_signals) as pool:
             yield from pool.imap(_run_batch, bounds)
     finally:
         if was is None:
