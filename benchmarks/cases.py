@@ -68,6 +68,10 @@ CASES: dict[str, Case] = {
                       ft_set=("training.micro_batch_tokens=512",)),
     "ft_tokoff": Case("ft", layout="default", note="ft defaults, whole micro-batches (one pass of 8 examples)",
                       ft_set=("training.micro_batch_tokens=null",)),
+    "ft_full_tok512": Case("ft", method="full", layout="default", note="ft train --method full, passes of at most 512 tokens",
+                           ft_set=("training.micro_batch_tokens=512",)),
+    "ft_full_tokoff": Case("ft", method="full", layout="default", note="ft train --method full, whole micro-batches",
+                           ft_set=("training.micro_batch_tokens=null",)),
     "ft_compile": Case("ft", layout="default", note="ft defaults + torch.compile", ft_set=("training.torch_compile=true",)),
 }
 
