@@ -82,3 +82,53 @@ def test_restore_sdpa_before_saving(tiny_model_dir):
     assert model.config._attn_implementation == "ft_segments"
     restore_sdpa(model)
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_a_padded_row_trains_as_the_row_without_its_padding(tiny_model_dir):
+    # ft_segments' trainer pads flattened rows under bf16 on a CPU (passes.pad_flat_row): one more unlabelled
+    # segment, so the loss and every gradient stay those of the row without it.
+    from ftcore.data.collate import PackedCollator
+    from ftcore.run.passes import pad_flat_row
+
+    flat = PackedCollator()(_examples())
+    padded = pad_flat_row(flat, 64, pad_id=0)
+    assert padded["input_ids"].shape == (1, 64) and padded["position_ids"][0, 15:].tolist() == list(range(49))
+    assert (padded["labels"][0, 15:] == -100).all() and padded["use_cache"] is False
+    assert pad_flat_row(padded, 64, pad_id=0) is padded  # already a multiple: as it is
+    losses, grads = [], []
+    for batch in (flat, padded):
+        model = _model(tiny_model_dir, segments=True).train()
+        loss = model(**batch).loss
+        loss.backward()
+        losses.append(loss.item())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_attention_on_a_cpu_runs_on_a_few_lengths_with_the_same_outputs(tiny_model_dir, monkeypatch):
+    import torch.nn.functional as functional
+
+    from ftcore.data.collate import PackedCollator
+    from ftcore.models import attention
+
+    lengths = []
+    sdpa = functional.scaled_dot_product_attention
+
+    def counting(query, *args, **kwargs):
+        lengths.append(query.shape[2])
+        return sdpa(query, *args, **kwargs)
+
+    monkeypatch.setattr(functional, "scaled_dot_product_attention", counting)
+    flat = PackedCollator()(_examples())
+    model = _model(tiny_model_dir, segments=True)
+    outputs = []
+    for multiple in (attention.SEGMENT_MULTIPLE, 1):
+        monkeypatch.setattr(attention, "SEGMENT_MULTIPLE", multiple)
+        lengths.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs.append(model(input_ids=flat["input_ids"], position_ids=flat["position_ids"], use_cache=False).logits)
+        seen = set(lengths)
+        assert seen == ({32} if multiple == 32 else {5, 3, 7})  # each example padded to 32 positions, or not
+    torch.testing.assert_close(outputs[0], outputs[1], atol=2e-2, rtol=2e-2)

@@ -64,3 +64,5 @@ def test_ceiling_bound_keeps_the_rest_of_the_step_and_speeds_up_the_linear_layer
     assert found["linear_share"] == pytest.approx(linear * 300) and 0.5 < found["linear_share"] < 0.7
     assert found["fp32_bound"] == pytest.approx((1 / 300) / (1 / 300 - linear + per_token / 100e9))
     assert found["ft_default"] == pytest.approx(1.2)
+    rest = 1 / 300 - linear
+    assert found["rest_allowed"] == pytest.approx((1 / 300 / 1.5 - per_token / 100e9) / rest)

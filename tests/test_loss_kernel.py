@@ -204,3 +204,35 @@ def test_autocast_casts_the_frozen_head_once_to_the_same_result():
             grad[torch.arange(8), targets[start:start + 8]] -= 1
             grad_rows[start:start + 8] = grad @ weight
     assert torch.equal(total.detach(), expected) and torch.equal(rows.grad, grad_rows)
+
+
+def test_bf16_chunks_on_a_cpu_take_a_few_row_counts_with_the_same_result(monkeypatch):
+    """On a CPU in bf16, a matmul of a new number of rows keeps new memory, so the chunked loss takes its logits
+    over a multiple of 64 rows (zeros added, then dropped): the loss and gradients are bitwise those without."""
+    from ftcore.models.loss import LinearCrossEntropy
+
+    rows_seen = []
+    linear = torch.nn.functional.linear
+
+    def counting(x, *args, **kwargs):
+        rows_seen.append(x.shape[0])
+        return linear(x, *args, **kwargs)
+
+    torch.manual_seed(0)
+    rows = torch.randn(100, 32, requires_grad=True)
+    weight, targets = torch.randn(300, 32), torch.randint(0, 300, (100,))
+    monkeypatch.setattr(torch.nn.functional, "linear", counting)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total = LinearCrossEntropy.apply(rows, weight, None, targets, 1024)
+    total.backward()
+    assert rows_seen == [128]
+    monkeypatch.setattr(torch.nn.functional, "linear", linear)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = torch.nn.functional.linear(rows.detach(), weight).float()
+        expected = (logits.logsumexp(-1) - logits.gather(1, targets[:, None]).squeeze(1)).sum()
+    assert torch.equal(total.detach(), expected)
+    # fp32: no padding at all.
+    rows_seen.clear()
+    monkeypatch.setattr(torch.nn.functional, "linear", counting)
+    LinearCrossEntropy.apply(rows.detach(), weight, None, targets, 1024)
+    assert rows_seen == [100]

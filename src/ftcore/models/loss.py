@@ -212,19 +212,28 @@ def _linear_cross_entropy() -> type:
             # weights only; a frozen head, LoRA's case, is 113 MB at SmolLM2's 49k x 576): cast it once, to the
             # same values. Its gradient, when it trains, is still taken against the float32 chunk below.
             head, head_bias = _autocast_once(weight, bias, rows.device.type)
+            # In bf16 on a CPU, a matmul of a new number of rows keeps new memory (see ftcore.models.attention):
+            # the last chunk's logits are taken over a multiple of 64 rows, the extra ones zeros, then dropped.
+            from ftcore.models.attention import low_precision_cpu
+
+            multiple = 64 if low_precision_cpu(rows) else 1
             for start in range(0, rows.shape[0], step):
                 chunk, target = rows[start:start + step], targets[start:start + step]
-                logits = torch.nn.functional.linear(chunk, head, head_bias).float()
+                extra = -chunk.shape[0] % multiple
+                padded = torch.nn.functional.pad(chunk, (0, 0, 0, extra)) if extra else chunk
+                logits = torch.nn.functional.linear(padded, head, head_bias)[:chunk.shape[0]].float()
                 norm = logits.logsumexp(-1)
                 total += (norm - logits.gather(1, target[:, None]).squeeze(1)).sum()
                 if not (need_rows or need_weight or need_bias):
                     continue
                 grad = logits.sub_(norm[:, None]).exp_()
                 grad[torch.arange(grad.shape[0], device=grad.device), target] -= 1
+                if need_rows or need_weight:
+                    grad_padded = torch.nn.functional.pad(grad, (0, 0, 0, extra)) if extra else grad
                 if need_rows:
-                    grad_rows[start:start + step] = grad.to(weight.dtype) @ head
+                    grad_rows[start:start + step] = (grad_padded.to(weight.dtype) @ head)[:chunk.shape[0]]
                 if need_weight:
-                    grad_weight += grad.T @ chunk.float()
+                    grad_weight += grad_padded.T @ padded.float()
                 if need_bias:
                     grad_bias += grad.sum(0)
             ctx.grads = (grad_rows, grad_weight, grad_bias)
