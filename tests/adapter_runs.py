@@ -94,8 +94,10 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, base_dir: Path) -> Pat
         None,
         model=str(base_dir), method="lora", output_dir=str(run_dir), method_options={"r": 8, "alpha": 16},
         data={"train": str(train), "eval_ratio": 0.1, "cache_dir": str(root / "cache")},
+        # fp32: its eval loss is compared with ft evaluate's perplexity (fp32) to 1e-4; "auto" would evaluate
+        # under bf16 autocast on CPUs with bf16 instructions.
         training={"max_steps": 20, "learning_rate": 1e-2, "lr_scheduler": "constant", "batch_size": 8,
-                  "gradient_accumulation": 1, "logging_steps": 5, "save_steps": 1000},
+                  "gradient_accumulation": 1, "logging_steps": 5, "save_steps": 1000, "precision": "fp32"},
     )
     run_training(config)
     return run_dir

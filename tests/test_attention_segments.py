@@ -122,7 +122,7 @@ def test_bf16_attention_on_a_cpu_runs_on_a_few_lengths_with_the_same_outputs(tin
 
     monkeypatch.setattr(functional, "scaled_dot_product_attention", counting)
     flat = PackedCollator()(_examples())
-    model = _model(tiny_model_dir, segments=True)
+    model = _model(tiny_model_dir, segments=True).train()  # padded in training only
     outputs = []
     for multiple in (attention.SEGMENT_MULTIPLE, 1):
         monkeypatch.setattr(attention, "SEGMENT_MULTIPLE", multiple)
@@ -132,3 +132,7 @@ def test_bf16_attention_on_a_cpu_runs_on_a_few_lengths_with_the_same_outputs(tin
         seen = set(lengths)
         assert seen == ({32} if multiple == 32 else {5, 3, 7})  # each example padded to 32 positions, or not
     torch.testing.assert_close(outputs[0], outputs[1], atol=2e-2, rtol=2e-2)
+    lengths.clear()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model.eval()(input_ids=flat["input_ids"], position_ids=flat["position_ids"], use_cache=False)
+    assert set(lengths) == {5, 3, 7}
