@@ -91,10 +91,10 @@ def test_a_padded_row_trains_as_the_row_without_its_padding(tiny_model_dir):
     from ftcore.run.passes import pad_flat_row
 
     flat = PackedCollator()(_examples())
-    padded = pad_flat_row(flat, 64, pad_id=0)
-    assert padded["input_ids"].shape == (1, 64) and padded["position_ids"][0, 15:].tolist() == list(range(49))
+    padded = pad_flat_row(flat, pad_id=0)
+    assert padded["input_ids"].shape == (1, 16) and padded["position_ids"][0, 15:].tolist() == [0]
     assert (padded["labels"][0, 15:] == -100).all() and padded["use_cache"] is False
-    assert pad_flat_row(padded, 64, pad_id=0) is padded  # already a multiple: as it is
+    assert pad_flat_row(padded, pad_id=0) is padded  # already one of the lengths: as it is
     losses, grads = [], []
     for batch in (flat, padded):
         model = _model(tiny_model_dir, segments=True).train()
@@ -124,13 +124,15 @@ def test_bf16_attention_on_a_cpu_runs_on_a_few_lengths_with_the_same_outputs(tin
     flat = PackedCollator()(_examples())
     model = _model(tiny_model_dir, segments=True).train()  # padded in training only
     outputs = []
-    for multiple in (attention.SEGMENT_MULTIPLE, 1):
-        monkeypatch.setattr(attention, "SEGMENT_MULTIPLE", multiple)
+    padded_length = attention.padded_length
+    assert [padded_length(n) for n in (3, 9, 64, 65, 100, 1000, 1300)] == [8, 16, 64, 72, 104, 1024, 1408]
+    for rounding in (padded_length, lambda n: n):
+        monkeypatch.setattr(attention, "padded_length", rounding)
         lengths.clear()
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             outputs.append(model(input_ids=flat["input_ids"], position_ids=flat["position_ids"], use_cache=False).logits)
         seen = set(lengths)
-        assert seen == ({32} if multiple == 32 else {5, 3, 7})  # each example padded to 32 positions, or not
+        assert seen == ({8} if rounding is padded_length else {5, 3, 7})  # each example padded to 8, or not
     torch.testing.assert_close(outputs[0], outputs[1], atol=2e-2, rtol=2e-2)
     lengths.clear()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

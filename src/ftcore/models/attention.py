@@ -40,8 +40,11 @@ def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_m
                                   is_causal=is_causal, **kwargs)
 
 
-#: On a CPU in bf16 or fp16, each example's attention runs on a multiple of this many positions (see _per_segment).
-SEGMENT_MULTIPLE = 32
+def padded_length(n: int) -> int:
+    """``n`` rounded up to one of a few lengths: eight per doubling above 64 (at most an eighth more), multiples
+    of 8 below. Under bf16 on a CPU, ft pads rows, attention and loss chunks to these (see _per_segment)."""
+    step = max(8, 1 << max(0, max(n - 1, 1).bit_length() - 4))
+    return -(-n // step) * step
 
 
 def _per_segment(query: Any, key: Any, value: Any, bounds: list[int], dropout: float, scaling: float | None,
@@ -53,15 +56,15 @@ def _per_segment(query: Any, key: Any, value: Any, bounds: list[int], dropout: f
         bounds = [0, *bounds]
     # PyTorch's CPU attention kernel in bf16/fp16 compiles and keeps code for every new sequence length, and
     # does not give that memory back: 2,000 calls at lengths up to 1,024 grew a process by 1.9 GB (316 MB when
-    # the lengths were rounded up to multiples of 64). Each example is padded at its end to a multiple of
-    # SEGMENT_MULTIPLE positions: under the causal mask no real position sees the padding, and its outputs are
-    # dropped. Only in training: bf16 kernels round a padded sequence slightly differently, and an evaluation's
-    # loss is compared with ft evaluate's.
-    multiple = SEGMENT_MULTIPLE if training and low_precision_cpu(query) else 1
+    # the lengths were rounded up to multiples of 64). Each example is padded at its end to padded_length():
+    # under the causal mask no real position sees the padding, and its outputs are dropped. Only in training:
+    # bf16 kernels round a padded sequence slightly differently, and an evaluation's loss is compared with
+    # ft evaluate's.
+    pad = training and low_precision_cpu(query)
     outputs = []
     for a, b in zip(bounds, bounds[1:], strict=False):
         q, k, v = query[:, :, a:b], key[:, :, a:b], value[:, :, a:b]
-        extra = -(b - a) % multiple
+        extra = padded_length(b - a) - (b - a) if pad else 0
         if extra:
             q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, extra)) for t in (q, k, v))
         out = sdpa(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling, enable_gqa=gqa)

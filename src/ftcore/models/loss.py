@@ -213,13 +213,13 @@ def _linear_cross_entropy() -> type:
             # same values. Its gradient, when it trains, is still taken against the float32 chunk below.
             head, head_bias = _autocast_once(weight, bias, rows.device.type)
             # In bf16 on a CPU, a matmul of a new number of rows keeps new memory (see ftcore.models.attention):
-            # the last chunk's logits are taken over a multiple of 64 rows, the extra ones zeros, then dropped.
-            from ftcore.models.attention import low_precision_cpu
+            # each chunk's logits are taken over padded_length() rows, the extra ones zeros, then dropped.
+            from ftcore.models.attention import low_precision_cpu, padded_length
 
-            multiple = 64 if low_precision_cpu(rows) else 1
+            pad = low_precision_cpu(rows)
             for start in range(0, rows.shape[0], step):
                 chunk, target = rows[start:start + step], targets[start:start + step]
-                extra = -chunk.shape[0] % multiple
+                extra = padded_length(chunk.shape[0]) - chunk.shape[0] if pad else 0
                 padded = torch.nn.functional.pad(chunk, (0, 0, 0, extra)) if extra else chunk
                 logits = torch.nn.functional.linear(padded, head, head_bias)[:chunk.shape[0]].float()
                 norm = logits.logsumexp(-1)

@@ -179,14 +179,10 @@ def _rows(inputs: dict[str, Any], a: int, b: int, width: int) -> dict[str, Any]:
     return {key: value[a:b, :width] if hasattr(value, "shape") else value for key, value in inputs.items()}
 
 
-#: Flattened rows trained under bf16 autocast on a CPU are padded to a multiple of this many tokens (see
-#: :func:`pad_flat_row`).
-SHAPE_MULTIPLE = 64
-
-
-def pad_flat_row(inputs: dict[str, Any], multiple: int, pad_id: int) -> dict[str, Any]:
-    """A flattened row (one row with ``position_ids``, no ``attention_mask``) lengthened to a multiple of
-    ``multiple`` tokens by one more segment of ``pad_id`` tokens, unlabelled; anything else as it is.
+def pad_flat_row(inputs: dict[str, Any], pad_id: int) -> dict[str, Any]:
+    """A flattened row (one row with ``position_ids``, no ``attention_mask``) lengthened to one of a few lengths
+    (:func:`ftcore.models.attention.padded_length`) by one more segment of ``pad_id`` tokens, unlabelled; anything
+    else as it is.
 
     On a CPU, oneDNN builds a bf16 matmul for every new number of rows, and with padding-free rows (whose length
     is the sum of their examples') almost every pass brings a new one: 10 steps of a 28M-parameter model grew the
@@ -197,8 +193,10 @@ def pad_flat_row(inputs: dict[str, Any], multiple: int, pad_id: int) -> dict[str
     ids, positions = inputs.get("input_ids"), inputs.get("position_ids")
     if ids is None or positions is None or "attention_mask" in inputs or ids.dim() != 2 or ids.shape[0] != 1:
         return inputs
+    from ftcore.models.attention import padded_length
+
     length = int(ids.shape[1])
-    extra = -length % multiple
+    extra = padded_length(length) - length
     if not extra or not _all_row_shaped(inputs, tuple(ids.shape)) or set(inputs) - {"input_ids", "labels",
                                                                                     "position_ids", "use_cache"}:
         return inputs
@@ -218,12 +216,12 @@ def trainer_class() -> type:
     class FtTrainer(Trainer):
         """The host's trainer: ``Trainer`` that runs each micro-batch in passes of at most ``micro_batch_tokens``."""
 
-        def __init__(self, *args: Any, micro_batch_tokens: int | None = None, shape_multiple: int | None = None,
+        def __init__(self, *args: Any, micro_batch_tokens: int | None = None, pad_rows: bool = False,
                      pad_id: int = 0, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.micro_batch_tokens = micro_batch_tokens
-            #: Flattened rows are padded to a multiple of this many tokens (:func:`pad_flat_row`); None: never.
-            self.shape_multiple, self.pad_id = shape_multiple, pad_id
+            #: Flattened rows are padded to one of a few lengths (:func:`pad_flat_row`).
+            self.pad_rows, self.pad_id = pad_rows, pad_id
             #: Micro-batches trained and the forward+backward passes they took.
             self.micro_batches = self.passes = 0
 
@@ -245,7 +243,7 @@ def trainer_class() -> type:
             return total
 
         def _shaped(self, inputs: dict[str, Any]) -> dict[str, Any]:
-            return inputs if self.shape_multiple is None else pad_flat_row(inputs, self.shape_multiple, self.pad_id)
+            return pad_flat_row(inputs, self.pad_id) if self.pad_rows else inputs
 
         def _slices(self, inputs: dict[str, Any], num_items_in_batch: Any) -> list[dict[str, Any]] | None:
             if self.micro_batch_tokens is None or num_items_in_batch is None or not self._loss_sums_over_step():

@@ -69,10 +69,10 @@ def _host_trainer(run: RunState, common: dict[str, Any]) -> Any:
         log.info("training.micro_batch_tokens: each micro-batch runs in passes of at most %d tokens", budget)
     # bf16 autocast on a CPU: a few row lengths instead of one per pass (see passes.pad_flat_row).
     args = common["args"]
-    multiple = passes.SHAPE_MULTIPLE if args.bf16 and not cuda_available() else None
+    pad_rows = bool(args.bf16) and not cuda_available()
     pad_id = next((i for i in (getattr(run.tokenizer, "pad_token_id", None), getattr(run.tokenizer, "eos_token_id", None))
                    if isinstance(i, int)), 0)
-    return passes.trainer_class()(processing_class=run.tokenizer, micro_batch_tokens=budget, shape_multiple=multiple,
+    return passes.trainer_class()(processing_class=run.tokenizer, micro_batch_tokens=budget, pad_rows=pad_rows,
                                   pad_id=pad_id, **common)
 
 
