@@ -173,16 +173,6 @@ def markdown(found: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge(path: Path, section: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    block = f"{START}\n\n{section}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     import sys
 
@@ -200,7 +190,9 @@ def main() -> None:
     section = markdown(json.loads(json.dumps(found)))
     print(section)
     if not args.no_write:
-        merge(HERE.parent / "docs" / "performance.md", section)
+        from peers import merge  # the same marker-bounded section writer
+
+        merge(HERE.parent / "docs" / "performance.md", section, START, END)
 
 
 if __name__ == "__main__":
