@@ -25,8 +25,6 @@ def segment_bounds(position_ids: Any) -> list[int]:
 def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
                       scaling: float | None = None, is_causal: bool | None = None, **kwargs: Any) -> tuple[Any, None]:
     """Causal SDPA within each example of a flattened row; transformers' SDPA for everything else."""
-    import torch
-    from torch.nn.functional import scaled_dot_product_attention
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     positions = kwargs.get("position_ids")
@@ -35,7 +33,7 @@ def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_m
         bounds = segment_bounds(positions)
         if len(bounds) > 2 or bounds[0] != 0:
             return _per_segment(query, key, value, bounds, dropout if module.training else 0.0, scaling,
-                                scaled_dot_product_attention, torch.cat, module.training), None
+                                module.training), None
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                   is_causal=is_causal, **kwargs)
 
@@ -48,7 +46,7 @@ def padded_length(n: int) -> int:
 
 
 def _per_segment(query: Any, key: Any, value: Any, bounds: list[int], dropout: float, scaling: float | None,
-                 sdpa: Any, cat: Any, training: bool = True) -> Any:
+                 training: bool) -> Any:
     import torch
 
     gqa = query.shape[1] != key.shape[1]
@@ -67,9 +65,10 @@ def _per_segment(query: Any, key: Any, value: Any, bounds: list[int], dropout: f
         extra = padded_length(b - a) - (b - a) if pad else 0
         if extra:
             q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, extra)) for t in (q, k, v))
-        out = sdpa(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling, enable_gqa=gqa)
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout,
+                                                               scale=scaling, enable_gqa=gqa)
         outputs.append(out[:, :, :b - a] if extra else out)
-    return cat(outputs, dim=2).transpose(1, 2).contiguous()
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous()
 
 
 def low_precision_cpu(tensor: Any) -> bool:
