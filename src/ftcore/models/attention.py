@@ -25,6 +25,8 @@ def segment_bounds(position_ids: Any) -> list[int]:
 def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
                       scaling: float | None = None, is_causal: bool | None = None, **kwargs: Any) -> tuple[Any, None]:
     """Causal SDPA within each example of a flattened row; transformers' SDPA for everything else."""
+    import torch
+    from torch.nn.functional import scaled_dot_product_attention
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     positions = kwargs.get("position_ids")
@@ -33,7 +35,7 @@ def segment_attention(module: Any, query: Any, key: Any, value: Any, attention_m
         bounds = segment_bounds(positions)
         if len(bounds) > 2 or bounds[0] != 0:
             return _per_segment(query, key, value, bounds, dropout if module.training else 0.0, scaling,
-                                module.training), None
+                                scaled_dot_product_attention, torch.cat, module.training), None
     return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                   is_causal=is_causal, **kwargs)
 
@@ -46,7 +48,7 @@ def padded_length(n: int) -> int:
 
 
 def _per_segment(query: Any, key: Any, value: Any, bounds: list[int], dropout: float, scaling: float | None,
-                 training: bool) -> Any:
+                 sdpa: Any, cat: Any, training: bool = True) -> Any:
     import torch
 
     gqa = query.shape[1] != key.shape[1]
@@ -65,10 +67,9 @@ def _per_segment(query: Any, key: Any, value: Any, bounds: list[int], dropout: f
         extra = padded_length(b - a) - (b - a) if pad else 0
         if extra:
             q, k, v = (torch.nn.functional.pad(t, (0, 0, 0, extra)) for t in (q, k, v))
-        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout,
-                                                               scale=scaling, enable_gqa=gqa)
+        out = sdpa(q, k, v, is_causal=True, dropout_p=dropout, scale=scaling, enable_gqa=gqa)
         outputs.append(out[:, :, :b - a] if extra else out)
-    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous()
+    return cat(outputs, dim=2).transpose(1, 2).contiguous()
 
 
 def low_precision_cpu(tensor: Any) -> bool:
