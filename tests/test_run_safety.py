@@ -148,6 +148,59 @@ def test_sigterm_before_training_cleans_up(setup, tiny_model_dir: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if "run" in p.name) == []
 
 
+def test_sigterm_converted_by_a_library_is_still_an_interruption() -> None:
+    """transformers' lazy imports turn any failure into ModuleNotFoundError; a SIGTERM there is still one line, 143."""
+    from ftcore.run.guard import Interrupted, TerminateGuard
+
+    def lazy_import() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except BaseException as exc:
+            raise ModuleNotFoundError("Could not import module 'LlamaConfig'") from exc
+
+    with pytest.raises(Interrupted) as caught, TerminateGuard():
+        lazy_import()
+    assert caught.value.exit_code == 143
+    assert str(caught.value) == ("interrupted by SIGTERM before training started; nothing was saved; run the same "
+                                 "ft train command again")
+    # Without a signal, the library's error passes through unchanged.
+    with pytest.raises(ModuleNotFoundError), TerminateGuard():
+        raise ModuleNotFoundError("missing")
+
+
+def test_sigterm_swallowed_by_a_library_stops_the_run_at_the_next_phase() -> None:
+    """An exception raised inside a ``__del__`` is printed and dropped: the run must not go on to train."""
+    from ftcore.run.guard import Interrupted, TerminateGuard
+
+    class Finalizer:
+        def __del__(self) -> None:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler raises here
+            except BaseException:  # what Python does with an exception in __del__, minus the printing
+                pass
+
+    with pytest.raises(Interrupted) as caught, TerminateGuard() as guard:
+        Finalizer()
+        guard.phase = "training"
+    assert caught.value.exit_code == 143
+    assert str(caught.value).startswith("interrupted by SIGTERM before training started; nothing was saved")
+
+
+def test_the_sigterm_handler_comes_after_torch_is_imported() -> None:
+    # torch's import runs C++ that turns a Python exception into a C++ one; raised by the handler in there, it
+    # aborted `ft train` (SIGABRT, "Rust cannot catch foreign exceptions", no message, 2 of ~170 early SIGTERMs).
+    code = ("import signal, sys\n"
+            "from ftcore.run.guard import TerminateGuard\n"
+            "assert 'torch' not in sys.modules\n"
+            "with TerminateGuard():\n"
+            "    assert 'torch' in sys.modules and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL\n"
+            "print('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
 def test_resume_of_a_finished_run_trains_nothing(setup, tiny_model_dir: Path) -> None:
     from safetensors.torch import load_file
 

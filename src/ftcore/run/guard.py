@@ -211,16 +211,37 @@ class TerminateGuard:
     Python's default for SIGTERM ends the process at once: no message, no clean-up, an empty staging
     directory left behind. Raising instead lets the run clean up as after any failure and print one line.
     :class:`TrainingGuard` takes over while ``trainer.train()`` runs and hands back afterwards.
-    :attr:`phase` and :attr:`plan` say what the message tells the user.
+    :attr:`phase` and :attr:`plan` say what the message tells the user; setting :attr:`phase` (the run moving on)
+    raises :class:`Interrupted` when a signal came and something on the way swallowed its exception.
     """
 
     def __init__(self) -> None:
-        self.phase = "before training started"
+        self._phase = "before training started"
         self.plan: RunPlan | None = None
+        #: The signal received, if any. A library may catch the exception the handler raised and raise its own
+        #: (transformers' lazy imports turn it into "Could not import module ..."), or swallow it (an exception
+        #: raised inside a ``__del__`` is only printed): the run was still interrupted.
+        self.received: int | None = None
         self._previous: Any = None
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    @phase.setter
+    def phase(self, phase: str) -> None:
+        if self.received is not None:
+            raise Interrupted(self.message(self.received), self.received)
+        self._phase = phase
 
     def __enter__(self) -> TerminateGuard:
         if _main_thread():
+            # torch's import runs C++ (``torch._C._c10d_init``) that lets a Python exception out as a C++ one; an
+            # exception raised by the handler there aborts the process ("Rust cannot catch foreign exceptions"
+            # when safetensors imported torch). Before the handler exists, SIGTERM simply ends the process, and
+            # nothing is there yet to clean up.
+            import torch  # noqa: F401
+
             self._previous = signal.signal(signal.SIGTERM, self._on_signal)
         return self
 
@@ -230,8 +251,11 @@ class TerminateGuard:
             self._previous = None
         if isinstance(error, _Terminated):
             raise Interrupted(self.message(error.signum), error.signum) from None
+        if error is not None and self.received is not None and not isinstance(error, Interrupted):
+            raise Interrupted(self.message(self.received), self.received) from None
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.received = signum
         # A BaseException, like KeyboardInterrupt, so that no ``except Exception`` on the way swallows it.
         raise _Terminated(signum)
 
