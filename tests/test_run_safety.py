@@ -196,6 +196,7 @@ def test_the_sigterm_handler_comes_after_torch_is_imported() -> None:
             "assert 'torch' not in sys.modules\n"
             "with TerminateGuard():\n"
             "    assert 'torch' in sys.modules and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL\n"
+            "    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
             "print('ok')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

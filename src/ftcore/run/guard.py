@@ -237,11 +237,17 @@ class TerminateGuard:
     def __enter__(self) -> TerminateGuard:
         if _main_thread():
             # torch's import runs C++ (``torch._C._c10d_init``) that lets a Python exception out as a C++ one; an
-            # exception raised by the handler there aborts the process ("Rust cannot catch foreign exceptions"
-            # when safetensors imported torch). Before the handler exists, SIGTERM simply ends the process, and
-            # nothing is there yet to clean up.
-            import torch  # noqa: F401
-
+            # exception raised by a signal handler there (this guard's, or Ctrl-C's KeyboardInterrupt) aborts the
+            # process ("Rust cannot catch foreign exceptions" when safetensors imported torch). So torch is
+            # imported first, with both signals at their default: they end the process at once, and nothing is
+            # there yet to clean up.
+            interrupt = signal.getsignal(signal.SIGINT)
+            if interrupt is signal.default_int_handler:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                import torch  # noqa: F401
+            finally:
+                signal.signal(signal.SIGINT, interrupt)
             self._previous = signal.signal(signal.SIGTERM, self._on_signal)
         return self
 
