@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 #: ``training.micro_batch_tokens: auto`` on a CPU when no memory estimate can be made, and the smallest budget
 #: ``auto`` chooses: the memory of one or two examples. Passes cost speed even where matmuls run at full rate:
-#: on a 2-core CPU under bf16 autocast, passes of 256 and 512 tokens ran 0.81-0.83x (28M Llama) and 0.81-0.84x
-#: (SmolLM2-135M) the speed of whole micro-batches, for 0.95-0.99x and 0.53x their peak memory
-#: (docs/performance.md). ``auto`` takes the fastest setting that fits: whole micro-batches when they do.
+#: on a 2-core CPU under bf16 autocast, passes of 512 tokens ran 0.87x the speed of whole micro-batches on the
+#: 28M Llama and on SmolLM2-135M, for 0.76x and 0.50x their peak memory (docs/performance.md). ``auto`` takes
+#: the fastest setting that fits: whole micro-batches when they do.
 AUTO_TOKENS = 256
 #: The share of the free memory (RAM on a CPU, the device's on a GPU) that ``auto`` plans a run to fill; the rest
 #: is slack for the estimate's error and for the machine's other processes.
