@@ -255,8 +255,7 @@ class TerminateGuard:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
-        if isinstance(error, _Terminated):
-            raise Interrupted(self.message(error.signum), error.signum) from None
+        # The handler's own exception, or whatever a library made of it.
         if error is not None and self.received is not None and not isinstance(error, Interrupted):
             raise Interrupted(self.message(self.received), self.received) from None
 
