@@ -66,6 +66,8 @@ CASES: dict[str, Case] = {
                       ft_set=("training.micro_batch_tokens=256",)),
     "ft_tok512": Case("ft", layout="default", note="ft defaults, passes of at most 512 tokens",
                       ft_set=("training.micro_batch_tokens=512",)),
+    "ft_fp32": Case("ft", layout="default", note="ft defaults in fp32 (passes chosen by auto)",
+                    ft_set=("training.precision=fp32",)),
     "ft_tok512_fp32": Case("ft", layout="default", note="ft defaults in fp32, passes of at most 512 tokens",
                            ft_set=("training.micro_batch_tokens=512", "training.precision=fp32")),
     "ft_tokoff": Case("ft", layout="default", note="ft defaults, whole micro-batches (one pass of 8 examples)",
