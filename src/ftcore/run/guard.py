@@ -198,11 +198,8 @@ class TrainingGuard:
 
 
 class _Terminated(BaseException):
-    """Raised by :class:`TerminateGuard`'s handler; turned into :class:`Interrupted` when the guard exits."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    """Raised by :class:`TerminateGuard`'s handler (which records the signal); turned into :class:`Interrupted`
+    when the guard exits."""
 
 
 class TerminateGuard:
