@@ -209,6 +209,26 @@ def test_auto_budgets_stay_below_the_micro_batch():
     assert choice.tokens == 256 and choice.needed == 2560
 
 
+@pytest.mark.parametrize(("available", "expected"), [
+    (100 * GB, 512),  # everything fits, but a CPU's auto stops at 512 tokens
+    (GB + GB // 2, 256),  # 1.2 GB of room: neither 512 tokens (1.5 GB) nor 256 (1.25 GB) fit: the floor
+    (2 * GB, 512),  # 1.6 GB of room: 512 tokens need 1.5 GB
+])
+def test_auto_on_a_cpu_caps_passes_at_512_tokens(available, expected):
+    from ftcore.run.passes import CPU_PASS_TOKENS, choose_pass_tokens
+
+    needed = _linear_need(GB, GB // 1024, seq_len=16, whole=8192)
+    choice = choose_pass_tokens(needed, available, whole_tokens=8192, cap=CPU_PASS_TOKENS)
+    assert CPU_PASS_TOKENS == 512 and choice.tokens == expected and choice.needed == needed(expected)
+    if expected == 512:
+        assert choice.reason.startswith("passes of 512 tokens, the most auto takes on a CPU ")
+    else:
+        assert choice.reason.startswith("even passes of 256 tokens are estimated at 1.2 GB, over 1.2 GB")
+    # A micro-batch no larger than the cap runs whole when it fits, as on a GPU.
+    small = choose_pass_tokens(_linear_need(0, 10, 16, 300), available=100 * GB, whole_tokens=300, cap=CPU_PASS_TOKENS)
+    assert small.tokens is None and small.reason.startswith("whole micro-batches (up to 300 tokens)")
+
+
 def test_set_budget_is_kept_and_said_so(tiny_model_dir):
     from ftcore.config.schema import build_config
     from ftcore.run.preflight import choose_passes

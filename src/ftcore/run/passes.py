@@ -28,11 +28,14 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 #: ``training.micro_batch_tokens: auto`` on a CPU when no memory estimate can be made, and the smallest budget
-#: ``auto`` chooses: the memory of one or two examples. Passes cost speed even where matmuls run at full rate:
-#: on a 2-core CPU under bf16 autocast, passes of 512 tokens ran 0.87x the speed of whole micro-batches on the
-#: 28M Llama and on SmolLM2-135M, for 0.76x and 0.50x their peak memory (docs/performance.md). ``auto`` takes
-#: the fastest setting that fits: whole micro-batches when they do.
+#: ``auto`` chooses: the memory of one or two examples.
 AUTO_TOKENS = 256
+#: The largest pass ``auto`` runs on a CPU, however much memory is free. A CPU's matmuls reach their full rate well
+#: below this many tokens, so larger passes buy little: on the 2-core benchmark machine under bf16 autocast, whole
+#: micro-batches of 8 alpaca examples ran 1.15x the speed of 512-token passes for 1.3x (28M Llama) and 2x
+#: (SmolLM2-135M) their peak memory, and in fp32 0.98x the speed for 2.7x the memory (docs/performance.md).
+#: On a GPU, where large matmuls do pay, ``auto`` takes whole micro-batches when they fit.
+CPU_PASS_TOKENS = 512
 #: The share of the free memory (RAM on a CPU, the device's on a GPU) that ``auto`` plans a run to fill; the rest
 #: is slack for the estimate's error and for the machine's other processes.
 MEMORY_SHARE = 0.8
@@ -70,20 +73,30 @@ class PassChoice:
 
 
 def choose_pass_tokens(needed: Callable[[int | None], int], available: int, whole_tokens: int,
-                       floor: int = AUTO_TOKENS, share: float = MEMORY_SHARE) -> PassChoice:
+                       floor: int = AUTO_TOKENS, share: float = MEMORY_SHARE, cap: int | None = None) -> PassChoice:
     """``auto``'s budget: whole micro-batches when their estimate fits ``share`` of ``available`` bytes, else the
     largest power-of-two budget below ``whole_tokens`` whose estimate fits, else ``floor`` tokens.
 
     :param needed: the estimated peak bytes of the run with passes of at most that many tokens (None: whole).
     :param whole_tokens: the tokens of the largest micro-batch (micro-batch × sequence length).
+    :param cap: the largest budget to choose (:data:`CPU_PASS_TOKENS` on a CPU): micro-batches of more tokens run
+        in passes of at most ``cap`` tokens even when they would fit whole.
     """
     limit = int(available * share)
     room = f"{_gb(limit)} ({share:.0%} of {_gb(available)} free)"
     whole = needed(None)
-    if whole <= limit:
+    if cap is not None and whole_tokens > cap:
+        if (bytes_ := needed(cap)) <= limit:
+            return PassChoice(cap, f"passes of {cap} tokens, the most auto takes on a CPU (larger ones buy little speed "
+                                   f"for their memory), are estimated at {_gb(bytes_)}, within {room}",
+                              needed=bytes_, available=available)
+        start = cap // 2
+    elif whole <= limit:
         return PassChoice(None, f"whole micro-batches (up to {whole_tokens} tokens) are estimated at {_gb(whole)}, "
                                 f"within {room}", needed=whole, available=available)
-    tokens = 1 << max(whole_tokens - 1, 1).bit_length() - 1
+    else:
+        start = 1 << max(whole_tokens - 1, 1).bit_length() - 1
+    tokens = start
     while tokens >= floor:
         if (bytes_ := needed(tokens)) <= limit:
             return PassChoice(tokens, f"whole micro-batches (up to {whole_tokens} tokens) are estimated at "

@@ -141,7 +141,8 @@ def _sharded(config: FtConfig) -> bool:
 def choose_passes(config: FtConfig, spec: MethodSpec | None, options: Any) -> Any:
     """The token budget of one pass this run uses (a :class:`~ftcore.run.passes.PassChoice`): the configured one,
     or for ``training.micro_batch_tokens: auto`` the largest that its memory estimate fits in the free memory
-    (:func:`~ftcore.run.passes.choose_pass_tokens`), whole micro-batches when they fit."""
+    (:func:`~ftcore.run.passes.choose_pass_tokens`): on a GPU whole micro-batches when they fit, on a CPU at most
+    :data:`~ftcore.run.passes.CPU_PASS_TOKENS` tokens."""
     from ftcore.run import passes
 
     setting = config.training.micro_batch_tokens
@@ -160,7 +161,8 @@ def choose_passes(config: FtConfig, spec: MethodSpec | None, options: Any) -> An
             return est.estimate(shape, _memory_setup(config, spec, options, hardware, tokens), hardware.device).total
 
         whole = config.training.batch_size * config.data.max_seq_len
-        return passes.choose_pass_tokens(needed, hardware.available, whole)
+        return passes.choose_pass_tokens(needed, hardware.available, whole,
+                                         cap=None if hardware.device == "cuda" else passes.CPU_PASS_TOKENS)
     except Exception as exc:  # an estimate is advice; the run goes on with the fixed default
         from ftcore.run.arguments import cuda_available
 
