@@ -127,8 +127,10 @@ def run_ft(fixture: Path, work: Path, steps: int) -> None:
     config = {"model": str(fixture / "model"), "method": "lora", "seed": SEED, "output_dir": str(work / "run"),
               "method_options": {"r": LORA["r"], "alpha": LORA["alpha"], "dropout": LORA["dropout"],
                                  "target_modules": LORA["targets"]},
+              # No pre-shuffle: the Trainer's seeded sampler alone orders the examples, as in every other tool, so
+              # ft trains the same examples (ft's default shuffle would pick another 64 of the 128).
               "data": {"train": str(fixture / "prompt_completion.jsonl"), "max_seq_len": MAX_LEN,
-                       "cache_dir": str(work / "cache")},
+                       "cache_dir": str(work / "cache"), "shuffle": False},
               "training": {"max_steps": steps, "logging_steps": 1, "save_steps": 100_000, "learning_rate": LR,
                            "lr_scheduler": "cosine", "precision": "fp32"}}
     path = work / "ft.yaml"
