@@ -420,7 +420,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ft-bench-peers"))
-    parser.add_argument("--no-write", action="store_true", help="print the table; leave RESULTS.md and the docs alone")
+    parser.add_argument("--no-write", action="store_true", help="print the table; leave the RESULTS files and the docs alone")
     parser.add_argument("--from-json", type=Path, help="write the tables of a finished run's RESULTS-peers.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
@@ -434,11 +434,12 @@ def main() -> None:
     section = markdown(report)
     print(section)
     target, start, end = outputs(report.get("model", "llama28m"))
+    if args.no_write:
+        return
     if not args.from_json:
         target.write_text(json.dumps(report, indent=1), encoding="utf-8")
-    if not args.no_write:
-        for path in (HERE / "RESULTS.md", HERE.parent / "docs" / "performance.md"):
-            merge(path, section, start, end)
+    for path in (HERE / "RESULTS.md", HERE.parent / "docs" / "performance.md"):
+        merge(path, section, start, end)
 
 
 if __name__ == "__main__":

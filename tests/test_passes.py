@@ -210,18 +210,18 @@ def test_auto_budgets_stay_below_the_micro_batch():
 
 
 @pytest.mark.parametrize(("available", "expected"), [
-    (100 * GB, 512),  # everything fits, but a CPU's auto stops at 512 tokens
+    (100 * GB, 512),  # everything fits, but a CPU's auto stops at its cap
     (GB + GB // 2, 256),  # 1.2 GB of room: neither 512 tokens (1.5 GB) nor 256 (1.25 GB) fit: the floor
     (2 * GB, 512),  # 1.6 GB of room: 512 tokens need 1.5 GB
 ])
-def test_auto_on_a_cpu_caps_passes_at_512_tokens(available, expected):
+def test_auto_on_a_cpu_caps_passes(available, expected):
     from ftcore.run.passes import CPU_PASS_TOKENS, choose_pass_tokens
 
     needed = _linear_need(GB, GB // 1024, seq_len=16, whole=8192)
     choice = choose_pass_tokens(needed, available, whole_tokens=8192, cap=CPU_PASS_TOKENS)
     assert CPU_PASS_TOKENS == 512 and choice.tokens == expected and choice.needed == needed(expected)
     if expected == 512:
-        assert choice.reason.startswith("passes of 512 tokens, the most auto takes on a CPU ")
+        assert choice.reason.startswith("passes of 512 tokens, the most auto takes on a CPU (one longest example")
     else:
         assert choice.reason.startswith("even passes of 256 tokens are estimated at 1.2 GB, over 1.2 GB")
     # A micro-batch no larger than the cap runs whole when it fits, as on a GPU.
@@ -237,6 +237,23 @@ def test_set_budget_is_kept_and_said_so(tiny_model_dir):
     for value, tokens, reason in ((512, 512, "512 tokens"), (None, None, "null (whole micro-batches)")):
         choice = choose_passes(build_config({**base, "training": {"micro_batch_tokens": value}}), None, None)
         assert choice.tokens == tokens and choice.reason == f"training.micro_batch_tokens is set to {reason}"
+
+
+def test_auto_on_this_cpu_caps_passes_at_max_seq_len_or_512(tiny_model_dir):
+    from ftcore.config.schema import build_config, validate_run_config
+    from ftcore.run.arguments import cuda_available
+    from ftcore.run.preflight import choose_passes
+
+    if cuda_available():
+        pytest.skip("a GPU's auto takes whole micro-batches")
+    base = {"model": str(tiny_model_dir), "method": "lora", "data": {"train": "d.jsonl"}}
+    for batch, seq_len, expected in ((8, 2048, 2048), (16, 64, 512), (4, 64, None)):
+        config = build_config({**base, "data": {"train": "d.jsonl", "max_seq_len": seq_len},
+                               "training": {"batch_size": batch}})
+        choice = choose_passes(config, *validate_run_config(config))
+        assert choice.tokens == expected, (batch, seq_len, choice)
+        if expected is not None:
+            assert choice.reason.startswith(f"passes of {expected} tokens, the most auto takes on a CPU")
 
 
 @pytest.mark.usefixtures("single_thread")

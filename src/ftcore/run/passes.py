@@ -30,11 +30,13 @@ log = logging.getLogger(__name__)
 #: ``training.micro_batch_tokens: auto`` on a CPU when no memory estimate can be made, and the smallest budget
 #: ``auto`` chooses: the memory of one or two examples.
 AUTO_TOKENS = 256
-#: The largest pass ``auto`` runs on a CPU, however much memory is free. A CPU's matmuls reach their full rate well
-#: below this many tokens, so larger passes buy little: on the 2-core benchmark machine under bf16 autocast, whole
-#: micro-batches of 8 alpaca examples ran 1.15x the speed of 512-token passes for 1.3x (28M Llama) and 2x
-#: (SmolLM2-135M) their peak memory, and in fp32 0.98x the speed for 2.7x the memory (docs/performance.md).
-#: On a GPU, where large matmuls do pay, ``auto`` takes whole micro-batches when they fit.
+#: The smallest cap on ``auto``'s passes on a CPU: there, ``auto`` runs passes of at most ``data.max_seq_len``
+#: tokens, or this many when ``max_seq_len`` is shorter, however much memory is free. A pass that size needs the
+#: activation memory of one longest example (which a micro-batch-1 loop needs too), and a CPU's matmuls run at
+#: their full rate well below it. On the 2-core benchmark machine (bf16 autocast, max_seq_len 1024), whole
+#: micro-batches of 8 alpaca examples (about 3,800 tokens on SmolLM2-135M) peaked at 2.1x the memory of 1024-token
+#: passes, which ran as fast or faster (docs/performance.md). On a GPU, where large matmuls do pay, ``auto``
+#: takes whole micro-batches when they fit.
 CPU_PASS_TOKENS = 512
 #: The share of the free memory (RAM on a CPU, the device's on a GPU) that ``auto`` plans a run to fill; the rest
 #: is slack for the estimate's error and for the machine's other processes.
@@ -79,16 +81,16 @@ def choose_pass_tokens(needed: Callable[[int | None], int], available: int, whol
 
     :param needed: the estimated peak bytes of the run with passes of at most that many tokens (None: whole).
     :param whole_tokens: the tokens of the largest micro-batch (micro-batch × sequence length).
-    :param cap: the largest budget to choose (:data:`CPU_PASS_TOKENS` on a CPU): micro-batches of more tokens run
-        in passes of at most ``cap`` tokens even when they would fit whole.
+    :param cap: the largest budget to choose (on a CPU, ``data.max_seq_len`` or :data:`CPU_PASS_TOKENS`): micro-batches
+        of more tokens run in passes of at most ``cap`` tokens even when they would fit whole.
     """
     limit = int(available * share)
     room = f"{_gb(limit)} ({share:.0%} of {_gb(available)} free)"
     whole = needed(None)
     if cap is not None and whole_tokens > cap:
         if (bytes_ := needed(cap)) <= limit:
-            return PassChoice(cap, f"passes of {cap} tokens, the most auto takes on a CPU (larger ones buy little speed "
-                                   f"for their memory), are estimated at {_gb(bytes_)}, within {room}",
+            return PassChoice(cap, f"passes of {cap} tokens, the most auto takes on a CPU (one longest example's "
+                                   f"memory), are estimated at {_gb(bytes_)}, within {room}",
                               needed=bytes_, available=available)
         start = cap // 2
     elif whole <= limit:

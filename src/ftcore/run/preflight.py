@@ -141,8 +141,8 @@ def _sharded(config: FtConfig) -> bool:
 def choose_passes(config: FtConfig, spec: MethodSpec | None, options: Any) -> Any:
     """The token budget of one pass this run uses (a :class:`~ftcore.run.passes.PassChoice`): the configured one,
     or for ``training.micro_batch_tokens: auto`` the largest that its memory estimate fits in the free memory
-    (:func:`~ftcore.run.passes.choose_pass_tokens`): on a GPU whole micro-batches when they fit, on a CPU at most
-    :data:`~ftcore.run.passes.CPU_PASS_TOKENS` tokens."""
+    (:func:`~ftcore.run.passes.choose_pass_tokens`): on a GPU whole micro-batches when they fit, on a CPU passes of
+    at most ``data.max_seq_len`` tokens (:data:`~ftcore.run.passes.CPU_PASS_TOKENS` when that is shorter)."""
     from ftcore.run import passes
 
     setting = config.training.micro_batch_tokens
@@ -161,8 +161,9 @@ def choose_passes(config: FtConfig, spec: MethodSpec | None, options: Any) -> An
             return est.estimate(shape, _memory_setup(config, spec, options, hardware, tokens), hardware.device).total
 
         whole = config.training.batch_size * config.data.max_seq_len
+        cpu_cap = max(passes.CPU_PASS_TOKENS, config.data.max_seq_len)
         return passes.choose_pass_tokens(needed, hardware.available, whole,
-                                         cap=None if hardware.device == "cuda" else passes.CPU_PASS_TOKENS)
+                                         cap=None if hardware.device == "cuda" else cpu_cap)
     except Exception as exc:  # an estimate is advice; the run goes on with the fixed default
         from ftcore.run.arguments import cuda_available
 

@@ -94,19 +94,21 @@ def attach_lora(model: Any, options: LoraOptions, config: FtConfig | None = None
     """Wrap ``model`` in a ``peft.PeftModel`` with a fresh LoRA adapter; only the adapter trains.
 
     Turns on gradient checkpointing when ``config.training.gradient_checkpointing`` asks for it
-    (with input gradients enabled, which a frozen base needs for checkpointing to reach the adapter).
+    (with input gradients enabled, which a frozen base needs for checkpointing to reach the adapter). The
+    adapter's dropout is :mod:`ftlora.dropout`'s (torch's own off the CPU).
     Raises :class:`ftcore.ModelError` when a named target module does not exist in the model.
     """
     from peft import get_peft_model
 
     from ftcore import enable_gradient_checkpointing
+    from ftlora.dropout import use_cpu_dropout
 
     if config is not None and config.training.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     peft_config = lora_config(model, options)
     try:
         with _quiet_peft():
-            return get_peft_model(model, peft_config)
+            peft_model = get_peft_model(model, peft_config)
     except ValueError as exc:
         if "not found in the base model" in str(exc) or "Target modules" in str(exc):
             raise ModelError(
@@ -114,6 +116,8 @@ def attach_lora(model: Any, options: LoraOptions, config: FtConfig | None = None
                 f"modules (linear layers here: {', '.join(find_target_modules(model))})"
             ) from exc
         raise
+    use_cpu_dropout(peft_model)
+    return peft_model
 
 
 def load_lora(model: Any, path: str | Path) -> Any:
