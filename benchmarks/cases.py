@@ -31,6 +31,9 @@ class Case:
     layout: str = "padded"  # padded | padding_free | packed | default
     note: str = ""
     ft_set: tuple[str, ...] = field(default_factory=tuple)
+    #: ft with peft's own ``nn.Dropout`` instead of ftlora's CPU dropout, so it draws the masks the hand-written
+    #: loop draws: the identical-settings cases, whose per-step losses must match that loop's.
+    torch_dropout: bool = False
 
 
 CASES: dict[str, Case] = {
@@ -39,8 +42,8 @@ CASES: dict[str, Case] = {
     "trl_padded": Case("trl", micro=8, accum=1, note="TRL SFTTrainer, padded micro-batch 8"),
     "trl_free": Case("trl", micro=8, accum=1, layout="padding_free", note="TRL SFTTrainer, padding-free micro-batch 8"),
     "trl_packed": Case("trl", micro=1, accum=1, layout="packed", note="TRL SFTTrainer, BFD packing, 1 row of 1024"),
-    "ft_mb8": Case("ft", micro=8, accum=1, note="ft train, same settings as hf_mb8"),
-    "ft_mb1": Case("ft", micro=1, accum=8, note="ft train, same settings as hf_mb1"),
+    "ft_mb8": Case("ft", micro=8, accum=1, note="ft train, same settings as hf_mb8", torch_dropout=True),
+    "ft_mb1": Case("ft", micro=1, accum=8, note="ft train, same settings as hf_mb1", torch_dropout=True),
     "ft_packed": Case("ft", micro=1, accum=1, layout="packed", note="ft train, packing into rows of 1024"),
     "ft_default": Case("ft", layout="default", note="ft train, ft's defaults (micro-batch 8 padding-free, per-example attention)"),
     "hf_full_mb1": Case("hf", method="full", note="hand-written full fine-tuning, micro-batch 1 x accumulation 8"),
@@ -313,6 +316,8 @@ def run_ft(case: Case, fixture: Path, work: Path, steps: int, meter: Meter, cach
     def build_with_meter(run: Any) -> Any:
         # The benchmark's only hook into ft: the same meter every other case uses.
         trainer = original(run)
+        if case.torch_dropout:
+            torch_dropout(trainer.model)
         trainer.add_callback(meter.callback())
         trainer.data_collator = meter.wrap(trainer.data_collator)
         built.append(trainer)
@@ -327,6 +332,18 @@ def run_ft(case: Case, fixture: Path, work: Path, steps: int, meter: Meter, cach
     finally:
         ft_train.build_trainer = original
     return built[0]
+
+
+def torch_dropout(model: Any) -> None:
+    """Put ``torch.nn.Dropout`` back where ftlora put its CPU dropout (same probability)."""
+    import torch
+
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, torch.nn.ModuleDict):
+            for name, dropout in list(dropouts.items()):
+                if type(dropout).__name__ == "CpuDropout":
+                    dropouts[name] = torch.nn.Dropout(dropout.p)
 
 
 def run_case(name: str, fixture: Path, work: Path, steps: int, warmup: int, cache_dir: Path) -> dict[str, Any]:
