@@ -139,9 +139,10 @@ MICRO_BATCH_TOKENS = (
     "loss and gradients. null: the whole micro-batch in one pass. auto: on a GPU, whole micro-batches when the "
     "run's memory estimate (batch_size x max_seq_len tokens) fits 80% of the GPU's free memory; on a CPU, passes "
     "of at most max_seq_len tokens (512 when max_seq_len is shorter: the memory of one longest example, and a "
-    "CPU gains little from larger passes) when they fit 80% of the free RAM; otherwise the largest power-of-two budget that fits (at least 256). The run log and ft_run.json's "
-    "`passes` say what was chosen and why. Used by ft's own trainer (not by a method plugin's own trainer, "
-    "make_trainer), in one process or DDP; DeepSpeed and FSDP runs take whole micro-batches."
+    "CPU gains little from larger passes) when they fit 80% of the free RAM; otherwise the largest power-of-two "
+    "budget that fits (at least 256). The run log and ft_run.json's `passes` say what was chosen and why. Used by "
+    "ft's own trainer (not by a method plugin's own trainer, make_trainer), in one process or DDP; DeepSpeed and "
+    "FSDP runs take whole micro-batches."
 )
 
 
