@@ -92,13 +92,12 @@ def choose_pass_tokens(needed: Callable[[int | None], int], available: int, whol
             return PassChoice(cap, f"passes of {cap} tokens, the most auto takes on a CPU (one longest example's "
                                    f"memory), are estimated at {_gb(bytes_)}, within {room}",
                               needed=bytes_, available=available)
-        start = cap // 2
+        tokens = cap // 2
     elif whole <= limit:
         return PassChoice(None, f"whole micro-batches (up to {whole_tokens} tokens) are estimated at {_gb(whole)}, "
                                 f"within {room}", needed=whole, available=available)
     else:
-        start = 1 << max(whole_tokens - 1, 1).bit_length() - 1
-    tokens = start
+        tokens = 1 << max(whole_tokens - 1, 1).bit_length() - 1
     while tokens >= floor:
         if (bytes_ := needed(tokens)) <= limit:
             return PassChoice(tokens, f"whole micro-batches (up to {whole_tokens} tokens) are estimated at "
