@@ -70,12 +70,14 @@ def run_training(config: FtConfig, *, overwrite: bool = False, resume: bool | st
         terminate.plan = plan
         run = RunState(config, spec, options, plan, time.time(), allow_config_change=allow_config_change)
         try:
-            return _train(run, terminate)
+            result = _train(run, terminate)
         except Exception as exc:
             known = _disk_full(exc, plan) or unsafe_checkpoint(exc, plan)
             if known is None:
                 raise
             raise known from exc
+    distributed.leave()
+    return result
 
 
 def _disk_full(exc: BaseException, plan: rundir.RunPlan) -> RunDirError | None:
@@ -121,6 +123,7 @@ def _train(run: RunState, terminate: TerminateGuard) -> TrainResult:
             trainer, guard, metrics = _run_trainer(run, terminate)
         if guard.signal is not None:
             _save_interrupted(run, trainer)
+            distributed.leave()  # every rank saved its part of the checkpoint together
             raise guard.interruption(plan)
         terminate.phase = "after training"
         run.train_metrics = metrics

@@ -79,6 +79,22 @@ def wait_for_everyone() -> None:
         _state().wait_for_everyone()
 
 
+def leave() -> None:
+    """Leave the process group once this rank's part of the run is done (nothing in a single-process run).
+
+    A process that exits with its group alive can be aborted while the interpreter shuts down: gloo's worker
+    threads still hold Python objects (``terminate called without an active exception``, SIGABRT). torchrun
+    reports that rank as failed and stops the others, rank 0 in the middle of saving. Leaving is local (no
+    barrier), so a rank never waits here for rank 0 to finish writing.
+    """
+    if not is_distributed():
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 SHARED_CHECK = ".ft-shared-check"
 
 
