@@ -137,3 +137,12 @@ def test_bf16_training_attention_on_a_cpu_runs_each_example_in_fp32(tiny_model_d
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model.train()(**inputs, labels=flat["labels"]).loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "q_proj" in n)
+
+
+def test_padded_length_rounds_up_to_a_few_lengths():
+    # Flattened rows and loss chunks under bf16 on a CPU are padded to these: at most an eighth more above 64.
+    from ftcore.models.attention import padded_length
+
+    assert [padded_length(n) for n in (1, 3, 9, 64, 65, 100, 1000, 1300)] == [8, 8, 16, 64, 72, 104, 1024, 1408]
+    assert len({padded_length(n) for n in range(65, 1025)}) == 32  # eight per doubling from 64 to 1,024
+    assert all(n <= padded_length(n) <= n + max(7, n // 8) for n in range(1, 5000))
