@@ -140,9 +140,13 @@ def test_bf16_training_attention_on_a_cpu_runs_each_example_in_fp32(tiny_model_d
 
 
 def test_padded_length_rounds_up_to_a_few_lengths():
-    # Flattened rows and loss chunks under bf16 on a CPU are padded to these: at most an eighth more above 64.
+    # Flattened rows and loss chunks under bf16 on a CPU are padded to these: 12 lengths up to 1,024 tokens (oneDNN
+    # keeps memory for every one it meets), at most 127 rows more up to 2,048, an eighth more above.
     from ftcore.models.attention import padded_length
 
-    assert [padded_length(n) for n in (1, 3, 9, 64, 65, 100, 1000, 1300)] == [8, 8, 16, 64, 72, 104, 1024, 1408]
-    assert len({padded_length(n) for n in range(65, 1025)}) == 32  # eight per doubling from 64 to 1,024
-    assert all(n <= padded_length(n) <= n + max(7, n // 8) for n in range(1, 5000))
+    assert [padded_length(n) for n in (1, 3, 9, 64, 65, 100, 1000, 1025, 1300, 2049)] == [
+        8, 8, 16, 64, 128, 128, 1024, 1152, 1408, 2304]
+    assert sorted({padded_length(n) for n in range(1, 1025)}) == [8, 16, 32, 64, *range(128, 1025, 128)]
+    assert len({padded_length(n) for n in range(1025, 2049)}) == 8  # eight per doubling above
+    assert all(n <= padded_length(n) < max(2 * n, 9) for n in range(1, 65))
+    assert all(n <= padded_length(n) <= n + max(127, n // 8) for n in range(65, 5000))

@@ -206,6 +206,14 @@ def test_autocast_casts_the_frozen_head_once_to_the_same_result():
     assert torch.equal(total.detach(), expected) and torch.equal(rows.grad, grad_rows)
 
 
+def test_loss_chunks_are_a_power_of_two_rows_within_the_logit_budget():
+    # Whole chunks are then one of the row counts bf16 chunks on a CPU are padded to, so only the last is padded.
+    from ftcore.models.loss import CHUNK_ELEMENTS, chunk_rows
+
+    assert [chunk_rows(v) for v in (2048, 8192, 32000, 49152, 128256, 262144)] == [4096, 1024, 256, 128, 64, 64]
+    assert all(chunk_rows(v) * v <= CHUNK_ELEMENTS for v in range(1000, 131072, 997))
+
+
 def test_bf16_chunks_on_a_cpu_take_a_few_row_counts_with_the_same_result(monkeypatch):
     """On a CPU in bf16, a matmul of a new number of rows keeps new memory, so the chunked loss takes its logits
     over one of a few row counts (zeros added, then dropped): the loss is bitwise the one without."""
@@ -225,7 +233,7 @@ def test_bf16_chunks_on_a_cpu_take_a_few_row_counts_with_the_same_result(monkeyp
     with torch.autocast("cpu", dtype=torch.bfloat16):
         total = LinearCrossEntropy.apply(rows, weight, None, targets, 1024)
     total.backward()
-    assert rows_seen == [104]
+    assert rows_seen == [128]
     monkeypatch.setattr(torch.nn.functional, "linear", linear)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = torch.nn.functional.linear(rows.detach(), weight).float()

@@ -37,7 +37,8 @@ activations    without checkpointing: ``n * L * A * c`` with ``A = 16 h + 5 i`` 
 loss head      with the full logits ``4 * n * V * 4`` (logits, their log-softmax, and two gradients of that
                size, all float32); with ft's chunked loss (``training.kernels``, the default on the
                architectures it supports) one chunk of logits and its gradient, ``2 * k * V * 4`` with
-               ``k = min(n, max(64, 8M / V))`` rows (``ftcore.models.loss.CHUNK_ELEMENTS``).
+               ``k = min(n, max(64, 8M / V))`` rows, rounded down to a power of two
+               (``ftcore.models.loss.chunk_rows``).
 reference      methods that run a reference model each step without gradients (DPO, KTO on an adapter:
                ``MethodSpec.reference_pass``): its float32 log-probabilities, ``b * s * V * 4``
 generation     methods that sample completions from the model each step (GRPO: ``MethodSpec.generates``): the
@@ -318,7 +319,7 @@ def loss_head_bytes(shape: ModelShape, setup: Setup, tokens: int) -> int:
     from ftcore.models import loss
 
     if setup.loss == "chunked" and shape.model_type in loss.SUPPORTED:
-        rows = min(tokens, max(loss.MIN_ROWS, loss.CHUNK_ELEMENTS // max(shape.vocab, 1)))
+        rows = min(tokens, loss.chunk_rows(shape.vocab))
         return 2 * rows * shape.vocab * 4
     return 4 * tokens * shape.vocab * 4
 

@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 
 KERNELS = ("auto", "chunked", "liger", "none")
 IGNORE = -100
-#: Logit elements per chunk: 8M fp32 values (32 MiB) → ~170 rows at a 49k vocabulary, 1,024 at 8k.
+#: Logit elements per chunk, at most: 8M fp32 values (32 MiB). The rows per chunk are a power of two (one of the
+#: row counts that bf16 chunks on a CPU are padded to, so whole chunks need no padding): 128 rows at SmolLM2's 49k
+#: vocabulary (24 MiB), 1,024 at 8k.
 CHUNK_ELEMENTS = 8 * 2**20
 MIN_ROWS = 64
 
@@ -144,7 +146,7 @@ def causal_lm_loss(hidden: Any, labels: Any, head: Any, num_items: Any = None, k
     else:
         divisor = num_items.to(hidden.device) if torch.is_tensor(num_items) else num_items
     vocab = _vocab_size(head)
-    step = max(MIN_ROWS, CHUNK_ELEMENTS // max(vocab, 1))
+    step = chunk_rows(vocab)
     plain = type(head) is torch.nn.Linear
     if kernel == "liger" and plain:
         total = _liger_sum(rows, targets, head)
@@ -153,6 +155,13 @@ def causal_lm_loss(hidden: Any, labels: Any, head: Any, num_items: Any = None, k
     else:
         total = _checkpointed_sum(rows, targets, head, step)
     return total / divisor
+
+
+def chunk_rows(vocab: int) -> int:
+    """Rows per chunk of the loss at a vocabulary of ``vocab``: the largest power of two whose logits fit
+    :data:`CHUNK_ELEMENTS`, and at least :data:`MIN_ROWS`."""
+    rows = max(MIN_ROWS, CHUNK_ELEMENTS // max(vocab, 1))
+    return 1 << (rows.bit_length() - 1)
 
 
 def _vocab_size(head: Any) -> int:
@@ -217,6 +226,7 @@ def _linear_cross_entropy() -> type:
             from ftcore.models.attention import low_precision_cpu, padded_length
 
             pad = low_precision_cpu(rows)
+            autocast = torch.is_autocast_enabled(rows.device.type)
             for start in range(0, rows.shape[0], step):
                 chunk, target = rows[start:start + step], targets[start:start + step]
                 extra = padded_length(chunk.shape[0]) - chunk.shape[0] if pad else 0
@@ -227,15 +237,23 @@ def _linear_cross_entropy() -> type:
                 if not (need_rows or need_weight or need_bias):
                     continue
                 grad = logits.sub_(norm[:, None]).exp_()
+                del logits
                 grad[torch.arange(grad.shape[0], device=grad.device), target] -= 1
-                if need_rows or need_weight:
-                    grad_padded = torch.nn.functional.pad(grad, (0, 0, 0, extra)) if extra else grad
-                if need_rows:
-                    grad_rows[start:start + step] = (grad_padded.to(weight.dtype) @ head)[:chunk.shape[0]]
-                if need_weight:
-                    grad_weight += grad_padded.T @ padded.float()
                 if need_bias:
                     grad_bias += grad.sum(0)
+                if not (need_rows or need_weight):
+                    continue
+                # Under autocast both matmuls below take this gradient in the autocast dtype: cast it once, before
+                # padding it, so the step never holds a padded float32 copy next to the chunk (20 MiB each at
+                # 640 rows of an 8k vocabulary).
+                if autocast:
+                    grad = grad.to(head.dtype)
+                if extra:
+                    grad = torch.nn.functional.pad(grad, (0, 0, 0, extra))
+                if need_rows:
+                    grad_rows[start:start + step] = (grad.to(head.dtype) @ head)[:chunk.shape[0]]
+                if need_weight:
+                    grad_weight += grad.T @ padded.float()
             ctx.grads = (grad_rows, grad_weight, grad_bias)
             ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
             return total
