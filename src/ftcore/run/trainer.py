@@ -70,6 +70,10 @@ def _host_trainer(run: RunState, common: dict[str, Any]) -> Any:
     # bf16 autocast on a CPU: a few row lengths instead of one per pass (see passes.pad_flat_row).
     args = common["args"]
     pad_rows = bool(args.bf16) and not cuda_available()
+    if pad_rows:  # and no bf16 copy of each linear weight kept from the forward pass to the backward (models.linear)
+        from ftcore.models import linear
+
+        linear.install(run.model)
     pad_id = next((i for i in (getattr(run.tokenizer, "pad_token_id", None), getattr(run.tokenizer, "eos_token_id", None))
                    if isinstance(i, int)), 0)
     return passes.trainer_class()(processing_class=run.tokenizer, micro_batch_tokens=budget, pad_rows=pad_rows,
