@@ -81,6 +81,8 @@ CASES: dict[str, Case] = {
                            ft_set=("training.micro_batch_tokens=512",)),
     "ft_full_fp32": Case("ft", method="full", layout="default", note="ft train --method full, defaults in fp32",
                          ft_set=("training.precision=fp32",)),
+    "ft_full_gc": Case("ft", method="full", layout="default", note="ft train --method full, defaults + gradient checkpointing",
+                       ft_set=("training.gradient_checkpointing=true",)),
     "ft_full_tokoff": Case("ft", method="full", layout="default", note="ft train --method full, whole micro-batches",
                            ft_set=("training.micro_batch_tokens=null",)),
     "ft_compile": Case("ft", layout="default", note="ft defaults + torch.compile", ft_set=("training.torch_compile=true",)),
