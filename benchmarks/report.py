@@ -169,9 +169,13 @@ def _header(found: dict[str, Any], peak: float) -> list[str]:
     for model, reason in found.get("skipped", {}).items():
         lines.append(f"- {label(found, model)}: **not run**: {reason}.")
     spec = found["fixture"]["spec"]
+    longest = next((e["longest"] for e in found.get("models", {}).values() if "longest" in e), None)
+    subset = (f" (`--data longest`: only its {longest['examples']} longest, {longest['min_tokens']}–"
+              f"{longest['max_tokens']} tokens, so that every tool meets its longest examples within the measured "
+              "steps)") if longest else ""
     lines += [
         f"- Data: {spec['examples']} alpaca-style examples (log-normal lengths, median ~{spec['median_tokens']} tokens "
-        f"with the fixture's tokenizer, cut at {spec['max_tokens']}), the same for every case of a model; "
+        f"with the fixture's tokenizer, cut at {spec['max_tokens']}){subset}, the same for every case of a model; "
         f"{s['runs']} runs per case, one process each, rounds interleaved and rotated; medians.",
         "- LoRA r=16, alpha 32, dropout 0.05 on q/k/v/o projections; AdamW (torch), lr 2e-4 cosine, seed 42; fp32 except "
         "ft's defaults (training.precision auto) and cases that set a precision.",

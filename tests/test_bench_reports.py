@@ -66,3 +66,25 @@ def test_ceiling_bound_keeps_the_rest_of_the_step_and_speeds_up_the_linear_layer
     assert found["ft_default"] == pytest.approx(1.2)
     rest = 1 / 300 - linear
     assert found["rest_allowed"] == pytest.approx((1 / 300 / 1.5 - per_token / 100e9) / rest)
+
+
+def test_longest_examples_fixture_keeps_only_the_longest_in_their_order(tmp_path, tiny_model_dir, monkeypatch):
+    # `benchmarks/run.py --data longest`: the same model and tokenizer, only the longest examples, so every tool
+    # meets its longest examples (and so a whole run's peak memory) within the measured steps.
+    import json
+
+    run = load("run")
+    monkeypatch.setattr(run, "LONGEST", 2)
+    source = tmp_path / "fixture"
+    source.mkdir()
+    (source / "model").symlink_to(tiny_model_dir, target_is_directory=True)
+    (source / "fixture.json").write_text("{}", encoding="utf-8")
+    records = [{"instruction": "a " * n, "input": "", "output": "b"} for n in (3, 40, 1, 25, 7)]
+    (source / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    found = run.longest_examples(source, tmp_path / "longest")
+    kept = [json.loads(line) for line in (tmp_path / "longest" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert kept == [records[1], records[3]]  # the two longest, in the file's order
+    assert (tmp_path / "longest" / "model").resolve() == tiny_model_dir.resolve()
+    assert (tmp_path / "longest" / "fixture.json").exists()
+    assert found["dir"] == str(tmp_path / "longest") and found["longest"]["examples"] == 2
+    assert found["longest"]["min_tokens"] < found["longest"]["max_tokens"]
