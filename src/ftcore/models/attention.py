@@ -50,8 +50,9 @@ def padded_length(n: int) -> int:
     primitive cache and in oneDNN's, the same again): 80 row counts through one linear layer, forward and
     backward, kept 90 MB. A training step has about fifteen kinds of matmul (each projection forward and
     backward, LoRA's, the head's), so each row count a run meets costs it about 15 MB. With eight lengths per
-    doubling from 64 to 1,024 (40 in all), a 28M-parameter model's LoRA run still grew by 4 MB a step after 30
-    steps; with these 12 it grows far less and runs as fast: fewer matmuls to build outweigh the padded rows.
+    doubling from 64 to 1,024 (40 in all), a 28M-parameter model's LoRA run still grew by 4 MB a step, to 321 MB
+    of live memory at step 30; with these 12 it had 239 MB at step 30 and 246 MB from step 50 to 80, at the same
+    speed: fewer matmuls to build pay for the padded rows (docs/performance.md, "It still crept").
     """
     if n <= 64:
         return max(8, 1 << max(n - 1, 1).bit_length())
