@@ -49,9 +49,11 @@ def _step(model, batch):
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_training_under_cpu_autocast_keeps_no_bf16_weight_copies_and_the_same_gradients(tiny_model_dir, method):
+def test_training_under_cpu_autocast_keeps_no_bf16_weight_copies_and_the_same_gradients(tiny_model_dir, method,
+                                                                                         monkeypatch):
     from ftcore.models import linear
 
+    monkeypatch.setattr(linear, "MIN_ROWS", 48)  # this batch's 2 x 24 tokens
     model = _model(tiny_model_dir, method)
     weights = {tuple(m.weight.shape) for m in model.modules() if type(m) is torch.nn.Linear}
     batch = _batch()
@@ -83,3 +85,14 @@ def test_quantized_and_other_linear_subclasses_are_left_alone():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), Other(4, 4))
     assert linear.install(model) == 1 and linear.install(model) == 0  # installing twice changes nothing more
     assert "forward" in vars(model[0]) and "forward" not in vars(model[1])
+
+
+def test_short_passes_keep_autocasts_own_linear(tiny_model_dir, monkeypatch):
+    # A second cast per pass costs as much at any length, so passes under MIN_ROWS tokens keep the copy.
+    from ftcore.models import linear
+
+    monkeypatch.setattr(linear, "MIN_ROWS", 49)  # one more than this batch's 48 tokens
+    model = _model(tiny_model_dir, "full")
+    weights = {tuple(m.weight.shape) for m in model.modules() if type(m) is torch.nn.Linear}
+    linear.install(model)
+    assert weights & set(_step(model, _batch())[2])
