@@ -4,7 +4,7 @@ examples gives the unsliced step's loss and gradients, for flattened and padded 
 from __future__ import annotations
 
 import pytest
-from train_helpers import logged_losses, run_config, write_reversal_pairs
+from train_helpers import logged_losses, run_config, tiny_trainable, write_reversal_pairs
 
 torch = pytest.importorskip("torch")
 
@@ -49,23 +49,6 @@ def test_padded_batch_is_cut_between_rows_without_unneeded_padding():
     assert split_batch({**batch, "extra": torch.zeros(4)}, 14) is None
 
 
-def _model(tiny_model_dir, method):
-    from transformers import AutoModelForCausalLM
-
-    from ftcore.models.attention import use_segment_attention
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
-    use_segment_attention(model)
-    if method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
-        for name, param in model.named_parameters():  # LoRA B starts at zero: give it values so A gets gradients
-            if "lora_B" in name:
-                torch.nn.init.normal_(param, std=0.02)
-    return model.train()
-
-
 def _step(model, batch, budget, tmp_path, num_items):
     """One ``training_step`` of ft's trainer; the loss it returns, its gradients and the passes it took."""
     from transformers import TrainingArguments
@@ -88,7 +71,7 @@ def test_sliced_step_has_the_unsliced_gradients(method, layout, kernel, tiny_mod
     from ftcore.data.collate import PackedCollator, PaddingCollator
     from ftcore.models import loss
 
-    model = _model(tiny_model_dir, method)
+    model = tiny_trainable(tiny_model_dir, method, segments=True)
     loss.install(model, kernel)
     batch = PackedCollator()(EXAMPLES) if layout == "flat" else PaddingCollator(pad_token_id=0)(EXAMPLES)
     # The trainer counts the labelled tokens of the whole optimizer step (here: this batch and another like it).
@@ -107,7 +90,7 @@ def test_no_token_count_runs_whole(tiny_model_dir, tmp_path):
     from ftcore.data.collate import PackedCollator
 
     # Without the step's token count each slice's loss would be its own mean: the micro-batch stays whole.
-    assert _step(_model(tiny_model_dir, "full"), PackedCollator()(EXAMPLES), 12, tmp_path, None)[2] == 1
+    assert _step(tiny_trainable(tiny_model_dir, "full", segments=True), PackedCollator()(EXAMPLES), 12, tmp_path, None)[2] == 1
 
 
 @pytest.mark.usefixtures("single_thread")

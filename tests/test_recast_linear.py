@@ -4,22 +4,9 @@
 from __future__ import annotations
 
 import pytest
+from train_helpers import tiny_trainable
 
 torch = pytest.importorskip("torch")
-
-
-def _model(tiny_model_dir, method: str):
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
-    if method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
-        for name, param in model.named_parameters():  # LoRA B starts at zero: give it values so A gets gradients
-            if "lora_B" in name:
-                torch.nn.init.normal_(param, std=0.02)
-    return model.train()
 
 
 def _batch():
@@ -54,7 +41,7 @@ def test_training_under_cpu_autocast_keeps_no_bf16_weight_copies_and_the_same_gr
     from ftcore.models import linear
 
     monkeypatch.setattr(linear, "MIN_ROWS", 48)  # this batch's 2 x 24 tokens
-    model = _model(tiny_model_dir, method)
+    model = tiny_trainable(tiny_model_dir, method)
     weights = {tuple(m.weight.shape) for m in model.modules() if type(m) is torch.nn.Linear}
     batch = _batch()
     reference = _step(model, batch)
@@ -92,7 +79,7 @@ def test_short_passes_keep_autocasts_own_linear(tiny_model_dir, monkeypatch):
     from ftcore.models import linear
 
     monkeypatch.setattr(linear, "MIN_ROWS", 49)  # one more than this batch's 48 tokens
-    model = _model(tiny_model_dir, "full")
+    model = tiny_trainable(tiny_model_dir, "full")
     weights = {tuple(m.weight.shape) for m in model.modules() if type(m) is torch.nn.Linear}
     linear.install(model)
     assert weights & set(_step(model, _batch())[2])

@@ -75,3 +75,24 @@ def logged_losses(run_dir: Path) -> list[float]:
 def siblings(path: Path) -> list[str]:
     """Names next to ``path`` that belong to it (the run itself and any staging/old directory)."""
     return sorted(p.name for p in path.parent.iterdir() if p.name.lstrip(".").startswith(path.name))
+
+
+def tiny_trainable(model_dir: Path, method: str, segments: bool = False) -> Any:
+    """The tiny model in float32, in training mode: ``full``, or ``lora`` (r=4 on q/v, no dropout, B drawn so that A
+    gets gradients); ``segments`` switches it to ft's per-example attention."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa", dtype=torch.float32)
+    if segments:
+        from ftcore.models.attention import use_segment_attention
+
+        use_segment_attention(model)
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
+        for name, param in model.named_parameters():  # LoRA B starts at zero: give it values so A gets gradients
+            if "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.02)
+    return model.train()
