@@ -17,6 +17,7 @@ the layer runs its own forward.
 
 from __future__ import annotations
 
+import functools
 import types
 from typing import Any
 
@@ -67,19 +68,10 @@ def _forward(self: Any, x: Any) -> Any:
 
     if not applies(x, self.weight, self.training):
         return functional.linear(x, self.weight, self.bias)
-    return _function().apply(x, self.weight, self.bias)
+    return _recast_linear().apply(x, self.weight, self.bias)
 
 
-_FUNCTION: Any = None
-
-
-def _function() -> Any:
-    global _FUNCTION
-    if _FUNCTION is None:
-        _FUNCTION = _recast_linear()
-    return _FUNCTION
-
-
+@functools.cache
 def _recast_linear() -> type:
     import torch
 
